@@ -1,0 +1,170 @@
+"""Background Consistency Guidance as a SAMPLER_SAMPLE wrapper on a cloned ModelPatcher.
+
+Outside the free mask, every model call's input and its guided denoised output are replaced
+by the stored trajectory of the layer below, and the sampler starts from the stored start.
+With a deterministic sampler the sampler's own arithmetic is then fed the same numbers as in
+the stored run, so the result there is bit-identical; the final latent is blended as well,
+which makes ancestral and SDE samplers exact at the stored points too.
+
+When the run's model calls do not line up with the stored ones (another schedule, an
+adaptive sampler) it falls back to classic latent blending with the memory's final latent,
+re-noised to each call's sigma, and says so in the log.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+
+import comfy.patcher_extension
+import comfy.samplers
+
+from .trajectory import Trajectory, TrajectoryRecorder
+
+WRAPPER_KEY = "layer_memory_bcg"
+log = logging.getLogger("LayerMemory")
+
+
+@dataclass(frozen=True, eq=False)
+class BCGSpec:
+    """What one sampling run keeps fixed and what it may change."""
+
+    free_mask: torch.Tensor | None  # [h, w] in 0..1; None: nothing is forced (background run)
+    reference: Trajectory | None  # stored run the forced region follows
+    schedule_sigmas: torch.Tensor | None = None  # the memory's sigmas, [steps + 1]
+    start_step: int = 0  # first step of the stored schedule this run covers
+    free_init: torch.Tensor | None = None  # [C, h, w] start inside the free region; None: the sampler's noise
+    unblended_from_step: int | None = None  # from this step on nothing is forced (harmonisation)
+    label: str = "BCG"
+
+
+class _Replay:
+    """The stored run moved to the sampling device once, and the map from this run's calls to it."""
+
+    def __init__(self, spec: BCGSpec, run_sigmas: torch.Tensor, device: torch.device, dtype: torch.dtype):
+        ref = spec.reference
+        expected = spec.schedule_sigmas[spec.start_step:] if spec.schedule_sigmas is not None else None
+        run = run_sigmas.detach().to("cpu", torch.float32)
+        self.exact = expected is not None and expected.shape == run.shape and bool(torch.allclose(run, expected, rtol=1e-6, atol=1e-7))
+        self.offset = ref.first_call_of_step(spec.start_step) if self.exact else 0
+        self.stored_sigmas = ref.sigmas
+        self.ref = ref.to(device, dtype)
+        self.mask = spec.free_mask.to(device, dtype)[None, None]
+
+    def call(self, k: int, sigma: torch.Tensor) -> int | None:
+        """Stored call index for this run's k-th call, or None once the calls no longer line up."""
+        c = self.offset + k
+        if self.exact and c >= self.stored_sigmas.numel():
+            self.exact = False
+        if self.exact and sigma.device.type == "cpu":  # checking on the GPU would sync every call
+            s = float(sigma.reshape(-1)[0])
+            if abs(float(self.stored_sigmas[c]) - s) > 1e-5 * max(1.0, abs(s)):
+                self.exact = False
+        return c if self.exact else None
+
+
+class BCGDenoiser(comfy.samplers.KSamplerX0Inpaint):
+    """The sampler's model: forces the stored trajectory outside the free mask and records the run."""
+
+    def __init__(self, model_wrap, sigmas, replay: _Replay | None, recorder: TrajectoryRecorder, noise: torch.Tensor):
+        super().__init__(model_wrap, sigmas)
+        self.replay = replay
+        self.recorder = recorder
+        self.noise = noise
+        self.latent_image = None
+        self.calls = 0
+        self.unblended_from: int | None = None
+
+    def forced(self, k: int, x: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(model input, denoised) that the forced region takes at this run's k-th call."""
+        c = self.replay.call(k, sigma)
+        ref = self.replay.ref
+        if c is not None:
+            return ref.x[c][None], ref.denoised[c][None]
+        final = ref.final[None]
+        return self.inner_model.inner_model.scale_latent_inpaint(x=x, sigma=sigma, noise=self.noise, latent_image=final), final
+
+    def __call__(self, x, sigma, denoise_mask=None, model_options={}, seed=None):
+        k = self.calls
+        self.calls += 1
+        blend = self.replay is not None and (self.unblended_from is None or self.recorder.step < self.unblended_from)
+        if blend:
+            x_ref, d_ref = self.forced(k, x, sigma)
+            x = torch.lerp(x_ref, x, self.replay.mask)
+        out = self.inner_model(x, sigma, model_options=model_options, seed=seed)
+        if blend:
+            out = torch.lerp(d_ref, out, self.replay.mask)
+        self.recorder.record(sigma, x, out)
+        return out
+
+
+class BCGSamplerWrapper:
+    """SAMPLER_SAMPLE wrapper: runs the KSAMPLER's own sampler function around a BCGDenoiser."""
+
+    def __init__(self, spec: BCGSpec):
+        self.spec = spec
+        self.last_trajectory: Trajectory | None = None
+        self.last_exact: bool | None = None
+
+    def __call__(self, executor, guider, sigmas, extra_args, callback, noise, latent_image, denoise_mask, disable_pbar):
+        sampler = executor.class_obj
+        if not isinstance(sampler, comfy.samplers.KSAMPLER):
+            return self._fallback_custom_sampler(executor, guider, sigmas, extra_args, callback, noise, latent_image, disable_pbar)
+        spec = self.spec
+        model_sampling = guider.inner_model.model_sampling
+        extra_args["denoise_mask"] = None
+        replay = _Replay(spec, sigmas, noise.device, noise.dtype) if spec.reference is not None else None
+        if replay is not None and not replay.exact:
+            log.warning("%s: the sampler's sigmas are not the memory's schedule; falling back to latent blending "
+                        "with the memory's final latent re-noised at each sigma (not exact outside the mask).", spec.label)
+        initially_exact = replay is not None and replay.exact
+        recorder = TrajectoryRecorder(first_step=spec.start_step)
+        model_k = BCGDenoiser(guider, sigmas, replay, recorder, noise)
+        model_k.latent_image = latent_image
+        model_k.unblended_from = spec.unblended_from_step
+
+        x = model_sampling.noise_scaling(sigmas[0], noise, latent_image, sampler.max_denoise(guider, sigmas))
+        if spec.free_init is not None:
+            x = spec.free_init.to(x.device, x.dtype)[None].expand_as(x).clone()
+        if replay is not None:
+            x = torch.lerp(model_k.forced(0, x, sigmas[0:1])[0], x, replay.mask)
+
+        total_steps = len(sigmas) - 1
+
+        def k_callback(d):
+            recorder.step_done(d["i"])
+            if callback is not None:
+                callback(d["i"], d["denoised"], d["x"], total_steps)
+
+        samples = sampler.sampler_function(model_k, x, sigmas, extra_args=extra_args, callback=k_callback,
+                                           disable=disable_pbar, **sampler.extra_options)
+        samples = model_sampling.inverse_noise_scaling(sigmas[-1], samples)
+        if replay is not None and spec.unblended_from_step is None:
+            samples = torch.lerp(replay.ref.final[None], samples, replay.mask)
+            if initially_exact and not replay.exact:
+                log.warning("%s: model calls stopped lining up with the stored trajectory (adaptive sampler?); the rest "
+                            "of the run used latent blending (not exact outside the mask).", spec.label)
+            self.last_exact = replay.exact
+        self.last_trajectory = recorder.finish(samples)
+        return samples
+
+    def _fallback_custom_sampler(self, executor, guider, sigmas, extra_args, callback, noise, latent_image, disable_pbar):
+        """A non-KSAMPLER sampler: let ComfyUI's own inpainting blend with the memory's final latent."""
+        spec = self.spec
+        if spec.reference is None:
+            return executor(guider, sigmas, extra_args, callback, noise, latent_image, None, disable_pbar)
+        log.warning("%s: sampler %s is not a KSAMPLER; using ComfyUI's latent blending with the memory's final latent "
+                    "(not exact outside the mask).", spec.label, type(executor.class_obj).__name__)
+        mask = spec.free_mask.to(noise.device, noise.dtype)[None, None].expand_as(noise)
+        final = spec.reference.final.to(noise.device, noise.dtype)[None]
+        self.last_exact = False
+        return executor(guider, sigmas, extra_args, callback, noise, final, mask, disable_pbar)
+
+
+def install(patcher, spec: BCGSpec) -> BCGSamplerWrapper:
+    """Add the BCG wrapper to `patcher` (a clone the caller owns) and return it."""
+    wrapper = BCGSamplerWrapper(spec)
+    patcher.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.SAMPLER_SAMPLE, WRAPPER_KEY)
+    patcher.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.SAMPLER_SAMPLE, WRAPPER_KEY, wrapper)
+    return wrapper

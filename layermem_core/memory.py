@@ -1,0 +1,204 @@
+"""The layer-wise memory: an immutable value passed along graph edges.
+
+ComfyUI caches node outputs and hands the same object to every branch, so nothing here is
+ever changed in place: every operation returns a new LayerMemory that shares the tensors it
+did not change (they are never written to either).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Iterator
+
+import torch
+
+from .errors import LayerMemoryError
+from .trajectory import Trajectory
+
+EMBED_WIDTH = 4096  # T5-XXL, the only text encoder PixArt takes
+
+
+@dataclass(frozen=True, eq=False)
+class Conditioning:
+    """One prompt: its T5 embedding and the scalar extras ComfyUI attached (PixArt-alpha's width/height)."""
+
+    embedding: torch.Tensor  # [1, L, 4096], CPU
+    extras: tuple[tuple[str, object], ...] = ()
+
+    @staticmethod
+    def from_comfy(conditioning, input_name: str) -> "Conditioning":
+        if not isinstance(conditioning, (list, tuple)) or len(conditioning) == 0:
+            raise LayerMemoryError(input_name, "expected CONDITIONING (a list of [tensor, dict])", "connect a text-encode node's output")
+        if len(conditioning) != 1:
+            raise LayerMemoryError(
+                input_name,
+                f"got {len(conditioning)} conditioning entries; a layer has exactly one prompt",
+                "encode the layer's prompt with one CLIPTextEncodePixArtAlpha/CLIPTextEncode node (no Conditioning Combine)",
+            )
+        entry = conditioning[0]
+        tensor, extras = entry[0], (entry[1] if len(entry) > 1 else {})
+        if not isinstance(tensor, torch.Tensor) or tensor.dim() != 3:
+            raise LayerMemoryError(input_name, "conditioning tensor must be [batch, tokens, width]", "connect a text-encode node's output")
+        if tensor.shape[-1] != EMBED_WIDTH:
+            raise LayerMemoryError(
+                input_name,
+                f"conditioning is {tensor.shape[-1]} wide, PixArt needs T5-XXL embeddings ({EMBED_WIDTH} wide)",
+                "encode the prompt with the T5-XXL text encoder (CLIPLoader type 'pixart', or LoadPixArt's CLIP output)",
+            )
+        if tensor.shape[0] != 1:
+            raise LayerMemoryError(input_name, f"conditioning batch is {tensor.shape[0]}", "encode one prompt (batch size 1)")
+        kept = tuple(sorted((k, v) for k, v in dict(extras).items() if isinstance(v, (int, float, str, bool))))
+        return Conditioning(tensor.detach().to("cpu").clone(), kept)
+
+    def to_comfy(self) -> list:
+        return [[self.embedding, dict(self.extras)]]
+
+
+@dataclass(frozen=True, eq=False)
+class Layer:
+    """One step of the scene: its prompt, where it is, and the composite's trajectory after it."""
+
+    name: str
+    positive: Conditioning
+    negative: Conditioning
+    seed: int
+    latent_mask: torch.Tensor  # [h, w] float32 in 0..1 (all ones for the background)
+    token_mask: torch.Tensor  # [h/2, w/2] bool
+    trajectory: Trajectory
+    prompt: str = ""
+
+
+@dataclass(frozen=True, eq=False)
+class Schedule:
+    """Fixed for a memory's whole life: BCG replays stored latents sigma for sigma."""
+
+    sigmas: torch.Tensor  # [steps + 1] float32
+    sampler_name: str
+    scheduler: str
+    steps: int
+    cfg: float
+
+    def same_sigmas(self, sigmas: torch.Tensor) -> bool:
+        s = sigmas.detach().to("cpu", torch.float32).reshape(-1)
+        return s.shape == self.sigmas.shape and bool(torch.allclose(s, self.sigmas, rtol=1e-6, atol=1e-7))
+
+
+@dataclass(frozen=True)
+class ModelFingerprint:
+    """Enough of a model to refuse a memory made with another one."""
+
+    image_model: str
+    depth: int
+    micro_condition: bool
+    latent_channels: int
+    weight_signature: float
+
+    def mismatch(self, other: "ModelFingerprint") -> str | None:
+        for field in ("image_model", "depth", "micro_condition", "latent_channels"):
+            a, b = getattr(self, field), getattr(other, field)
+            if a != b:
+                return f"{field} {b!r} != memory's {a!r}"
+        if abs(self.weight_signature - other.weight_signature) > 1e-2 * max(1.0, abs(self.weight_signature)):
+            return "its weights differ from the checkpoint the memory was made with"
+        return None
+
+
+@dataclass(frozen=True, eq=False)
+class LayerMemory:
+    fingerprint: ModelFingerprint
+    schedule: Schedule
+    latent_shape: tuple[int, int, int]  # (C, h, w)
+    latent_scale: float  # the model's latent_format.scale_factor: internal = user * scale
+    layers: tuple[Layer, ...]
+
+    @property
+    def top(self) -> Layer:
+        return self.layers[-1]
+
+    @property
+    def latent_hw(self) -> tuple[int, int]:
+        return self.latent_shape[1], self.latent_shape[2]
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(width, height) in pixels."""
+        return self.latent_shape[2] * 8, self.latent_shape[1] * 8
+
+    def composite_latent(self, index: int = -1) -> dict:
+        """The composite after layer `index` as a ComfyUI LATENT (the model's process_latent_out)."""
+        final = self.layers[index].trajectory.final
+        return {"samples": final[None] / self.latent_scale}
+
+    def with_layer(self, layer: Layer) -> "LayerMemory":
+        return replace(self, layers=self.layers + (layer,))
+
+    def with_layers(self, layers: tuple[Layer, ...]) -> "LayerMemory":
+        return replace(self, layers=tuple(layers))
+
+    def truncated(self, count: int) -> "LayerMemory":
+        return replace(self, layers=self.layers[:count])
+
+    def resolve(self, spec: str | int, input_name: str = "layer", allow_background: bool = False) -> int:
+        """A layer index from an index (negative counts from the top) or a layer name."""
+        n = len(self.layers)
+        text = str(spec).strip()
+        index = None
+        try:
+            index = int(text)
+        except ValueError:
+            matches = [i for i, layer in enumerate(self.layers) if layer.name == text]
+            if not matches:
+                names = ", ".join(f"{i}: {layer.name!r}" for i, layer in enumerate(self.layers))
+                raise LayerMemoryError(input_name, f"no layer is named {text!r}", f"use an index or one of the names ({names})")
+            index = matches[-1]
+        if index < 0:
+            index += n
+        low = 0 if allow_background else 1
+        if not low <= index < n:
+            raise LayerMemoryError(
+                input_name,
+                f"layer index {text} is out of range; this memory has layers 0..{n - 1} (0 is the background)",
+                f"use an index from {low} to {n - 1}, or -1 for the top layer",
+            )
+        return index
+
+    def renamed(self, index: int, name: str) -> "LayerMemory":
+        layers = list(self.layers)
+        layers[index] = replace(layers[index], name=name)
+        return replace(self, layers=tuple(layers))
+
+    def tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """Every tensor the memory holds, named; for hashing, saving and size accounting."""
+        yield "schedule.sigmas", self.schedule.sigmas
+        for i, layer in enumerate(self.layers):
+            p = f"layers.{i}."
+            yield p + "positive", layer.positive.embedding
+            yield p + "negative", layer.negative.embedding
+            yield p + "latent_mask", layer.latent_mask
+            yield p + "token_mask", layer.token_mask
+            t = layer.trajectory
+            for field in ("sigmas", "steps", "x", "denoised", "final"):
+                yield p + "trajectory." + field, getattr(t, field)
+
+    def nbytes(self) -> int:
+        seen: set[int] = set()
+        total = 0
+        for _, t in self.tensors():
+            key = t.data_ptr()
+            if key not in seen:
+                seen.add(key)
+                total += t.numel() * t.element_size()
+        return total
+
+    def describe(self) -> list[dict]:
+        rows = []
+        h, w = self.latent_hw
+        for i, layer in enumerate(self.layers):
+            rows.append({
+                "index": i,
+                "name": layer.name,
+                "prompt": layer.prompt,
+                "seed": layer.seed,
+                "mask_area": round(float(layer.latent_mask.sum()) / (h * w), 4),
+                "tokens": int(layer.token_mask.sum()),
+            })
+        return rows

@@ -1,0 +1,51 @@
+"""One sampling run of PixArt through ComfyUI's own guider and sampler, with BCG and MQD scoped
+to a clone of the caller's ModelPatcher."""
+from __future__ import annotations
+
+import torch
+
+import comfy.sample
+import comfy.samplers
+import comfy.utils
+import latent_preview
+
+from . import bcg, mqd
+from .memory import Conditioning, Schedule
+from .trajectory import Trajectory
+
+
+def make_schedule(model, sampler_name: str, scheduler: str, steps: int, cfg: float) -> Schedule:
+    """Sigmas exactly as ComfyUI's KSampler computes them (penultimate-sigma rules included)."""
+    ks = comfy.samplers.KSampler(model, steps=steps, device="cpu", sampler=sampler_name, scheduler=scheduler, denoise=1.0)
+    return Schedule(ks.sigmas.detach().to("cpu", torch.float32).clone(), sampler_name, scheduler, steps, float(cfg))
+
+
+def run(model, schedule: Schedule, positive: Conditioning, negative: Conditioning, latent_shape: tuple[int, int, int],
+        seed: int, spec: bcg.BCGSpec, mqd_run: mqd.MQDRun | None = None) -> Trajectory:
+    """Sample from `spec.start_step` to the end of the schedule; returns the recorded trajectory.
+
+    The caller's `model` is never changed: patches go on a clone, and the clone's object
+    patches are taken off the shared module again when the run ends, raises or is interrupted.
+    """
+    patcher = model.clone()
+    wrapper = bcg.install(patcher, spec)
+    patched_keys = mqd.install(patcher, mqd_run) if mqd_run is not None else []
+    sigmas = schedule.sigmas[spec.start_step:].clone()
+    guider = comfy.samplers.CFGGuider(patcher)
+    guider.set_conds(positive.to_comfy(), negative.to_comfy())
+    guider.set_cfg(schedule.cfg)
+    latent = torch.zeros((1,) + tuple(latent_shape), dtype=torch.float32)
+    noise = comfy.sample.prepare_noise(latent, seed)
+    sampler = comfy.samplers.sampler_object(schedule.sampler_name)
+    callback = latent_preview.prepare_callback(patcher, len(sigmas) - 1)
+    try:
+        guider.sample(noise, latent, sampler, sigmas, callback=callback,
+                      disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
+    finally:
+        if patched_keys:
+            # ComfyUI restores object patches only at the next load; do it now so the shared
+            # diffusion model is stock again whatever happened inside the run.
+            patcher.unpatch_model(unpatch_weights=False)
+    if wrapper.last_trajectory is None:
+        raise RuntimeError("the sampler finished without a recorded trajectory")
+    return wrapper.last_trajectory
