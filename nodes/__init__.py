@@ -1,0 +1,16 @@
+"""ComfyUI nodes of the pack (V3 schema)."""
+from __future__ import annotations
+
+from comfy_api.latest import ComfyExtension, io
+
+from .bcg_node import BCGBlend
+from .inspect_nodes import ListLayers
+from .loader import LoadPixArt
+from .memory_nodes import AddLayerNode, DeleteLayerNode, LayerMemoryNode
+
+NODES: list[type[io.ComfyNode]] = [LoadPixArt, LayerMemoryNode, AddLayerNode, BCGBlend, DeleteLayerNode, ListLayers]
+
+
+class LayerMemoryExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return list(NODES)

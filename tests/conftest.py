@@ -1,0 +1,76 @@
+"""Shared fixtures. Unit tests need nothing; host tests boot the real ComfyUI once per session."""
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+SUPPORT = Path(__file__).resolve().parent / "support"
+if str(SUPPORT) not in sys.path:
+    sys.path.insert(0, str(SUPPORT))
+
+import host as host_support  # noqa: E402
+
+# The pack imported by its package name, for the unit tests (its __init__ imports no ComfyUI).
+_PKG_DIR = Path(tempfile.mkdtemp(prefix="lm_pkg_"))
+(_PKG_DIR / host_support.PACK_NAME).symlink_to(host_support.REPO, target_is_directory=True)
+sys.path.insert(0, str(_PKG_DIR))
+
+_COMFY = host_support.find_comfyui()
+
+
+def pytest_report_header(config):
+    if _COMFY is None:
+        return "!!! " + host_support.HOW_TO_GET_IT + " Host and end-to-end tests will be SKIPPED. !!!"
+    return f"ComfyUI host: {_COMFY}"
+
+
+def pytest_collection_modifyitems(config, items):
+    if _COMFY is not None:
+        return
+    skip = pytest.mark.skip(reason=host_support.HOW_TO_GET_IT)
+    for item in items:
+        if "host" in item.keywords or "e2e" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def comfy_root() -> Path:
+    if _COMFY is None:
+        pytest.skip(host_support.HOW_TO_GET_IT)
+    return _COMFY
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("lm_host") / "models"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture(scope="session")
+def host(comfy_root, models_dir, tmp_path_factory):
+    """The booted ComfyUI with this pack loaded; `.layer_ops`, `.memory`, ... are the pack's modules."""
+    custom_nodes = tmp_path_factory.mktemp("custom_nodes")
+    h = host_support.boot(comfy_root, models_dir, custom_nodes)
+    import random_models
+
+    h.model_paths = random_models.write_models(str(models_dir))
+    return h
+
+
+@pytest.fixture(scope="session")
+def models(host):
+    """Loaded random PixArt models by variant name, through ComfyUI's own loader."""
+    import comfy.sd
+
+    cache: dict = {}
+
+    def get(name: str = "pixart_alpha_512"):
+        if name not in cache:
+            cache[name] = comfy.sd.load_diffusion_model(host.model_paths[name])
+        return cache[name]
+
+    return get

@@ -1,0 +1,40 @@
+"""The pack loads in the real ComfyUI with its nodes, and a whole scene runs through them."""
+import pytest
+
+import scenes
+
+pytestmark = pytest.mark.host
+
+NODE_IDS = ["LoadPixArt", "LayerMemory", "AddLayer", "BCGBlend", "DeleteLayer", "ListLayers"]
+
+
+def test_nodes_registered_with_tooltips(host):
+    for node_id in NODE_IDS:
+        assert node_id in host.nodes.NODE_CLASS_MAPPINGS, node_id
+        cls = host.nodes.NODE_CLASS_MAPPINGS[node_id]
+        info = cls.INPUT_TYPES()
+        for group in ("required", "optional"):
+            for name, spec in info.get(group, {}).items():
+                assert spec[1].get("tooltip"), f"{node_id}.{name} has no tooltip"
+        assert cls.CATEGORY == "layer_memory"
+        assert cls.DESCRIPTION
+
+
+def test_load_pixart_through_comfy_loaders(host):
+    node = host.nodes.NODE_CLASS_MAPPINGS["LoadPixArt"]
+    out = node.execute("random_pixart_alpha_512.safetensors", "none (encode with another loader)", "taesd", "default")
+    model, clip, vae = out.result
+    assert type(model.model.diffusion_model).__name__ == "PixArtMS"
+    assert clip is None
+    assert vae is not None
+
+
+def test_scene_through_nodes(host):
+    N = host.nodes.NODE_CLASS_MAPPINGS
+    model = N["LoadPixArt"].execute("random_pixart_alpha_512.safetensors", "none (encode with another loader)", "taesd", "default").result[0]
+    memory, latent = N["LayerMemory"].execute(model, scenes.cond(1), scenes.negative(), 512, 512, 0, 2, 4.5, "euler", "normal").result
+    assert latent["samples"].shape == (1, 4, 64, 64)
+    memory2, latent2 = N["AddLayer"].execute(memory, model, scenes.cond(2), scenes.box_mask(512, 0.2, 0.2, 0.6, 0.6), 5).result
+    assert len(memory2.layers) == 2 and len(memory.layers) == 1
+    text = N["ListLayers"].execute(memory2).result[0]
+    assert "layer 1" in text and "background" in text

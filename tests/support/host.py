@@ -1,0 +1,63 @@
+"""Find and boot the real ComfyUI host for tests, in-process, on the CPU.
+
+The host is looked up at $COMFYUI_PATH, then ~/ComfyUI, then as the parent of the
+`custom_nodes/` folder this pack sits in. Nothing of ComfyUI is stubbed.
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+REPO = Path(__file__).resolve().parents[2]
+PACK_NAME = "comfyui_layer_memory"
+HOW_TO_GET_IT = ("ComfyUI host not found: set COMFYUI_PATH to a ComfyUI checkout (or put one at ~/ComfyUI, "
+                 "or install this pack in ComfyUI/custom_nodes/) and install its requirements; see README 'Tests'.")
+
+
+def find_comfyui() -> Path | None:
+    candidates = []
+    if os.environ.get("COMFYUI_PATH"):
+        candidates.append(Path(os.environ["COMFYUI_PATH"]).expanduser())
+    candidates.append(Path("~/ComfyUI").expanduser())
+    if REPO.parent.name == "custom_nodes":
+        candidates.append(REPO.parent.parent)
+    for c in candidates:
+        if (c / "comfy" / "ldm" / "pixart" / "pixartms.py").is_file() and (c / "main.py").is_file():
+            return c.resolve()
+    return None
+
+
+def boot(comfy_root: Path, models_dir: Path, custom_nodes_dir: Path) -> SimpleNamespace:
+    """Import ComfyUI (CPU), register `models_dir`, load this pack with ComfyUI's own custom-node loader."""
+    if str(comfy_root) not in sys.path:
+        sys.path.insert(0, str(comfy_root))
+    import comfy.options  # noqa: F401  (args are parsed from [] unless enabled)
+    import comfy.cli_args
+
+    comfy.cli_args.args.cpu = True
+    import folder_paths
+
+    for folder in ("diffusion_models", "vae_approx", "vae", "text_encoders", "checkpoints"):
+        path = models_dir / folder
+        path.mkdir(parents=True, exist_ok=True)
+        folder_paths.add_model_folder_path(folder, str(path), is_default=True)
+    folder_paths.set_output_directory(str(models_dir.parent / "output"))
+    folder_paths.set_input_directory(str(models_dir.parent / "input"))
+    import nodes
+
+    link = custom_nodes_dir / PACK_NAME
+    if not link.exists():
+        link.symlink_to(REPO, target_is_directory=True)
+    asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
+    ok = asyncio.run(nodes.load_custom_node(str(link), module_parent="custom_nodes"))
+    if not ok:
+        raise RuntimeError("ComfyUI failed to load the pack; see the log above")
+    module_name = str(link).replace(".", "_x_")
+    core = {name: importlib.import_module(f"{module_name}.layermem_core.{name}")
+            for name in ("errors", "masks", "routing", "memory", "trajectory", "bcg", "mqd", "sampling", "model_checks", "layer_ops")}
+    return SimpleNamespace(root=comfy_root, nodes=nodes, folder_paths=folder_paths, module_name=module_name,
+                           pack=sys.modules[module_name], **core)
