@@ -20,6 +20,7 @@ import torch
 import comfy.patcher_extension
 import comfy.samplers
 
+from .errors import LayerMemoryError
 from .trajectory import Trajectory, TrajectoryRecorder
 
 WRAPPER_KEY = "layer_memory_bcg"
@@ -108,6 +109,7 @@ class BCGSamplerWrapper:
         self.last_exact: bool | None = None
 
     def __call__(self, executor, guider, sigmas, extra_args, callback, noise, latent_image, denoise_mask, disable_pbar):
+        self._check_latent(noise)
         sampler = executor.class_obj
         if not isinstance(sampler, comfy.samplers.KSAMPLER):
             return self._fallback_custom_sampler(executor, guider, sigmas, extra_args, callback, noise, latent_image, disable_pbar)
@@ -148,6 +150,18 @@ class BCGSamplerWrapper:
             self.last_exact = replay.exact
         self.last_trajectory = recorder.finish(samples)
         return samples
+
+    def _check_latent(self, noise: torch.Tensor) -> None:
+        mask = self.spec.free_mask
+        if mask is None:
+            return
+        if noise.shape[0] != 1:
+            raise LayerMemoryError("latent_image", f"batch size {noise.shape[0]}; a layer memory holds one image",
+                                   "sample a latent of batch size 1")
+        if tuple(noise.shape[-2:]) != tuple(mask.shape):
+            h, w = mask.shape
+            raise LayerMemoryError("latent_image", f"the latent is {noise.shape[-1] * 8}x{noise.shape[-2] * 8} px but the "
+                                   f"memory is {w * 8}x{h * 8}", f"use an empty latent of {w * 8}x{h * 8}")
 
     def _fallback_custom_sampler(self, executor, guider, sigmas, extra_args, callback, noise, latent_image, disable_pbar):
         """A non-KSAMPLER sampler: let ComfyUI's own inpainting blend with the memory's final latent."""

@@ -1,0 +1,111 @@
+"""Point 2: BCG keeps everything outside the (grown) mask exactly as the layer below."""
+import logging
+
+import pytest
+import torch
+
+import scenes
+
+pytestmark = pytest.mark.host
+
+
+def _outside(memory):
+    return memory.top.latent_mask == 0
+
+
+def _assert_exact_outside(new, below, where):
+    a, b = new.top.trajectory, below.top.trajectory
+    assert torch.equal(a.sigmas, b.sigmas) and a.calls == b.calls
+    assert torch.equal(a.x[..., where], b.x[..., where]), "model inputs differ outside the mask"
+    assert torch.equal(a.denoised[..., where], b.denoised[..., where]), "denoised predictions differ outside the mask"
+    assert torch.equal(a.final[..., where], b.final[..., where]), "final latent differs outside the mask"
+    assert torch.equal(new.composite_latent()["samples"][..., where], below.composite_latent()["samples"][..., where])
+    assert not torch.equal(a.final[..., ~where], b.final[..., ~where]), "the masked region was not sampled"
+
+
+@pytest.mark.parametrize("sampler,scheduler", [("euler", "normal"), ("dpmpp_2m", "karras"), ("heun", "simple"),
+                                               ("uni_pc", "sgm_uniform"), ("ddim", "ddim_uniform")])
+def test_deterministic_samplers_are_bit_exact_outside(host, alpha, sampler, scheduler):
+    bg = host.layer_ops.start_memory(alpha, scenes.cond(1), scenes.negative(), 512, 512, 3, 3, 4.5, sampler, scheduler)
+    added = host.layer_ops.add_layer(bg, alpha, scenes.cond(2), scenes.box_mask(512, 0.3, 0.2, 0.7, 0.6), seed=4, grow_pixels=1)
+    _assert_exact_outside(added, bg, _outside(added))
+
+
+def test_second_layer_follows_first_layer_outside(three_layers):
+    for below, new in zip(three_layers[1:], three_layers[2:]):
+        _assert_exact_outside(new, below, _outside(new))
+
+
+@pytest.mark.parametrize("sampler", ["euler_ancestral", "dpmpp_2m_sde"])
+def test_ancestral_and_sde_samplers_blend(host, alpha, sampler):
+    """Fresh noise each step: forced points (model inputs, predictions, final) still match outside."""
+    bg = host.layer_ops.start_memory(alpha, scenes.cond(1), scenes.negative(), 512, 512, 3, 3, 4.5, sampler, "karras")
+    added = host.layer_ops.add_layer(bg, alpha, scenes.cond(2), scenes.box_mask(512, 0.3, 0.2, 0.7, 0.6), seed=4)
+    _assert_exact_outside(added, bg, _outside(added))
+
+
+def test_soft_mask_blends_by_value(host):
+    """BCGDenoiser: input and prediction are lerp(stored, free, m) for every mask value."""
+    bcg, trajectory = host.bcg, host.trajectory
+    g = torch.Generator().manual_seed(0)
+    ref = trajectory.Trajectory(torch.tensor([2.0], dtype=torch.float64), torch.tensor([0]), torch.randn(1, 4, 8, 8, generator=g),
+                                torch.randn(1, 4, 8, 8, generator=g), torch.randn(4, 8, 8, generator=g))
+    mask = torch.linspace(0, 1, 64).view(8, 8)
+    spec = bcg.BCGSpec(free_mask=mask, reference=ref, schedule_sigmas=torch.tensor([2.0, 0.0]))
+    replay = bcg._Replay(spec, torch.tensor([2.0, 0.0]), torch.device("cpu"), torch.float32)
+    seen = {}
+    prediction = torch.randn(1, 4, 8, 8, generator=g)
+
+    def inner(x, sigma, model_options=None, seed=None):
+        seen["x"] = x
+        return prediction
+
+    den = bcg.BCGDenoiser(inner, torch.tensor([2.0, 0.0]), replay, trajectory.TrajectoryRecorder(), torch.zeros(1, 4, 8, 8))
+    x = torch.randn(1, 4, 8, 8, generator=g)
+    out = den(x, torch.tensor([2.0]))
+    m = mask[None, None]
+    assert torch.equal(seen["x"], torch.lerp(ref.x[0][None], x, m))
+    assert torch.equal(out, torch.lerp(ref.denoised[0][None], prediction, m))
+    assert torch.equal(out[..., mask == 0], ref.denoised[0][None][..., mask == 0])
+    assert torch.equal(out[..., mask == 1], prediction[..., mask == 1])
+
+
+def test_bcgblend_with_stock_sampler_is_exact(host, alpha, background):
+    import comfy.sample
+
+    N = host.nodes.NODE_CLASS_MAPPINGS
+    mask = scenes.box_mask(512, 0.2, 0.2, 0.6, 0.6)
+    patched = N["BCGBlend"].execute(alpha, background, mask, 0, 0).result[0]
+    assert patched is not alpha and not alpha.get_wrappers("sampler_sample", "layer_memory_bcg")
+    s = background.schedule
+    latent = torch.zeros(1, 4, 64, 64)
+    out = comfy.sample.sample(patched, comfy.sample.prepare_noise(latent, 7), s.steps, s.cfg, s.sampler_name, s.scheduler,
+                              scenes.cond(9), scenes.negative(), latent, seed=7)
+    outside = host.masks.to_latent_mask(mask, (64, 64)) == 0
+    ref = background.composite_latent()["samples"]
+    assert torch.equal(out[..., outside], ref[..., outside])
+    assert not torch.equal(out[..., ~outside], ref[..., ~outside])
+
+
+def test_bcgblend_other_schedule_falls_back_and_says_so(host, alpha, background, caplog):
+    import comfy.sample
+
+    patched = host.nodes.NODE_CLASS_MAPPINGS["BCGBlend"].execute(alpha, background, scenes.box_mask(512, 0.2, 0.2, 0.6, 0.6), 0, 0).result[0]
+    latent = torch.zeros(1, 4, 64, 64)
+    with caplog.at_level(logging.WARNING):
+        out = comfy.sample.sample(patched, comfy.sample.prepare_noise(latent, 7), 2, 4.5, "euler", "normal",
+                                  scenes.cond(9), scenes.negative(), latent, seed=7)
+    assert "falling back to latent blending" in caplog.text
+    assert torch.isfinite(out).all()
+
+
+def test_bcgblend_refuses_batch_and_size(host, alpha, background):
+    import comfy.sample
+
+    patched = host.nodes.NODE_CLASS_MAPPINGS["BCGBlend"].execute(alpha, background, scenes.box_mask(512, 0.2, 0.2, 0.6, 0.6), 0, 0).result[0]
+    s = background.schedule
+    for shape, text in (((2, 4, 64, 64), "batch size 2"), ((1, 4, 96, 64), "memory is 512x512")):
+        latent = torch.zeros(shape)
+        with pytest.raises(host.errors.LayerMemoryError, match=text):
+            comfy.sample.sample(patched, comfy.sample.prepare_noise(latent, 1), s.steps, s.cfg, s.sampler_name, s.scheduler,
+                                scenes.cond(9), scenes.negative(), latent, seed=1)

@@ -1,0 +1,76 @@
+"""The memory is a value: operations return new objects and share, never modify, tensors."""
+import pytest
+import torch
+
+from comfyui_layer_memory.layermem_core.errors import LayerMemoryError
+from comfyui_layer_memory.layermem_core.memory import Conditioning, Layer, LayerMemory, ModelFingerprint, Schedule
+from comfyui_layer_memory.layermem_core.trajectory import Trajectory
+
+
+def _trajectory(calls=3, fill=0.0):
+    return Trajectory(torch.linspace(10, 0.1, calls, dtype=torch.float64), torch.arange(calls),
+                      torch.full((calls, 4, 8, 8), fill), torch.full((calls, 4, 8, 8), fill + 1), torch.full((4, 8, 8), fill + 2))
+
+
+def _layer(name, fill):
+    c = Conditioning(torch.zeros(1, 2, 4096), (("height", 64), ("width", 64)))
+    return Layer(name, c, c, 0, torch.ones(8, 8), torch.ones(4, 4, dtype=torch.bool), _trajectory(fill=fill))
+
+
+def _memory(n=3):
+    fp = ModelFingerprint("pixart_alpha", 1, True, 4, 1.0)
+    sched = Schedule(torch.linspace(10, 0, 4), "euler", "normal", 3, 4.5)
+    return LayerMemory(fp, sched, (4, 8, 8), 0.18215, tuple(_layer(f"l{i}", float(i)) for i in range(n)))
+
+
+def test_resolve_by_index_name_and_negative():
+    m = _memory(3)
+    assert m.resolve("1") == 1 and m.resolve("-1") == 2 and m.resolve("l2") == 2
+    with pytest.raises(LayerMemoryError, match="out of range"):
+        m.resolve("3")
+    with pytest.raises(LayerMemoryError, match="out of range"):
+        m.resolve("0")  # the background cannot be deleted
+    with pytest.raises(LayerMemoryError, match="no layer is named"):
+        m.resolve("dog")
+
+
+def test_operations_return_new_values():
+    m = _memory(3)
+    before = [t.clone() for _, t in m.tensors()]
+    assert m.truncated(2).layers == m.layers[:2] and len(m.layers) == 3
+    renamed = m.renamed(1, "cat")
+    assert renamed.layers[1].name == "cat" and m.layers[1].name == "l1"
+    assert all(torch.equal(a, b) for a, b in zip(before, (t for _, t in m.tensors())))
+
+
+def test_composite_latent_is_process_latent_out():
+    m = _memory(2)
+    lat = m.composite_latent(0)["samples"]
+    assert torch.equal(lat, m.layers[0].trajectory.final[None] / 0.18215)
+
+
+def test_trajectory_region_replacement():
+    a, b = _trajectory(fill=0.0), _trajectory(fill=5.0)
+    region = torch.zeros(8, 8, dtype=torch.bool)
+    region[2:4, 2:4] = True
+    c = a.replaced_in(region, b)
+    assert c.x[:, :, 2:4, 2:4].eq(5).all() and c.x[:, :, 0, 0].eq(0).all()
+    assert c.final[:, 3, 3].eq(7).all() and a.x.eq(0).all()
+    assert a.first_call_of_step(2) == 2
+
+
+def test_fingerprint_mismatch_reasons():
+    fp = ModelFingerprint("pixart_alpha", 28, True, 4, 100.0)
+    assert fp.mismatch(fp) is None
+    assert "image_model" in fp.mismatch(ModelFingerprint("pixart_sigma", 28, False, 4, 100.0))
+    assert "weights" in fp.mismatch(ModelFingerprint("pixart_alpha", 28, True, 4, 150.0))
+    assert fp.mismatch(ModelFingerprint("pixart_alpha", 28, True, 4, 100.0001)) is None
+
+
+def test_conditioning_checks():
+    with pytest.raises(LayerMemoryError, match="T5-XXL"):
+        Conditioning.from_comfy([[torch.zeros(1, 77, 768), {}]], "positive")
+    with pytest.raises(LayerMemoryError, match="exactly one prompt"):
+        Conditioning.from_comfy([[torch.zeros(1, 3, 4096), {}], [torch.zeros(1, 3, 4096), {}]], "positive")
+    c = Conditioning.from_comfy([[torch.ones(1, 3, 4096), {"width": 512, "height": 512, "pooled_output": None}]], "positive")
+    assert dict(c.extras) == {"width": 512, "height": 512}
