@@ -48,7 +48,7 @@ class _Replay:
         expected = spec.schedule_sigmas[spec.start_step:] if spec.schedule_sigmas is not None else None
         run = run_sigmas.detach().to("cpu", torch.float32)
         self.exact = expected is not None and expected.shape == run.shape and bool(torch.allclose(run, expected, rtol=1e-6, atol=1e-7))
-        self.offset = ref.first_call_of_step(spec.start_step) if self.exact else 0
+        self.offset = ref.call_starting_at(float(expected[0])) if self.exact else 0
         self.stored_sigmas = ref.sigmas
         self.ref = ref.to(device, dtype)
         self.mask = spec.free_mask.to(device, dtype)[None, None]

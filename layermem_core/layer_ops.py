@@ -121,7 +121,7 @@ def delete_layer(memory: LayerMemory, model, layer, regenerate_fraction: float =
     steps = memory.schedule.steps
     start_step = min(steps - 1, max(0, steps - int(round(regenerate_fraction * steps))))
     top, below = memory.top.trajectory, memory.layers[index - 1].trajectory
-    c0 = top.first_call_of_step(start_step)
+    c0 = top.call_starting_at(float(memory.schedule.sigmas[start_step]))
     spec = BCGSpec(free_mask=region.float(), reference=top, schedule_sigmas=memory.schedule.sigmas,
                    start_step=start_step, free_init=below.x[c0], label="DeleteLayer")
     mqd_run = MQDRun(*_routing(remaining))

@@ -14,6 +14,9 @@ from .errors import LayerMemoryError
 TOKEN_THRESHOLD = 0.5
 PATCH = 2
 ASPECT_TOLERANCE = 0.02
+# Resized values below this are noise (anti-aliasing, a stray brush pixel): they become 0, so BCG
+# keeps those latent pixels exact and a mask made only of them counts as empty.
+NEGLIGIBLE = 1e-3
 
 
 def to_latent_mask(mask: torch.Tensor, latent_hw: tuple[int, int], input_name: str = "mask") -> torch.Tensor:
@@ -38,7 +41,8 @@ def to_latent_mask(mask: torch.Tensor, latent_hw: tuple[int, int], input_name: s
     if (mh, mw) != (h, w):
         mode = "area" if mh >= h and mw >= w else "bilinear"
         m = F.interpolate(m, size=(h, w), mode=mode, **({} if mode == "area" else {"align_corners": False}))
-    return m[0, 0].clamp(0.0, 1.0).contiguous()
+    m = m[0, 0].clamp(0.0, 1.0)
+    return torch.where(m < NEGLIGIBLE, torch.zeros_like(m), m).contiguous()
 
 
 def grow(mask: torch.Tensor, pixels: int) -> torch.Tensor:

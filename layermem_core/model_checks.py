@@ -36,13 +36,17 @@ def _base_weight(model, key: str) -> torch.Tensor:
 def fingerprint(model) -> ModelFingerprint:
     inner = model.model
     config = inner.model_config.unet_config
-    signature = sum(float(_base_weight(model, k).detach().float().abs().sum()) for k in SIGNATURE_KEYS)
+    signature: list[float] = []
+    for key in SIGNATURE_KEYS:
+        w = _base_weight(model, key).detach().to("cpu", torch.float64).reshape(-1)
+        half = w.numel() // 2
+        signature += [float(w.abs().sum()), float(w[:half].sum()), float(w[half:].sum())]
     return ModelFingerprint(
         image_model=str(config.get("image_model", "pixart")),
         depth=int(config.get("depth", len(inner.diffusion_model.blocks))),
         micro_condition=bool(getattr(inner.diffusion_model, "micro_conditioning", False)),
         latent_channels=int(inner.latent_format.latent_channels),
-        weight_signature=signature,
+        weight_signature=tuple(signature),
     )
 
 

@@ -14,7 +14,7 @@ import torch
 @dataclass(frozen=True, eq=False)
 class Trajectory:
     sigmas: torch.Tensor  # [calls] float64, sigma of each model call
-    steps: torch.Tensor  # [calls] int64, sampler step each call belongs to
+    steps: torch.Tensor  # [calls] int64, sampler callbacks seen before the call (= the step for one-call samplers)
     x: torch.Tensor  # [calls, C, h, w] model input, model-internal latent space
     denoised: torch.Tensor  # [calls, C, h, w] CFG-guided denoised prediction
     final: torch.Tensor  # [C, h, w] sampler output, model-internal latent space
@@ -23,11 +23,16 @@ class Trajectory:
     def calls(self) -> int:
         return int(self.sigmas.numel())
 
-    def first_call_of_step(self, step: int) -> int:
-        hits = (self.steps == step).nonzero()
+    def call_starting_at(self, sigma: float) -> int:
+        """The stored call a run that starts at `sigma` lines up with: the last call made at that sigma.
+
+        A step's first model call is at the step's sigma; a two-call sampler such as heun may also
+        have evaluated that sigma as the second call of the step before, which comes earlier.
+        """
+        hits = torch.isclose(self.sigmas, torch.tensor(float(sigma), dtype=self.sigmas.dtype), rtol=1e-6, atol=1e-9).nonzero()
         if hits.numel() == 0:
-            raise IndexError(f"no model call recorded for step {step}")
-        return int(hits[0, 0])
+            raise IndexError(f"no model call was recorded at sigma {sigma}")
+        return int(hits[-1, 0])
 
     def to(self, device: torch.device, dtype: torch.dtype | None = None) -> "Trajectory":
         kw = {"device": device} if dtype is None else {"device": device, "dtype": dtype}

@@ -20,7 +20,7 @@ def test_delete_middle_layer(host, alpha, three_layers):
     # the region starts from the composite before the layer at the start step
     steps = memory.schedule.steps
     start = steps - round(0.67 * steps)
-    c0 = old_top.first_call_of_step(start)
+    c0 = old_top.call_starting_at(float(memory.schedule.sigmas[start]))
     below = memory.layers[1].trajectory
     assert torch.equal(new_top.x[c0][..., region], below.x[c0][..., region])
     assert torch.equal(new_top.x[:c0][..., region], below.x[:c0][..., region])

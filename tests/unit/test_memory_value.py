@@ -18,7 +18,7 @@ def _layer(name, fill):
 
 
 def _memory(n=3):
-    fp = ModelFingerprint("pixart_alpha", 1, True, 4, 1.0)
+    fp = ModelFingerprint("pixart_alpha", 1, True, 4, (1.0,))
     sched = Schedule(torch.linspace(10, 0, 4), "euler", "normal", 3, 4.5)
     return LayerMemory(fp, sched, (4, 8, 8), 0.18215, tuple(_layer(f"l{i}", float(i)) for i in range(n)))
 
@@ -56,15 +56,15 @@ def test_trajectory_region_replacement():
     c = a.replaced_in(region, b)
     assert c.x[:, :, 2:4, 2:4].eq(5).all() and c.x[:, :, 0, 0].eq(0).all()
     assert c.final[:, 3, 3].eq(7).all() and a.x.eq(0).all()
-    assert a.first_call_of_step(2) == 2
+    assert a.call_starting_at(float(a.sigmas[2])) == 2
 
 
 def test_fingerprint_mismatch_reasons():
-    fp = ModelFingerprint("pixart_alpha", 28, True, 4, 100.0)
+    fp = ModelFingerprint("pixart_alpha", 28, True, 4, (100.0, 3.0, -2.0))
     assert fp.mismatch(fp) is None
-    assert "image_model" in fp.mismatch(ModelFingerprint("pixart_sigma", 28, False, 4, 100.0))
-    assert "weights" in fp.mismatch(ModelFingerprint("pixart_alpha", 28, True, 4, 150.0))
-    assert fp.mismatch(ModelFingerprint("pixart_alpha", 28, True, 4, 100.0001)) is None
+    assert "image_model" in fp.mismatch(ModelFingerprint("pixart_sigma", 28, False, 4, (100.0, 3.0, -2.0)))
+    assert "weights" in fp.mismatch(ModelFingerprint("pixart_alpha", 28, True, 4, (100.0, 3.5, -2.0)))
+    assert fp.mismatch(ModelFingerprint("pixart_alpha", 28, True, 4, (100.0001, 3.0, -2.0))) is None
 
 
 def test_conditioning_checks():
