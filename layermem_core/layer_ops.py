@@ -40,6 +40,12 @@ def start_memory(model, positive, negative, width: int, height: int, seed: int, 
     neg = Conditioning.from_comfy(negative, "negative")
     if steps < 1:
         raise LayerMemoryError("steps", "needs at least one step", "use 1 or more steps")
+    import comfy.samplers
+
+    if sampler_name not in comfy.samplers.SAMPLER_NAMES:
+        raise LayerMemoryError("sampler_name", f"unknown sampler {sampler_name!r}", "pick one of ComfyUI's samplers, e.g. dpmpp_2m or euler")
+    if scheduler not in comfy.samplers.SCHEDULER_NAMES:
+        raise LayerMemoryError("scheduler", f"unknown scheduler {scheduler!r}", "pick one of ComfyUI's schedulers, e.g. karras or normal")
     fp = model_checks.fingerprint(model)
     latent_shape = (fp.latent_channels, height // 8, width // 8)
     schedule = sampling.make_schedule(model, sampler_name, scheduler, steps, cfg)

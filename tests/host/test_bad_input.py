@@ -112,3 +112,10 @@ def test_load_pixart_refuses_missing_and_foreign_files(host, tmp_path):
     save_file({"weight": torch.zeros(2, 2)}, f"{folder}/not_a_model.safetensors")
     _refused(host, N["LoadPixArt"].execute, "not_a_model.safetensors", "none (encode with another loader)", "taesd", "default",
              match="could not read", input_name="unet_name")
+
+
+def test_unknown_sampler_or_scheduler(host, alpha, no_sampling):
+    _refused(host, host.layer_ops.start_memory, alpha, scenes.cond(1), scenes.negative(), 512, 512, 0, 2, 4.5, "nope", "normal",
+             match="unknown sampler", input_name="sampler_name")
+    _refused(host, host.layer_ops.start_memory, alpha, scenes.cond(1), scenes.negative(), 512, 512, 0, 2, 4.5, "euler", "nope",
+             match="unknown scheduler", input_name="scheduler")

@@ -31,22 +31,26 @@ def find_comfyui() -> Path | None:
     return None
 
 
-def boot(comfy_root: Path, models_dir: Path, custom_nodes_dir: Path) -> SimpleNamespace:
-    """Import ComfyUI (CPU), register `models_dir`, load this pack with ComfyUI's own custom-node loader."""
+def boot(comfy_root: Path, models_dir: Path, custom_nodes_dir: Path, cpu: bool = True) -> SimpleNamespace:
+    """Import ComfyUI (on the CPU unless `cpu=False`), register `models_dir`, load this pack with ComfyUI's own
+    custom-node loader."""
     if str(comfy_root) not in sys.path:
         sys.path.insert(0, str(comfy_root))
     import comfy.options  # noqa: F401  (args are parsed from [] unless enabled)
     import comfy.cli_args
 
-    comfy.cli_args.args.cpu = True
+    comfy.cli_args.args.cpu = bool(cpu)
     import folder_paths
 
     for folder in ("diffusion_models", "vae_approx", "vae", "text_encoders", "checkpoints"):
         path = models_dir / folder
         path.mkdir(parents=True, exist_ok=True)
         folder_paths.add_model_folder_path(folder, str(path), is_default=True)
+    for sub in ("output", "input"):
+        (models_dir.parent / sub).mkdir(parents=True, exist_ok=True)
     folder_paths.set_output_directory(str(models_dir.parent / "output"))
     folder_paths.set_input_directory(str(models_dir.parent / "input"))
+    import utils.extra_config  # noqa: F401  (ComfyUI's utils package, before `nodes` puts comfy/ first on sys.path)
     import nodes
 
     link = custom_nodes_dir / PACK_NAME

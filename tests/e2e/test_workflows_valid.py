@@ -1,0 +1,386 @@
+"""Every workflow in workflows/ is a valid graph for ComfyUI and this pack, and its UI and API versions agree.
+
+Node definitions come from the real ComfyUI booted in-process (`host` fixture: ComfyUI's nodes,
+comfy_extras and this pack), so a renamed input, a changed type or a new required input in the pack
+breaks these tests instead of the user's canvas.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO / "tools") not in sys.path:
+    sys.path.insert(0, str(REPO / "tools"))
+
+import build_workflows  # noqa: E402
+import headless  # noqa: E402
+
+pytestmark = [pytest.mark.e2e, pytest.mark.host]
+
+WORKFLOW_DIR = REPO / "workflows"
+FRONTEND_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}  # exist only in the browser
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+MODEL_FILE_INPUTS = {"unet_name", "text_encoder", "vae_name", "ckpt_name", "clip_name", "lora_name", "control_net_name"}
+MODEL_SUFFIXES = (".safetensors", ".sft", ".pth", ".pt", ".ckpt", ".bin", ".gguf")
+CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
+
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+ALL_FILES = sorted(WORKFLOW_DIR.rglob("*.json"))
+UI_FILES = [p for p in ALL_FILES if headless.is_ui_format(_load(p))]
+API_FILES = [p for p in ALL_FILES if p not in UI_FILES]
+
+
+def _rel(p: Path) -> str:
+    return str(p.relative_to(REPO))
+
+
+def api_twin(ui_path: Path) -> Path:
+    return ui_path.parent / "api" / f"{ui_path.stem}_api.json"
+
+
+# ------------------------------------------------------------------------------------------ node definitions
+class Spec:
+    """One node type as the server describes it (/object_info): ordered inputs, output types."""
+
+    def __init__(self, host, class_type: str):
+        cls = host.nodes.NODE_CLASS_MAPPINGS[class_type]
+        info = cls.INPUT_TYPES()
+        self.class_type = class_type
+        self.inputs: dict[str, tuple] = {}  # name -> (type, options, required)
+        for group, required in (("required", True), ("optional", False)):
+            for name, spec in (info.get(group) or {}).items():
+                self.inputs[name] = (spec[0], spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}, required)
+        self.outputs = list(cls.RETURN_TYPES)
+        self.output_names = list(getattr(cls, "RETURN_NAMES", None) or cls.RETURN_TYPES)
+
+    @staticmethod
+    def kind(typ) -> str:
+        return "COMBO" if isinstance(typ, list) else typ
+
+    def is_widget(self, name: str) -> bool:
+        typ, opts, _ = self.inputs[name]
+        return self.kind(typ) in WIDGET_TYPES and not opts.get("forceInput")
+
+    def has_control(self, name: str) -> bool:
+        """The frontend's rule: INT inputs get a 'control after generate' widget when asked or named seed/noise_seed."""
+        typ, opts, _ = self.inputs[name]
+        flag = opts.get("control_after_generate")
+        if self.kind(typ) == "INT":
+            return bool(flag) if flag is not None else name in ("seed", "noise_seed")
+        return self.kind(typ) == "COMBO" and bool(flag)
+
+    @property
+    def sockets(self) -> list[str]:
+        return [n for n in self.inputs if not self.is_widget(n)]
+
+    @property
+    def widgets(self) -> list[str]:
+        return [n for n in self.inputs if self.is_widget(n)]
+
+    def options(self, name: str) -> list:
+        typ, opts, _ = self.inputs[name]
+        return typ if isinstance(typ, list) else list(opts.get("options", []))
+
+    def check_value(self, name: str, value) -> str | None:
+        """Why `value` is not acceptable for widget `name`, or None."""
+        typ, opts, _ = self.inputs[name]
+        kind = self.kind(typ)
+        if kind == "COMBO":
+            if name in MODEL_FILE_INPUTS and isinstance(value, str) and (
+                    value.endswith(MODEL_SUFFIXES) or value in self.options(name)):
+                return None  # a model file the user downloads; this host has other files
+            return None if value in self.options(name) else f"{value!r} is not one of {self.options(name)[:12]}"
+        if kind == "INT" and not (isinstance(value, int) and not isinstance(value, bool)):
+            return f"{value!r} is not an INT"
+        if kind == "FLOAT" and not (isinstance(value, (int, float)) and not isinstance(value, bool)):
+            return f"{value!r} is not a FLOAT"
+        if kind == "BOOLEAN" and not isinstance(value, bool):
+            return f"{value!r} is not a BOOLEAN"
+        if kind == "STRING" and not isinstance(value, str):
+            return f"{value!r} is not a STRING"
+        if kind in ("INT", "FLOAT"):
+            if "min" in opts and value < opts["min"]:
+                return f"{value} < min {opts['min']}"
+            if "max" in opts and value > opts["max"]:
+                return f"{value} > max {opts['max']}"
+        return None
+
+
+def types_match(out_type: str, in_type) -> bool:
+    """ComfyUI's rule: equal, '*' on either side, or overlapping comma-separated unions; a combo takes COMBO."""
+    in_type = Spec.kind(in_type)
+    if out_type == "*" or in_type == "*":
+        return True
+    return bool(set(out_type.split(",")) & set(in_type.split(",")))
+
+
+@pytest.fixture(scope="module")
+def specs(host):
+    cache: dict[str, Spec] = {}
+
+    def get(class_type: str) -> Spec:
+        assert class_type in host.nodes.NODE_CLASS_MAPPINGS, \
+            f"node type {class_type} is neither in ComfyUI nor in this pack"
+        if class_type not in cache:
+            cache[class_type] = Spec(host, class_type)
+        return cache[class_type]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def host_with_test_nodes(host):
+    """The host plus tests/support/test_nodes (LayerMemTestEncode), for the random-model version of each workflow."""
+    if headless.TEST_ENCODER not in host.nodes.NODE_CLASS_MAPPINGS:
+        ok = asyncio.run(host.nodes.load_custom_node(str(headless.TEST_NODES_DIR), module_parent="custom_nodes"))
+        assert ok, "tests/support/test_nodes failed to load"
+    return host
+
+
+# ------------------------------------------------------------------------------------------ files and folders
+def test_every_workflow_has_both_formats():
+    assert UI_FILES and API_FILES, f"no workflows found in {WORKFLOW_DIR}"
+    for ui in UI_FILES:
+        assert api_twin(ui).exists(), f"{_rel(ui)} has no API-format twin {_rel(api_twin(ui))}"
+    twins = {api_twin(ui) for ui in UI_FILES}
+    for api in API_FILES:
+        assert api in twins, f"{_rel(api)} has no UI-format twin (expected workflows/<name>.json)"
+
+
+def test_comfyui_serves_ui_files_only(comfy_root):
+    """ComfyUI lists every *.json directly inside these pack folders as a template and opens it as a UI graph."""
+    source = (comfy_root / "app" / "custom_node_manager.py").read_text(encoding="utf-8")
+    found = re.search(r"example_workflow_folder_names\s*=\s*\[([^\]]*)\]", source)
+    assert found, "ComfyUI's template folder list moved; re-check how packs serve example workflows"
+    served = set(re.findall(r"[\"']([^\"']+)[\"']", found.group(1)))
+    assert "workflows" in served, f"ComfyUI no longer serves a pack's workflows/ folder (serves {sorted(served)})"
+    for ui in UI_FILES:
+        assert ui.parent == WORKFLOW_DIR, f"{_rel(ui)} is not directly in workflows/, ComfyUI would not list it"
+    for api in API_FILES:
+        assert api.parent.name not in served or api.parent.parent != REPO, \
+            f"{_rel(api)} would be listed as a template, and the frontend cannot open the API format"
+
+
+def test_generator_reproduces_the_files():
+    assert build_workflows.main(["--check"]) == 0, "run python tools/build_workflows.py and commit the result"
+
+
+# ------------------------------------------------------------------------------------------ UI format
+@pytest.mark.parametrize("path", UI_FILES, ids=_rel)
+def test_ui_workflow_is_valid(path, specs):
+    wf = _load(path)
+    assert wf.get("version") == 0.4
+    nodes = {n["id"]: n for n in wf["nodes"]}
+    assert len(nodes) == len(wf["nodes"]), "duplicate node ids"
+    assert wf["last_node_id"] >= max(nodes)
+    links = {ln[0]: ln for ln in wf["links"]}
+    assert len(links) == len(wf["links"]), "duplicate link ids"
+    assert not links or wf["last_link_id"] >= max(links)
+    problems = []
+    for node in wf["nodes"]:
+        where = f"node {node['id']} ({node['type']})"
+        if node["type"] in FRONTEND_ONLY:
+            continue
+        spec = specs(node["type"])
+        # sockets first, then one socket per widget, in the node's input order (how the frontend saves)
+        names = [i["name"] for i in node.get("inputs", [])]
+        if names != spec.sockets + spec.widgets:
+            problems.append(f"{where}: inputs {names} != {spec.sockets + spec.widgets}")
+        for slot in node.get("inputs", []):
+            if slot["name"] in spec.inputs and spec.is_widget(slot["name"]) != ("widget" in slot):
+                problems.append(f"{where}: input {slot['name']} widget flag is wrong")
+        outputs = [(o["name"], o["type"]) for o in node.get("outputs", [])]
+        if outputs != list(zip(spec.output_names, spec.outputs, strict=False)):
+            problems.append(f"{where}: outputs {outputs} != {list(zip(spec.output_names, spec.outputs, strict=False))}")
+        # widget values in widget order, with the control value right after a seed
+        values = list(node.get("widgets_values", []))
+        expected = sum(1 + spec.has_control(w) for w in spec.widgets)
+        if len(values) != expected:
+            problems.append(f"{where}: {len(values)} widget values, the node has {expected} widgets")
+            continue
+        it = iter(values)
+        for w in spec.widgets:
+            why = spec.check_value(w, next(it))
+            if why:
+                problems.append(f"{where}: {w}: {why}")
+            if spec.has_control(w) and (control := next(it)) not in CONTROL_VALUES:
+                problems.append(f"{where}: control value {control!r} after {w}")
+        # every required socket is linked
+        linked = {i["name"] for i in node.get("inputs", []) if i.get("link") is not None}
+        for name in spec.sockets:
+            if spec.inputs[name][2] and name not in linked:
+                problems.append(f"{where}: required input {name} is not connected")
+    for link_id, origin, o_slot, target, t_slot, typ in wf["links"]:
+        where = f"link {link_id} ({origin}:{o_slot} -> {target}:{t_slot})"
+        if origin not in nodes or target not in nodes:
+            problems.append(f"{where}: unknown node")
+            continue
+        src, dst = nodes[origin], nodes[target]
+        out_types = specs(src["type"]).outputs
+        if o_slot >= len(out_types) or t_slot >= len(dst["inputs"]):
+            problems.append(f"{where}: slot out of range")
+            continue
+        slot = dst["inputs"][t_slot]
+        in_type = specs(dst["type"]).inputs[slot["name"]][0]
+        if typ != out_types[o_slot]:
+            problems.append(f"{where}: link type {typ} != output type {out_types[o_slot]}")
+        if not types_match(out_types[o_slot], in_type):
+            problems.append(f"{where}: {out_types[o_slot]} into {dst['type']}.{slot['name']} ({Spec.kind(in_type)})")
+        if slot.get("link") != link_id:
+            problems.append(f"{where}: target input does not point back to the link")
+        if link_id not in (src["outputs"][o_slot].get("links") or []):
+            problems.append(f"{where}: origin output does not list the link")
+    for node in wf["nodes"]:  # no dangling references from slots
+        for i, slot in enumerate(node.get("inputs", [])):
+            if slot.get("link") is not None and links.get(slot["link"], [None] * 5)[3:5] != [node["id"], i]:
+                problems.append(f"node {node['id']} input {slot['name']} points at a missing link {slot['link']}")
+        for o, slot in enumerate(node.get("outputs", [])):
+            for link_id in slot.get("links") or []:
+                if links.get(link_id, [None] * 3)[1:3] != [node["id"], o]:
+                    problems.append(f"node {node['id']} output {o} lists a missing link {link_id}")
+    assert not problems, "\n".join(problems)
+
+
+def _num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+@pytest.mark.parametrize("path", UI_FILES, ids=_rel)
+def test_ui_workflow_matches_the_frontend_schema(path):
+    """The required parts of the frontend's zod schema for version 0.4 (zComfyWorkflow, comfyui-frontend-package 1.27)."""
+    wf = _load(path)
+    uuid_re = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+    assert "id" not in wf or uuid_re.match(wf["id"])
+    assert isinstance(wf["last_node_id"], (int, str)) and _num(wf["last_link_id"]) and _num(wf["version"])
+    for node in wf["nodes"]:
+        for key in ("id", "type", "pos", "size", "flags", "order", "mode", "properties"):
+            assert key in node, f"node {node.get('id')} lacks {key}"
+        assert all(len(node[k]) == 2 and all(map(_num, node[k])) for k in ("pos", "size")), node["id"]
+        for slot in node.get("inputs", []):
+            assert isinstance(slot["name"], str) and isinstance(slot["type"], str)
+            assert slot.get("link") is None or _num(slot["link"])
+        for slot in node.get("outputs", []):
+            assert isinstance(slot["name"], str) and isinstance(slot["type"], str)
+            assert slot.get("links") is None or all(map(_num, slot["links"]))
+        assert isinstance(node.get("widgets_values", []), (list, dict))
+        for model in node["properties"].get("models", []):
+            assert {"name", "url", "directory"} <= set(model) and model["url"].startswith("https://huggingface.co/")
+            assert model["name"].endswith((".safetensors", ".sft")), "the frontend only offers these for download"
+    for link in wf["links"]:
+        assert len(link) == 6 and all(map(_num, (link[0], link[2], link[4]))) and isinstance(link[5], str)
+    for group in wf.get("groups", []):
+        assert isinstance(group["title"], str) and len(group["bounding"]) == 4 and all(map(_num, group["bounding"]))
+    ds = wf.get("extra", {}).get("ds")
+    assert ds is None or (_num(ds["scale"]) and len(ds["offset"]) == 2)
+
+
+@pytest.mark.parametrize("path", UI_FILES, ids=_rel)
+def test_ui_workflow_explains_itself(path):
+    """Notes on the canvas say where each model file goes and explain every layer step."""
+    wf = _load(path)
+    notes = [n["widgets_values"][0] for n in wf["nodes"] if n["type"] in ("Note", "MarkdownNote")]
+    text = "\n".join(notes)
+    for node in wf["nodes"]:
+        if node["type"] == "LoadPixArt":
+            for value in node["widgets_values"]:
+                if isinstance(value, str) and value.endswith(MODEL_SUFFIXES):
+                    assert value in text, f"no note tells where {value} goes"
+    for folder in ("diffusion_models", "text_encoders", "vae"):
+        assert f"{folder}/" in text
+    steps = {n["type"] for n in wf["nodes"]} & {"LayerMemory", "AddLayer", "DeleteLayer"}
+    for step in steps:
+        display = {"LayerMemory": "Layer Memory", "AddLayer": "Add Layer", "DeleteLayer": "Delete Layer"}[step]
+        assert display in text, f"no note explains {display}"
+
+
+# ------------------------------------------------------------------------------------------ API format
+@pytest.mark.parametrize("path", API_FILES, ids=_rel)
+def test_api_workflow_is_valid(path, specs):
+    prompt = headless.load_api_workflow(path)
+    problems = []
+    for nid, node in prompt.items():
+        spec = specs(node["class_type"])
+        where = f"node {nid} ({node['class_type']})"
+        for name, value in node["inputs"].items():
+            if name not in spec.inputs:
+                problems.append(f"{where}: unknown input {name}")
+                continue
+            if isinstance(value, list):
+                src_id, slot = value
+                if src_id not in prompt:
+                    problems.append(f"{where}: {name} links to missing node {src_id}")
+                    continue
+                out_types = specs(prompt[src_id]["class_type"]).outputs
+                if slot >= len(out_types) or not types_match(out_types[slot], spec.inputs[name][0]):
+                    problems.append(f"{where}: {name} gets output {slot} of node {src_id}, wrong type")
+            elif not spec.is_widget(name):
+                problems.append(f"{where}: {name} needs a link, got {value!r}")
+            elif why := spec.check_value(name, value):
+                problems.append(f"{where}: {name}: {why}")
+        for name, (_typ, _opts, required) in spec.inputs.items():
+            if required and name not in node["inputs"]:
+                problems.append(f"{where}: required input {name} missing")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("path", API_FILES, ids=_rel)
+def test_comfyui_validation_accepts_api_workflow(path, host_with_test_nodes):
+    """ComfyUI's own /prompt validation, as is (model files may be missing here) and rewritten for the test models."""
+    import execution
+
+    prompt = headless.load_api_workflow(path)
+    ok, error, _outputs, node_errors = asyncio.run(execution.validate_prompt("check", prompt, None))
+    unexpected = [(nid, e) for nid, info in node_errors.items() for e in info["errors"]
+                  if not (e["type"] == "value_not_in_list" and e.get("extra_info", {}).get("input_name") in MODEL_FILE_INPUTS)]
+    assert not unexpected, unexpected
+    assert ok or node_errors, error
+    rewritten, _ = headless.rewrite_for_random_models(prompt)
+    ok, error, outputs, node_errors = asyncio.run(execution.validate_prompt("check", rewritten, None))
+    assert ok, (error, node_errors)
+    assert len(outputs) == sum(n["class_type"] == "SaveImage" for n in prompt.values())
+
+
+# ------------------------------------------------------------------------------------------ UI == API
+@pytest.mark.parametrize("path", UI_FILES, ids=_rel)
+def test_ui_and_api_describe_the_same_graph(path, specs):
+    ui, api = _load(path), headless.load_api_workflow(api_twin(path))
+    ui_nodes = {str(n["id"]): n for n in ui["nodes"] if n["type"] not in FRONTEND_ONLY}
+    assert set(ui_nodes) == set(api), f"node ids differ: {sorted(set(ui_nodes) ^ set(api), key=int)}"
+    problems = []
+    for nid, node in ui_nodes.items():
+        a = api[nid]
+        if a["class_type"] != node["type"]:
+            problems.append(f"node {nid}: {node['type']} in UI, {a['class_type']} in API")
+            continue
+        spec = specs(node["type"])
+        # widget values in order (the control value is UI-only)
+        values = iter(node.get("widgets_values", []))
+        ui_widgets = []
+        for w in spec.widgets:
+            ui_widgets.append((w, next(values, "<missing>")))
+            if spec.has_control(w):
+                next(values, None)
+        api_widgets = [(k, v) for k, v in a["inputs"].items() if not isinstance(v, list)]
+        if sorted(api_widgets, key=lambda kv: spec.widgets.index(kv[0]) if kv[0] in spec.widgets else -1) != ui_widgets:
+            problems.append(f"node {nid} ({node['type']}): widgets UI {ui_widgets} != API {api_widgets}")
+        if node.get("title") and a.get("_meta", {}).get("title") != node["title"]:
+            problems.append(f"node {nid}: title {node['title']!r} in UI, {a.get('_meta')} in API")
+    # links: [id, origin, origin_slot, target, target_slot, type] <-> inputs[name] = [origin, slot]
+    ui_links = set()
+    by_id = {n["id"]: n for n in ui["nodes"]}
+    for _id, origin, o_slot, target, t_slot, _typ in ui["links"]:
+        ui_links.add((str(origin), o_slot, str(target), by_id[target]["inputs"][t_slot]["name"]))
+    api_links = {(v[0], v[1], nid, name) for nid, n in api.items() for name, v in n["inputs"].items() if isinstance(v, list)}
+    if ui_links != api_links:
+        problems.append(f"links only in UI: {sorted(ui_links - api_links)}; only in API: {sorted(api_links - ui_links)}")
+    assert not problems, "\n".join(problems)

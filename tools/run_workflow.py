@@ -1,0 +1,132 @@
+"""Run API-format workflows through ComfyUI's real server, headless, and list the images they wrote.
+
+    python tools/run_workflow.py workflows/api/layered_scene_api.json --random-models
+    python tools/run_workflow.py my_scene_api.json                  # your models, from <ComfyUI>/models
+
+--random-models runs anywhere (CPU, no downloads): small random-weight PixArt/TAESD files, a test text
+encoder instead of T5-XXL, 512 px and a few steps. The pictures are noise; the point is that every
+node, link and ComfyUI code path runs. Without it the workflow runs as it is, with the files named in
+it, from your ComfyUI models folder (or --models-dir), on the GPU ComfyUI finds (--cpu without one).
+
+Exit status: 0 all workflows succeeded, 1 a workflow was rejected or failed, 2 the server could not start.
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import headless  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("Exit status")[0].strip(),
+                                epilog="Exit status: 0 all workflows succeeded, 1 a workflow was rejected or failed, "
+                                       "2 the server could not start.",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("workflows", nargs="+", type=Path, help="API-format workflow JSON files (Workflow > Export (API) in ComfyUI)")
+    p.add_argument("--random-models", action="store_true",
+                   help="use random test models and the test text encoder, 512 px, few steps (implies --cpu)")
+    p.add_argument("--steps", type=int, default=3, help="sampling steps with --random-models (default 3)")
+    p.add_argument("--size", type=int, default=512,
+                   help="image size (smaller side) with --random-models (default 512, the least PixArt takes)")
+    p.add_argument("--comfyui", help="ComfyUI checkout (default: $COMFYUI_PATH, ~/ComfyUI, or the one this pack is installed in)")
+    p.add_argument("--base-dir", type=Path, help="ComfyUI --base-directory for this run (default: a new temporary folder, kept)")
+    p.add_argument("--models-dir", type=Path, help="models folder for real runs (default: <ComfyUI>/models)")
+    p.add_argument("--random-models-cache", type=Path,
+                   help="where the random models are written once (default: ~/.cache/comfyui_layer_memory)")
+    p.add_argument("--output-dir", type=Path, help="where images go (default: <base-dir>/output)")
+    p.add_argument("--cpu", action="store_true", help="run ComfyUI with --cpu")
+    p.add_argument("--port", type=int, help="server port (default: a free one)")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds per workflow (default 3600)")
+    p.add_argument("--comfy-arg", action="append", default=[], metavar="ARG",
+                   help="extra argument for ComfyUI's main.py, repeatable (e.g. --comfy-arg=--lowvram)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no per-node progress")
+    return p.parse_args(argv)
+
+
+def _progress(prompt: dict, quiet: bool):
+    start = time.monotonic()
+
+    def on_event(kind: str, data: dict) -> None:
+        if quiet:
+            return
+        t = time.monotonic() - start
+        if kind == "execution_cached" and data.get("nodes"):
+            print(f"  {t:6.1f}s  cached: {', '.join(data['nodes'])}", flush=True)
+        elif kind == "executing" and data.get("node") is not None:
+            print(f"  {t:6.1f}s  running {headless._node_label(prompt, str(data['node']))}", flush=True)
+    return on_event
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the server is stopped on kill, too
+    prompts = []
+    try:
+        for path in args.workflows:
+            prompt = headless.load_api_workflow(path)
+            if args.random_models:
+                prompt, changes = headless.rewrite_for_random_models(prompt, steps=args.steps, size=args.size)
+                print(f"{path}: rewritten for the random test models ({len(changes)} changes)")
+                if not args.quiet:
+                    for c in changes:
+                        print(f"    {c}")
+            prompts.append((path, prompt))
+    except (OSError, ValueError, headless.HeadlessError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+    t_total = time.monotonic()
+    failures = 0
+    try:
+        server = headless.ComfyServer(args.base_dir, comfy_root=args.comfyui, random_models=args.random_models,
+                                      random_models_cache=args.random_models_cache, models_dir=args.models_dir,
+                                      output_dir=args.output_dir, port=args.port,
+                                      cpu=True if (args.cpu or args.random_models) else None, extra_args=args.comfy_arg)
+    except headless.HeadlessError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"ComfyUI: {server.comfy_root}\nbase directory: {server.base}  (server log: {server.log_path})")
+    try:
+        try:
+            server.start()
+        except headless.HeadlessError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        t = server.timings
+        print(f"server up at {server.url} in {t['server_start_s']:.1f} s"
+              + (f" (random models in {server.models}: {t['random_models_s']:.1f} s)" if "random_models_s" in t else ""))
+        for path, prompt in prompts:
+            print(f"running {path} ({len(prompt)} nodes)", flush=True)
+            try:
+                result = server.run(prompt, timeout=args.timeout, on_event=_progress(prompt, args.quiet))
+            except headless.PromptRejected as e:
+                print(str(e), file=sys.stderr)
+                failures += 1
+                continue
+            print(f"{'done' if result.ok else 'FAILED'} in {result.seconds:.1f} s: {len(result.executed)} nodes ran, "
+                  f"{len(result.cached)} cached; {len(result.images)} images" + (":" if result.images else ""))
+            for img in result.images:
+                print(f"    {img}")
+            if not result.ok:
+                print(result.describe_error(), file=sys.stderr)
+                failures += 1
+    except KeyboardInterrupt:
+        print("interrupted; stopping ComfyUI", file=sys.stderr)
+        return 130
+    except headless.HeadlessError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        server.stop()
+    print(f"total {time.monotonic() - t_total:.1f} s; images are in {server.output_dir}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
