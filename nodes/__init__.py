@@ -4,11 +4,16 @@ from __future__ import annotations
 from comfy_api.latest import ComfyExtension, io
 
 from .bcg_node import BCGBlend
+from .history_nodes import LayerMemoryHistory, PreviewLayers, RenameLayer
 from .inspect_nodes import ListLayers
+from .io_nodes import LoadLayerMemory, SaveLayerMemory
 from .loader import LoadPixArt
 from .memory_nodes import AddLayerNode, DeleteLayerNode, LayerMemoryNode
 
-NODES: list[type[io.ComfyNode]] = [LoadPixArt, LayerMemoryNode, AddLayerNode, BCGBlend, DeleteLayerNode, ListLayers]
+NODES: list[type[io.ComfyNode]] = [
+    LoadPixArt, LayerMemoryNode, AddLayerNode, BCGBlend, DeleteLayerNode,
+    ListLayers, PreviewLayers, LayerMemoryHistory, RenameLayer, SaveLayerMemory, LoadLayerMemory,
+]
 
 
 class LayerMemoryExtension(ComfyExtension):

@@ -5,7 +5,8 @@ import scenes
 
 pytestmark = pytest.mark.host
 
-NODE_IDS = ["LoadPixArt", "LayerMemory", "AddLayer", "BCGBlend", "DeleteLayer", "ListLayers"]
+NODE_IDS = ["LoadPixArt", "LayerMemory", "AddLayer", "BCGBlend", "DeleteLayer", "ListLayers", "PreviewLayers",
+            "LayerMemoryHistory", "RenameLayer", "SaveLayerMemory", "LoadLayerMemory"]
 
 
 def test_nodes_registered_with_tooltips(host):

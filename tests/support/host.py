@@ -46,10 +46,11 @@ def boot(comfy_root: Path, models_dir: Path, custom_nodes_dir: Path, cpu: bool =
         path = models_dir / folder
         path.mkdir(parents=True, exist_ok=True)
         folder_paths.add_model_folder_path(folder, str(path), is_default=True)
-    for sub in ("output", "input"):
+    for sub in ("output", "input", "temp"):
         (models_dir.parent / sub).mkdir(parents=True, exist_ok=True)
     folder_paths.set_output_directory(str(models_dir.parent / "output"))
     folder_paths.set_input_directory(str(models_dir.parent / "input"))
+    folder_paths.set_temp_directory(str(models_dir.parent / "temp"))
     import utils.extra_config  # noqa: F401  (ComfyUI's utils package, before `nodes` puts comfy/ first on sys.path)
     import nodes
 
@@ -62,6 +63,7 @@ def boot(comfy_root: Path, models_dir: Path, custom_nodes_dir: Path, cpu: bool =
         raise RuntimeError("ComfyUI failed to load the pack; see the log above")
     module_name = str(link).replace(".", "_x_")
     core = {name: importlib.import_module(f"{module_name}.layermem_core.{name}")
-            for name in ("errors", "masks", "routing", "memory", "trajectory", "bcg", "mqd", "sampling", "model_checks", "layer_ops")}
+            for name in ("errors", "masks", "routing", "memory", "trajectory", "bcg", "mqd", "sampling", "model_checks",
+                         "layer_ops", "serialization", "preview")}
     return SimpleNamespace(root=comfy_root, nodes=nodes, folder_paths=folder_paths, module_name=module_name,
                            pack=sys.modules[module_name], **core)

@@ -1,0 +1,222 @@
+"""The file format on its own (no ComfyUI): exact round trip, shared tensors, every kind of bad file."""
+import json
+import struct
+
+import pytest
+import safetensors.torch
+import torch
+from comfyui_layer_memory.layermem_core import serialization as ser
+from comfyui_layer_memory.layermem_core.errors import LayerMemoryError
+from comfyui_layer_memory.layermem_core.memory import Conditioning, Layer, LayerMemory, ModelFingerprint, Schedule
+from comfyui_layer_memory.layermem_core.trajectory import Trajectory
+
+
+def _memory(n=3, calls=3, h=8, w=8):
+    g = torch.Generator().manual_seed(0)
+    neg = Conditioning(torch.randn(1, 1, 4096, generator=g), (("height", 64), ("width", 64)))
+    sigmas = torch.linspace(10, 0.1, calls, dtype=torch.float64)
+    layers = []
+    for i in range(n):
+        mask = torch.ones(h, w) if i == 0 else (torch.rand(h, w, generator=g) > 0.5).float()
+        traj = Trajectory(sigmas, torch.arange(calls), torch.randn(calls, 4, h, w, generator=g),
+                          torch.randn(calls, 4, h, w, generator=g), torch.randn(4, h, w, generator=g))
+        pos = Conditioning(torch.randn(1, 2 + i, 4096, generator=g), (("flag", True), ("height", 64), ("ratio", 0.5)))
+        layers.append(Layer(f"l{i}", pos, neg, 2 ** 64 - 1 - i, mask, torch.rand(h // 2, w // 2, generator=g) > 0.5,
+                            traj, prompt=f"prompt {i} ✓"))
+    fp = ModelFingerprint("pixart_alpha", 1, True, 4, (123.456789012345, -0.1, 1e-30))
+    sched = Schedule(torch.tensor([10.0, 1.2345678, 0.1, 0.0])[: calls + 1], "dpmpp_2m", "karras", calls, 4.5)
+    return LayerMemory(fp, sched, (4, h, w), 0.18215, tuple(layers))
+
+
+def _same(a: LayerMemory, b: LayerMemory) -> None:
+    """Every tensor bit-identical (dtype, shape, bytes) and every piece of metadata equal."""
+    ta, tb = list(a.tensors()), list(b.tensors())
+    assert [n for n, _ in ta] == [n for n, _ in tb]
+    for (name, x), (_, y) in zip(ta, tb, strict=True):
+        assert x.dtype == y.dtype and x.shape == y.shape, name
+        assert x.contiguous().view(torch.uint8).numpy().tobytes() == y.contiguous().view(torch.uint8).numpy().tobytes(), name
+    assert a.fingerprint == b.fingerprint and a.latent_shape == b.latent_shape and a.latent_scale == b.latent_scale
+    sa, sb = a.schedule, b.schedule
+    assert (sa.sampler_name, sa.scheduler, sa.steps, sa.cfg) == (sb.sampler_name, sb.scheduler, sb.steps, sb.cfg)
+    for la, lb in zip(a.layers, b.layers, strict=True):
+        assert (la.name, la.prompt, la.seed) == (lb.name, lb.prompt, lb.seed)
+        assert la.positive.extras == lb.positive.extras and la.negative.extras == lb.negative.extras
+        assert [type(v) for _, v in la.positive.extras] == [type(v) for _, v in lb.positive.extras]
+
+
+def test_round_trip_is_exact_and_shares_what_was_shared():
+    m = _memory()
+    m.layers[1].trajectory.x[0, 0, 0, 0] = float("nan")  # odd values survive too (test-local memory)
+    m.layers[1].trajectory.x[0, 0, 0, 1] = -0.0
+    data = ser.to_bytes(m)
+    back = ser.from_bytes(data, "m.safetensors")
+    _same(m, back)
+    assert back.layers[2].negative.embedding is back.layers[0].negative.embedding, "shared negative stays one tensor"
+    assert back.layers[2].trajectory.sigmas is back.layers[0].trajectory.sigmas
+    assert ser.to_bytes(back) == data, "saving the loaded memory gives the same bytes"
+    tensors = safetensors.torch.load(data)
+    assert "layers.1.negative" not in tensors and "layers.0.negative" in tensors, "stored once"
+
+
+def test_metadata_layout():
+    m = _memory(2)
+    tensors, meta = ser.encode(m)
+    assert meta["format"] == "comfyui-layer-memory" and meta["format_version"] == "1"
+    assert all(isinstance(v, str) for v in meta.values())
+    doc = json.loads(meta["layer_memory"])
+    assert doc["schedule"]["sampler_name"] == "dpmpp_2m" and doc["schedule"]["steps"] == 3
+    assert doc["latent_shape"] == [4, 8, 8] and doc["fingerprint"]["image_model"] == "pixart_alpha"
+    assert [layer["name"] for layer in doc["layers"]] == ["l0", "l1"]
+    assert doc["layers"][1]["seed"] == 2 ** 64 - 2 and doc["layers"][1]["prompt"] == "prompt 1 ✓"
+    assert set(tensors) >= {"schedule.sigmas", "layers.1.trajectory.x", "layers.1.token_mask"}
+
+
+def test_views_and_shared_storage_are_saved_safely():
+    m = _memory(2)
+    big = torch.randn(10, 4, 8, 8)
+    t = m.layers[1].trajectory
+    view_traj = Trajectory(t.sigmas, t.steps, big[:3], big[3:6], big[6])  # three views of one storage
+    from dataclasses import replace
+    m2 = m.with_layers((m.layers[0], replace(m.layers[1], trajectory=view_traj)))
+    back = ser.from_bytes(ser.to_bytes(m2), "v")
+    _same(m2, back)
+    assert big.data_ptr() == view_traj.x.data_ptr(), "nothing of the memory was replaced"
+
+
+def test_float16_trajectories():
+    m = _memory()
+    half = ser.to_bytes(m, "float16")
+    full = ser.to_bytes(m)
+    saved = sum((layer.trajectory.x.numel() + layer.trajectory.denoised.numel()) * 2 for layer in m.layers)
+    assert abs(len(full) - len(half) - saved) < 8, "x and denoised take half the bytes, nothing else changes"
+    back = ser.from_bytes(half, "h")
+    t, tb = m.layers[1].trajectory, back.layers[1].trajectory
+    assert tb.x.dtype == torch.float32 and torch.equal(tb.x, t.x.half().float())
+    assert torch.equal(tb.final, t.final), "the final latent stays exact"
+    assert ser.to_bytes(back, "float16") == half
+    with pytest.raises(LayerMemoryError, match="trajectory_dtype"):
+        ser.to_bytes(m, "int8")
+
+
+def test_a_new_field_in_the_value_types_is_not_silently_dropped(monkeypatch):
+    monkeypatch.setitem(ser._KNOWN_FIELDS, Layer, ser._KNOWN_FIELDS[Layer] - {"prompt"})
+    with pytest.raises(RuntimeError, match="file format"):
+        ser.encode(_memory(1))
+
+
+def _rewrite(data: bytes, edit_doc=None, edit_meta=None, edit_tensors=None) -> bytes:
+    tensors = safetensors.torch.load(data)
+    n = struct.unpack("<Q", data[:8])[0]
+    meta = json.loads(data[8:8 + n])["__metadata__"]
+    doc = json.loads(meta["layer_memory"])
+    if edit_doc:
+        edit_doc(doc)
+    meta["layer_memory"] = json.dumps(doc)
+    if edit_meta:
+        edit_meta(meta)
+    if edit_tensors:
+        edit_tensors(tensors)
+    return safetensors.torch.save(tensors, metadata=meta)
+
+
+GOOD = ser.to_bytes(_memory())
+
+
+def _pop(d, *path):
+    for p in path[:-1]:
+        d = d[p]
+    del d[path[-1]]
+
+
+BAD = {
+    "empty": (b"", "too short"),
+    "truncated header": (GOOD[:100], "truncated"),
+    "truncated data": (GOOD[:-10], "truncated"),
+    "random bytes": (bytes(torch.randint(0, 256, (5000,), generator=torch.Generator().manual_seed(1)).tolist()),
+                     "not a safetensors file"),
+    "json but not safetensors": (struct.pack("<Q", 2) + b"[]", "not a JSON object"),
+    "trailing garbage": (GOOD + b"\0" * 16, "not a valid safetensors file"),
+    "foreign safetensors": (safetensors.torch.save({"diffusion_model.x": torch.zeros(2)}), "not a layer-memory file"),
+    "foreign with metadata": (safetensors.torch.save({"a": torch.zeros(2)}, metadata={"format": "pt"}),
+                              "not a layer-memory file"),
+    "newer version": (_rewrite(GOOD, edit_meta=lambda m: m.update(format_version="2")), "newer than this pack reads"),
+    "version not a number": (_rewrite(GOOD, edit_meta=lambda m: m.update(format_version="x")), "not a number"),
+    "no layer_memory key": (_rewrite(GOOD, edit_meta=lambda m: m.pop("layer_memory")), "'layer_memory' is missing"),
+    "layer_memory not json": (_rewrite(GOOD, edit_meta=lambda m: m.update(layer_memory="{")), "not JSON"),
+    "missing fingerprint": (_rewrite(GOOD, lambda d: d.pop("fingerprint")), "layer_memory.fingerprint is missing"),
+    "missing seed": (_rewrite(GOOD, lambda d: _pop(d, "layers", 1, "seed")), r"layer_memory.layers\[1\].seed is missing"),
+    "missing trajectory key": (_rewrite(GOOD, lambda d: _pop(d, "layers", 2, "trajectory", "x")), "trajectory.x is missing"),
+    "seed of wrong type": (_rewrite(GOOD, lambda d: d["layers"][0].update(seed="7")), "seed"),
+    "negative seed": (_rewrite(GOOD, lambda d: d["layers"][0].update(seed=-1)), "seed"),
+    "no layers": (_rewrite(GOOD, lambda d: d.update(layers=[])), "no layers"),
+    "missing tensor": (_rewrite(GOOD, edit_tensors=lambda t: t.pop("layers.1.trajectory.denoised")),
+                       "'layers.1.trajectory.denoised' .* is missing"),
+    "unreferenced tensor": (_rewrite(GOOD, edit_tensors=lambda t: t.update(extra=torch.zeros(1))), "does not use"),
+    "x of wrong shape": (_rewrite(GOOD, edit_tensors=lambda t: t.update({"layers.2.trajectory.x": torch.zeros(3, 4, 8, 6)})),
+                         r"shape \[3, 4, 8, 6\], expected \[3, 4, 8, 8\]"),
+    "fewer calls in x": (_rewrite(GOOD, edit_tensors=lambda t: t.update({"layers.1.trajectory.x": torch.zeros(2, 4, 8, 8)})),
+                         "expected"),
+    "token mask wrong size": (_rewrite(GOOD, edit_tensors=lambda t: t.update(
+        {"layers.1.token_mask": torch.zeros(8, 8, dtype=torch.bool)})), "token_mask"),
+    "mask wrong dtype": (_rewrite(GOOD, edit_tensors=lambda t: t.update(
+        {"layers.1.latent_mask": torch.zeros(8, 8, dtype=torch.float64)})), "float64, expected float32"),
+    "embedding not T5 wide": (_rewrite(GOOD, edit_tensors=lambda t: t.update({"layers.1.positive": torch.zeros(1, 3, 768)})),
+                              "positive prompt embedding"),
+    "latent shape vs fingerprint": (_rewrite(GOOD, lambda d: d.update(latent_shape=[16, 8, 8])), "16 channels"),
+    "sigmas disagree": (_rewrite(GOOD, lambda d: d["schedule"].update(sigma_values=[10.0, 1.0, 0.1, 0.0])), "sigmas"),
+    "steps disagree with sigmas": (_rewrite(GOOD, lambda d: d["schedule"].update(steps=5)), "schedule.sigmas"),
+    "layers with different call counts": (_rewrite(
+        GOOD, lambda d: d["layers"][2]["trajectory"].update(sigmas="other", steps="other_steps"),
+        edit_tensors=lambda t: t.update(other=torch.ones(2, dtype=torch.float64), other_steps=torch.zeros(2, dtype=torch.long))),
+        "2 model calls, the background's 3"),
+    "extras malformed": (_rewrite(GOOD, lambda d: d["layers"][1]["positive"].update(extras=[["a"]])), "extras"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_files_are_refused_with_file_and_reason(case):
+    data, reason = BAD[case]
+    with pytest.raises(LayerMemoryError) as e:
+        ser.from_bytes(data, "scene_00001_.safetensors")
+    text = str(e.value)
+    assert "scene_00001_.safetensors" in text and "Fix:" in text
+    import re
+    assert re.search(reason, text), text
+
+
+def test_load_names_the_file_and_reports_unreadable(tmp_path):
+    with pytest.raises(LayerMemoryError, match="cannot read 'nope.safetensors'"):
+        ser.load(str(tmp_path / "nope.safetensors"))
+    p = tmp_path / "ok.safetensors"
+    size = ser.save(_memory(), str(p))
+    assert size == p.stat().st_size == len(GOOD)
+    assert p.read_bytes() == GOOD
+    assert ser.peek(str(p))["format"] == ser.FORMAT_NAME
+    assert list(tmp_path.iterdir()) == [p], "no temporary file left behind"
+    (tmp_path / "model.safetensors").write_bytes(BAD["foreign safetensors"][0])
+    assert ser.peek(str(tmp_path / "model.safetensors")) is None
+    (tmp_path / "junk.safetensors").write_bytes(BAD["random bytes"][0])
+    assert ser.peek(str(tmp_path / "junk.safetensors")) is None
+
+
+def test_files_are_standard_safetensors_with_aligned_tensors(tmp_path):
+    """Written here (for stable bytes), read by the safetensors library exactly as by this pack."""
+    from safetensors import safe_open
+
+    m = _memory()
+    p = tmp_path / "m.safetensors"
+    ser.save(m, str(p))
+    tensors, meta = ser.encode(m)
+    with safe_open(str(p), framework="pt") as f:
+        assert f.metadata() == meta
+        assert sorted(f.keys()) == sorted(tensors)
+        for name in f.keys():
+            t = f.get_tensor(name)
+            assert t.dtype == tensors[name].dtype and torch.equal(t, tensors[name]), name
+    data = p.read_bytes()
+    n = struct.unpack("<Q", data[:8])[0]
+    assert (8 + n) % 8 == 0
+    header = json.loads(data[8:8 + n])
+    for name, entry in header.items():
+        if name != "__metadata__":
+            assert entry["data_offsets"][0] % tensors[name].element_size() == 0, name
