@@ -15,10 +15,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import torch
-
 import comfy.patcher_extension
 import comfy.samplers
+import torch
 
 from .errors import LayerMemoryError
 from .trajectory import Trajectory, TrajectoryRecorder

@@ -43,7 +43,8 @@ def start_memory(model, positive, negative, width: int, height: int, seed: int, 
     import comfy.samplers
 
     if sampler_name not in comfy.samplers.SAMPLER_NAMES:
-        raise LayerMemoryError("sampler_name", f"unknown sampler {sampler_name!r}", "pick one of ComfyUI's samplers, e.g. dpmpp_2m or euler")
+        raise LayerMemoryError("sampler_name", f"unknown sampler {sampler_name!r}",
+                               "pick one of ComfyUI's samplers, e.g. dpmpp_2m or euler")
     if scheduler not in comfy.samplers.SCHEDULER_NAMES:
         raise LayerMemoryError("scheduler", f"unknown scheduler {scheduler!r}", "pick one of ComfyUI's schedulers, e.g. karras or normal")
     fp = model_checks.fingerprint(model)

@@ -6,8 +6,8 @@ did not change (they are never written to either).
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Iterator
 
 import torch
 
@@ -25,7 +25,7 @@ class Conditioning:
     extras: tuple[tuple[str, object], ...] = ()
 
     @staticmethod
-    def from_comfy(conditioning, input_name: str) -> "Conditioning":
+    def from_comfy(conditioning, input_name: str) -> Conditioning:
         if not isinstance(conditioning, (list, tuple)) or len(conditioning) == 0:
             raise LayerMemoryError(input_name, "expected CONDITIONING (a list of [tensor, dict])", "connect a text-encode node's output")
         if len(conditioning) != 1:
@@ -92,7 +92,7 @@ class ModelFingerprint:
     latent_channels: int
     weight_signature: tuple[float, ...]  # sums over a few bias vectors; see model_checks.fingerprint
 
-    def mismatch(self, other: "ModelFingerprint") -> str | None:
+    def mismatch(self, other: ModelFingerprint) -> str | None:
         for field in ("image_model", "depth", "micro_condition", "latent_channels"):
             a, b = getattr(self, field), getattr(other, field)
             if a != b:
@@ -100,7 +100,7 @@ class ModelFingerprint:
         a, b = tuple(self.weight_signature), tuple(other.weight_signature)
         scale = max([1e-6] + [abs(v) for v in a])
         # Tolerant to storage dtype (fp16/bf16/fp8 rounding averages out in the sums), not to other weights.
-        if len(a) != len(b) or any(abs(x - y) > 1e-3 * scale for x, y in zip(a, b)):
+        if len(a) != len(b) or any(abs(x - y) > 1e-3 * scale for x, y in zip(a, b, strict=True)):
             return "its weights differ from the checkpoint the memory was made with"
         return None
 
@@ -131,13 +131,13 @@ class LayerMemory:
         final = self.layers[index].trajectory.final
         return {"samples": final[None] / self.latent_scale}
 
-    def with_layer(self, layer: Layer) -> "LayerMemory":
+    def with_layer(self, layer: Layer) -> LayerMemory:
         return replace(self, layers=self.layers + (layer,))
 
-    def with_layers(self, layers: tuple[Layer, ...]) -> "LayerMemory":
+    def with_layers(self, layers: tuple[Layer, ...]) -> LayerMemory:
         return replace(self, layers=tuple(layers))
 
-    def truncated(self, count: int) -> "LayerMemory":
+    def truncated(self, count: int) -> LayerMemory:
         return replace(self, layers=self.layers[:count])
 
     def resolve(self, spec: str | int, input_name: str = "layer", allow_background: bool = False) -> int:
@@ -151,7 +151,8 @@ class LayerMemory:
             matches = [i for i, layer in enumerate(self.layers) if layer.name == text]
             if not matches:
                 names = ", ".join(f"{i}: {layer.name!r}" for i, layer in enumerate(self.layers))
-                raise LayerMemoryError(input_name, f"no layer is named {text!r}", f"use an index or one of the names ({names})")
+                raise LayerMemoryError(input_name, f"no layer is named {text!r}",
+                                       f"use an index or one of the names ({names})") from None
             index = matches[-1]
         if index < 0:
             index += n
@@ -164,7 +165,7 @@ class LayerMemory:
             )
         return index
 
-    def renamed(self, index: int, name: str) -> "LayerMemory":
+    def renamed(self, index: int, name: str) -> LayerMemory:
         layers = list(self.layers)
         layers[index] = replace(layers[index], name=name)
         return replace(self, layers=tuple(layers))

@@ -11,9 +11,8 @@ rows are conditional (`cond_or_uncond`) and where the caption embedder lives.
 """
 from __future__ import annotations
 
-import torch
-
 import comfy.patcher_extension
+import torch
 from comfy.ldm.modules.attention import optimized_attention
 from comfy.ldm.pixart.blocks import MultiHeadCrossAttention
 

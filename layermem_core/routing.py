@@ -35,7 +35,7 @@ class RoutingPlan:
     segments: tuple[tuple[int, int, int], ...]  # (owner, start, end) over the sorted order
 
     @staticmethod
-    def from_owners(owners: torch.Tensor) -> "RoutingPlan":
+    def from_owners(owners: torch.Tensor) -> RoutingPlan:
         owners = owners.reshape(-1).long()
         perm = torch.sort(owners, stable=True).indices
         inverse = torch.empty_like(perm)
@@ -53,5 +53,5 @@ class RoutingPlan:
     def is_single_group(self) -> bool:
         return len(self.segments) == 1
 
-    def to(self, device: torch.device) -> "RoutingPlan":
+    def to(self, device: torch.device) -> RoutingPlan:
         return RoutingPlan(self.permutation.to(device), self.inverse.to(device), self.segments)

@@ -2,12 +2,11 @@
 to a clone of the caller's ModelPatcher."""
 from __future__ import annotations
 
-import torch
-
 import comfy.sample
 import comfy.samplers
 import comfy.utils
 import latent_preview
+import torch
 
 from . import bcg, mqd
 from .memory import Conditioning, Schedule

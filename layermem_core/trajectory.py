@@ -34,11 +34,11 @@ class Trajectory:
             raise IndexError(f"no model call was recorded at sigma {sigma}")
         return int(hits[-1, 0])
 
-    def to(self, device: torch.device, dtype: torch.dtype | None = None) -> "Trajectory":
+    def to(self, device: torch.device, dtype: torch.dtype | None = None) -> Trajectory:
         kw = {"device": device} if dtype is None else {"device": device, "dtype": dtype}
         return Trajectory(self.sigmas, self.steps, self.x.to(**kw), self.denoised.to(**kw), self.final.to(**kw))
 
-    def replaced_in(self, region: torch.Tensor, other: "Trajectory") -> "Trajectory":
+    def replaced_in(self, region: torch.Tensor, other: Trajectory) -> Trajectory:
         """This trajectory with `region` ([h, w] bool) taken from `other`, call for call."""
         if other.calls != self.calls:
             raise ValueError("trajectories of different schedules cannot be merged")

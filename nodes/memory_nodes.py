@@ -6,7 +6,7 @@ import nodes as comfy_nodes
 from comfy_api.latest import io
 
 from ..layermem_core import layer_ops
-from .types import (CATEGORY, grow_input, latent_output, memory_input, memory_output, model_input, seed_input)
+from .types import CATEGORY, grow_input, latent_output, memory_input, memory_output, model_input, seed_input
 
 
 class LayerMemoryNode(io.ComfyNode):

@@ -1,8 +1,7 @@
 """Bad input is refused before any sampling, names the input and the fix, and changes no memory."""
 import pytest
-import torch
-
 import scenes
+import torch
 
 pytestmark = pytest.mark.host
 

@@ -2,9 +2,8 @@
 import logging
 
 import pytest
-import torch
-
 import scenes
+import torch
 
 pytestmark = pytest.mark.host
 
@@ -32,7 +31,7 @@ def test_deterministic_samplers_are_bit_exact_outside(host, alpha, sampler, sche
 
 
 def test_second_layer_follows_first_layer_outside(three_layers):
-    for below, new in zip(three_layers[1:], three_layers[2:]):
+    for below, new in zip(three_layers[1:], three_layers[2:], strict=False):
         _assert_exact_outside(new, below, _outside(new))
 
 
@@ -90,7 +89,8 @@ def test_bcgblend_with_stock_sampler_is_exact(host, alpha, background):
 def test_bcgblend_other_schedule_falls_back_and_says_so(host, alpha, background, caplog):
     import comfy.sample
 
-    patched = host.nodes.NODE_CLASS_MAPPINGS["BCGBlend"].execute(alpha, background, scenes.box_mask(512, 0.2, 0.2, 0.6, 0.6), 0, 0).result[0]
+    mask = scenes.box_mask(512, 0.2, 0.2, 0.6, 0.6)
+    patched = host.nodes.NODE_CLASS_MAPPINGS["BCGBlend"].execute(alpha, background, mask, 0, 0).result[0]
     latent = torch.zeros(1, 4, 64, 64)
     with caplog.at_level(logging.WARNING):
         out = comfy.sample.sample(patched, comfy.sample.prepare_noise(latent, 7), 2, 4.5, "euler", "normal",
@@ -102,7 +102,8 @@ def test_bcgblend_other_schedule_falls_back_and_says_so(host, alpha, background,
 def test_bcgblend_refuses_batch_and_size(host, alpha, background):
     import comfy.sample
 
-    patched = host.nodes.NODE_CLASS_MAPPINGS["BCGBlend"].execute(alpha, background, scenes.box_mask(512, 0.2, 0.2, 0.6, 0.6), 0, 0).result[0]
+    mask = scenes.box_mask(512, 0.2, 0.2, 0.6, 0.6)
+    patched = host.nodes.NODE_CLASS_MAPPINGS["BCGBlend"].execute(alpha, background, mask, 0, 0).result[0]
     s = background.schedule
     for shape, text in (((2, 4, 64, 64), "batch size 2"), ((1, 4, 96, 64), "memory is 512x512")):
         latent = torch.zeros(shape)

@@ -1,8 +1,7 @@
 """Point 5: deletion restores what was below in the layer's visible region and nothing else."""
 import pytest
-import torch
-
 import scenes
+import torch
 
 pytestmark = pytest.mark.host
 

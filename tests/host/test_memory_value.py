@@ -1,10 +1,8 @@
 """Point 1: what a layer stores, and that the memory is a value nobody mutates."""
-import asyncio
 
 import pytest
-import torch
-
 import scenes
+import torch
 
 pytestmark = pytest.mark.host
 
@@ -13,7 +11,7 @@ def test_layer_contents(three_layers):
     memory = three_layers[-1]
     bg = memory.layers[0]
     assert bg.latent_mask.eq(1).all() and bg.token_mask.all(), "layer 0 is the background with a full mask"
-    for i, layer in enumerate(memory.layers):
+    for layer in memory.layers:
         assert layer.positive.embedding.shape[-1] == 4096 and layer.negative.embedding.shape[-1] == 4096
         assert dict(layer.positive.extras) == {"width": 512, "height": 512}, "PixArt-alpha size conditions kept"
         assert layer.latent_mask.shape == (64, 64) and layer.token_mask.shape == (32, 32)

@@ -1,8 +1,7 @@
 """Point 3: MQD routes each token group of the conditional rows to its own layer's prompt."""
 import pytest
-import torch
-
 import scenes
+import torch
 
 pytestmark = pytest.mark.host
 

@@ -1,6 +1,5 @@
 """The pack loads in the real ComfyUI with its nodes, and a whole scene runs through them."""
 import pytest
-
 import scenes
 
 pytestmark = pytest.mark.host
@@ -32,7 +31,8 @@ def test_load_pixart_through_comfy_loaders(host):
 
 def test_scene_through_nodes(host):
     N = host.nodes.NODE_CLASS_MAPPINGS
-    model = N["LoadPixArt"].execute("random_pixart_alpha_512.safetensors", "none (encode with another loader)", "taesd", "default").result[0]
+    loaded = N["LoadPixArt"].execute("random_pixart_alpha_512.safetensors", "none (encode with another loader)", "taesd", "default")
+    model = loaded.result[0]
     memory, latent = N["LayerMemory"].execute(model, scenes.cond(1), scenes.negative(), 512, 512, 0, 2, 4.5, "euler", "normal").result
     assert latent["samples"].shape == (1, 4, 64, 64)
     memory2, latent2 = N["AddLayer"].execute(memory, model, scenes.cond(2), scenes.box_mask(512, 0.2, 0.2, 0.6, 0.6), 5).result

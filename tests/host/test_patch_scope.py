@@ -1,7 +1,5 @@
 """Point 4: patches live on a clone and are gone after every run, also after an error or interrupt."""
 import pytest
-import torch
-
 import scenes
 
 pytestmark = pytest.mark.host

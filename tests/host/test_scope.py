@@ -1,8 +1,7 @@
 """Point 6: PixArt-alpha 512 and 1024 (size micro-conditions), PixArt-Sigma, any sampler and scheduler."""
 import pytest
-import torch
-
 import scenes
+import torch
 
 pytestmark = pytest.mark.host
 

@@ -108,7 +108,7 @@ def write_models(models_dir: str, depth: int = 1, variants=VARIANTS) -> dict[str
         out[variant.name] = path
     enc, dec = taesd_state_dicts()
     for name, sd in (("taesd", (enc, dec)), ("taesdxl", (enc, dec))):
-        for part, tensors in zip(("encoder", "decoder"), sd):
+        for part, tensors in zip(("encoder", "decoder"), sd, strict=True):
             path = os.path.join(approx, f"{name}_{part}.safetensors")
             if not os.path.exists(path):
                 save_file({k: v.contiguous() for k, v in tensors.items()}, path)

@@ -1,7 +1,6 @@
 """Mask maths at latent and token resolution (no ComfyUI needed)."""
 import pytest
 import torch
-
 from comfyui_layer_memory.layermem_core import masks
 from comfyui_layer_memory.layermem_core.errors import LayerMemoryError
 

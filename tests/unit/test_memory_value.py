@@ -1,7 +1,6 @@
 """The memory is a value: operations return new objects and share, never modify, tensors."""
 import pytest
 import torch
-
 from comfyui_layer_memory.layermem_core.errors import LayerMemoryError
 from comfyui_layer_memory.layermem_core.memory import Conditioning, Layer, LayerMemory, ModelFingerprint, Schedule
 from comfyui_layer_memory.layermem_core.trajectory import Trajectory
@@ -40,7 +39,7 @@ def test_operations_return_new_values():
     assert m.truncated(2).layers == m.layers[:2] and len(m.layers) == 3
     renamed = m.renamed(1, "cat")
     assert renamed.layers[1].name == "cat" and m.layers[1].name == "l1"
-    assert all(torch.equal(a, b) for a, b in zip(before, (t for _, t in m.tensors())))
+    assert all(torch.equal(a, b) for a, b in zip(before, (t for _, t in m.tensors()), strict=True))
 
 
 def test_composite_latent_is_process_latent_out():

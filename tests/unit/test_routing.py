@@ -1,6 +1,5 @@
 """Token routing by mask order (no ComfyUI needed)."""
 import torch
-
 from comfyui_layer_memory.layermem_core.routing import RoutingPlan, token_owners
 
 
