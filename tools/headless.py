@@ -497,14 +497,24 @@ def rewrite_for_random_models(prompt: dict, steps: int = 3, size: int = 512) -> 
 
     - LoadPixArt: the random PixArt-alpha 512 (Sigma when the file name says so), no text encoder, TAESD;
     - CLIPTextEncodePixArtAlpha, and CLIPTextEncode fed by LoadPixArt: LayerMemTestEncode with the same text;
-    - sizes: LayerMemory (and EmptyLatentImage) width/height, text-encoder width/height, SolidMask sizes and
-      MaskComposite x/y scaled by size / (smaller side of the first LayerMemory), e.g. 1024 -> 512;
+    - sizes: LayerMemory (and EmptyLatentImage) width/height, text-encoder width/height, SolidMask sizes,
+      MaskComposite x/y and a PreviewLayers line_width > 0 scaled by size / (smaller side of the first
+      LayerMemory), e.g. 1024 -> 512. A workflow without LayerMemory (one that continues a memory from
+      LoadLayerMemory) takes the scene size from its first PixArt text encoder instead: the loaded memory
+      is then the one a rewritten workflow saved, at `size`;
     - steps of LayerMemory (and KSampler / KSamplerAdvanced / BasicScheduler) -> `steps`.
+
+    SaveLayerMemory and LoadLayerMemory stay as they are: a memory saved by a rewritten workflow was made
+    with the random model, and the rewritten workflow that loads it (same file name) uses that model too.
     """
     p = copy.deepcopy(prompt)
     changes: list[str] = []
     sizes = [(n["inputs"].get("width"), n["inputs"].get("height")) for n in p.values() if n["class_type"] == "LayerMemory"]
     sizes = [s for s in sizes if all(isinstance(v, int) for v in s)]
+    if not sizes:  # e.g. LoadLayerMemory -> AddLayer: the prompts carry the scene's size
+        sizes = [(n["inputs"].get("width"), n["inputs"].get("height")) for n in p.values()
+                 if n["class_type"] == "CLIPTextEncodePixArtAlpha"]
+        sizes = [s for s in sizes if all(isinstance(v, int) for v in s)]
     scale = size / min(sizes[0]) if sizes and min(sizes[0]) > size else 1.0
 
     def scaled(v, grid: int = 1, minimum: int = 0) -> int:
@@ -549,4 +559,6 @@ def rewrite_for_random_models(prompt: dict, steps: int = 3, size: int = 512) -> 
             for name in ("x", "y"):
                 if isinstance(inputs.get(name), int):
                     set_input(nid, node, name, scaled(inputs[name]))
+        elif ct == "PreviewLayers" and isinstance(inputs.get("line_width"), int) and inputs["line_width"] > 0:
+            set_input(nid, node, "line_width", scaled(inputs["line_width"], 1, 1))
     return p, changes

@@ -1,7 +1,11 @@
 """Run API-format workflows through ComfyUI's real server, headless, and list the images they wrote.
 
     python tools/run_workflow.py workflows/api/layered_scene_api.json --random-models
+    python tools/run_workflow.py workflows/api/layered_scene_api.json workflows/api/continue_scene_api.json --random-models
     python tools/run_workflow.py my_scene_api.json                  # your models, from <ComfyUI>/models
+
+Several workflows run one after the other in one ComfyUI, in the order given: continue_scene loads the
+layer memory that layered_scene saves in the output folder, so it comes second.
 
 --random-models runs anywhere (CPU, no downloads): small random-weight PixArt/TAESD files, a test text
 encoder instead of T5-XXL, 512 px and a few steps. The pictures are noise; the point is that every
@@ -63,6 +67,38 @@ def _progress(prompt: dict, quiet: bool):
     return on_event
 
 
+def _loads_saved_memory(prompt: dict) -> bool:
+    return any(n["class_type"] == "LoadLayerMemory" and str(n["inputs"].get("file", "")).endswith(" [output]")
+               for n in prompt.values())
+
+
+def _stale_loads(prompts: list, output_dir: Path) -> list[str]:
+    """Warnings for a LoadLayerMemory whose '... [output]' file exists before the run although an earlier
+    workflow of this command saves under that prefix: the counter moves on, so it would load the old file."""
+    warnings = []
+    for i, (path, prompt) in enumerate(prompts):
+        prefixes = {str(n["inputs"].get("filename_prefix")) + "_" for _, earlier in prompts[:i] for n in earlier.values()
+                    if n["class_type"] == "SaveLayerMemory"}
+        for n in prompt.values():
+            file = str(n["inputs"].get("file", "")) if n["class_type"] == "LoadLayerMemory" else ""
+            if file.endswith(" [output]") and any(file.startswith(pre) for pre in prefixes) \
+                    and (output_dir / file.removesuffix(" [output]")).exists():
+                warnings.append(f"warning: {path} loads '{file}', which exists in {output_dir} already: the earlier "
+                                "workflow saves a new file with the next counter, and this one loads the old file "
+                                "(use a fresh --output-dir to continue what this command saves)")
+    return warnings
+
+
+def _texts(prompt: dict, result: headless.RunResult) -> list[tuple[str, str]]:
+    """Text the output nodes showed (SaveLayerMemory's file name, ListLayers' table), in the workflow's order."""
+    found = []
+    for nid in prompt:
+        for text in (result.outputs.get(nid) or {}).get("text", []):
+            if isinstance(text, str) and text.strip():
+                found.append((nid, text.strip()))
+    return found
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the server is stopped on kill, too
@@ -92,6 +128,8 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"ComfyUI: {server.comfy_root}\nbase directory: {server.base}  (server log: {server.log_path})")
+    for warning in _stale_loads(prompts, server.output_dir):
+        print(warning, file=sys.stderr)
     try:
         try:
             server.start()
@@ -107,12 +145,23 @@ def main(argv=None) -> int:
                 result = server.run(prompt, timeout=args.timeout, on_event=_progress(prompt, args.quiet))
             except headless.PromptRejected as e:
                 print(str(e), file=sys.stderr)
+                if _loads_saved_memory(prompt):
+                    print("hint: this workflow loads a layer memory from the output folder ('... [output]'); run the "
+                          "workflow that saves it first, in the same command (e.g. workflows/api/layered_scene_api.json "
+                          "workflows/api/continue_scene_api.json), or put a memory file into the input folder and choose it",
+                          file=sys.stderr)
                 failures += 1
                 continue
+            saved = [img for img in result.images if server.output_dir in img.parents]
+            previews = [img for img in result.images if img not in saved]  # PreviewImage / PreviewLayers: temp/
             print(f"{'done' if result.ok else 'FAILED'} in {result.seconds:.1f} s: {len(result.executed)} nodes ran, "
-                  f"{len(result.cached)} cached; {len(result.images)} images" + (":" if result.images else ""))
-            for img in result.images:
+                  f"{len(result.cached)} cached; {len(saved)} images saved"
+                  + (f" (+{len(previews)} previews in {previews[0].parent})" if previews else "")
+                  + (":" if saved else ""))
+            for img in saved:
                 print(f"    {img}")
+            for nid, text in _texts(prompt, result):
+                print(f"  {headless._node_label(prompt, nid)}:\n" + "\n".join(f"    {line}" for line in text.splitlines()))
             if not result.ok:
                 print(result.describe_error(), file=sys.stderr)
                 failures += 1

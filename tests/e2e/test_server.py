@@ -2,11 +2,18 @@
 
 One server per module (tools/headless.py: `python main.py --cpu --base-directory <tmp>`), always stopped
 by the fixture. Workflows are rewritten for the random test models: 512 px, few steps, test text encoder.
+
+The workflows run in build_workflows.RUN_ORDER, not in file-name order: continue_scene loads the layer
+memory layered_scene saves. `workflow` is a module-scoped parametrized fixture, so pytest runs every test
+of one workflow before the next workflow's (the cache check needs its workflow to be the last one run:
+ComfyUI's classic cache drops the nodes of earlier prompts), and `_first_run` runs a workflow's
+prerequisites first when a test asks for a later workflow alone (e.g. `-k continue`).
 """
 from __future__ import annotations
 
 import copy
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -17,15 +24,20 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO / "tools") not in sys.path:
     sys.path.insert(0, str(REPO / "tools"))
 
+import build_workflows  # noqa: E402
 import headless  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
-API_FILES = sorted((REPO / "workflows").rglob("*_api.json"))
+API_DIR = REPO / "workflows" / "api"
+API_FILES = [API_DIR / f"{name}_api.json" for name in build_workflows.RUN_ORDER]  # the order they must run in
 UI_FILES = sorted(p for p in (REPO / "workflows").glob("*.json") if headless.is_ui_format(json.loads(p.read_text())))
 STEPS = 2  # enough for every node to run its real code path; keeps the module well under 3 minutes on a CPU
-NODE_IDS = ["LoadPixArt", "LayerMemory", "AddLayer", "BCGBlend", "DeleteLayer", "ListLayers"]
+NODE_IDS = ["LoadPixArt", "LayerMemory", "AddLayer", "BCGBlend", "DeleteLayer", "ListLayers", "SaveLayerMemory",
+            "LoadLayerMemory", "PreviewLayers"]
+MEMORY_MAKERS = ("LayerMemory", "LoadLayerMemory", "AddLayer", "DeleteLayer")  # nodes whose output 0 is a memory
 _FIRST_RUNS: dict[Path, headless.RunResult] = {}
+_LAST_RUN: list[Path] = []  # the workflow the server ran last (as is): its nodes are in ComfyUI's cache
 
 
 def _rel(p: Path) -> str:
@@ -44,14 +56,55 @@ def server(comfy_root, tmp_path_factory):
         assert srv.proc is None
 
 
+@pytest.fixture(scope="module", params=API_FILES, ids=_rel)
+def workflow(request) -> Path:
+    return request.param
+
+
 def _prompt(path: Path) -> dict:
     return headless.rewrite_for_random_models(headless.load_api_workflow(path), steps=STEPS)[0]
 
 
+def _nodes(prompt: dict, class_type: str) -> list[str]:
+    return [nid for nid, n in prompt.items() if n["class_type"] == class_type]
+
+
+def _saved_memory_file(prefix: str, counter: int = 1) -> str:
+    """The name SaveLayerMemory returns for the counter-th save of `prefix` (LoadLayerMemory's combo value)."""
+    return f"{prefix}_{counter:05}_.safetensors [output]"
+
+
+def prerequisites(path: Path) -> list[Path]:
+    """The workflows before `path` in RUN_ORDER that save a memory `path` loads from the output folder."""
+    loads = {headless.load_api_workflow(path)[nid]["inputs"]["file"]
+             for nid in _nodes(headless.load_api_workflow(path), "LoadLayerMemory")}
+    before = API_FILES[:API_FILES.index(path)]
+    return [p for p in before if any(_saved_memory_file(headless.load_api_workflow(p)[nid]["inputs"]["filename_prefix"])
+                                     in loads for nid in _nodes(headless.load_api_workflow(p), "SaveLayerMemory"))]
+
+
+def _run(server, path: Path, prompt: dict) -> headless.RunResult:
+    result = server.run(prompt, timeout=600)
+    _LAST_RUN[:] = [path] if prompt == _prompt(path) else []
+    return result
+
+
 def _first_run(server, path: Path) -> headless.RunResult:
     if path not in _FIRST_RUNS:
-        _FIRST_RUNS[path] = server.run(_prompt(path), timeout=600)
+        for before in prerequisites(path):
+            assert _first_run(server, before).ok, f"{_rel(before)}, which {_rel(path)} needs, failed"
+        _FIRST_RUNS[path] = _run(server, path, _prompt(path))
     return _FIRST_RUNS[path]
+
+
+def test_run_order_lists_every_workflow_after_what_it_loads():
+    assert sorted(API_FILES) == sorted(API_DIR.rglob("*_api.json")), "build_workflows.RUN_ORDER misses a workflow"
+    for path in API_FILES:
+        prompt = headless.load_api_workflow(path)
+        for nid in _nodes(prompt, "LoadLayerMemory"):
+            file = prompt[nid]["inputs"]["file"]
+            if file.endswith(" [output]"):
+                assert prerequisites(path), f"{_rel(path)} loads {file!r}, which no earlier workflow in RUN_ORDER saves"
 
 
 def _files(folder: Path) -> set[Path]:
@@ -71,8 +124,8 @@ def test_server_has_the_pack_and_serves_the_examples(server):
         assert r.json() == json.loads(ui.read_text(encoding="utf-8"))
 
 
-@pytest.mark.parametrize("path", API_FILES, ids=_rel)
-def test_workflow_runs_and_saves_its_images(server, path):
+def test_workflow_runs_and_saves_its_images(server, workflow):
+    path = workflow
     prompt = _prompt(path)
     result = _first_run(server, path)
     assert result.ok, result.describe_error()
@@ -95,13 +148,17 @@ def test_workflow_runs_and_saves_its_images(server, path):
 def append_layer(prompt: dict) -> tuple[dict, set[str]]:
     """The workflow plus one AddLayer on top of its last memory, with its mask, prompt, decode and save."""
     p = copy.deepcopy(prompt)
-    makers = {nid for nid, n in p.items() if n["class_type"] in ("LayerMemory", "AddLayer", "DeleteLayer")}
-    used = {n["inputs"]["memory"][0] for n in p.values() if isinstance(n["inputs"].get("memory"), list)}
+    makers = {nid for nid, n in p.items() if n["class_type"] in MEMORY_MAKERS}
+    used = {p[nid]["inputs"]["memory"][0] for nid in makers if isinstance(p[nid]["inputs"].get("memory"), list)}
     tops = sorted(makers - used)
     assert len(tops) == 1, f"expected one last memory, found {tops}"
     top = p[tops[0]]
-    memory = next(n for n in p.values() if n["class_type"] == "LayerMemory")["inputs"]
+    # the scene's size: LayerMemory's, or (a loaded memory) the prompts'
+    memory = next((n for n in p.values() if n["class_type"] == "LayerMemory"),
+                  next(n for n in p.values() if n["class_type"] == headless.TEST_ENCODER))["inputs"]
     width, height = memory["width"], memory["height"]
+    model = top["inputs"]["model"] if "model" in top["inputs"] else next(
+        n["inputs"]["model"] for n in p.values() if n["class_type"] == "AddLayer")
     vae = next(n for n in p.values() if n["class_type"] == "VAEDecode")["inputs"]["vae"]
     # reuse the workflow's empty canvas: a new node with the same inputs would itself come from the cache
     canvas = next(n for n in p.values() if n["class_type"] == "MaskComposite")["inputs"]["destination"]
@@ -116,7 +173,7 @@ def append_layer(prompt: dict) -> tuple[dict, set[str]]:
     p[composite] = {"class_type": "MaskComposite", "inputs": {"destination": canvas, "source": [source, 0],
                                                               "x": width // 2, "y": height // 8, "operation": "add"}}
     p[layer] = {"class_type": "AddLayer", "_meta": {"title": "Add layer: balloon"},
-                "inputs": {"memory": [tops[0], 0], "model": top["inputs"]["model"], "positive": [text, 0],
+                "inputs": {"memory": [tops[0], 0], "model": model, "positive": [text, 0],
                            "mask": [composite, 0], "seed": 7, "use_mqd": True, "grow": 0, "feather": 0,
                            "unblended_fraction": 0.0, "name": "balloon"}}
     p[decode] = {"class_type": "VAEDecode", "inputs": {"samples": [layer, 1], "vae": vae}}
@@ -124,20 +181,22 @@ def append_layer(prompt: dict) -> tuple[dict, set[str]]:
     return p, set(ids)
 
 
-@pytest.mark.parametrize("path", API_FILES, ids=_rel)
-def test_appended_layer_runs_only_the_new_nodes(server, path):
+def test_appended_layer_runs_only_the_new_nodes(server, workflow):
+    path = workflow
     prompt = _prompt(path)
     assert _first_run(server, path).ok
+    if _LAST_RUN != [path]:  # another workflow ran since: ComfyUI's cache no longer holds this one's nodes
+        assert _run(server, path, prompt).ok
     before = _files(server.output_dir)
 
-    again = server.run(prompt, timeout=600)
+    again = _run(server, path, prompt)
     assert again.ok, again.describe_error()
     assert again.executed == [], f"an unchanged workflow re-ran {again.executed}"
     assert set(again.cached) == set(prompt)
     assert _files(server.output_dir) == before, "a cached SaveImage wrote a file"
 
     bigger, new_ids = append_layer(prompt)
-    result = server.run(bigger, timeout=600)
+    result = _run(server, path, bigger)
     assert result.ok, result.describe_error()
     # the server's own messages: websocket 'executing' events and the 'execution_cached' list in /history
     assert set(result.executed) == new_ids, \
@@ -147,3 +206,65 @@ def test_appended_layer_runs_only_the_new_nodes(server, path):
     assert len(cached_messages) == 1 and set(cached_messages[0][1]["nodes"]) == set(prompt)
     new_files = _files(server.output_dir) - before
     assert len(new_files) == 1 and next(iter(new_files)).name.startswith("balloon"), new_files
+
+
+def _image_of(server, result: headless.RunResult, save_id: str) -> Path:
+    images = result.outputs.get(save_id, {}).get("images", [])
+    assert len(images) == 1, f"SaveImage {save_id} reported {images}"
+    return server.output_dir / images[0]["subfolder"] / images[0]["filename"]
+
+
+def _saver_of(prompt: dict, source: str, output: int) -> str:
+    """The SaveImage that decodes output `output` of node `source` (through one VAEDecode)."""
+    decodes = [nid for nid in _nodes(prompt, "VAEDecode") if prompt[nid]["inputs"]["samples"] == [source, output]]
+    saves = [nid for nid in _nodes(prompt, "SaveImage") if prompt[nid]["inputs"]["images"][0] in decodes]
+    assert len(saves) == 1, (source, saves)
+    return saves[0]
+
+
+def test_second_workflow_continues_the_scene_the_first_saved(server):
+    """continue_scene loads the file layered_scene's SaveLayerMemory wrote, adds one layer and saves its image."""
+    first, second = API_DIR / "layered_scene_api.json", API_DIR / "continue_scene_api.json"
+    assert API_FILES.index(first) < API_FILES.index(second) and prerequisites(second) == [first]
+    p1, p2 = _prompt(first), _prompt(second)
+    r1 = _first_run(server, first)
+    r2 = _first_run(server, second)
+    assert r1.ok, r1.describe_error()
+    assert r2.ok, r2.describe_error()
+    from PIL import Image
+
+    # the first workflow saved the memory under the name the second loads
+    (save_memory,) = _nodes(p1, "SaveLayerMemory")
+    (load,) = _nodes(p2, "LoadLayerMemory")
+    file = p2[load]["inputs"]["file"]
+    saved_text = r1.outputs[save_memory]["text"][0]
+    relative = file.removesuffix(" [output]")
+    assert saved_text.startswith(f"Saved {relative} in the output folder: "), saved_text
+    assert (server.output_dir / relative).is_file()
+    saved_layers = int(re.search(r": (\d+) layers", saved_text).group(1))
+    assert saved_layers == 3, saved_text  # background, cheetah, lion: the leopard was deleted
+    assert load in r2.executed, "LoadLayerMemory did not run"
+
+    # the loaded scene is the first workflow's last picture, pixel for pixel
+    (delete,) = _nodes(p1, "DeleteLayer")
+    with Image.open(_image_of(server, r1, _saver_of(p1, delete, 1))) as a, \
+            Image.open(_image_of(server, r2, _saver_of(p2, load, 1))) as b:
+        assert a.size == b.size == (512, 512) and a.tobytes() == b.tobytes(), "the loaded memory decodes differently"
+
+    # one more layer: ListLayers' table (ui text in /history), PreviewLayers' images (outlined + one per layer)
+    (add,) = _nodes(p2, "AddLayer")
+    (table,) = _nodes(p2, "ListLayers")
+    rows = r2.outputs[table]["text"][0].splitlines()[2:]
+    assert len(rows) == saved_layers + 1, rows
+    assert [r.split(" | ")[1] for r in rows] == ["background", "cheetah", "lion", p2[add]["inputs"]["name"]], rows
+    (preview,) = _nodes(p2, "PreviewLayers")
+    assert len(r2.outputs[preview]["images"]) == 1 + saved_layers + 1
+    (preview1,) = _nodes(p1, "PreviewLayers")
+    assert len(r1.outputs[preview1]["images"]) == 1 + saved_layers
+
+    # and wrote the new layer's image
+    new_image = _image_of(server, r2, _saver_of(p2, add, 1))
+    assert new_image in r2.images and new_image.is_file()
+    assert str(new_image.relative_to(server.output_dir)).startswith(p2[_saver_of(p2, add, 1)]["inputs"]["filename_prefix"])
+    with Image.open(new_image) as im, Image.open(_image_of(server, r2, _saver_of(p2, load, 1))) as loaded:
+        assert im.size == (512, 512) and im.tobytes() != loaded.tobytes(), "the new layer changed nothing"

@@ -29,6 +29,7 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 MODEL_FILE_INPUTS = {"unet_name", "text_encoder", "vae_name", "ckpt_name", "clip_name", "lora_name", "control_net_name"}
 MODEL_SUFFIXES = (".safetensors", ".sft", ".pth", ".pt", ".ckpt", ".bin", ".gguf")
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
+OUTPUT_TAG = " [output]"  # LoadLayerMemory's mark for a file in the output folder
 
 
 def _load(path: Path) -> dict:
@@ -124,8 +125,43 @@ def types_match(out_type: str, in_type) -> bool:
     return bool(set(out_type.split(",")) & set(in_type.split(",")))
 
 
+def _loaded_files(prompt: dict) -> set[str]:
+    """LoadLayerMemory files a workflow takes from the output folder (what an earlier workflow saved)."""
+    return {n["inputs"]["file"] for n in prompt.values()
+            if n["class_type"] == "LoadLayerMemory" and str(n["inputs"].get("file", "")).endswith(OUTPUT_TAG)}
+
+
 @pytest.fixture(scope="module")
-def specs(host):
+def saved_memories(host, models) -> set[str]:
+    """The memory files the workflows load from the output folder, really saved there first.
+
+    continue_scene loads the file layered_scene's SaveLayerMemory writes, which exists only after that
+    workflow ran. Here a small real memory (random PixArt-alpha 512, 2 steps) is saved in the host's
+    output folder by the SaveLayerMemory node with the prefix the file name implies, and the name the
+    node returns must be the workflow's: the validations below then check the workflows as ComfyUI sees
+    them after the first workflow ran, LoadLayerMemory's own validate_inputs (the file exists) included."""
+    import scenes
+
+    save = host.nodes.NODE_CLASS_MAPPINGS["SaveLayerMemory"]
+    output = Path(host.folder_paths.get_output_directory())
+    wanted = set().union(*(_loaded_files(headless.load_api_workflow(p)) for p in API_FILES))
+    memory = None
+    for file in sorted(wanted):
+        found = re.fullmatch(r"(.+)_(\d{5})_\.safetensors" + re.escape(OUTPUT_TAG), file)
+        assert found, f"{file!r} is not a name SaveLayerMemory writes (<prefix>_<counter>_.safetensors [output])"
+        if (output / file.removesuffix(OUTPUT_TAG)).is_file():
+            continue
+        if memory is None:
+            memory = host.layer_ops.start_memory(models("pixart_alpha_512"), scenes.cond(1), scenes.negative(), 512, 512,
+                                                 seed=1, steps=2, cfg=4.5, sampler_name="dpmpp_2m", scheduler="karras")
+        name = save.execute(memory, found.group(1), "float32 (exact)").result[0]
+        assert name == file, f"SaveLayerMemory named the file {name!r}; the workflow loads {file!r}"
+    return wanted
+
+
+@pytest.fixture(scope="module")
+def specs(host, saved_memories):
+    """Node specs, read after the memories the workflows load are saved (LoadLayerMemory lists the files)."""
     cache: dict[str, Spec] = {}
 
     def get(class_type: str) -> Spec:
@@ -297,10 +333,18 @@ def test_ui_workflow_explains_itself(path):
                     assert value in text, f"no note tells where {value} goes"
     for folder in ("diffusion_models", "text_encoders", "vae"):
         assert f"{folder}/" in text
-    steps = {n["type"] for n in wf["nodes"]} & {"LayerMemory", "AddLayer", "DeleteLayer"}
-    for step in steps:
-        display = {"LayerMemory": "Layer Memory", "AddLayer": "Add Layer", "DeleteLayer": "Delete Layer"}[step]
-        assert display in text, f"no note explains {display}"
+    displays = {"LayerMemory": "Layer Memory", "AddLayer": "Add Layer", "DeleteLayer": "Delete Layer",
+                "SaveLayerMemory": "Save Layer Memory", "LoadLayerMemory": "Load Layer Memory",
+                "PreviewLayers": "Preview Layers", "ListLayers": "List Layers"}
+    for step in sorted({n["type"] for n in wf["nodes"]} & set(displays)):
+        assert displays[step] in text, f"no note explains {displays[step]}"
+    for node in wf["nodes"]:
+        if node["type"] == "LoadLayerMemory" and node["widgets_values"][0].endswith(OUTPUT_TAG):
+            # a file another workflow saved: say which one, and where a received file goes
+            assert node["widgets_values"][0] in text
+            saved_by = [w for w in build_workflows.RUN_ORDER if w != path.stem and f"**{w}**" in text]
+            assert saved_by, "no note names the workflow that saves the file this one loads"
+            assert "`ComfyUI/input/`" in text, "no note says where to put a memory file from someone else"
 
 
 # ------------------------------------------------------------------------------------------ API format
@@ -334,11 +378,15 @@ def test_api_workflow_is_valid(path, specs):
 
 
 @pytest.mark.parametrize("path", API_FILES, ids=_rel)
-def test_comfyui_validation_accepts_api_workflow(path, host_with_test_nodes):
-    """ComfyUI's own /prompt validation, as is (model files may be missing here) and rewritten for the test models."""
+def test_comfyui_validation_accepts_api_workflow(path, host_with_test_nodes, saved_memories):
+    """ComfyUI's own /prompt validation, as is (model files may be missing here) and rewritten for the test models.
+
+    A memory loaded from the output folder exists (`saved_memories`), as after the workflow that saves it ran."""
     import execution
 
+    host = host_with_test_nodes
     prompt = headless.load_api_workflow(path)
+    assert _loaded_files(prompt) <= saved_memories
     ok, error, _outputs, node_errors = asyncio.run(execution.validate_prompt("check", prompt, None))
     unexpected = [(nid, e) for nid, info in node_errors.items() for e in info["errors"]
                   if not (e["type"] == "value_not_in_list" and e.get("extra_info", {}).get("input_name") in MODEL_FILE_INPUTS)]
@@ -347,7 +395,26 @@ def test_comfyui_validation_accepts_api_workflow(path, host_with_test_nodes):
     rewritten, _ = headless.rewrite_for_random_models(prompt)
     ok, error, outputs, node_errors = asyncio.run(execution.validate_prompt("check", rewritten, None))
     assert ok, (error, node_errors)
-    assert len(outputs) == sum(n["class_type"] == "SaveImage" for n in prompt.values())
+    output_nodes = {nid for nid, n in prompt.items()
+                    if getattr(host.nodes.NODE_CLASS_MAPPINGS[n["class_type"]], "OUTPUT_NODE", False)}
+    assert {n["class_type"] for n in prompt.values()} & {"SaveImage"}, "the workflow saves no images"
+    assert set(outputs) == output_nodes, "every output node validates and runs"
+
+
+@pytest.mark.parametrize("path", [p for p in API_FILES if _loaded_files(headless.load_api_workflow(p))], ids=_rel)
+def test_comfyui_validation_refuses_a_missing_memory(path, host_with_test_nodes):
+    """Without the saved file ComfyUI refuses the workflow before anything runs, saying where files go."""
+    import execution
+
+    prompt, _ = headless.rewrite_for_random_models(headless.load_api_workflow(path))
+    loads = [nid for nid, n in prompt.items() if n["class_type"] == "LoadLayerMemory"]
+    for nid in loads:
+        prompt[nid]["inputs"]["file"] = "layer_memory/never_saved_00001_.safetensors" + OUTPUT_TAG
+    ok, _error, _outputs, node_errors = asyncio.run(execution.validate_prompt("check", prompt, None))
+    assert not ok
+    for nid in loads:
+        messages = [e["details"] for e in node_errors[nid]["errors"]]
+        assert any("does not exist" in m and "input folder" in m for m in messages), messages
 
 
 # ------------------------------------------------------------------------------------------ UI == API
