@@ -118,13 +118,12 @@ def _explicit_options(argv) -> list[str]:
 
 
 def find_comfyui(args) -> Path:
-    for c in (args.comfyui_path, args.comfyui, os.environ.get("COMFYUI_PATH"), "~/ComfyUI"):
-        if not c:
-            continue
-        path = Path(c).expanduser()
-        if (path / "comfy" / "ldm" / "pixart" / "pixartms.py").is_file() and (path / "main.py").is_file():
-            return path.resolve()
-    raise SystemExit("ComfyUI not found: pass its path, or set COMFYUI_PATH, or put a checkout at ~/ComfyUI")
+    import host as host_support  # tests/support/host.py: the one place that knows where ComfyUI may be
+
+    found = host_support.find_comfyui(args.comfyui_path, args.comfyui)
+    if found is None:
+        raise SystemExit("ComfyUI not found: pass its path, or set COMFYUI_PATH, or put a checkout at ~/ComfyUI")
+    return found
 
 
 def find_scenes(args) -> Path:
@@ -661,10 +660,11 @@ def log(msg: str) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    comfy_root = find_comfyui(args)
-    scenes_path = find_scenes(args)
     sys.path.insert(0, str(SUPPORT))
     import host as host_support  # tests/support/host.py
+
+    comfy_root = find_comfyui(args)
+    scenes_path = find_scenes(args)
 
     workdir = Path(tempfile.mkdtemp(prefix="layermem_bench_"))
     for sub in ("models", "custom_nodes", "input", "output"):

@@ -74,20 +74,16 @@ class PromptRejected(HeadlessError):
 
 def find_comfyui(explicit: str | os.PathLike | None = None) -> Path:
     """--comfyui / $COMFYUI_PATH / ~/ComfyUI / the ComfyUI this pack is installed in."""
-    candidates = []
-    if explicit:
-        candidates.append(Path(explicit).expanduser())
-    if os.environ.get("COMFYUI_PATH"):
-        candidates.append(Path(os.environ["COMFYUI_PATH"]).expanduser())
-    candidates.append(Path("~/ComfyUI").expanduser())
-    if REPO.parent.name == "custom_nodes":
-        candidates.append(REPO.parent.parent)
-    for c in candidates:
-        if (c / "main.py").is_file() and (c / "comfy" / "cli_args.py").is_file():
-            return c.resolve()
-        if explicit and c == candidates[0]:
-            raise HeadlessError(f"{c} is not a ComfyUI checkout (no main.py / comfy/cli_args.py)")
-    raise HeadlessError(HOW_TO_GET_COMFYUI)
+    if str(REPO / "tests" / "support") not in sys.path:
+        sys.path.insert(0, str(REPO / "tests" / "support"))
+    import host as host_support  # the one place that knows where ComfyUI may be
+
+    if explicit and not host_support.is_comfyui(Path(explicit).expanduser()):
+        raise HeadlessError(f"{explicit} is not a ComfyUI checkout with PixArt (no main.py / comfy/ldm/pixart)")
+    found = host_support.find_comfyui(explicit)
+    if found is None:
+        raise HeadlessError(HOW_TO_GET_COMFYUI)
+    return found
 
 
 def free_port() -> int:

@@ -18,17 +18,24 @@ HOW_TO_GET_IT = ("ComfyUI host not found: set COMFYUI_PATH to a ComfyUI checkout
                  "or install this pack in ComfyUI/custom_nodes/) and install its requirements; see README 'Tests'.")
 
 
-def find_comfyui() -> Path | None:
-    candidates = []
+def is_comfyui(path: Path) -> bool:
+    """A ComfyUI checkout new enough to have PixArt."""
+    return (path / "comfy" / "ldm" / "pixart" / "pixartms.py").is_file() and (path / "main.py").is_file()
+
+
+def comfyui_candidates(*explicit: str | os.PathLike | None) -> list[Path]:
+    """Where ComfyUI is looked for, in order: explicit paths, $COMFYUI_PATH, ~/ComfyUI, the parent of custom_nodes/."""
+    candidates = [Path(e).expanduser() for e in explicit if e]
     if os.environ.get("COMFYUI_PATH"):
         candidates.append(Path(os.environ["COMFYUI_PATH"]).expanduser())
     candidates.append(Path("~/ComfyUI").expanduser())
     if REPO.parent.name == "custom_nodes":
         candidates.append(REPO.parent.parent)
-    for c in candidates:
-        if (c / "comfy" / "ldm" / "pixart" / "pixartms.py").is_file() and (c / "main.py").is_file():
-            return c.resolve()
-    return None
+    return candidates
+
+
+def find_comfyui(*explicit: str | os.PathLike | None) -> Path | None:
+    return next((c.resolve() for c in comfyui_candidates(*explicit) if is_comfyui(c)), None)
 
 
 def boot(comfy_root: Path, models_dir: Path, custom_nodes_dir: Path, cpu: bool = True) -> SimpleNamespace:
