@@ -87,29 +87,29 @@ class MQDCrossAttention(MultiHeadCrossAttention):
         rows = self.run.conditional_rows(x.shape[0])
         if not rows or not any(rows):
             return super().forward(x, cond, mask)
-        B, N, C = x.shape
-        q = self.q_linear(x)
+        B = x.shape[0]
+        q = self.q_linear(x)  # one projection for every row and group
         out = torch.empty_like(q)
-        uncond = [b for b, is_cond in enumerate(rows) if not is_cond]
-        if uncond:
-            k, v = self.kv_linear(cond).view(B, -1, 2, C).unbind(2)
-            out[uncond] = optimized_attention(q[uncond], k[uncond].contiguous(), v[uncond].contiguous(), self.num_heads)
-        plan = self.run.device_plan(x.device)
-        kv = self.run.prompt_kv(self.block_index, self, x.device, q.dtype)
+        row_len = cond.shape[1] // B  # PixArtMS passes the rows' captions concatenated: [1, B * L, C]
         for b, is_cond in enumerate(rows):
-            if not is_cond:
-                continue
-            if plan.is_single_group:
-                owner = plan.segments[0][0]
-                out[b] = optimized_attention(q[b:b + 1], kv[owner][0], kv[owner][1], self.num_heads)[0]
-                continue
-            q_sorted = q[b].index_select(0, plan.permutation)
-            parts = [
-                optimized_attention(q_sorted[None, start:end], kv[owner][0], kv[owner][1], self.num_heads)[0]
-                for owner, start, end in plan.segments
-            ]
-            out[b] = torch.cat(parts, dim=0).index_select(0, plan.inverse)
+            if is_cond:
+                out[b] = self._routed(q[b])
+            else:  # the negative prompt, exactly as the stock module does it
+                k, v = self.kv_linear(cond[:, b * row_len:(b + 1) * row_len]).view(1, -1, 2, self.d_model).unbind(2)
+                out[b] = optimized_attention(q[b:b + 1], k, v, self.num_heads)[0]
         return self.proj_drop(self.proj(out))
+
+    def _routed(self, q: torch.Tensor) -> torch.Tensor:
+        """[N, C] queries of one conditional row -> attention output, each owner's tokens on its own prompt."""
+        plan = self.run.device_plan(q.device)
+        kv = self.run.prompt_kv(self.block_index, self, q.device, q.dtype)
+        if plan.is_single_group:
+            k, v = kv[plan.segments[0][0]]
+            return optimized_attention(q[None], k, v, self.num_heads)[0]
+        q_sorted = q.index_select(0, plan.permutation)  # owners are contiguous segments now: slices, no scatter
+        parts = [optimized_attention(q_sorted[None, start:end], kv[owner][0], kv[owner][1], self.num_heads)[0]
+                 for owner, start, end in plan.segments]
+        return torch.cat(parts).index_select(0, plan.inverse)
 
 
 def install(patcher, run: MQDRun) -> list[str]:
