@@ -556,6 +556,10 @@ class Bench:
                "expected_bytes_per_layer": expected_layer_bytes(background.top.trajectory.calls, self.H // 8, self.W // 8,
                                                                 self.a.tokens),
                "expected_bytes_per_layer_1024px_20_steps": expected_layer_bytes(20, 128, 128, self.a.tokens)}
+        five = memory.with_layers(memory.layers[:5])  # issue 5: "a saved memory of 5 layers"
+        out["saved_bytes"] = {"layers": len(five.layers),
+                              **{dtype: len(self.h.serialization.to_bytes(five, dtype))
+                                 for dtype in self.h.serialization.TRAJECTORY_DTYPES}}
         if self.cuda:
             first, last = rows[1], rows[-1]
             base_alloc, base_peak = rows[0]["vram_allocated_mb"], first["vram_max_allocated_mb"]
@@ -565,9 +569,9 @@ class Bench:
 
 
 def expected_layer_bytes(calls: int, h: int, w: int, tokens: int) -> int:
-    """What one added layer should hold: x and denoised per model call, the final latent, its latent mask,
+    """What one added layer should hold: the model input per model call, the final latent, its latent mask,
     token mask and prompt embedding, and per-call sigma/step (the negative prompt is shared)."""
-    return (2 * calls + 1) * 4 * h * w * 4 + h * w * 4 + (h // 2) * (w // 2) + tokens * 4096 * 4 + calls * 16
+    return (calls + 1) * 4 * h * w * 4 + h * w * 4 + (h // 2) * (w // 2) + tokens * 4096 * 4 + calls * 16
 
 
 # ----------------------------------------------------------------------------------------------
@@ -646,6 +650,9 @@ def table(result: dict) -> str:
     lines.append(f"{'MQD forward overhead':58s} {r['mqd_forward_overhead_pct']:+11.1f}%  (reported)")
     lines.append(f"{'BCG sample / latent-blending sample (no VAE)':58s} {r['bcg_sample_over_lb_sample']:11.3f}x  (reported)")
     lines.append(f"{'process RSS per layer':58s} {r['rss_mb_per_layer']:9.2f} MB  (reported)")
+    saved = R["memory_growth"]["saved_bytes"]
+    lines.append(f"{'saved memory of ' + str(saved['layers']) + ' layers, float32 / float16 trajectories':58s} "
+                 f"{saved['float32'] / 2 ** 20:8.2f} MiB / {saved['float16'] / 2 ** 20:.2f} MiB  (reported)")
     if r.get("vram_allocated_growth_pct") is not None:
         lines.append(f"{'VRAM allocated after the adds, growth':58s} {r['vram_allocated_growth_pct']:+10.2f}%  (reported)")
     return "\n".join(lines)

@@ -1,10 +1,11 @@
 """Background Consistency Guidance as a SAMPLER_SAMPLE wrapper on a cloned ModelPatcher.
 
-Outside the free mask, every model call's input and its guided denoised output are replaced
-by the stored trajectory of the layer below, and the sampler starts from the stored start.
-With a deterministic sampler the sampler's own arithmetic is then fed the same numbers as in
-the stored run, so the result there is bit-identical; the final latent is blended as well,
-which makes ancestral and SDE samplers exact at the stored points too.
+Outside the free mask, every model call's input is replaced by the stored trajectory of the
+layer below, the sampler starts from the stored start, and its final latent is replaced by the
+stored final latent. Samplers update the latent element by element, so the region outside the
+mask is bit-identical to the stored run at every stored point, for deterministic, ancestral
+and SDE samplers alike; the model's prediction there is left as it is (storing the stored
+run's predictions to force them too would double the memory and change nothing stored).
 
 When the run's model calls do not line up with the stored ones (another schedule, an
 adaptive sampler) it falls back to classic latent blending with the memory's final latent,
@@ -65,7 +66,7 @@ class _Replay:
 
 
 class BCGDenoiser(comfy.samplers.KSamplerX0Inpaint):
-    """The sampler's model: forces the stored trajectory outside the free mask and records the run."""
+    """The sampler's model: forces the stored model inputs outside the free mask and records the run."""
 
     def __init__(self, model_wrap, sigmas, replay: _Replay | None, recorder: TrajectoryRecorder, noise: torch.Tensor):
         super().__init__(model_wrap, sigmas)
@@ -76,12 +77,16 @@ class BCGDenoiser(comfy.samplers.KSamplerX0Inpaint):
         self.calls = 0
         self.unblended_from: int | None = None
 
-    def forced(self, k: int, x: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(model input, denoised) that the forced region takes at this run's k-th call."""
+    def forced(self, k: int, x: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(model input, denoised or None) that the forced region takes at this run's k-th call.
+
+        On the stored path only the input is forced. Off it (latent blending), the prediction is
+        forced to the memory's final latent as well, as ComfyUI's own inpainting does.
+        """
         c = self.replay.call(k, sigma)
         ref = self.replay.ref
         if c is not None:
-            return ref.x[c][None], ref.denoised[c][None]
+            return ref.x[c][None], None
         final = ref.final[None]
         return self.inner_model.inner_model.scale_latent_inpaint(x=x, sigma=sigma, noise=self.noise, latent_image=final), final
 
@@ -93,9 +98,9 @@ class BCGDenoiser(comfy.samplers.KSamplerX0Inpaint):
             x_ref, d_ref = self.forced(k, x, sigma)
             x = torch.lerp(x_ref, x, self.replay.mask)
         out = self.inner_model(x, sigma, model_options=model_options, seed=seed)
-        if blend:
+        if blend and d_ref is not None:
             out = torch.lerp(d_ref, out, self.replay.mask)
-        self.recorder.record(sigma, x, out)
+        self.recorder.record(sigma, x)
         return out
 
 

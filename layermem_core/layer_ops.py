@@ -103,10 +103,9 @@ def deletion_region(memory: LayerMemory, index: int, grow_pixels: int) -> torch.
     return (masks.grow(visible.float(), grow_pixels) > 0) & ~newer
 
 
-def _prefix(trajectory: Trajectory, calls: int, region: torch.Tensor, below: Trajectory) -> tuple[torch.Tensor, torch.Tensor]:
-    r = region.to(torch.bool)
-    return (torch.where(r, below.x[:calls], trajectory.x[:calls]),
-            torch.where(r, below.denoised[:calls], trajectory.denoised[:calls]))
+def _prefix(trajectory: Trajectory, calls: int, region: torch.Tensor, below: Trajectory) -> torch.Tensor:
+    """The first `calls` stored model inputs, taken from `below` in `region`."""
+    return torch.where(region.to(torch.bool), below.x[:calls], trajectory.x[:calls])
 
 
 def delete_layer(memory: LayerMemory, model, layer, regenerate_fraction: float = 0.4, seed: int = 0,
@@ -136,9 +135,7 @@ def delete_layer(memory: LayerMemory, model, layer, regenerate_fraction: float =
                         seed, spec, mqd_run)
     if tail.calls != top.calls - c0:
         raise RuntimeError(f"deletion made {tail.calls} model calls, the stored schedule has {top.calls - c0}")
-    head_x, head_d = _prefix(top, c0, region, below)
-    regenerated = Trajectory(top.sigmas, top.steps, torch.cat([head_x, tail.x]), torch.cat([head_d, tail.denoised]),
-                             tail.final)
+    regenerated = Trajectory(top.sigmas, top.steps, torch.cat([_prefix(top, c0, region, below), tail.x]), tail.final)
     updated = remaining[:index] + [replace(layer, trajectory=layer.trajectory.replaced_in(region, regenerated))
                                    for layer in remaining[index:]]
     return memory.with_layers(tuple(updated))

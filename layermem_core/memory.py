@@ -180,7 +180,7 @@ class LayerMemory:
             yield p + "latent_mask", layer.latent_mask
             yield p + "token_mask", layer.token_mask
             t = layer.trajectory
-            for field in ("sigmas", "steps", "x", "denoised", "final"):
+            for field in ("sigmas", "steps", "x", "final"):
                 yield p + "trajectory." + field, getattr(t, field)
 
     def nbytes(self) -> int:

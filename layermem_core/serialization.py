@@ -9,16 +9,17 @@ stored tensor each place uses, and loading gives those places one shared tensor 
 
 The safetensors header's `__metadata__` (string values only) holds:
   "format"          "comfyui-layer-memory"
-  "format_version"  "1"
+  "format_version"  "2" (version 1 also stored the model's denoised prediction per call; it is
+                    read, and that tensor is checked and dropped)
   "layer_memory"    JSON: fingerprint, schedule (sigmas, sampler, scheduler, steps, cfg),
                     latent shape and scale, trajectory storage dtype, and per layer its name,
                     prompt text, seed, conditioning extras and the names of its tensors.
 
-Trajectories may be stored as float16 (`trajectory_dtype="float16"`: the per-call x and
-denoised latents, which are nearly all of a file): about half the size; they are read back
-as float32, so the loaded memory differs from the saved one by float16 rounding of those two
-tensors (the final latents, masks, prompts and schedule stay exact), and saving the loaded
-memory again at float16 is exact.
+Trajectories may be stored as float16 (`trajectory_dtype="float16"`: the per-call model
+inputs, which are nearly all of a file): about half the size; they are read back as float32,
+so the loaded memory differs from the saved one by float16 rounding of that tensor (the final
+latents, masks, prompts and schedule stay exact), and saving the loaded memory again at
+float16 is exact.
 
 Reading checks everything before building anything: a file that is truncated, not
 safetensors, not a layer memory, of a newer format version, missing a tensor or a metadata
@@ -46,7 +47,7 @@ from .memory import EMBED_WIDTH, Conditioning, Layer, LayerMemory, ModelFingerpr
 from .trajectory import Trajectory
 
 FORMAT_NAME = "comfyui-layer-memory"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 EXTENSION = ".safetensors"
 TRAJECTORY_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit
@@ -64,11 +65,11 @@ _KNOWN_FIELDS = {
     Layer: {"name", "positive", "negative", "seed", "latent_mask", "token_mask", "trajectory", "prompt"},
     Conditioning: {"embedding", "extras"},
     Schedule: {"sigmas", "sampler_name", "scheduler", "steps", "cfg"},
-    Trajectory: {"sigmas", "steps", "x", "denoised", "final"},
+    Trajectory: {"sigmas", "steps", "x", "final"},
     ModelFingerprint: {"image_model", "depth", "micro_condition", "latent_channels", "weight_signature"},
 }
-_TRAJECTORY_FIELDS = ("sigmas", "steps", "x", "denoised", "final")
-_HALVABLE = ("x", "denoised")  # stored as float16 when asked; `final` always float32
+_TRAJECTORY_FIELDS = ("sigmas", "steps", "x", "final")
+_HALVABLE = ("x",)  # stored as float16 when asked; `final` always float32
 
 
 def check_known_fields() -> None:
@@ -374,6 +375,7 @@ def _signature(doc: _Doc) -> tuple[float, ...]:
 
 def _decode(data: bytes) -> LayerMemory:
     meta = read_metadata(data)
+    version = int(meta["format_version"])
     try:
         raw = json.loads(meta["layer_memory"])
     except json.JSONDecodeError as e:
@@ -433,12 +435,12 @@ def _decode(data: bytes) -> LayerMemory:
         elif calls != calls_of_background:
             raise _Bad(f"layer {i}'s trajectory has {calls} model calls, the background's {calls_of_background}",
                        _FIX_RESAVE)
+        if version == 1:  # v1 kept the model's denoised prediction per call; BCG no longer needs it
+            table.take(td["denoised"], (calls, c, h, w), traj_dtypes, f"layer {i}'s trajectory denoised")
         trajectory = Trajectory(
             sigmas=t_sigmas,
             steps=table.take(td["steps"], (calls,), (torch.int64,), f"layer {i}'s trajectory steps"),
             x=table.take(td["x"], (calls, c, h, w), traj_dtypes, f"layer {i}'s trajectory x", as_dtype=torch.float32),
-            denoised=table.take(td["denoised"], (calls, c, h, w), traj_dtypes, f"layer {i}'s trajectory denoised",
-                                as_dtype=torch.float32),
             final=table.take(td["final"], (c, h, w), (torch.float32,), f"layer {i}'s final latent"),
         )
         layers.append(Layer(

@@ -1,6 +1,10 @@
-"""The composite's path through one sampling run: what the model saw and what it predicted.
+"""The composite's path through one sampling run: the latent the model saw at every call.
 
-Stored per model call (not per step) so that samplers with several calls a step (heun,
+Only the model inputs and the final latent are kept. Every sampler in ComfyUI's k-diffusion
+set updates the latent element by element, so a region whose model input is forced at every
+call and whose final latent is forced at the end matches the stored run bit for bit, whatever
+the sampler computed there in between; the model's denoised predictions are not needed (and
+would double the memory). Stored per model call (not per step) so that samplers with several calls a step (heun,
 dpmpp_2s, ...) are replayed call for call. Kept on the CPU between runs; a run moves the one
 trajectory it needs to the sampling device once, at its start.
 """
@@ -16,7 +20,6 @@ class Trajectory:
     sigmas: torch.Tensor  # [calls] float64, sigma of each model call
     steps: torch.Tensor  # [calls] int64, sampler callbacks seen before the call (= the step for one-call samplers)
     x: torch.Tensor  # [calls, C, h, w] model input, model-internal latent space
-    denoised: torch.Tensor  # [calls, C, h, w] CFG-guided denoised prediction
     final: torch.Tensor  # [C, h, w] sampler output, model-internal latent space
 
     @property
@@ -36,7 +39,7 @@ class Trajectory:
 
     def to(self, device: torch.device, dtype: torch.dtype | None = None) -> Trajectory:
         kw = {"device": device} if dtype is None else {"device": device, "dtype": dtype}
-        return Trajectory(self.sigmas, self.steps, self.x.to(**kw), self.denoised.to(**kw), self.final.to(**kw))
+        return Trajectory(self.sigmas, self.steps, self.x.to(**kw), self.final.to(**kw))
 
     def replaced_in(self, region: torch.Tensor, other: Trajectory) -> Trajectory:
         """This trajectory with `region` ([h, w] bool) taken from `other`, call for call."""
@@ -47,16 +50,15 @@ class Trajectory:
             self.sigmas,
             self.steps,
             torch.where(r, other.x, self.x),
-            torch.where(r, other.denoised, self.denoised),
             torch.where(r, other.final, self.final),
         )
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.sigmas, self.steps, self.x, self.denoised, self.final))
+        return sum(t.numel() * t.element_size() for t in (self.sigmas, self.steps, self.x, self.final))
 
 
 class TrajectoryRecorder:
-    """Collects (sigma, x, denoised) per model call on the sampling device; no host sync per call."""
+    """Collects (sigma, x) per model call on the sampling device; no host sync per call."""
 
     def __init__(self, first_step: int = 0):
         self.first_step = first_step
@@ -64,13 +66,11 @@ class TrajectoryRecorder:
         self._sigmas: list[torch.Tensor] = []
         self._steps: list[int] = []
         self._x: list[torch.Tensor] = []
-        self._denoised: list[torch.Tensor] = []
 
-    def record(self, sigma: torch.Tensor, x: torch.Tensor, denoised: torch.Tensor) -> None:
+    def record(self, sigma: torch.Tensor, x: torch.Tensor) -> None:
         self._sigmas.append(sigma.detach().reshape(-1)[0])
         self._steps.append(self.step)
         self._x.append(x[0].detach().clone())
-        self._denoised.append(denoised[0].detach().clone())
 
     def step_done(self, step_index: int) -> None:
         """Called from the sampler callback after step `step_index` (counted from the run's start)."""
@@ -83,6 +83,5 @@ class TrajectoryRecorder:
             sigmas=torch.stack(self._sigmas).to("cpu", torch.float64),
             steps=torch.tensor(self._steps, dtype=torch.long),
             x=torch.stack(self._x).to("cpu", torch.float32),
-            denoised=torch.stack(self._denoised).to("cpu", torch.float32),
             final=final[0].detach().to("cpu", torch.float32).clone(),
         )

@@ -28,7 +28,7 @@ class LayerMemoryNode(io.ComfyNode):
                 io.Int.Input("steps", default=20, min=1, max=200, tooltip="Denoising steps; every later layer uses the same."),
                 io.Float.Input("cfg", default=4.5, min=0.0, max=30.0, step=0.1, round=0.01, tooltip="Classifier-free guidance scale for every layer."),
                 io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES, default="dpmpp_2m",
-                               tooltip="Sampler for every layer. Deterministic ones (euler, dpmpp_2m, ...) keep earlier layers bit-exact."),
+                               tooltip="Sampler for every layer. Fixed-step samplers (euler, dpmpp_2m, ancestral and SDE ones too) keep earlier layers bit-exact outside each new mask; dpm_adaptive falls back to latent blending."),
                 io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="karras", tooltip="Sigma schedule for every layer."),
                 io.String.Input("name", default="background", optional=True, tooltip="Name of the background layer."),
             ],

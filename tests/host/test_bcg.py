@@ -16,7 +16,6 @@ def _assert_exact_outside(new, below, where):
     a, b = new.top.trajectory, below.top.trajectory
     assert torch.equal(a.sigmas, b.sigmas) and a.calls == b.calls
     assert torch.equal(a.x[..., where], b.x[..., where]), "model inputs differ outside the mask"
-    assert torch.equal(a.denoised[..., where], b.denoised[..., where]), "denoised predictions differ outside the mask"
     assert torch.equal(a.final[..., where], b.final[..., where]), "final latent differs outside the mask"
     assert torch.equal(new.composite_latent()["samples"][..., where], below.composite_latent()["samples"][..., where])
     assert not torch.equal(a.final[..., ~where], b.final[..., ~where]), "the masked region was not sampled"
@@ -37,35 +36,56 @@ def test_second_layer_follows_first_layer_outside(three_layers):
 
 @pytest.mark.parametrize("sampler", ["euler_ancestral", "dpmpp_2m_sde"])
 def test_ancestral_and_sde_samplers_blend(host, alpha, sampler):
-    """Fresh noise each step: forced points (model inputs, predictions, final) still match outside."""
+    """Fresh noise each step: forced points (model inputs, final) still match outside."""
     bg = host.layer_ops.start_memory(alpha, scenes.cond(1), scenes.negative(), 512, 512, 3, 3, 4.5, sampler, "karras")
     added = host.layer_ops.add_layer(bg, alpha, scenes.cond(2), scenes.box_mask(512, 0.3, 0.2, 0.7, 0.6), seed=4)
     _assert_exact_outside(added, bg, _outside(added))
 
 
 def test_soft_mask_blends_by_value(host):
-    """BCGDenoiser: input and prediction are lerp(stored, free, m) for every mask value."""
+    """BCGDenoiser: the input is lerp(stored, free, m) for every mask value; on the stored path the
+    prediction is the model's own, off it (latent blending) it is lerp(final, prediction, m)."""
     bcg, trajectory = host.bcg, host.trajectory
     g = torch.Generator().manual_seed(0)
     ref = trajectory.Trajectory(torch.tensor([2.0], dtype=torch.float64), torch.tensor([0]), torch.randn(1, 4, 8, 8, generator=g),
-                                torch.randn(1, 4, 8, 8, generator=g), torch.randn(4, 8, 8, generator=g))
+                                torch.randn(4, 8, 8, generator=g))
     mask = torch.linspace(0, 1, 64).view(8, 8)
-    spec = bcg.BCGSpec(free_mask=mask, reference=ref, schedule_sigmas=torch.tensor([2.0, 0.0]))
-    replay = bcg._Replay(spec, torch.tensor([2.0, 0.0]), torch.device("cpu"), torch.float32)
-    seen = {}
-    prediction = torch.randn(1, 4, 8, 8, generator=g)
-
-    def inner(x, sigma, model_options=None, seed=None):
-        seen["x"] = x
-        return prediction
-
-    den = bcg.BCGDenoiser(inner, torch.tensor([2.0, 0.0]), replay, trajectory.TrajectoryRecorder(), torch.zeros(1, 4, 8, 8))
-    x = torch.randn(1, 4, 8, 8, generator=g)
-    out = den(x, torch.tensor([2.0]))
     m = mask[None, None]
+    prediction = torch.randn(1, 4, 8, 8, generator=g)
+    x = torch.randn(1, 4, 8, 8, generator=g)
+    seen = {}
+
+    renoised = torch.randn(1, 4, 8, 8, generator=g)
+
+    class Inner:  # the guider, as far as BCGDenoiser uses it
+        class inner_model:  # noqa: N801 - ComfyUI's attribute name
+            @staticmethod
+            def scale_latent_inpaint(x, sigma, noise, latent_image):
+                return renoised
+
+        def __call__(self, x, sigma, model_options=None, seed=None):
+            seen["x"] = x
+            return prediction
+
+    inner = Inner()
+
+    def denoiser(run_sigmas):
+        spec = bcg.BCGSpec(free_mask=mask, reference=ref, schedule_sigmas=torch.tensor([2.0, 0.0]))
+        replay = bcg._Replay(spec, run_sigmas, torch.device("cpu"), torch.float32)
+        return bcg.BCGDenoiser(inner, run_sigmas, replay, trajectory.TrajectoryRecorder(), torch.zeros(1, 4, 8, 8)), replay
+
+    den, replay = denoiser(torch.tensor([2.0, 0.0]))
+    assert replay.exact
+    out = den(x, torch.tensor([2.0]))
     assert torch.equal(seen["x"], torch.lerp(ref.x[0][None], x, m))
-    assert torch.equal(out, torch.lerp(ref.denoised[0][None], prediction, m))
-    assert torch.equal(out[..., mask == 0], ref.denoised[0][None][..., mask == 0])
+    assert torch.equal(seen["x"][..., mask == 0], ref.x[0][None][..., mask == 0])
+    assert torch.equal(out, prediction)
+
+    den, replay = denoiser(torch.tensor([3.0, 0.0]))  # another schedule: classic latent blending
+    assert not replay.exact
+    out = den(x, torch.tensor([3.0]))
+    assert torch.equal(seen["x"], torch.lerp(renoised, x, m))
+    assert torch.equal(out, torch.lerp(ref.final[None], prediction, m))
     assert torch.equal(out[..., mask == 1], prediction[..., mask == 1])
 
 

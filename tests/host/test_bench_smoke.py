@@ -66,6 +66,11 @@ def test_writes_every_section(smoke):
     assert all(row["rss_mb"] > 0 for row in growth["rows"])
     # what a layer holds matches what the trajectory of its run should take
     assert growth["nbytes_per_layer_mb"] * 1e6 == pytest.approx(growth["expected_bytes_per_layer"], rel=0.02)
+    saved = growth["saved_bytes"]
+    assert saved["layers"] == min(5, cfg["chain"] + 1)
+    assert nbytes[saved["layers"] - 1] < saved["float32"] < nbytes[saved["layers"] - 1] + 64 * 1024, \
+        "the file is the memory's tensors plus a JSON header"
+    assert saved["float16"] < saved["float32"]
 
 
 def test_ratios_and_targets(smoke):

@@ -18,7 +18,7 @@ def test_layer_contents(three_layers):
         t = layer.trajectory
         assert t.calls == memory.schedule.steps, "one model call per step for dpmpp_2m"
         assert torch.allclose(t.sigmas.float(), memory.schedule.sigmas[:-1])
-        for tensor in (t.x, t.denoised, t.final, layer.latent_mask, layer.positive.embedding):
+        for tensor in (t.x, t.final, layer.latent_mask, layer.positive.embedding):
             assert tensor.device.type == "cpu", "trajectories are kept off the GPU"
         assert t.x.shape == (memory.schedule.steps, 4, 64, 64)
     assert [layer.seed for layer in memory.layers] == [11, 30, 31, 32]

@@ -63,7 +63,7 @@ def test_save_writes_safetensors_with_counter_and_reports_it(host, N, saved, ser
     text = out.ui.as_dict()["text"][0]
     assert name.replace(" [output]", "") in text and "4 layers" in text and "MiB" in text
     meta = ser.peek(path)
-    assert meta["format"] == "comfyui-layer-memory" and meta["format_version"] == "1"
+    assert meta["format"] == "comfyui-layer-memory" and meta["format_version"] == "2"
     doc = json.loads(meta["layer_memory"])
     assert doc["schedule"]["sampler_name"] == "dpmpp_2m" and doc["schedule"]["steps"] == 3
     assert [layer["name"] for layer in doc["layers"]] == ["background", "object 1", "object 2", "object 3"]
@@ -146,7 +146,7 @@ def test_float16_storage_halves_trajectories_and_still_works(host, N, alpha, sav
     name, path, memory, *_ = saved
     half = N["SaveLayerMemory"].execute(memory, "lm_test/half", "float16 (half size)").result[0]
     half_path = os.path.join(host.folder_paths.get_output_directory(), half.replace(" [output]", ""))
-    traj = sum(layer.trajectory.x.nbytes + layer.trajectory.denoised.nbytes for layer in memory.layers)
+    traj = sum(layer.trajectory.x.nbytes for layer in memory.layers)
     assert os.path.getsize(path) - os.path.getsize(half_path) == pytest.approx(traj / 2, abs=16)
     loaded = N["LoadLayerMemory"].execute(half).result[0]
     for la, lb in zip(memory.layers, loaded.layers, strict=True):
@@ -188,7 +188,7 @@ def _bad_files(good: bytes, model_path: str) -> dict:
         "corrupt": (bytes(torch.randint(0, 256, (4096,), generator=gen, dtype=torch.uint8).tolist()), "not a safetensors file"),
         "corrupt header": (good[:8] + b"\x00\xff" + good[10:], "not a safetensors file"),
         "model file": (model, "not a layer-memory file"),
-        "newer version": (rebuilt(edit_meta=lambda m: m.update(format_version="2")), "format version 2, newer than"),
+        "newer version": (rebuilt(edit_meta=lambda m: m.update(format_version="3")), "format version 3, newer than"),
         "missing metadata key": (rebuilt(lambda d: d["schedule"].pop("cfg")), r"layer_memory\.schedule\.cfg is missing"),
         "missing layer key": (rebuilt(lambda d: d["layers"][2].pop("token_mask")), r"layers\[2\]\.token_mask is missing"),
         "missing tensor": (rebuilt(edit_tensors=lambda t: t.pop("layers.3.trajectory.final")),

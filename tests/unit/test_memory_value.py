@@ -8,7 +8,7 @@ from comfyui_layer_memory.layermem_core.trajectory import Trajectory
 
 def _trajectory(calls=3, fill=0.0):
     return Trajectory(torch.linspace(10, 0.1, calls, dtype=torch.float64), torch.arange(calls),
-                      torch.full((calls, 4, 8, 8), fill), torch.full((calls, 4, 8, 8), fill + 1), torch.full((4, 8, 8), fill + 2))
+                      torch.full((calls, 4, 8, 8), fill), torch.full((4, 8, 8), fill + 2))
 
 
 def _layer(name, fill):

@@ -19,7 +19,7 @@ def _memory(n=3, calls=3, h=8, w=8):
     for i in range(n):
         mask = torch.ones(h, w) if i == 0 else (torch.rand(h, w, generator=g) > 0.5).float()
         traj = Trajectory(sigmas, torch.arange(calls), torch.randn(calls, 4, h, w, generator=g),
-                          torch.randn(calls, 4, h, w, generator=g), torch.randn(4, h, w, generator=g))
+                          torch.randn(4, h, w, generator=g))
         pos = Conditioning(torch.randn(1, 2 + i, 4096, generator=g), (("flag", True), ("height", 64), ("ratio", 0.5)))
         layers.append(Layer(f"l{i}", pos, neg, 2 ** 64 - 1 - i, mask, torch.rand(h // 2, w // 2, generator=g) > 0.5,
                             traj, prompt=f"prompt {i} ✓"))
@@ -61,7 +61,7 @@ def test_round_trip_is_exact_and_shares_what_was_shared():
 def test_metadata_layout():
     m = _memory(2)
     tensors, meta = ser.encode(m)
-    assert meta["format"] == "comfyui-layer-memory" and meta["format_version"] == "1"
+    assert meta["format"] == "comfyui-layer-memory" and meta["format_version"] == "2"
     assert all(isinstance(v, str) for v in meta.values())
     doc = json.loads(meta["layer_memory"])
     assert doc["schedule"]["sampler_name"] == "dpmpp_2m" and doc["schedule"]["steps"] == 3
@@ -75,7 +75,7 @@ def test_views_and_shared_storage_are_saved_safely():
     m = _memory(2)
     big = torch.randn(10, 4, 8, 8)
     t = m.layers[1].trajectory
-    view_traj = Trajectory(t.sigmas, t.steps, big[:3], big[3:6], big[6])  # three views of one storage
+    view_traj = Trajectory(t.sigmas, t.steps, big[:3], big[6])  # two views of one storage
     from dataclasses import replace
     m2 = m.with_layers((m.layers[0], replace(m.layers[1], trajectory=view_traj)))
     back = ser.from_bytes(ser.to_bytes(m2), "v")
@@ -87,8 +87,8 @@ def test_float16_trajectories():
     m = _memory()
     half = ser.to_bytes(m, "float16")
     full = ser.to_bytes(m)
-    saved = sum((layer.trajectory.x.numel() + layer.trajectory.denoised.numel()) * 2 for layer in m.layers)
-    assert abs(len(full) - len(half) - saved) < 8, "x and denoised take half the bytes, nothing else changes"
+    saved = sum(layer.trajectory.x.numel() * 2 for layer in m.layers)
+    assert abs(len(full) - len(half) - saved) <= 16, "x takes half the bytes; only the header (offsets, dtypes) differs"
     back = ser.from_bytes(half, "h")
     t, tb = m.layers[1].trajectory, back.layers[1].trajectory
     assert tb.x.dtype == torch.float32 and torch.equal(tb.x, t.x.half().float())
@@ -128,6 +128,31 @@ def _pop(d, *path):
     del d[path[-1]]
 
 
+def _as_version_1(data: bytes, with_denoised: bool = True) -> bytes:
+    """`data` as format version 1 wrote it: with a per-call denoised prediction in each trajectory."""
+    n_layers = len(json.loads(ser.read_metadata(data)["layer_memory"])["layers"])
+
+    def doc(d):
+        for i in range(n_layers):
+            d["layers"][i]["trajectory"]["denoised"] = f"layers.{i}.trajectory.denoised"
+
+    def tensors(t):
+        for i in range(n_layers):
+            if with_denoised:
+                t[f"layers.{i}.trajectory.denoised"] = torch.full_like(t[f"layers.{i}.trajectory.x"], 7.0)
+
+    return _rewrite(data, doc, lambda m: m.update(format_version="1"), tensors)
+
+
+def test_version_1_files_load_without_their_denoised_predictions():
+    m = _memory()
+    back = ser.from_bytes(_as_version_1(ser.to_bytes(m)), "v1.safetensors")
+    _same(m, back)
+    with pytest.raises(LayerMemoryError, match="'layers.0.trajectory.denoised' .* is missing"):
+        ser.from_bytes(_as_version_1(ser.to_bytes(m), with_denoised=False), "v1.safetensors")
+    assert "denoised" not in json.dumps(json.loads(ser.encode(m)[1]["layer_memory"])), "version 2 writes none"
+
+
 BAD = {
     "empty": (b"", "too short"),
     "truncated header": (GOOD[:100], "truncated"),
@@ -139,7 +164,7 @@ BAD = {
     "foreign safetensors": (safetensors.torch.save({"diffusion_model.x": torch.zeros(2)}), "not a layer-memory file"),
     "foreign with metadata": (safetensors.torch.save({"a": torch.zeros(2)}, metadata={"format": "pt"}),
                               "not a layer-memory file"),
-    "newer version": (_rewrite(GOOD, edit_meta=lambda m: m.update(format_version="2")), "newer than this pack reads"),
+    "newer version": (_rewrite(GOOD, edit_meta=lambda m: m.update(format_version="3")), "newer than this pack reads"),
     "version not a number": (_rewrite(GOOD, edit_meta=lambda m: m.update(format_version="x")), "not a number"),
     "no layer_memory key": (_rewrite(GOOD, edit_meta=lambda m: m.pop("layer_memory")), "'layer_memory' is missing"),
     "layer_memory not json": (_rewrite(GOOD, edit_meta=lambda m: m.update(layer_memory="{")), "not JSON"),
@@ -149,8 +174,8 @@ BAD = {
     "seed of wrong type": (_rewrite(GOOD, lambda d: d["layers"][0].update(seed="7")), "seed"),
     "negative seed": (_rewrite(GOOD, lambda d: d["layers"][0].update(seed=-1)), "seed"),
     "no layers": (_rewrite(GOOD, lambda d: d.update(layers=[])), "no layers"),
-    "missing tensor": (_rewrite(GOOD, edit_tensors=lambda t: t.pop("layers.1.trajectory.denoised")),
-                       "'layers.1.trajectory.denoised' .* is missing"),
+    "missing tensor": (_rewrite(GOOD, edit_tensors=lambda t: t.pop("layers.1.trajectory.final")),
+                       "'layers.1.trajectory.final' .* is missing"),
     "unreferenced tensor": (_rewrite(GOOD, edit_tensors=lambda t: t.update(extra=torch.zeros(1))), "does not use"),
     "x of wrong shape": (_rewrite(GOOD, edit_tensors=lambda t: t.update({"layers.2.trajectory.x": torch.zeros(3, 4, 8, 6)})),
                          r"shape \[3, 4, 8, 6\], expected \[3, 4, 8, 8\]"),
