@@ -4,9 +4,9 @@ Only the model inputs and the final latent are kept. Every sampler in ComfyUI's 
 set updates the latent element by element, so a region whose model input is forced at every
 call and whose final latent is forced at the end matches the stored run bit for bit, whatever
 the sampler computed there in between; the model's denoised predictions are not needed (and
-would double the memory). Stored per model call (not per step) so that samplers with several calls a step (heun,
-dpmpp_2s, ...) are replayed call for call. Kept on the CPU between runs; a run moves the one
-trajectory it needs to the sampling device once, at its start.
+would double the memory). Stored per model call (not per step) so that samplers with several
+calls a step (heun, dpmpp_2s, ...) are replayed call for call. Kept on the CPU between runs; a
+run moves the one trajectory it needs to the sampling device once, at its start.
 """
 from __future__ import annotations
 

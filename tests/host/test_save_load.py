@@ -10,6 +10,7 @@ import struct
 import pytest
 import scenes
 import torch
+from memory_files import rewrite
 
 pytestmark = pytest.mark.host
 
@@ -162,22 +163,9 @@ def test_float16_storage_halves_trajectories_and_still_works(host, N, alpha, sav
 
 def _bad_files(good: bytes, model_path: str) -> dict:
     n = struct.unpack("<Q", good[:8])[0]
-    header = json.loads(good[8:8 + n])
-    import safetensors.torch
-    tensors = safetensors.torch.load(good)
 
     def rebuilt(edit_doc=None, edit_meta=None, edit_tensors=None):
-        meta = dict(header["__metadata__"])
-        doc = json.loads(meta["layer_memory"])
-        if edit_doc:
-            edit_doc(doc)
-        meta["layer_memory"] = json.dumps(doc)
-        if edit_meta:
-            edit_meta(meta)
-        t = dict(tensors)
-        if edit_tensors:
-            edit_tensors(t)
-        return safetensors.torch.save(t, metadata=meta)
+        return rewrite(good, edit_doc, edit_meta, edit_tensors)
 
     with open(model_path, "rb") as f:
         model = f.read()

@@ -9,6 +9,7 @@ from comfyui_layer_memory.layermem_core import serialization as ser
 from comfyui_layer_memory.layermem_core.errors import LayerMemoryError
 from comfyui_layer_memory.layermem_core.memory import Conditioning, Layer, LayerMemory, ModelFingerprint, Schedule
 from comfyui_layer_memory.layermem_core.trajectory import Trajectory
+from memory_files import rewrite
 
 
 def _memory(n=3, calls=3, h=8, w=8):
@@ -104,21 +105,6 @@ def test_a_new_field_in_the_value_types_is_not_silently_dropped(monkeypatch):
         ser.encode(_memory(1))
 
 
-def _rewrite(data: bytes, edit_doc=None, edit_meta=None, edit_tensors=None) -> bytes:
-    tensors = safetensors.torch.load(data)
-    n = struct.unpack("<Q", data[:8])[0]
-    meta = json.loads(data[8:8 + n])["__metadata__"]
-    doc = json.loads(meta["layer_memory"])
-    if edit_doc:
-        edit_doc(doc)
-    meta["layer_memory"] = json.dumps(doc)
-    if edit_meta:
-        edit_meta(meta)
-    if edit_tensors:
-        edit_tensors(tensors)
-    return safetensors.torch.save(tensors, metadata=meta)
-
-
 GOOD = ser.to_bytes(_memory())
 
 
@@ -141,7 +127,7 @@ def _as_version_1(data: bytes, with_denoised: bool = True) -> bytes:
             if with_denoised:
                 t[f"layers.{i}.trajectory.denoised"] = torch.full_like(t[f"layers.{i}.trajectory.x"], 7.0)
 
-    return _rewrite(data, doc, lambda m: m.update(format_version="1"), tensors)
+    return rewrite(data, doc, lambda m: m.update(format_version="1"), tensors)
 
 
 def test_version_1_files_load_without_their_denoised_predictions():
@@ -164,37 +150,37 @@ BAD = {
     "foreign safetensors": (safetensors.torch.save({"diffusion_model.x": torch.zeros(2)}), "not a layer-memory file"),
     "foreign with metadata": (safetensors.torch.save({"a": torch.zeros(2)}, metadata={"format": "pt"}),
                               "not a layer-memory file"),
-    "newer version": (_rewrite(GOOD, edit_meta=lambda m: m.update(format_version="3")), "newer than this pack reads"),
-    "version not a number": (_rewrite(GOOD, edit_meta=lambda m: m.update(format_version="x")), "not a number"),
-    "no layer_memory key": (_rewrite(GOOD, edit_meta=lambda m: m.pop("layer_memory")), "'layer_memory' is missing"),
-    "layer_memory not json": (_rewrite(GOOD, edit_meta=lambda m: m.update(layer_memory="{")), "not JSON"),
-    "missing fingerprint": (_rewrite(GOOD, lambda d: d.pop("fingerprint")), "layer_memory.fingerprint is missing"),
-    "missing seed": (_rewrite(GOOD, lambda d: _pop(d, "layers", 1, "seed")), r"layer_memory.layers\[1\].seed is missing"),
-    "missing trajectory key": (_rewrite(GOOD, lambda d: _pop(d, "layers", 2, "trajectory", "x")), "trajectory.x is missing"),
-    "seed of wrong type": (_rewrite(GOOD, lambda d: d["layers"][0].update(seed="7")), "seed"),
-    "negative seed": (_rewrite(GOOD, lambda d: d["layers"][0].update(seed=-1)), "seed"),
-    "no layers": (_rewrite(GOOD, lambda d: d.update(layers=[])), "no layers"),
-    "missing tensor": (_rewrite(GOOD, edit_tensors=lambda t: t.pop("layers.1.trajectory.final")),
+    "newer version": (rewrite(GOOD, edit_meta=lambda m: m.update(format_version="3")), "newer than this pack reads"),
+    "version not a number": (rewrite(GOOD, edit_meta=lambda m: m.update(format_version="x")), "not a number"),
+    "no layer_memory key": (rewrite(GOOD, edit_meta=lambda m: m.pop("layer_memory")), "'layer_memory' is missing"),
+    "layer_memory not json": (rewrite(GOOD, edit_meta=lambda m: m.update(layer_memory="{")), "not JSON"),
+    "missing fingerprint": (rewrite(GOOD, lambda d: d.pop("fingerprint")), "layer_memory.fingerprint is missing"),
+    "missing seed": (rewrite(GOOD, lambda d: _pop(d, "layers", 1, "seed")), r"layer_memory.layers\[1\].seed is missing"),
+    "missing trajectory key": (rewrite(GOOD, lambda d: _pop(d, "layers", 2, "trajectory", "x")), "trajectory.x is missing"),
+    "seed of wrong type": (rewrite(GOOD, lambda d: d["layers"][0].update(seed="7")), "seed"),
+    "negative seed": (rewrite(GOOD, lambda d: d["layers"][0].update(seed=-1)), "seed"),
+    "no layers": (rewrite(GOOD, lambda d: d.update(layers=[])), "no layers"),
+    "missing tensor": (rewrite(GOOD, edit_tensors=lambda t: t.pop("layers.1.trajectory.final")),
                        "'layers.1.trajectory.final' .* is missing"),
-    "unreferenced tensor": (_rewrite(GOOD, edit_tensors=lambda t: t.update(extra=torch.zeros(1))), "does not use"),
-    "x of wrong shape": (_rewrite(GOOD, edit_tensors=lambda t: t.update({"layers.2.trajectory.x": torch.zeros(3, 4, 8, 6)})),
+    "unreferenced tensor": (rewrite(GOOD, edit_tensors=lambda t: t.update(extra=torch.zeros(1))), "does not use"),
+    "x of wrong shape": (rewrite(GOOD, edit_tensors=lambda t: t.update({"layers.2.trajectory.x": torch.zeros(3, 4, 8, 6)})),
                          r"shape \[3, 4, 8, 6\], expected \[3, 4, 8, 8\]"),
-    "fewer calls in x": (_rewrite(GOOD, edit_tensors=lambda t: t.update({"layers.1.trajectory.x": torch.zeros(2, 4, 8, 8)})),
+    "fewer calls in x": (rewrite(GOOD, edit_tensors=lambda t: t.update({"layers.1.trajectory.x": torch.zeros(2, 4, 8, 8)})),
                          "expected"),
-    "token mask wrong size": (_rewrite(GOOD, edit_tensors=lambda t: t.update(
+    "token mask wrong size": (rewrite(GOOD, edit_tensors=lambda t: t.update(
         {"layers.1.token_mask": torch.zeros(8, 8, dtype=torch.bool)})), "token_mask"),
-    "mask wrong dtype": (_rewrite(GOOD, edit_tensors=lambda t: t.update(
+    "mask wrong dtype": (rewrite(GOOD, edit_tensors=lambda t: t.update(
         {"layers.1.latent_mask": torch.zeros(8, 8, dtype=torch.float64)})), "float64, expected float32"),
-    "embedding not T5 wide": (_rewrite(GOOD, edit_tensors=lambda t: t.update({"layers.1.positive": torch.zeros(1, 3, 768)})),
+    "embedding not T5 wide": (rewrite(GOOD, edit_tensors=lambda t: t.update({"layers.1.positive": torch.zeros(1, 3, 768)})),
                               "positive prompt embedding"),
-    "latent shape vs fingerprint": (_rewrite(GOOD, lambda d: d.update(latent_shape=[16, 8, 8])), "16 channels"),
-    "sigmas disagree": (_rewrite(GOOD, lambda d: d["schedule"].update(sigma_values=[10.0, 1.0, 0.1, 0.0])), "sigmas"),
-    "steps disagree with sigmas": (_rewrite(GOOD, lambda d: d["schedule"].update(steps=5)), "schedule.sigmas"),
-    "layers with different call counts": (_rewrite(
+    "latent shape vs fingerprint": (rewrite(GOOD, lambda d: d.update(latent_shape=[16, 8, 8])), "16 channels"),
+    "sigmas disagree": (rewrite(GOOD, lambda d: d["schedule"].update(sigma_values=[10.0, 1.0, 0.1, 0.0])), "sigmas"),
+    "steps disagree with sigmas": (rewrite(GOOD, lambda d: d["schedule"].update(steps=5)), "schedule.sigmas"),
+    "layers with different call counts": (rewrite(
         GOOD, lambda d: d["layers"][2]["trajectory"].update(sigmas="other", steps="other_steps"),
         edit_tensors=lambda t: t.update(other=torch.ones(2, dtype=torch.float64), other_steps=torch.zeros(2, dtype=torch.long))),
         "2 model calls, the background's 3"),
-    "extras malformed": (_rewrite(GOOD, lambda d: d["layers"][1]["positive"].update(extras=[["a"]])), "extras"),
+    "extras malformed": (rewrite(GOOD, lambda d: d["layers"][1]["positive"].update(extras=[["a"]])), "extras"),
 }
 
 
