@@ -40,11 +40,11 @@ def synthetic_memory(memory, trajectory, size: int, steps: int, layers: int, tok
     sigmas = torch.linspace(14.6, 0.03, steps + 1)
     sigmas[-1] = 0
     neg = memory.Conditioning(torch.randn(1, tokens, memory.EMBED_WIDTH, generator=g), (("height", size), ("width", size)))
-    call_sigmas = sigmas[:-1].to(torch.float64)
+    call_sigmas = sigmas[:-1].to(torch.float64)  # each layer records its own copy, as a real run does
     rows = []
     for i in range(layers):
         mask = torch.ones(h, w) if i == 0 else (torch.rand(h, w, generator=g) > 0.7).float()
-        traj = trajectory.Trajectory(call_sigmas, torch.arange(steps), torch.randn(steps, 4, h, w, generator=g),
+        traj = trajectory.Trajectory(call_sigmas.clone(), torch.arange(steps), torch.randn(steps, 4, h, w, generator=g),
                                      torch.randn(4, h, w, generator=g))
         pos = memory.Conditioning(torch.randn(1, tokens, memory.EMBED_WIDTH, generator=g), (("height", size), ("width", size)))
         rows.append(memory.Layer(f"layer {i}", pos, neg, i, mask, torch.rand(h // 2, w // 2, generator=g) > 0.7, traj,
