@@ -456,7 +456,7 @@ class Bench:
         full = base = None  # only the background stays alive for the growth section
         gc.collect()
         log(f"[6] RAM / VRAM over {a.chain} added layers")
-        R["memory_growth"] = self.memory_section(background, neg)
+        R["memory_growth"] = self.memory_section(background)
         return R
 
     def forward_section(self, memory, neg) -> dict:
@@ -518,7 +518,7 @@ class Bench:
         return {"stock": stock, "mqd": mqd, "batch": 2, "groups": len(groups),
                 "tokens_per_group": {str(o): n for o, n in groups}, "timer": "cuda events" if self.cuda else "perf_counter"}
 
-    def memory_section(self, background, neg) -> dict:
+    def memory_section(self, background) -> dict:
         torch, lo = self.torch, self.h.layer_ops
         rows = []
 
