@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Issue 4 benchmark: what an edit costs against what ComfyUI users do today.
 
-One process boots the real ComfyUI in-process (tests/support/host.boot), writes a random-weight
-PixArt-alpha checkpoint with the real key names into a temp dir (tests/support/random_models), loads
+One process boots the real ComfyUI in-process (tools/comfy_host.boot), writes a random-weight
+PixArt-alpha checkpoint with the real key names into a temp dir (tools/random_models), loads
 it through ComfyUI's own loader, and measures in ONE run:
 
   1. plain txt2img (comfy.sample.sample, no patches);
@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SUPPORT = REPO / "tests" / "support"
+TOOLS = REPO / "tools"
 SCENE_FILE = "multi_edit_bench_dev70.json"
 MB = 1e6  # the targets are in MB (10^6 bytes); MiB are in the JSON too
 
@@ -118,7 +118,7 @@ def _explicit_options(argv) -> list[str]:
 
 
 def find_comfyui(args) -> Path:
-    import host as host_support  # tests/support/host.py: the one place that knows where ComfyUI may be
+    import comfy_host as host_support  # tools/comfy_host.py: the one place that knows where ComfyUI may be
 
     found = host_support.find_comfyui(args.comfyui_path, args.comfyui)
     if found is None:
@@ -667,8 +667,8 @@ def log(msg: str) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    sys.path.insert(0, str(SUPPORT))
-    import host as host_support  # tests/support/host.py
+    sys.path.insert(0, str(TOOLS))
+    import comfy_host as host_support  # tools/comfy_host.py
 
     comfy_root = find_comfyui(args)
     scenes_path = find_scenes(args)

@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 
 SUPPORT = Path(__file__).resolve().parent / "support"
-if str(SUPPORT) not in sys.path:
-    sys.path.insert(0, str(SUPPORT))
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
+for _path in (SUPPORT, TOOLS):  # test helpers, and the pack's tools (finding and booting ComfyUI)
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
-import host as host_support  # noqa: E402
+import comfy_host as host_support  # noqa: E402
 
 # The pack imported by its package name, for the unit tests (its __init__ imports no ComfyUI).
 _PKG_DIR = Path(tempfile.mkdtemp(prefix="lm_pkg_"))

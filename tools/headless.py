@@ -74,9 +74,7 @@ class PromptRejected(HeadlessError):
 
 def find_comfyui(explicit: str | os.PathLike | None = None) -> Path:
     """--comfyui / $COMFYUI_PATH / ~/ComfyUI / the ComfyUI this pack is installed in."""
-    if str(REPO / "tests" / "support") not in sys.path:
-        sys.path.insert(0, str(REPO / "tests" / "support"))
-    import host as host_support  # the one place that knows where ComfyUI may be
+    import comfy_host as host_support  # the one place that knows where ComfyUI may be
 
     if explicit and not host_support.is_comfyui(Path(explicit).expanduser()):
         raise HeadlessError(f"{explicit} is not a ComfyUI checkout with PixArt (no main.py / comfy/ldm/pixart)")
@@ -115,7 +113,7 @@ def ensure_random_models(parent: Path, comfy_root: Path, python: str = sys.execu
 
     Files are written into a scratch folder and moved in with os.replace, so runs started at the same
     time never read a half-written file. Returns the models folder (diffusion_models/, vae_approx/)."""
-    source = REPO / "tests" / "support" / "random_models.py"
+    source = REPO / "tools" / "random_models.py"
     folder = parent / f"random_models-{hashlib.sha256(source.read_bytes()).hexdigest()[:12]}"
     marker = folder / ".complete"
     if marker.exists():
@@ -134,10 +132,10 @@ def ensure_random_models(parent: Path, comfy_root: Path, python: str = sys.execu
 
 
 def write_random_models(models_dir: Path, comfy_root: Path, python: str = sys.executable) -> None:
-    """tests/support/random_models.py in a child process (it imports ComfyUI's TAESD modules)."""
+    """tools/random_models.py in a child process (it imports ComfyUI's TAESD modules)."""
     code = ("import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]; import comfy.options, comfy.cli_args; "
             "comfy.cli_args.args.cpu = True; import random_models; random_models.write_models(sys.argv[3])")
-    proc = subprocess.run([python, "-c", code, str(REPO / "tests" / "support"), str(comfy_root), str(models_dir)],
+    proc = subprocess.run([python, "-c", code, str(REPO / "tools"), str(comfy_root), str(models_dir)],
                           capture_output=True, text=True, cwd=str(comfy_root))
     if proc.returncode != 0:
         raise HeadlessError(f"writing the random models failed:\n{proc.stderr[-3000:]}")

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 PACK_NAME = "comfyui_layer_memory"
 HOW_TO_GET_IT = ("ComfyUI host not found: set COMFYUI_PATH to a ComfyUI checkout (or put one at ~/ComfyUI, "
                  "or install this pack in ComfyUI/custom_nodes/) and install its requirements; see README 'Tests'.")
