@@ -21,8 +21,9 @@ EMBED_WIDTH = 4096  # T5-XXL, the only text encoder PixArt takes
 class Conditioning:
     """One prompt: its T5 embedding and the scalar extras ComfyUI attached (PixArt-alpha's width/height)."""
 
-    embedding: torch.Tensor  # [1, L, 4096], CPU
+    embedding: torch.Tensor  # [1, L, width], CPU (T5-XXL 4096 for PixArt; CLIP 768 / 2048 for SD 1.5 / SDXL)
     extras: tuple[tuple[str, object], ...] = ()
+    pooled: torch.Tensor | None = None  # [1, D] pooled text embedding (SDXL's CLIP-G 1280); None for PixArt
 
     @staticmethod
     def from_comfy(conditioning, input_name: str) -> Conditioning:
@@ -91,9 +92,10 @@ class ModelFingerprint:
     micro_condition: bool
     latent_channels: int
     weight_signature: tuple[float, ...]  # sums over a few bias vectors; see model_checks.fingerprint
+    family: str = "pixart"  # "pixart", "sd15" or "sdxl": a memory is only used with its own family
 
     def mismatch(self, other: ModelFingerprint) -> str | None:
-        for field in ("image_model", "depth", "micro_condition", "latent_channels"):
+        for field in ("family", "image_model", "depth", "micro_condition", "latent_channels"):
             a, b = getattr(self, field), getattr(other, field)
             if a != b:
                 return f"{field} {b!r} != memory's {a!r}"

@@ -63,10 +63,10 @@ _ST_DTYPES = {
 _KNOWN_FIELDS = {
     LayerMemory: {"fingerprint", "schedule", "latent_shape", "latent_scale", "layers"},
     Layer: {"name", "positive", "negative", "seed", "latent_mask", "token_mask", "trajectory", "prompt"},
-    Conditioning: {"embedding", "extras"},
+    Conditioning: {"embedding", "extras", "pooled"},
     Schedule: {"sigmas", "sampler_name", "scheduler", "steps", "cfg"},
     Trajectory: {"sigmas", "steps", "x", "final"},
-    ModelFingerprint: {"image_model", "depth", "micro_condition", "latent_channels", "weight_signature"},
+    ModelFingerprint: {"image_model", "depth", "micro_condition", "latent_channels", "weight_signature", "family"},
 }
 _TRAJECTORY_FIELDS = ("sigmas", "steps", "x", "final")
 _HALVABLE = ("x",)  # stored as float16 when asked; `final` always float32
@@ -104,7 +104,10 @@ def encode(memory: LayerMemory, trajectory_dtype: str = "float32") -> tuple[dict
         return name
 
     def conditioning(prefix: str, c: Conditioning) -> dict:
-        return {"embedding": put(prefix, c.embedding), "extras": [[k, _json_scalar(v, prefix)] for k, v in c.extras]}
+        entry = {"embedding": put(prefix, c.embedding), "extras": [[k, _json_scalar(v, prefix)] for k, v in c.extras]}
+        if c.pooled is not None:
+            entry["pooled"] = put(prefix + ".pooled", c.pooled)
+        return entry
 
     s = memory.schedule
     doc: dict[str, Any] = {
@@ -388,7 +391,8 @@ def _decode(data: bytes) -> LayerMemory:
     fingerprint = ModelFingerprint(
         image_model=f["image_model"].get(str), depth=f["depth"].get(int, check=lambda v: v >= 1),
         micro_condition=f["micro_condition"].get(bool), latent_channels=f["latent_channels"].get(int, check=lambda v: v >= 1),
-        weight_signature=_signature(f["weight_signature"]))
+        weight_signature=_signature(f["weight_signature"]),
+        family=f["family"].get(str) if isinstance(f.value, dict) and "family" in f.value else "pixart")
     shape = doc["latent_shape"]
     shape.get(list, check=lambda v: len(v) == 3)
     c, h, w = (shape[i].get(int, check=lambda v: v >= 1) for i in range(3))
@@ -421,9 +425,14 @@ def _decode(data: bytes) -> LayerMemory:
 
         def cond(key: str, ld=ld, i=i) -> Conditioning:
             cd = ld[key]
-            emb = table.take(cd["embedding"], (1, None, EMBED_WIDTH), (torch.float32, torch.float16, torch.bfloat16),
+            width = EMBED_WIDTH if fingerprint.family == "pixart" else None
+            emb = table.take(cd["embedding"], (1, None, width), (torch.float32, torch.float16, torch.bfloat16),
                              f"layer {i}'s {key} prompt embedding")
-            return Conditioning(emb, _extras(cd["extras"]))
+            pooled = None
+            if isinstance(cd.value, dict) and "pooled" in cd.value:
+                pooled = table.take(cd["pooled"], (1, None), (torch.float32, torch.float16, torch.bfloat16),
+                                    f"layer {i}'s {key} pooled embedding")
+            return Conditioning(emb, _extras(cd["extras"]), pooled)
 
         td = ld["trajectory"]
         t_sigmas = table.take(td["sigmas"], (None,), (torch.float64,), f"layer {i}'s trajectory sigmas")
