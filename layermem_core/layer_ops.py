@@ -10,11 +10,10 @@ from dataclasses import replace
 
 import torch
 
-from . import masks, model_checks, sampling
+from . import families, masks, model_checks, sampling
 from .bcg import BCGSpec
 from .errors import LayerMemoryError
 from .memory import Conditioning, Layer, LayerMemory
-from .mqd import MQDRun
 from .routing import RoutingPlan, token_owners
 from .trajectory import Trajectory
 
@@ -34,10 +33,13 @@ def _require_batch_one(width: int, height: int) -> None:
 def start_memory(model, positive, negative, width: int, height: int, seed: int, steps: int, cfg: float,
                  sampler_name: str, scheduler: str, name: str = "background", prompt: str = "") -> LayerMemory:
     """Sample the background and record its trajectory as layer 0 (mask all ones)."""
-    model_checks.require_pixart(model)
-    _require_batch_one(width, height)
-    pos = Conditioning.from_comfy(positive, "positive")
-    neg = Conditioning.from_comfy(negative, "negative")
+    family = model_checks.require_supported(model)
+    if family == "pixart":
+        _require_batch_one(width, height)
+    else:
+        families.require_size(family, width, height)
+    pos = Conditioning.from_comfy(positive, "positive", family)
+    neg = Conditioning.from_comfy(negative, "negative", family)
     if steps < 1:
         raise LayerMemoryError("steps", "needs at least one step", "use 1 or more steps")
     import comfy.samplers
@@ -71,9 +73,9 @@ def add_layer(memory: LayerMemory, model, positive, mask, seed: int, grow_pixels
               prompt: str = "") -> LayerMemory:
     """Sample a new object inside `mask`; outside it the composite follows the top layer's trajectory."""
     memory = model_checks.require_memory(memory)
-    model_checks.require_same_model(memory, model)
-    pos = Conditioning.from_comfy(positive, "positive")
-    neg = Conditioning.from_comfy(negative, "negative") if negative is not None else memory.top.negative
+    family = model_checks.require_same_model(memory, model)
+    pos = Conditioning.from_comfy(positive, "positive", family)
+    neg = Conditioning.from_comfy(negative, "negative", family) if negative is not None else memory.top.negative
     if not 0.0 <= unblended_fraction < 1.0:
         raise LayerMemoryError("unblended_fraction", f"{unblended_fraction} is outside [0, 1)",
                                "use 0 for an exact background, or a small fraction such as 0.1")
@@ -89,7 +91,7 @@ def add_layer(memory: LayerMemory, model, positive, mask, seed: int, grow_pixels
                    unblended_from_step=unblended_from, label="AddLayer")
     draft = Layer(name=layer_name, positive=pos, negative=neg, seed=int(seed), latent_mask=latent_mask,
                   token_mask=tmask, trajectory=memory.top.trajectory, prompt=prompt)
-    mqd_run = MQDRun(*_routing(list(memory.layers) + [draft])) if use_mqd else None
+    mqd_run = families.make_mqd_run(family, list(memory.layers) + [draft]) if use_mqd else None
     trajectory = sampling.run(model, memory.schedule, pos, neg, memory.latent_shape, seed, spec, mqd_run)
     return memory.with_layer(replace(draft, trajectory=trajectory))
 
@@ -113,7 +115,7 @@ def delete_layer(memory: LayerMemory, model, layer, regenerate_fraction: float =
     """Remove a layer: restore what was below it in its visible region and finish denoising there."""
     memory = model_checks.require_memory(memory)
     index = memory.resolve(layer, "layer")
-    model_checks.require_same_model(memory, model)
+    family = model_checks.require_same_model(memory, model)
     if not 0.0 < regenerate_fraction <= 1.0:
         raise LayerMemoryError("regenerate_fraction", f"{regenerate_fraction} is outside (0, 1]",
                                "use the fraction of final steps to regenerate, e.g. 0.4 (the paper's 8 of 20)")
@@ -130,7 +132,7 @@ def delete_layer(memory: LayerMemory, model, layer, regenerate_fraction: float =
     c0 = top.call_starting_at(float(memory.schedule.sigmas[start_step]))
     spec = BCGSpec(free_mask=region.float(), reference=top, schedule_sigmas=memory.schedule.sigmas,
                    start_step=start_step, free_init=below.x[c0], label="DeleteLayer")
-    mqd_run = MQDRun(*_routing(remaining))
+    mqd_run = families.make_mqd_run(family, remaining)
     tail = sampling.run(model, memory.schedule, memory.top.positive, memory.top.negative, memory.latent_shape,
                         seed, spec, mqd_run)
     if tail.calls != top.calls - c0:

@@ -11,47 +11,9 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from .conditioning import EMBED_WIDTH, Conditioning  # noqa: F401  (moved; kept importable here)
 from .errors import LayerMemoryError
 from .trajectory import Trajectory
-
-EMBED_WIDTH = 4096  # T5-XXL, the only text encoder PixArt takes
-
-
-@dataclass(frozen=True, eq=False)
-class Conditioning:
-    """One prompt: its T5 embedding and the scalar extras ComfyUI attached (PixArt-alpha's width/height)."""
-
-    embedding: torch.Tensor  # [1, L, width], CPU (T5-XXL 4096 for PixArt; CLIP 768 / 2048 for SD 1.5 / SDXL)
-    extras: tuple[tuple[str, object], ...] = ()
-    pooled: torch.Tensor | None = None  # [1, D] pooled text embedding (SDXL's CLIP-G 1280); None for PixArt
-
-    @staticmethod
-    def from_comfy(conditioning, input_name: str) -> Conditioning:
-        if not isinstance(conditioning, (list, tuple)) or len(conditioning) == 0:
-            raise LayerMemoryError(input_name, "expected CONDITIONING (a list of [tensor, dict])", "connect a text-encode node's output")
-        if len(conditioning) != 1:
-            raise LayerMemoryError(
-                input_name,
-                f"got {len(conditioning)} conditioning entries; a layer has exactly one prompt",
-                "encode the layer's prompt with one CLIPTextEncodePixArtAlpha/CLIPTextEncode node (no Conditioning Combine)",
-            )
-        entry = conditioning[0]
-        tensor, extras = entry[0], (entry[1] if len(entry) > 1 else {})
-        if not isinstance(tensor, torch.Tensor) or tensor.dim() != 3:
-            raise LayerMemoryError(input_name, "conditioning tensor must be [batch, tokens, width]", "connect a text-encode node's output")
-        if tensor.shape[-1] != EMBED_WIDTH:
-            raise LayerMemoryError(
-                input_name,
-                f"conditioning is {tensor.shape[-1]} wide, PixArt needs T5-XXL embeddings ({EMBED_WIDTH} wide)",
-                "encode the prompt with the T5-XXL text encoder (CLIPLoader type 'pixart', or LoadPixArt's CLIP output)",
-            )
-        if tensor.shape[0] != 1:
-            raise LayerMemoryError(input_name, f"conditioning batch is {tensor.shape[0]}", "encode one prompt (batch size 1)")
-        kept = tuple(sorted((k, v) for k, v in dict(extras).items() if isinstance(v, (int, float, str, bool))))
-        return Conditioning(tensor.detach().to("cpu").clone(), kept)
-
-    def to_comfy(self) -> list:
-        return [[self.embedding, dict(self.extras)]]
 
 
 @dataclass(frozen=True, eq=False)

@@ -8,7 +8,7 @@ import comfy.utils
 import latent_preview
 import torch
 
-from . import bcg, mqd
+from . import bcg, families, mqd
 from .memory import Conditioning, Schedule
 from .trajectory import Trajectory
 
@@ -28,7 +28,7 @@ def run(model, schedule: Schedule, positive: Conditioning, negative: Conditionin
     """
     patcher = model.clone()
     wrapper = bcg.install(patcher, spec)
-    patched_keys = mqd.install(patcher, mqd_run) if mqd_run is not None else []
+    patched_keys = families.install_mqd(patcher, mqd_run) if mqd_run is not None else []
     sigmas = schedule.sigmas[spec.start_step:].clone()
     guider = comfy.samplers.CFGGuider(patcher)
     guider.set_conds(positive.to_comfy(), negative.to_comfy())
@@ -41,7 +41,7 @@ def run(model, schedule: Schedule, positive: Conditioning, negative: Conditionin
         guider.sample(noise, latent, sampler, sigmas, callback=callback,
                       disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
     finally:
-        if patched_keys:
+        if patched_keys and patcher.object_patches:
             # ComfyUI restores object patches only at the next load; do it now so the shared
             # diffusion model is stock again whatever happened inside the run.
             patcher.unpatch_model(unpatch_weights=False)

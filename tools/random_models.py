@@ -113,3 +113,111 @@ def write_models(models_dir: str, depth: int = 1, variants=VARIANTS) -> dict[str
             if not os.path.exists(path):
                 save_file({k: v.contiguous() for k, v in tensors.items()}, path)
     return out
+
+
+# --- Small SD 1.5 / SDXL UNets, built through ComfyUI's own model classes -------------------
+# ComfyUI's detection matches SD 1.5 / SDXL on their full widths (model_channels 320, SDXL's
+# exact transformer depths), so a CPU-sized UNet cannot come through `load_diffusion_model`.
+# These builders use the same classes the loader would pick (`supported_models.SD15` / `SDXL`,
+# `model_base.BaseModel` / `SDXL`, `ModelPatcher`) with a shrunken unet_config: three
+# resolution levels (latent / 1, / 2, / 4), one transformer per attention level, the real
+# context widths (768; 2048 with SDXL's 2816-wide ADM input).
+
+
+@dataclass(frozen=True)
+class UNetVariant:
+    """A CPU-sized UNet of one family; `attention_levels` lists the levels that have attn2."""
+
+    name: str
+    family: str  # "sd15" or "sdxl"
+    context_dim: int
+    adm_in_channels: int | None
+    use_linear: bool
+    model_channels: int
+    attention_levels: tuple[int, ...]
+
+    @property
+    def filename(self) -> str:
+        return f"random_{self.name}.safetensors"
+
+
+SD15_SMALL = UNetVariant("sd15_small", "sd15", 768, None, False, 32, (0, 1, 2))
+SDXL_SMALL = UNetVariant("sdxl_small", "sdxl", 2048, 2816, True, 64, (1, 2))
+UNET_VARIANTS = (SD15_SMALL, SDXL_SMALL)
+UNET_LEVELS = 3
+
+
+def small_unet_config(variant: UNetVariant) -> dict:
+    """unet_config in the shape `comfy.model_detection.detect_unet_config` returns."""
+    depth = [1 if level in variant.attention_levels else 0 for level in range(UNET_LEVELS)]
+    config = {
+        "use_checkpoint": False, "image_size": 32, "use_spatial_transformer": True, "legacy": False,
+        "in_channels": 4, "out_channels": 4, "model_channels": variant.model_channels,
+        "num_res_blocks": [1] * UNET_LEVELS, "channel_mult": [1, 2, 2],
+        "transformer_depth": depth, "transformer_depth_output": [d for d in depth for _ in range(2)],
+        "transformer_depth_middle": 1, "use_linear_in_transformer": variant.use_linear,
+        "context_dim": variant.context_dim, "adm_in_channels": variant.adm_in_channels,
+        "use_temporal_resblock": False, "use_temporal_attention": False,
+    }
+    if variant.adm_in_channels is not None:
+        config["num_classes"] = "sequential"
+    return config
+
+
+def _model_config(variant: UNetVariant):
+    import comfy.supported_models as sm  # needs the host on sys.path
+
+    cls = {"sd15": sm.SD15, "sdxl": sm.SDXL}[variant.family]
+    config = cls(small_unet_config(variant))
+    config.set_inference_dtype(torch.float32, None)
+    return config
+
+
+def unet_state_dict(variant: UNetVariant, seed: int = 0) -> dict:
+    """Random weights in ComfyUI's checkpoint layout (`diffusion_model.` keys).
+
+    Shapes come from ComfyUI's own UNetModel for the small config; weights ~ N(0, 1/fan_in),
+    biases and norm scales get small noise so that the weight fingerprint sees them.
+    """
+    config = _model_config(variant)
+    unet = config.get_model({}).diffusion_model
+    shapes = {"diffusion_model." + k: v.shape for k, v in unet.state_dict().items()}
+    gen = torch.Generator().manual_seed(seed)
+    sd = {}
+    for key, shape in shapes.items():
+        if len(shape) > 1:
+            fan_in = max(1, int(torch.Size(shape[1:]).numel()))
+            value = torch.randn(shape, generator=gen) / fan_in ** 0.5
+        elif key.endswith("weight"):  # norm scales
+            value = 1.0 + 0.05 * torch.randn(shape, generator=gen)
+        else:
+            value = 0.02 * torch.randn(shape, generator=gen)
+        sd[key] = value.contiguous()
+    return sd
+
+
+def load_unet(path: str, variant: UNetVariant):
+    """A ModelPatcher for a file from `write_unet_models`, built as ComfyUI's loader does it."""
+    import comfy.model_management as mm
+    import comfy.model_patcher
+    import comfy.utils
+
+    config = _model_config(variant)
+    model = config.get_model({})
+    model.load_model_weights(comfy.utils.load_torch_file(path), "diffusion_model.")
+    model = model.to(mm.unet_offload_device())
+    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
+                                           offload_device=mm.unet_offload_device())
+
+
+def write_unet_models(models_dir: str, variants=UNET_VARIANTS) -> dict[str, str]:
+    """Write each small UNet as a checkpoint-layout file under `checkpoints/`; name -> path."""
+    folder = os.path.join(models_dir, "checkpoints")
+    os.makedirs(folder, exist_ok=True)
+    out: dict[str, str] = {}
+    for i, variant in enumerate(variants):
+        path = os.path.join(folder, variant.filename)
+        if not os.path.exists(path):
+            save_file(unet_state_dict(variant, seed=100 + i), path)
+        out[variant.name] = path
+    return out

@@ -1,0 +1,91 @@
+"""UNet MQD ownership per resolution level and family conditioning checks (no ComfyUI needed)."""
+import pytest
+import torch
+from comfyui_layer_memory.layermem_core import masks
+from comfyui_layer_memory.layermem_core.conditioning import Conditioning
+from comfyui_layer_memory.layermem_core.errors import LayerMemoryError
+from comfyui_layer_memory.layermem_core.mqd_unet import UNetMQDRun, conditional_rows, owner_map
+
+
+def _box(h, w, y0, y1, x0, x1):
+    m = torch.zeros(h, w)
+    m[y0:y1, x0:x1] = 1.0
+    return m
+
+
+def test_level_ownership_is_area_pool_at_half_newest_first():
+    a = _box(32, 32, 0, 20, 0, 20)
+    b = _box(32, 32, 8, 32, 8, 32)
+    for factor in (1, 2, 4, 8):
+        hw = (32 // factor, 32 // factor)
+        owners = owner_map([a, b], hw).view(hw)
+        pooled = [torch.nn.functional.avg_pool2d(m[None, None], factor)[0, 0] >= masks.TOKEN_THRESHOLD
+                  for m in (a, b)]
+        assert owners[pooled[1]].eq(2).all()
+        assert owners[pooled[0] & ~pooled[1]].eq(1).all()
+        assert owners[~pooled[0] & ~pooled[1]].eq(0).all()
+    # factor 2 is exactly PixArt's token grid rule
+    assert torch.equal(owner_map([a], (16, 16)).view(16, 16) == 1, masks.token_mask(a))
+
+
+def test_half_covered_token_counts_and_less_does_not():
+    m = torch.zeros(8, 8)
+    m[0:2, 0:1] = 1.0  # half of the first 2x2 cell
+    m[0:1, 2:3] = 1.0  # a quarter of the second
+    owners = owner_map([m], (4, 4)).view(4, 4)
+    assert owners[0, 0] == 1 and owners[0, 1] == 0
+
+
+def test_odd_levels_pool_by_area():
+    m = torch.ones(13, 13)
+    assert owner_map([m], (7, 7)).eq(1).all()
+
+
+def test_bias_routes_each_token_to_its_owners_keys_only():
+    a = _box(8, 8, 0, 4, 0, 8)
+    run = UNetMQDRun([a], [torch.zeros(1, 3, 4), torch.zeros(1, 5, 4)])
+    bias = run.owner_bias((8, 8), "cpu", torch.float32)
+    assert bias.shape == (64, 8)
+    top, bottom = bias[:32], bias[32:]
+    assert top[:, 3:].eq(0).all() and top[:, :3].eq(float("-inf")).all()
+    assert bottom[:, :3].eq(0).all() and bottom[:, 3:].eq(float("-inf")).all()
+    full = run.batch_bias((8, 8), (False, True), 2, 8, "cpu", torch.float32)
+    assert full.shape == (2, 1, 64, 8)
+    assert full[0, 0, :, :2].eq(0).all() and full[0, 0, :, 2:].eq(float("-inf")).all()
+    assert torch.equal(full[1, 0], bias)
+
+
+def test_conditional_rows_follow_comfy_chunks():
+    assert conditional_rows([1, 0], 4) == [False, False, True, True]
+    assert conditional_rows([0], 1) == [True]
+    assert conditional_rows([], 2) is None and conditional_rows([0, 1], 3) is None
+
+
+@pytest.mark.parametrize("family,width", [("pixart", 4096), ("sd15", 768), ("sdxl", 2048)])
+def test_conditioning_width_per_family(family, width):
+    extras = {"pooled_output": torch.zeros(1, 1280), "width": 1024}
+    c = Conditioning.from_comfy([[torch.zeros(1, 154, width), extras]], "positive", family)
+    assert c.embedding.shape == (1, 154, width)
+    assert (c.pooled is not None) == (family == "sdxl")
+    for other in {4096, 768, 2048} - {width}:
+        with pytest.raises(LayerMemoryError, match=f"{other} wide") as e:
+            Conditioning.from_comfy([[torch.zeros(1, 77, other), extras]], "positive", family)
+        assert e.value.input_name == "positive"
+
+
+def test_sdxl_needs_pooled_output_and_gives_it_back():
+    with pytest.raises(LayerMemoryError, match="pooled") as e:
+        Conditioning.from_comfy([[torch.zeros(1, 77, 2048), {"width": 1024}]], "negative", "sdxl")
+    assert e.value.input_name == "negative" and "CLIPTextEncode" in str(e.value)
+    with pytest.raises(LayerMemoryError, match=r"\[1, 1280\]"):
+        Conditioning.from_comfy([[torch.zeros(1, 77, 2048), {"pooled_output": torch.zeros(1, 768)}]], "positive",
+                                "sdxl")
+    pooled = torch.randn(1, 1280)
+    c = Conditioning.from_comfy([[torch.zeros(1, 77, 2048), {"pooled_output": pooled, "crop_w": 0}]], "p", "sdxl")
+    (emb, extras), = c.to_comfy()
+    assert torch.equal(extras["pooled_output"], pooled) and extras["crop_w"] == 0
+
+
+def test_old_call_is_pixart():
+    c = Conditioning.from_comfy([[torch.zeros(1, 2, 4096), {}]], "positive")
+    assert c.pooled is None and c.to_comfy()[0][1] == {}
