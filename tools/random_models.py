@@ -135,6 +135,7 @@ class UNetVariant:
     use_linear: bool
     model_channels: int
     attention_levels: tuple[int, ...]
+    channel_mult: tuple[int, ...] = (1, 2, 2)  # one entry per resolution level
 
     @property
     def filename(self) -> str:
@@ -144,16 +145,20 @@ class UNetVariant:
 SD15_SMALL = UNetVariant("sd15_small", "sd15", 768, None, False, 32, (0, 1, 2))
 SDXL_SMALL = UNetVariant("sdxl_small", "sdxl", 2048, 2816, True, 64, (1, 2))
 UNET_VARIANTS = (SD15_SMALL, SDXL_SMALL)
-UNET_LEVELS = 3
+# ComfyUI's detection takes this one as SD 1.5 (it matches model_channels 320, context 768, no
+# ADM, conv proj_in): one level, one res block, ~25M parameters, for `load_diffusion_model`.
+UNET_PREFIX = "model.diffusion_model."  # the key prefix of SD / SDXL checkpoint files
+SD15_DETECTABLE = UNetVariant("sd15_detectable", "sd15", 768, None, False, 320, (0,), (1,))
 
 
 def small_unet_config(variant: UNetVariant) -> dict:
     """unet_config in the shape `comfy.model_detection.detect_unet_config` returns."""
-    depth = [1 if level in variant.attention_levels else 0 for level in range(UNET_LEVELS)]
+    levels = len(variant.channel_mult)
+    depth = [1 if level in variant.attention_levels else 0 for level in range(levels)]
     config = {
         "use_checkpoint": False, "image_size": 32, "use_spatial_transformer": True, "legacy": False,
         "in_channels": 4, "out_channels": 4, "model_channels": variant.model_channels,
-        "num_res_blocks": [1] * UNET_LEVELS, "channel_mult": [1, 2, 2],
+        "num_res_blocks": [1] * levels, "channel_mult": list(variant.channel_mult),
         "transformer_depth": depth, "transformer_depth_output": [d for d in depth for _ in range(2)],
         "transformer_depth_middle": 1, "use_linear_in_transformer": variant.use_linear,
         "context_dim": variant.context_dim, "adm_in_channels": variant.adm_in_channels,
@@ -174,14 +179,14 @@ def _model_config(variant: UNetVariant):
 
 
 def unet_state_dict(variant: UNetVariant, seed: int = 0) -> dict:
-    """Random weights in ComfyUI's checkpoint layout (`diffusion_model.` keys).
+    """Random weights in the SD checkpoint layout (`model.diffusion_model.` keys).
 
     Shapes come from ComfyUI's own UNetModel for the small config; weights ~ N(0, 1/fan_in),
     biases and norm scales get small noise so that the weight fingerprint sees them.
     """
     config = _model_config(variant)
     unet = config.get_model({}).diffusion_model
-    shapes = {"diffusion_model." + k: v.shape for k, v in unet.state_dict().items()}
+    shapes = {UNET_PREFIX + k: v.shape for k, v in unet.state_dict().items()}
     gen = torch.Generator().manual_seed(seed)
     sd = {}
     for key, shape in shapes.items():
@@ -204,13 +209,13 @@ def load_unet(path: str, variant: UNetVariant):
 
     config = _model_config(variant)
     model = config.get_model({})
-    model.load_model_weights(comfy.utils.load_torch_file(path), "diffusion_model.")
+    model.load_model_weights(comfy.utils.load_torch_file(path), UNET_PREFIX)
     model = model.to(mm.unet_offload_device())
     return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
                                            offload_device=mm.unet_offload_device())
 
 
-def write_unet_models(models_dir: str, variants=UNET_VARIANTS) -> dict[str, str]:
+def write_unet_models(models_dir: str, variants=UNET_VARIANTS, dtype=torch.float32) -> dict[str, str]:
     """Write each small UNet as a checkpoint-layout file under `checkpoints/`; name -> path."""
     folder = os.path.join(models_dir, "checkpoints")
     os.makedirs(folder, exist_ok=True)
@@ -218,6 +223,7 @@ def write_unet_models(models_dir: str, variants=UNET_VARIANTS) -> dict[str, str]
     for i, variant in enumerate(variants):
         path = os.path.join(folder, variant.filename)
         if not os.path.exists(path):
-            save_file(unet_state_dict(variant, seed=100 + i), path)
+            sd = unet_state_dict(variant, seed=100 + i)
+            save_file({k: v.to(dtype).contiguous() for k, v in sd.items()}, path)
         out[variant.name] = path
     return out
