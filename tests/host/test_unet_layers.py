@@ -122,3 +122,16 @@ def test_patches_gone_after_a_run_and_after_an_error(host, scenes_by_family, fam
     assert repr(model.model_options) == options_before
     again = _start(host, family)
     assert torch.equal(again.top.trajectory.final, bg.top.trajectory.final), "a stock run changed after the error"
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_save_load_round_trip_keeps_family_and_pooled(host, scenes_by_family, family):
+    memory = scenes_by_family[family][-1]
+    loaded = host.serialization.from_bytes(host.serialization.to_bytes(memory), "test")
+    assert scenes.memory_digest(loaded) == scenes.memory_digest(memory)
+    assert loaded.fingerprint == memory.fingerprint and loaded.fingerprint.family == family
+    for a, b in zip(loaded.layers, memory.layers, strict=True):
+        for ca, cb in ((a.positive, b.positive), (a.negative, b.negative)):
+            assert (ca.pooled is None) == (cb.pooled is None)
+            assert ca.pooled is None or torch.equal(ca.pooled, cb.pooled)
+    host.model_checks.require_same_model(loaded, us.model(family))
