@@ -49,6 +49,7 @@ class UNetMQDRun:
         if len(prompts) != len(latent_masks) + 1:
             raise ValueError("one prompt per layer: the background's first, then one per mask")
         self.latent_masks = [m.detach().to("cpu", torch.float32) for m in latent_masks]
+        self.latent_hw = tuple(latent_masks[0].shape) if latent_masks else (0, 0)
         self.prompts = prompts  # [1, L_i, D] per owner; background first
         lengths = [int(p.shape[1]) for p in prompts]
         self.key_owner = torch.repeat_interleave(torch.arange(len(prompts)), torch.tensor(lengths))
@@ -104,10 +105,16 @@ def conditional_rows(cond_or_uncond, batch: int) -> list[bool] | None:
     return [m == COND for m in marks for _ in range(per)]
 
 
-def _level_hw(extra_options: dict, tokens: int) -> tuple[int, int]:
+def _level_hw(extra_options: dict, tokens: int, latent_hw: tuple[int, int]) -> tuple[int, int]:
+    """The level's grid: from activations_shape, else the latent grid downsampled until it fits."""
     shape = extra_options.get("activations_shape")
     if shape is not None and int(shape[-2]) * int(shape[-1]) == tokens:
         return int(shape[-2]), int(shape[-1])
+    h, w = latent_hw
+    for _ in range(6):  # the UNet's stride-2 convolutions round up: 13 -> 7 -> 4
+        if h * w == tokens:
+            return h, w
+        h, w = (h + 1) // 2, (w + 1) // 2
     raise RuntimeError(f"cannot tell the attention level's grid for {tokens} tokens (activations_shape {shape})")
 
 
@@ -129,7 +136,7 @@ class RoutedAttn2:
         if not rows or not any(rows):
             return _sdpa(q, k, v, heads, None, extra_options)
         kp, vp = self.run.prompt_kv(self.block, self.attn2, q.device, q.dtype)
-        hw = _level_hw(extra_options, q.shape[1])
+        hw = _level_hw(extra_options, q.shape[1], self.run.latent_hw)
         length = max(kp.shape[1], k.shape[1])
         bias = self.run.batch_bias(hw, tuple(rows), int(k.shape[1]), length, q.device, q.dtype)
         keys = [_pad_keys(kp, length) if c else _pad_keys(k[b:b + 1], length) for b, c in enumerate(rows)]

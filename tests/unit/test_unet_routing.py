@@ -89,3 +89,12 @@ def test_sdxl_needs_pooled_output_and_gives_it_back():
 def test_old_call_is_pixart():
     c = Conditioning.from_comfy([[torch.zeros(1, 2, 4096), {}]], "positive")
     assert c.pooled is None and c.to_comfy()[0][1] == {}
+
+
+def test_level_grid_without_activations_shape():
+    from comfyui_layer_memory.layermem_core.mqd_unet import _level_hw
+
+    assert _level_hw({"activations_shape": [2, 320, 16, 12]}, 192, (32, 24)) == (16, 12)
+    assert _level_hw({}, 7 * 5, (25, 18)) == (7, 5)
+    with pytest.raises(RuntimeError):
+        _level_hw({}, 33, (32, 32))
