@@ -5,6 +5,7 @@ CLIP-L + CLIP-G 2048); SDXL also needs CLIP-G's pooled output (1280) for its ADM
 Conditioning of another width would crash deep inside the model (or, worse, run with the
 wrong prompt), so it is refused here, naming the input and the encoder that fits.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,16 +18,35 @@ EMBED_WIDTH = 4096  # T5-XXL, PixArt's text encoder (kept for callers of memory.
 
 # family -> (embedding width, pooled width or None, what makes it, how to get it)
 _ENCODERS = {
-    "pixart": (4096, None, "T5-XXL",
-               "encode the prompt with the T5-XXL text encoder (CLIPLoader type 'pixart', or LoadPixArt's CLIP)"),
-    "sd15": (768, None, "CLIP-L",
-             "encode the prompt with the SD 1.5 checkpoint's CLIP (CheckpointLoaderSimple -> CLIPTextEncode)"),
-    "sdxl": (2048, 1280, "CLIP-L + CLIP-G",
-             "encode the prompt with the SDXL checkpoint's CLIP (CheckpointLoaderSimple -> CLIPTextEncode "
-             "or CLIPTextEncodeSDXL)"),
+    "pixart": (
+        4096,
+        None,
+        "T5-XXL",
+        "encode the prompt with the T5-XXL text encoder (CLIPLoader type 'pixart', or "
+        "LoadPixArt's CLIP)",
+    ),
+    "sd15": (
+        768,
+        None,
+        "CLIP-L",
+        "encode the prompt with the SD 1.5 checkpoint's CLIP (CheckpointLoaderSimple -> "
+        "CLIPTextEncode)",
+    ),
+    "sdxl": (
+        2048,
+        1280,
+        "CLIP-L + CLIP-G",
+        "encode the prompt with the SDXL checkpoint's CLIP (CheckpointLoaderSimple -> "
+        "CLIPTextEncode "
+        "or CLIPTextEncodeSDXL)",
+    ),
 }
-_WIDTH_NAMES = {4096: "T5-XXL, PixArt", 768: "CLIP-L, SD 1.5", 2048: "CLIP-L + CLIP-G, SDXL",
-                1280: "CLIP-G only, the SDXL refiner"}
+_WIDTH_NAMES = {
+    4096: "T5-XXL, PixArt",
+    768: "CLIP-L, SD 1.5",
+    2048: "CLIP-L + CLIP-G, SDXL",
+    1280: "CLIP-G only, the SDXL refiner",
+}
 
 
 @dataclass(frozen=True, eq=False)
@@ -42,7 +62,9 @@ class Conditioning:
         """Parse and check one CONDITIONING for `family` ("pixart", "sd15" or "sdxl")."""
         tensor, extras = _single_entry(conditioning, input_name)
         _check_width(tensor, input_name, family)
-        kept = tuple(sorted((k, v) for k, v in extras.items() if isinstance(v, (int, float, str, bool))))
+        kept = tuple(
+            sorted((k, v) for k, v in extras.items() if isinstance(v, (int, float, str, bool)))
+        )
         pooled = _pooled(extras, input_name, family)
         return Conditioning(tensor.detach().to("cpu").clone(), kept, pooled)
 
@@ -55,20 +77,31 @@ class Conditioning:
 
 def _single_entry(conditioning, input_name: str) -> tuple[torch.Tensor, dict]:
     if not isinstance(conditioning, (list, tuple)) or len(conditioning) == 0:
-        raise LayerMemoryError(input_name, "expected CONDITIONING (a list of [tensor, dict])",
-                               "connect a text-encode node's output")
+        raise LayerMemoryError(
+            input_name,
+            "expected CONDITIONING (a list of [tensor, dict])",
+            "connect a text-encode node's output",
+        )
     if len(conditioning) != 1:
         raise LayerMemoryError(
-            input_name, f"got {len(conditioning)} conditioning entries; a layer has exactly one prompt",
-            "encode the layer's prompt with one text-encode node (no Conditioning Combine)")
+            input_name,
+            f"got {len(conditioning)} conditioning entries; a layer has exactly one prompt",
+            "encode the layer's prompt with one text-encode node (no Conditioning Combine)",
+        )
     entry = conditioning[0]
     tensor, extras = entry[0], (entry[1] if len(entry) > 1 else {})
     if not isinstance(tensor, torch.Tensor) or tensor.dim() != 3:
-        raise LayerMemoryError(input_name, "conditioning tensor must be [batch, tokens, width]",
-                               "connect a text-encode node's output")
+        raise LayerMemoryError(
+            input_name,
+            "conditioning tensor must be [batch, tokens, width]",
+            "connect a text-encode node's output",
+        )
     if tensor.shape[0] != 1:
-        raise LayerMemoryError(input_name, f"conditioning batch is {tensor.shape[0]}",
-                               "encode one prompt (batch size 1)")
+        raise LayerMemoryError(
+            input_name,
+            f"conditioning batch is {tensor.shape[0]}",
+            "encode one prompt (batch size 1)",
+        )
     return tensor, dict(extras or {})
 
 
@@ -78,8 +111,11 @@ def _check_width(tensor: torch.Tensor, input_name: str, family: str) -> None:
     if got != width:
         what = _WIDTH_NAMES.get(got, "an unknown encoder")
         raise LayerMemoryError(
-            input_name, f"conditioning is {got} wide ({what}); this {family} model needs {encoder} "
-            f"embeddings ({width} wide)", fix)
+            input_name,
+            f"conditioning is {got} wide ({what}); this {family} model needs {encoder} "
+            f"embeddings ({width} wide)",
+            fix,
+        )
 
 
 def _pooled(extras: dict, input_name: str, family: str) -> torch.Tensor | None:
@@ -89,9 +125,15 @@ def _pooled(extras: dict, input_name: str, family: str) -> torch.Tensor | None:
     pooled = extras.get("pooled_output")
     if not isinstance(pooled, torch.Tensor):
         raise LayerMemoryError(
-            input_name, "SDXL conditioning without its pooled output (pooled_output); SDXL's ADM input "
-            "needs CLIP-G's pooled embedding", fix)
+            input_name,
+            "SDXL conditioning without its pooled output (pooled_output); SDXL's ADM input "
+            "needs CLIP-G's pooled embedding",
+            fix,
+        )
     if pooled.dim() != 2 or tuple(pooled.shape) != (1, pooled_width):
         raise LayerMemoryError(
-            input_name, f"pooled_output is {tuple(pooled.shape)}, SDXL needs [1, {pooled_width}] (CLIP-G)", fix)
+            input_name,
+            f"pooled_output is {tuple(pooled.shape)}, SDXL needs [1, {pooled_width}] (CLIP-G)",
+            fix,
+        )
     return pooled.detach().to("cpu").clone()

@@ -4,6 +4,7 @@ Everything else (BCG, trajectories, deletion, the memory value) acts on the samp
 and is the same for all three. Per family: how to recognise a loaded MODEL, the text
 encoder's width and pooled output, the image-size rule, and how MQD is installed.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,14 +28,39 @@ class Family:
 
 
 FAMILIES = {
-    "pixart": Family("pixart", "PixArt", 4096, None, 4, 16, 512,
-                     "2x2 tokens, covered at >= 50%", "LoadPixArt (or UNETLoader) with a PixArt checkpoint"),
-    "sd15": Family("sd15", "SD 1.5", 768, None, 4, 8, 64,
-                   "each UNet level: area-pooled latent mask >= 50%",
-                   "CheckpointLoaderSimple with an SD 1.5 checkpoint"),
-    "sdxl": Family("sdxl", "SDXL", 2048, 1280, 4, 8, 64,
-                   "each UNet level: area-pooled latent mask >= 50%",
-                   "CheckpointLoaderSimple with an SDXL base checkpoint"),
+    "pixart": Family(
+        "pixart",
+        "PixArt",
+        4096,
+        None,
+        4,
+        16,
+        512,
+        "2x2 tokens, covered at >= 50%",
+        "LoadPixArt (or UNETLoader) with a PixArt checkpoint",
+    ),
+    "sd15": Family(
+        "sd15",
+        "SD 1.5",
+        768,
+        None,
+        4,
+        8,
+        64,
+        "each UNet level: area-pooled latent mask >= 50%",
+        "CheckpointLoaderSimple with an SD 1.5 checkpoint",
+    ),
+    "sdxl": Family(
+        "sdxl",
+        "SDXL",
+        2048,
+        1280,
+        4,
+        8,
+        64,
+        "each UNet level: area-pooled latent mask >= 50%",
+        "CheckpointLoaderSimple with an SDXL base checkpoint",
+    ),
 }
 
 
@@ -67,11 +93,17 @@ def require_size(family: str, width: int, height: int) -> None:
     f = FAMILIES[family]
     for name, value in (("width", width), ("height", height)):
         if value % f.size_multiple:
-            raise LayerMemoryError(name, f"{value} is not a multiple of {f.size_multiple} ({f.label})",
-                                   f"use a size divisible by {f.size_multiple}, e.g. 512 or 1024")
+            raise LayerMemoryError(
+                name,
+                f"{value} is not a multiple of {f.size_multiple} ({f.label})",
+                f"use a size divisible by {f.size_multiple}, e.g. 512 or 1024",
+            )
     if width < f.min_size or height < f.min_size:
-        raise LayerMemoryError("width/height", f"{width}x{height} is below {f.min_size} px for {f.label}",
-                               f"use {f.min_size} px or more on each side")
+        raise LayerMemoryError(
+            "width/height",
+            f"{width}x{height} is below {f.min_size} px for {f.label}",
+            f"use {f.min_size} px or more on each side",
+        )
 
 
 def make_mqd_run(family: str, layers) -> object:
@@ -81,8 +113,11 @@ def make_mqd_run(family: str, layers) -> object:
         from .mqd import MQDRun
         from .routing import RoutingPlan, token_owners
 
-        owners = token_owners([layer.token_mask for layer in layers[1:]]) if len(layers) > 1 else \
-            torch.zeros(layers[0].token_mask.numel(), dtype=torch.long)
+        owners = (
+            token_owners([layer.token_mask for layer in layers[1:]])
+            if len(layers) > 1
+            else torch.zeros(layers[0].token_mask.numel(), dtype=torch.long)
+        )
         return MQDRun(RoutingPlan.from_owners(owners), prompts)
     from .mqd_unet import UNetMQDRun
 

@@ -1,4 +1,5 @@
 """Refuse what cannot work before any sampling starts: wrong model, wrong memory."""
+
 from __future__ import annotations
 
 import torch
@@ -10,8 +11,11 @@ from .memory import LayerMemory, ModelFingerprint
 SIGNATURE_KEYS = {
     "pixart": ("diffusion_model.final_layer.linear.bias", "diffusion_model.t_block.1.bias"),
     "sd15": ("diffusion_model.out.2.bias", "diffusion_model.time_embed.0.bias"),
-    "sdxl": ("diffusion_model.out.2.bias", "diffusion_model.time_embed.0.bias",
-             "diffusion_model.label_emb.0.0.bias"),
+    "sdxl": (
+        "diffusion_model.out.2.bias",
+        "diffusion_model.time_embed.0.bias",
+        "diffusion_model.label_emb.0.0.bias",
+    ),
 }
 
 
@@ -31,10 +35,13 @@ def require_supported(model, input_name: str = "model") -> str:
     if family is None:
         raise LayerMemoryError(
             input_name,
-            f"this is a {_describe(model)} model, not PixArt, SD 1.5 or SDXL; layer memory works with "
-            "PixArt-alpha/Sigma and SD 1.5 / SDXL base models (not inpainting or instruct-pix2pix variants)",
+            f"this is a {_describe(model)} model, not PixArt, SD 1.5 or SDXL; layer memory works "
+            "with "
+            "PixArt-alpha/Sigma and SD 1.5 / SDXL base models (not inpainting or instruct-pix2pix "
+            "variants)",
             "load a PixArt checkpoint with LoadPixArt, or an SD 1.5 / SDXL checkpoint with "
-            "CheckpointLoaderSimple, and connect its MODEL")
+            "CheckpointLoaderSimple, and connect its MODEL",
+        )
     return family
 
 
@@ -44,7 +51,9 @@ def require_pixart(model, input_name: str = "model") -> None:
         raise LayerMemoryError(
             input_name,
             f"this is a {_describe(model)} model, not PixArt; this node loads and checks PixArt",
-            "load a PixArt-alpha or PixArt-Sigma checkpoint with LoadPixArt (or UNETLoader) and connect its MODEL")
+            "load a PixArt-alpha or PixArt-Sigma checkpoint with LoadPixArt (or UNETLoader) and "
+            "connect its MODEL",
+        )
 
 
 def _base_weight(model, key: str) -> torch.Tensor:
@@ -80,9 +89,13 @@ def fingerprint(model) -> ModelFingerprint:
         depth = len(attn2_blocks(inner.diffusion_model))
         micro = config.get("adm_in_channels") is not None
     return ModelFingerprint(
-        image_model=image_model, depth=depth, micro_condition=micro,
+        image_model=image_model,
+        depth=depth,
+        micro_condition=micro,
         latent_channels=int(inner.latent_format.latent_channels),
-        weight_signature=_signature(model, SIGNATURE_KEYS[family]), family=family)
+        weight_signature=_signature(model, SIGNATURE_KEYS[family]),
+        family=family,
+    )
 
 
 def require_same_model(memory: LayerMemory, model, input_name: str = "model") -> str:
@@ -92,18 +105,26 @@ def require_same_model(memory: LayerMemory, model, input_name: str = "model") ->
     if family != made_with:
         mine, theirs = families.get(made_with), families.get(family)
         raise LayerMemoryError(
-            input_name, f"the memory was made with a {mine.label} model; this is a {theirs.label} model",
-            f"connect the {mine.label} MODEL the memory was made with ({mine.loader_hint})")
+            input_name,
+            f"the memory was made with a {mine.label} model; this is a {theirs.label} model",
+            f"connect the {mine.label} MODEL the memory was made with ({mine.loader_hint})",
+        )
     reason = memory.fingerprint.mismatch(fingerprint(model))
     if reason:
         raise LayerMemoryError(
-            input_name, f"the memory was made with another model ({reason})",
-            "connect the same MODEL the memory was made with (a memory replays that model's trajectory)")
+            input_name,
+            f"the memory was made with another model ({reason})",
+            "connect the same MODEL the memory was made with (a memory replays that model's "
+            "trajectory)",
+        )
     return family
 
 
 def require_memory(memory, input_name: str = "memory") -> LayerMemory:
     if not isinstance(memory, LayerMemory):
-        raise LayerMemoryError(input_name, f"expected a LAYER_MEMORY, got {type(memory).__name__}",
-                               "connect the memory output of LayerMemory, AddLayer, DeleteLayer or LoadLayerMemory")
+        raise LayerMemoryError(
+            input_name,
+            f"expected a LAYER_MEMORY, got {type(memory).__name__}",
+            "connect the memory output of LayerMemory, AddLayer, DeleteLayer or LoadLayerMemory",
+        )
     return memory

@@ -19,6 +19,7 @@ keys and -inf elsewhere; unconditional rows see their own (negative) keys, padde
 The call is torch's scaled_dot_product_attention whatever attention backend the user chose:
 sage attention ignores masks and flash refuses them, so routing through them would be wrong.
 """
+
 from __future__ import annotations
 
 import torch
@@ -67,18 +68,27 @@ class UNetMQDRun:
         if bias is None:
             owners = owner_map(self.latent_masks, hw)
             allowed = owners[:, None] == self.key_owner[None, :]
-            bias = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, float("-inf")).to(device)
+            bias = (
+                torch.zeros(allowed.shape, dtype=dtype)
+                .masked_fill(~allowed, float("-inf"))
+                .to(device)
+            )
             self._bias[key] = bias
         return bias
 
-    def batch_bias(self, hw: tuple[int, int], rows: tuple[bool, ...], own_keys: int, length: int,
-                   device, dtype) -> torch.Tensor:
+    def batch_bias(
+        self, hw: tuple[int, int], rows: tuple[bool, ...], own_keys: int, length: int, device, dtype
+    ) -> torch.Tensor:
         """[B, 1, N, length] for one batch layout: conditional rows route by owner over the
         prompts' keys, unconditional rows see their own `own_keys` keys; padding is -inf."""
         key = (hw, rows, own_keys, length, str(device), dtype)
         bias = self._bias.get(key)
         if bias is None:
-            routed = F.pad(self.owner_bias(hw, device, dtype), (0, length - self.total_keys), value=float("-inf"))
+            routed = F.pad(
+                self.owner_bias(hw, device, dtype),
+                (0, length - self.total_keys),
+                value=float("-inf"),
+            )
             own = torch.zeros(length, dtype=dtype, device=device)
             own = own.masked_fill(torch.arange(length, device=device) >= own_keys, float("-inf"))
             bias = torch.stack([routed if c else own.expand_as(routed) for c in rows])[:, None]
@@ -86,7 +96,7 @@ class UNetMQDRun:
         return bias
 
     def prompt_kv(self, block: tuple, attn2, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every layer's prompt through this block's to_k / to_v, concatenated: [1, L_total, inner]."""
+        """Every layer's prompt through this block's to_k / to_v, concatenated: [1, L, inner]."""
         key = (block, str(device), dtype)
         kv = self._kv.get(key)
         if kv is None:
@@ -115,7 +125,9 @@ def _level_hw(extra_options: dict, tokens: int, latent_hw: tuple[int, int]) -> t
         if h * w == tokens:
             return h, w
         h, w = (h + 1) // 2, (w + 1) // 2
-    raise RuntimeError(f"cannot tell the attention level's grid for {tokens} tokens (activations_shape {shape})")
+    raise RuntimeError(
+        f"cannot tell the attention level's grid for {tokens} tokens (activations_shape {shape})"
+    )
 
 
 def _pad_keys(t: torch.Tensor, length: int) -> torch.Tensor:
@@ -139,8 +151,14 @@ class RoutedAttn2:
         hw = _level_hw(extra_options, q.shape[1], self.run.latent_hw)
         length = max(kp.shape[1], k.shape[1])
         bias = self.run.batch_bias(hw, tuple(rows), int(k.shape[1]), length, q.device, q.dtype)
-        keys = [_pad_keys(kp, length) if c else _pad_keys(k[b:b + 1], length) for b, c in enumerate(rows)]
-        values = [_pad_keys(vp, length) if c else _pad_keys(v[b:b + 1], length) for b, c in enumerate(rows)]
+        keys = [
+            _pad_keys(kp, length) if c else _pad_keys(k[b : b + 1], length)
+            for b, c in enumerate(rows)
+        ]
+        values = [
+            _pad_keys(vp, length) if c else _pad_keys(v[b : b + 1], length)
+            for b, c in enumerate(rows)
+        ]
         return _sdpa(q, torch.cat(keys), torch.cat(values), heads, bias, extra_options)
 
 
@@ -173,7 +191,12 @@ def attn2_blocks(diffusion_model) -> list[tuple[tuple[str, int, int], str]]:
             for t, tb in enumerate(layer.transformer_blocks):
                 if getattr(tb, "attn2", None) is not None:
                     base = prefix[name] if name == "middle" else f"{prefix[name]}.{number}"
-                    found.append(((name, number, t), f"diffusion_model.{base}.{j}.transformer_blocks.{t}.attn2"))
+                    found.append(
+                        (
+                            (name, number, t),
+                            f"diffusion_model.{base}.{j}.transformer_blocks.{t}.attn2",
+                        )
+                    )
     return found
 
 

@@ -159,7 +159,8 @@ def small_unet_config(variant: UNetVariant) -> dict:
         "use_checkpoint": False, "image_size": 32, "use_spatial_transformer": True, "legacy": False,
         "in_channels": 4, "out_channels": 4, "model_channels": variant.model_channels,
         "num_res_blocks": [1] * levels, "channel_mult": list(variant.channel_mult),
-        "transformer_depth": depth, "transformer_depth_output": [d for d in depth for _ in range(2)],
+        "transformer_depth": depth,
+        "transformer_depth_output": [d for d in depth for _ in range(2)],
         "transformer_depth_middle": 1, "use_linear_in_transformer": variant.use_linear,
         "context_dim": variant.context_dim, "adm_in_channels": variant.adm_in_channels,
         "use_temporal_resblock": False, "use_temporal_attention": False,
@@ -215,7 +216,8 @@ def load_unet(path: str, variant: UNetVariant):
                                            offload_device=mm.unet_offload_device())
 
 
-def write_unet_models(models_dir: str, variants=UNET_VARIANTS, dtype=torch.float32) -> dict[str, str]:
+def write_unet_models(models_dir: str, variants=UNET_VARIANTS,
+                      dtype=torch.float32) -> dict[str, str]:
     """Write each small UNet as a checkpoint-layout file under `checkpoints/`; name -> path."""
     folder = os.path.join(models_dir, "checkpoints")
     os.makedirs(folder, exist_ok=True)

@@ -3,6 +3,7 @@
 BCG must keep everything outside the mask bit-identical to the layer below for deterministic,
 ancestral and SDE samplers alike; MQD patches live on a clone and are gone after the run.
 """
+
 import pytest
 import scenes
 import torch
@@ -15,14 +16,30 @@ FAMILIES = ["sd15", "sdxl"]
 
 def _start(host, family, sampler="dpmpp_2m", scheduler="karras", seed=11):
     size = us.SIZE[family]
-    return host.layer_ops.start_memory(us.model(family), us.cond(family, 1), us.cond(family, 2), size, size,
-                                       seed=seed, steps=STEPS, cfg=5.0, sampler_name=sampler, scheduler=scheduler)
+    return host.layer_ops.start_memory(
+        us.model(family),
+        us.cond(family, 1),
+        us.cond(family, 2),
+        size,
+        size,
+        seed=seed,
+        steps=STEPS,
+        cfg=5.0,
+        sampler_name=sampler,
+        scheduler=scheduler,
+    )
 
 
 def _add(host, family, memory, box, seed, prompt_seed, **kwargs):
     size = us.SIZE[family]
-    return host.layer_ops.add_layer(memory, us.model(family), us.cond(family, prompt_seed), scenes.box_mask(size, *box),
-                                    seed=seed, **kwargs)
+    return host.layer_ops.add_layer(
+        memory,
+        us.model(family),
+        us.cond(family, prompt_seed),
+        scenes.box_mask(size, *box),
+        seed=seed,
+        **kwargs,
+    )
 
 
 def _assert_exact_outside(new, below):
@@ -30,8 +47,12 @@ def _assert_exact_outside(new, below):
     a, b = new.top.trajectory, below.top.trajectory
     assert torch.equal(a.sigmas, b.sigmas) and a.calls == b.calls
     assert torch.equal(a.x[..., where], b.x[..., where]), "model inputs differ outside the mask"
-    assert torch.equal(a.final[..., where], b.final[..., where]), "final latent differs outside the mask"
-    assert not torch.equal(a.final[..., ~where], b.final[..., ~where]), "the masked region was not sampled"
+    assert torch.equal(a.final[..., where], b.final[..., where]), (
+        "final latent differs outside the mask"
+    )
+    assert not torch.equal(a.final[..., ~where], b.final[..., ~where]), (
+        "the masked region was not sampled"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +67,15 @@ def scenes_by_family(host):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("sampler,scheduler", [("euler", "normal"), ("dpmpp_2m", "karras"),
-                                               ("euler_ancestral", "karras"), ("dpmpp_2m_sde", "karras")])
+@pytest.mark.parametrize(
+    "sampler,scheduler",
+    [
+        ("euler", "normal"),
+        ("dpmpp_2m", "karras"),
+        ("euler_ancestral", "karras"),
+        ("dpmpp_2m_sde", "karras"),
+    ],
+)
 def test_bcg_bit_exact_outside_the_mask(host, family, sampler, scheduler):
     bg = _start(host, family, sampler, scheduler)
     added = _add(host, family, bg, (0.3, 0.2, 0.7, 0.6), seed=4, prompt_seed=30, grow_pixels=1)
@@ -90,12 +118,16 @@ def test_mqd_changes_only_the_masked_region_and_matters(host, scenes_by_family, 
 def test_delete_middle_layer_keeps_the_stack_consistent(host, scenes_by_family, family):
     bg, one, two = scenes_by_family[family]
     before = scenes.memory_digest(two)
-    deleted = host.layer_ops.delete_layer(two, us.model(family), "a", regenerate_fraction=0.67, seed=5)
+    deleted = host.layer_ops.delete_layer(
+        two, us.model(family), "a", regenerate_fraction=0.67, seed=5
+    )
     assert scenes.memory_digest(two) == before, "the input memory changed"
     assert [layer.name for layer in deleted.layers] == ["background", "b"]
     region = host.layer_ops.deletion_region(two, 1, 2)
     untouched = ~region & (two.top.latent_mask == 0)
-    assert torch.equal(deleted.top.trajectory.final[..., untouched], two.top.trajectory.final[..., untouched])
+    assert torch.equal(
+        deleted.top.trajectory.final[..., untouched], two.top.trajectory.final[..., untouched]
+    )
     assert torch.isfinite(deleted.top.trajectory.final).all()
     top_deleted = host.layer_ops.delete_layer(two, us.model(family), -1)
     assert torch.equal(top_deleted.top.trajectory.final, one.top.trajectory.final)
@@ -121,7 +153,9 @@ def test_patches_gone_after_a_run_and_after_an_error(host, scenes_by_family, fam
     monkeypatch.undo()
     assert repr(model.model_options) == options_before
     again = _start(host, family)
-    assert torch.equal(again.top.trajectory.final, bg.top.trajectory.final), "a stock run changed after the error"
+    assert torch.equal(again.top.trajectory.final, bg.top.trajectory.final), (
+        "a stock run changed after the error"
+    )
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -1,6 +1,7 @@
 """UNet MQD: at every attention level of SD 1.5 / SDXL, each token group of the conditional
 rows gets exactly the block's stock attn2 output for its own layer's prompt; negative rows
 are the stock attention with their own prompt."""
+
 import pytest
 import torch
 import unet_scenes as us
@@ -14,9 +15,12 @@ def _masks(hw, seed):
     h, w = hw
     out = []
     for _ in range(3):
-        y0, x0 = int(torch.randint(0, h // 2, (1,), generator=g)), int(torch.randint(0, w // 2, (1,), generator=g))
+        y0, x0 = (
+            int(torch.randint(0, h // 2, (1,), generator=g)),
+            int(torch.randint(0, w // 2, (1,), generator=g)),
+        )
         m = torch.zeros(h, w)
-        m[y0:y0 + h // 2, x0:x0 + w // 2] = 1.0
+        m[y0 : y0 + h // 2, x0 : x0 + w // 2] = 1.0
         out.append(m)
     return out
 
@@ -34,8 +38,13 @@ def _captured_blocks(model, family, latent_hw):
     kwargs = {"y": torch.randn(2, 2816)} if family == "sdxl" else {}
     options = {"patches": {"attn2_patch": [capture]}, "cond_or_uncond": [1, 0]}
     with torch.no_grad():
-        dm(x, torch.tensor([500.0, 500.0]), context=torch.randn(2, 77, us.WIDTH[family]),
-           transformer_options=options, **kwargs)
+        dm(
+            x,
+            torch.tensor([500.0, 500.0]),
+            context=torch.randn(2, 77, us.WIDTH[family]),
+            transformer_options=options,
+            **kwargs,
+        )
     return seen
 
 
@@ -60,7 +69,9 @@ def test_every_level_routes_each_group_to_its_stock_attention(host, family):
         levels.add(hw)
         patch = mqd_unet.RoutedAttn2(run, block, attn2)
         # What ComfyUI passes: uncond row, cond row, the shorter repeated up to the common length.
-        own = torch.cat([negative.repeat(1, prompts[-1].shape[1] // negative.shape[1], 1), prompts[-1]])
+        own = torch.cat(
+            [negative.repeat(1, prompts[-1].shape[1] // negative.shape[1], 1), prompts[-1]]
+        )
         got = attn2.to_out(patch(attn2.to_q(n), attn2.to_k(own), attn2.to_v(own), opts))
         owners = mqd_unet.owner_map(latent_masks, hw)
         assert torch.equal(torch.unique(owners), torch.arange(4)) or hw[0] <= 4
@@ -97,5 +108,13 @@ def test_patched_model_with_one_prompt_everywhere_equals_stock(host, family):
     options = dict(clone.model_options["transformer_options"], cond_or_uncond=[1, 0])
     routed = dm(x, t, context=context, transformer_options=options, **kwargs)
     torch.testing.assert_close(routed, stock, rtol=1e-4, atol=1e-4)
-    assert not torch.equal(routed, dm(x, t, context=torch.cat([negative, negative]),
-                                      transformer_options={"cond_or_uncond": [1, 0]}, **kwargs))
+    assert not torch.equal(
+        routed,
+        dm(
+            x,
+            t,
+            context=torch.cat([negative, negative]),
+            transformer_options={"cond_or_uncond": [1, 0]},
+            **kwargs,
+        ),
+    )

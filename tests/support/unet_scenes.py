@@ -4,6 +4,7 @@ The UNets come from tools/random_models.py (ComfyUI's own SD15 / SDXL model clas
 shrunken unet_config, random weights written to a checkpoint-layout file and loaded back).
 Sizes keep the CPU cost small: SD 1.5 at 128 px (levels 16, 8, 4), SDXL at 256 px (32, 16, 8).
 """
+
 from __future__ import annotations
 
 import functools
@@ -51,8 +52,14 @@ def cond(family: str, seed: int, tokens: int = 77, pooled: bool = True) -> list:
     extras: dict = {}
     if family == "sdxl":
         size = SIZE[family]
-        extras = {"width": size, "height": size, "crop_w": 0, "crop_h": 0,
-                  "target_width": size, "target_height": size}
+        extras = {
+            "width": size,
+            "height": size,
+            "crop_w": 0,
+            "crop_h": 0,
+            "target_width": size,
+            "target_height": size,
+        }
         if pooled:
             extras["pooled_output"] = torch.randn(1, 1280, generator=g)
     return [[torch.randn(1, tokens, WIDTH[family], generator=g), extras]]

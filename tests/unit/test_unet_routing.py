@@ -1,4 +1,5 @@
 """UNet MQD ownership per resolution level and family conditioning checks (no ComfyUI needed)."""
+
 import pytest
 import torch
 from comfyui_layer_memory.layermem_core import masks
@@ -19,8 +20,10 @@ def test_level_ownership_is_area_pool_at_half_newest_first():
     for factor in (1, 2, 4, 8):
         hw = (32 // factor, 32 // factor)
         owners = owner_map([a, b], hw).view(hw)
-        pooled = [torch.nn.functional.avg_pool2d(m[None, None], factor)[0, 0] >= masks.TOKEN_THRESHOLD
-                  for m in (a, b)]
+        pooled = [
+            torch.nn.functional.avg_pool2d(m[None, None], factor)[0, 0] >= masks.TOKEN_THRESHOLD
+            for m in (a, b)
+        ]
         assert owners[pooled[1]].eq(2).all()
         assert owners[pooled[0] & ~pooled[1]].eq(1).all()
         assert owners[~pooled[0] & ~pooled[1]].eq(0).all()
@@ -78,11 +81,14 @@ def test_sdxl_needs_pooled_output_and_gives_it_back():
         Conditioning.from_comfy([[torch.zeros(1, 77, 2048), {"width": 1024}]], "negative", "sdxl")
     assert e.value.input_name == "negative" and "CLIPTextEncode" in str(e.value)
     with pytest.raises(LayerMemoryError, match=r"\[1, 1280\]"):
-        Conditioning.from_comfy([[torch.zeros(1, 77, 2048), {"pooled_output": torch.zeros(1, 768)}]], "positive",
-                                "sdxl")
+        Conditioning.from_comfy(
+            [[torch.zeros(1, 77, 2048), {"pooled_output": torch.zeros(1, 768)}]], "positive", "sdxl"
+        )
     pooled = torch.randn(1, 1280)
-    c = Conditioning.from_comfy([[torch.zeros(1, 77, 2048), {"pooled_output": pooled, "crop_w": 0}]], "p", "sdxl")
-    (emb, extras), = c.to_comfy()
+    c = Conditioning.from_comfy(
+        [[torch.zeros(1, 77, 2048), {"pooled_output": pooled, "crop_w": 0}]], "p", "sdxl"
+    )
+    ((emb, extras),) = c.to_comfy()
     assert torch.equal(extras["pooled_output"], pooled) and extras["crop_w"] == 0
 
 
