@@ -71,6 +71,6 @@ def boot(comfy_root: Path, models_dir: Path, custom_nodes_dir: Path, cpu: bool =
     module_name = str(link).replace(".", "_x_")
     core = {name: importlib.import_module(f"{module_name}.layermem_core.{name}")
             for name in ("errors", "masks", "routing", "memory", "trajectory", "bcg", "mqd", "sampling", "model_checks",
-                         "layer_ops", "serialization", "preview")}
+                         "layer_ops", "serialization", "preview", "stack", "edit_ops", "picture")}
     return SimpleNamespace(root=comfy_root, nodes=nodes, folder_paths=folder_paths, module_name=module_name,
                            pack=sys.modules[module_name], **core)
