@@ -9,7 +9,6 @@ import random
 from dataclasses import dataclass
 
 import torch
-
 from comfyui_layer_memory.layermem_core import stack
 from comfyui_layer_memory.layermem_core.trajectory import Trajectory
 
