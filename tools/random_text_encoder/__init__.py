@@ -1,10 +1,11 @@
 """Test-only ComfyUI nodes: a stand-in for PixArt's T5-XXL text encoder.
 
-A real T5-XXL (4.7B parameters) cannot run in CPU tests, so `tools/headless.py --random-models`
-links this folder into ComfyUI's custom_nodes and swaps every `CLIPTextEncodePixArtAlpha` for
-`LayerMemTestEncode`. The embedding is random but deterministic: the same text always gives the
-same tensor, so ComfyUI's cache and the pack's bit-exactness checks behave as with a real encoder.
-Never shipped to users: the pack itself does not import this.
+A real T5-XXL (4.7B parameters) cannot run in CPU tests, so `headless.ComfyServer(random_models=
+True)` (and `tools/run_workflow.py --random-models`) links this folder into ComfyUI's
+custom_nodes and swaps every `CLIPTextEncodePixArtAlpha` for `LayerMemTestEncode`. The embedding
+is random but deterministic: the same text always gives the same tensor, so ComfyUI's cache and
+the pack's bit-exactness checks behave as with a real encoder. Never shipped to users: the pack
+itself does not import this; it lives in tools/ because the headless runner needs it.
 """
 from __future__ import annotations
 
@@ -26,17 +27,20 @@ def embedding(text: str) -> torch.Tensor:
 
 class LayerMemTestEncode:
     CATEGORY = "testing/layer_memory"  # outside the pack's "layer_memory" category on purpose
-    DESCRIPTION = ("TEST ONLY. A deterministic random T5-XXL-shaped embedding derived from a hash of the text, "
-                   "with PixArt-alpha's width/height micro-conditions, like CLIPTextEncodePixArtAlpha.")
+    DESCRIPTION = ("TEST ONLY. A deterministic random T5-XXL-shaped embedding derived from a hash "
+                   "of the text, with PixArt-alpha's width/height micro-conditions, like "
+                   "CLIPTextEncodePixArtAlpha.")
     RETURN_TYPES = ("CONDITIONING",)
     FUNCTION = "encode"
 
     @classmethod
     def INPUT_TYPES(cls):
+        size = {"default": 1024, "min": 0, "max": 16384}
         return {"required": {
-            "text": ("STRING", {"multiline": True, "tooltip": "Prompt text; only its hash and word count matter."}),
-            "width": ("INT", {"default": 1024, "min": 0, "max": 16384, "tooltip": "Micro-condition width."}),
-            "height": ("INT", {"default": 1024, "min": 0, "max": 16384, "tooltip": "Micro-condition height."}),
+            "text": ("STRING", {"multiline": True,
+                                "tooltip": "Prompt text; only its hash and word count matter."}),
+            "width": ("INT", {**size, "tooltip": "Micro-condition width."}),
+            "height": ("INT", {**size, "tooltip": "Micro-condition height."}),
         }}
 
     def encode(self, text: str, width: int, height: int):
@@ -44,4 +48,6 @@ class LayerMemTestEncode:
 
 
 NODE_CLASS_MAPPINGS = {"LayerMemTestEncode": LayerMemTestEncode}
-NODE_DISPLAY_NAME_MAPPINGS = {"LayerMemTestEncode": "Layer Memory test text encoder (random, TEST ONLY)"}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "LayerMemTestEncode": "Layer Memory test text encoder (random, TEST ONLY)",
+}
