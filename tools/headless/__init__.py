@@ -24,15 +24,22 @@ from comfy_host import PACK_NAME
 
 from .base_folder import MODEL_FOLDERS, TEST_ENCODER, TEST_NODES_DIR, TEST_NODES_NAME
 from .errors import HeadlessError, PromptRejected
-from .models import RANDOM_ALPHA, RANDOM_SIGMA, default_cache_dir, ensure_random_models
+from .models import (
+    RANDOM_ALPHA,
+    RANDOM_SIGMA,
+    default_cache_dir,
+    ensure_random_models,
+    write_random_models,
+)
 from .random_rewrite import rewrite_for_random_models
 from .results import RunResult, format_rejection, node_label
-from .server import ComfyServer, find_comfyui, free_port
+from .server import HOW_TO_GET_COMFYUI, ComfyServer, find_comfyui, free_port
 from .workflows import is_ui_format, load_api_workflow
 
 __all__ = [
     "PACK_NAME", "MODEL_FOLDERS", "TEST_ENCODER", "TEST_NODES_DIR", "TEST_NODES_NAME",
     "HeadlessError", "PromptRejected", "RANDOM_ALPHA", "RANDOM_SIGMA", "default_cache_dir",
-    "ensure_random_models", "rewrite_for_random_models", "RunResult", "format_rejection",
-    "node_label", "ComfyServer", "find_comfyui", "free_port", "is_ui_format", "load_api_workflow",
+    "ensure_random_models", "write_random_models", "HOW_TO_GET_COMFYUI",
+    "rewrite_for_random_models", "RunResult", "format_rejection", "node_label", "ComfyServer",
+    "find_comfyui", "free_port", "is_ui_format", "load_api_workflow",
 ]
