@@ -47,8 +47,8 @@ def _same(a: LayerMemory, b: LayerMemory) -> None:
 
 def test_round_trip_is_exact_and_shares_what_was_shared():
     m = _memory()
-    m.layers[1].trajectory.x[0, 0, 0, 0] = float("nan")  # odd values survive too (test-local memory)
-    m.layers[1].trajectory.x[0, 0, 0, 1] = -0.0
+    m.layers[1].trajectory.x[0, 0, 0, 1] = -0.0  # odd values survive too (test-local memory)
+    m.layers[1].trajectory.x[0, 0, 0, 2] = 1e-45  # a subnormal
     data = ser.to_bytes(m)
     back = ser.from_bytes(data, "m.safetensors")
     _same(m, back)
@@ -100,7 +100,7 @@ def test_float16_trajectories():
 
 
 def test_a_new_field_in_the_value_types_is_not_silently_dropped(monkeypatch):
-    monkeypatch.setitem(ser._KNOWN_FIELDS, Layer, ser._KNOWN_FIELDS[Layer] - {"prompt"})
+    monkeypatch.setitem(ser.KNOWN_FIELDS, Layer, ser.KNOWN_FIELDS[Layer] - {"prompt"})
     with pytest.raises(RuntimeError, match="file format"):
         ser.encode(_memory(1))
 
@@ -147,10 +147,12 @@ BAD = {
                      "not a safetensors file"),
     "json but not safetensors": (struct.pack("<Q", 2) + b"[]", "not a JSON object"),
     "trailing garbage": (GOOD + b"\0" * 16, "not a valid safetensors file"),
+    "nan in x": (rewrite(GOOD, edit_tensors=lambda t: t["layers.1.trajectory.x"].view(-1).__setitem__(3, float("nan"))),
+                 "layer 1's stored latents hold NaN"),
     "foreign safetensors": (safetensors.torch.save({"diffusion_model.x": torch.zeros(2)}), "not a layer-memory file"),
     "foreign with metadata": (safetensors.torch.save({"a": torch.zeros(2)}, metadata={"format": "pt"}),
                               "not a layer-memory file"),
-    "newer version": (rewrite(GOOD, edit_meta=lambda m: m.update(format_version="3")), "newer than this pack reads"),
+    "newer version": (rewrite(GOOD, edit_meta=lambda m: m.update(format_version="4")), "newer than this pack reads"),
     "version not a number": (rewrite(GOOD, edit_meta=lambda m: m.update(format_version="x")), "not a number"),
     "no layer_memory key": (rewrite(GOOD, edit_meta=lambda m: m.pop("layer_memory")), "'layer_memory' is missing"),
     "layer_memory not json": (rewrite(GOOD, edit_meta=lambda m: m.update(layer_memory="{")), "not JSON"),
