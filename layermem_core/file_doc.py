@@ -86,7 +86,8 @@ class TensorTable:
         if t.dtype not in dtypes:
             raise FileProblem(f"the tensor {shown(name)} ({what}) is "
                               f"{_dtype_text((t.dtype,))}, expected {_dtype_text(dtypes)}")
-        if len(shape) != t.dim() or any(w is not None and w != g for w, g in zip(shape, t.shape, strict=True)):
+        if len(shape) != t.dim() or any(
+                w is not None and w != g for w, g in zip(shape, t.shape, strict=True)):
             want = "[" + ", ".join("*" if d is None else str(d) for d in shape) + "]"
             raise FileProblem(f"the tensor {shown(name)} ({what}) has shape {list(t.shape)}, "
                               f"expected {want}")

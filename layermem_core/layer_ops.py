@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import torch
 
-from . import masks, model_checks, sampling
+from . import checks, masks, model_checks, sampling
 from .bcg import BCGSpec
 from .errors import LayerMemoryError
 from .memory import Conditioning, Layer, LayerMemory
@@ -34,6 +34,7 @@ def _require_batch_one(width: int, height: int) -> None:
 def start_memory(model, positive, negative, width: int, height: int, seed: int, steps: int, cfg: float,
                  sampler_name: str, scheduler: str, name: str = "background", prompt: str = "") -> LayerMemory:
     """Sample the background and record its trajectory as layer 0 (mask all ones)."""
+    checks.check_start(model, width, height, steps, cfg)
     model_checks.require_pixart(model)
     _require_batch_one(width, height)
     pos = Conditioning.from_comfy(positive, "positive")
@@ -70,6 +71,7 @@ def add_layer(memory: LayerMemory, model, positive, mask, seed: int, grow_pixels
               use_mqd: bool = True, unblended_fraction: float = 0.0, negative=None, name: str = "",
               prompt: str = "") -> LayerMemory:
     """Sample a new object inside `mask`; outside it the composite follows the top layer's trajectory."""
+    checks.check_add(memory, model, mask)
     memory = model_checks.require_memory(memory)
     model_checks.require_same_model(memory, model)
     pos = Conditioning.from_comfy(positive, "positive")

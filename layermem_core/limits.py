@@ -51,8 +51,8 @@ def run_bytes(width: int, height: int, calls: int, itemsize: int, attention: str
 
 def _device_and_itemsize(model) -> tuple[torch.device, int]:
     device = getattr(model, "load_device", torch.device("cpu"))
-    inner = getattr(model, "model", None)
-    dtype = getattr(inner, "manual_cast_dtype", None) or (inner.get_dtype() if inner is not None else None)
+    inner = model.model
+    dtype = getattr(inner, "manual_cast_dtype", None) or inner.get_dtype()
     return torch.device(device), (dtype.itemsize if isinstance(dtype, torch.dtype) else 4)
 
 
@@ -88,8 +88,8 @@ def largest_fitting(width: int, height: int, calls: int, itemsize: int, attentio
 def require_fits(model, size: tuple[int, int], calls: int) -> None:
     """Refuse (width, height) when a run there needs more than ComfyUI says is free."""
     width, height = size
-    if getattr(model, "model", None) is None:
-        return  # not a ComfyUI MODEL: model_checks refuses it with its own message
+    if not hasattr(getattr(model, "model", None), "get_dtype") or not hasattr(model, "load_device"):
+        return  # not a ComfyUI diffusion MODEL: model_checks refuses it with its own message
     _, itemsize = _device_and_itemsize(model)
     attention = _attention_mode()
     need = run_bytes(width, height, calls, itemsize, attention)

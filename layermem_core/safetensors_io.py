@@ -155,7 +155,10 @@ def read_header(fh: BinaryIO, file_size: int) -> Header:
     if 8 + n > file_size:
         raise FileProblem(f"it is truncated: the header alone needs {8 + n} bytes, "
                           f"the file has {file_size}")
-    header = parse_json(fh.read(n), "header")
+    try:
+        header = parse_json(fh.read(n), "header")
+    except FileProblem as bad:
+        raise FileProblem(f"it is not a safetensors file ({bad.reason})") from None
     if not isinstance(header, dict):
         raise FileProblem("it is not a safetensors file (its header is not a JSON object)")
     metadata = header.pop("__metadata__", None)
