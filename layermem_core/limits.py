@@ -56,13 +56,20 @@ def _device_and_itemsize(model) -> tuple[torch.device, int]:
     return torch.device(device), (dtype.itemsize if isinstance(dtype, torch.dtype) else 4)
 
 
+def query_free(device: torch.device) -> int:
+    """ComfyUI's own figure for the free memory of `device` (system RAM for the CPU)."""
+    import comfy.model_management as mm
+
+    return int(mm.get_free_memory(device))
+
+
 def free_bytes(model) -> int:
     """What ComfyUI says is free on the model's device, plus, on a GPU, what ComfyUI would unload
     (other models), minus this model's weights that still have to be loaded."""
     import comfy.model_management as mm
 
     device, _ = _device_and_itemsize(model)
-    free = int(mm.get_free_memory(device))
+    free = query_free(device)
     if device.type in ("cpu", "mps"):
         return free
     for loaded in list(mm.current_loaded_models):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import struct
 from collections.abc import Callable
 
@@ -25,6 +26,26 @@ def rewrite(data: bytes, edit_doc: Callable | None = None, edit_meta: Callable |
     if edit_tensors:
         edit_tensors(tensors)
     return safetensors.torch.save(tensors, metadata=meta)
+
+
+def claiming_2_gib(data: bytes, tensor: str, path: str) -> None:
+    """Write to `path` a sparse 2 GiB file: `data`'s header, with `tensor` grown to 2 GiB of float32
+    (first dimension only, so it no longer fits its place in the document), the others moved
+    after it; only the header is real bytes, the rest reads as zeros."""
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    entry = header[tensor]
+    begin, end = entry["data_offsets"]
+    entry["shape"] = [2 ** 31 // (4 * math.prod(entry["shape"][1:]))] + entry["shape"][1:]
+    shift = 2 ** 31 - (end - begin)
+    for name, v in header.items():
+        if name != "__metadata__" and v["data_offsets"][0] >= end:
+            v["data_offsets"] = [v["data_offsets"][0] + shift, v["data_offsets"][1] + shift]
+    entry["data_offsets"] = [begin, begin + 2 ** 31]
+    text = json.dumps(header).encode()
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text)
+        f.truncate(8 + len(text) + len(data) - 8 - n + shift)
 
 
 def small_memory(layers: int = 3, calls: int = 3, h: int = 8, w: int = 8):

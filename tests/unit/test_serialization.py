@@ -9,7 +9,7 @@ from comfyui_layer_memory.layermem_core import serialization as ser
 from comfyui_layer_memory.layermem_core.errors import LayerMemoryError
 from comfyui_layer_memory.layermem_core.memory import Conditioning, Layer, LayerMemory
 from comfyui_layer_memory.layermem_core.trajectory import Trajectory
-from memory_files import rewrite, small_memory
+from memory_files import claiming_2_gib, rewrite, small_memory
 
 
 def _memory(n=3, calls=3, h=8, w=8):
@@ -304,21 +304,9 @@ def test_a_header_length_is_never_echoed_and_no_tensor_byte_is_read_before_the_c
         ser.from_bytes(big, "x.safetensors")
     assert str(0x4142434445464748) not in str(e.value) and "not a safetensors file" in str(e.value)
     # a 2 GiB file (sparse) whose header promises 2 GiB of tensors but whose document is wrong
-    n = struct.unpack("<Q", GOOD[:8])[0]
-    header = json.loads(GOOD[8:8 + n])
-    x = header["layers.0.trajectory.x"]
-    begin, end = x["data_offsets"]
-    x["shape"] = [2 ** 31 // (4 * 8 * 8 * 4), 4, 8, 8]  # 2 GiB of float32
-    shift = 2 ** 31 - (end - begin)
-    for k, v in header.items():
-        if k != "__metadata__" and v["data_offsets"][0] >= end:
-            v["data_offsets"] = [v["data_offsets"][0] + shift, v["data_offsets"][1] + shift]
-    x["data_offsets"] = [begin, begin + 2 ** 31]
-    text = json.dumps(header).encode()
     path = tmp_path / "huge.safetensors"
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text)
-        f.truncate(8 + len(text) + len(GOOD) - 8 - n + shift)
+    claiming_2_gib(GOOD, "layers.0.trajectory.x", str(path))
+    assert path.stat().st_size > 2 ** 31
     from comfyui_layer_memory.layermem_core import safetensors_io
 
     def forbidden(*a):
