@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from . import limits
+from . import heap, limits
 from .errors import LayerMemoryError
 from .memory import Conditioning, LayerMemory
 
@@ -25,15 +25,19 @@ def require_finite_mask(mask: object, input_name: str = "mask") -> None:
 
 def check_start(model, width: int, height: int, steps: int, cfg: float) -> None:
     """LayerMemory's inputs that ComfyUI's own checks let through: a non-finite cfg, a size that
-    cannot fit into the free memory."""
+    cannot fit into the free memory. Then, on the CPU, the heap earlier runs freed goes back to
+    the OS (heap.py) so that the size check and the run see it."""
     require_finite(cfg, "cfg", "use a guidance scale such as 4.5")
+    heap.release_free_heap(model)
     if isinstance(steps, int) and isinstance(width, int) and isinstance(height, int):
         limits.require_fits(model, (width, height), max(1, steps) * limits.MAX_CALLS_PER_STEP)
 
 
 def check_add(memory: LayerMemory, model, mask: object) -> None:
-    """AddLayer's inputs: the mask's values, and the memory's size against the free memory."""
+    """AddLayer's inputs: the mask's values, and the memory's size against the free memory (after
+    giving the heap earlier runs freed back to the OS, as check_start does)."""
     require_finite_mask(mask)
+    heap.release_free_heap(model)
     if isinstance(memory, LayerMemory):
         limits.require_fits(model, memory.image_size, memory.top.trajectory.calls)
 
