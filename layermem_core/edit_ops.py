@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-from . import layer_ops, masks, model_checks, sampling, stack
+from . import checks, layer_ops, masks, model_checks, sampling, stack
 from .bcg import BCGSpec
 from .errors import LayerMemoryError
 from .memory import Conditioning, Layer, LayerMemory
@@ -31,6 +31,7 @@ def edit_layer(memory: LayerMemory, model, layer, positive=None, mask=None, seed
                name: str = "", regenerate_fraction: float = 0.4, heal_grow: int = 2,
                unblended_fraction: float = 0.0) -> LayerMemory:
     """Layer `layer` sampled again with what is given (prompt, mask, seed); the rest as it was."""
+    checks.check_add(memory, model, mask)
     memory = model_checks.require_memory(memory)
     index = memory.resolve(layer, "layer", allow_background=True)
     model_checks.require_same_model(memory, model)

@@ -15,7 +15,7 @@ from dataclasses import replace
 
 import torch
 
-from . import masks, model_checks, sampling, stack
+from . import checks, masks, model_checks, sampling, stack
 from .bcg import BCGSpec
 from .errors import LayerMemoryError
 from .memory import Conditioning, Layer, LayerMemory
@@ -59,6 +59,7 @@ def _check_fraction(name: str, value: float, low_open: bool, fix: str) -> None:
 def start_memory(model, positive, negative, width: int, height: int, seed: int, steps: int, cfg: float,
                  sampler_name: str, scheduler: str, name: str = "background", prompt: str = "") -> LayerMemory:
     """Sample the background and record its trajectory as layer 0 (mask all ones)."""
+    checks.check_start(model, width, height, steps, cfg)
     model_checks.require_pixart(model)
     check_size(width, height)
     pos = Conditioning.from_comfy(positive, "positive")
@@ -130,6 +131,7 @@ def add_layer(memory: LayerMemory, model, positive, mask, seed: int, grow_pixels
     Outside the mask the new composite follows the one below; newer layers stay in front of it,
     bit-exact wherever their masks are fully on.
     """
+    checks.check_add(memory, model, mask)
     memory = model_checks.require_memory(memory)
     model_checks.require_same_model(memory, model)
     index = _position(memory, position)
@@ -201,6 +203,7 @@ def check_heal(regenerate_fraction: float, unblended_fraction: float) -> None:
 def delete_layer(memory: LayerMemory, model, layer, regenerate_fraction: float = 0.4, seed: int = 0,
                  grow_pixels: int = 2, unblended_fraction: float = 0.0) -> LayerMemory:
     """Remove a layer from every composite, then heal its visible region (see module doc)."""
+    checks.check_add(memory, model, None)
     memory = model_checks.require_memory(memory)
     index = memory.resolve(layer, "layer")
     model_checks.require_same_model(memory, model)

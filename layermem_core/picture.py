@@ -13,7 +13,7 @@ import comfy.sample
 import comfy.samplers
 import torch
 
-from . import layer_ops, model_checks
+from . import checks, layer_ops, model_checks
 from .errors import LayerMemoryError
 from .memory import Conditioning, Layer, LayerMemory
 from .sampling import make_schedule
@@ -87,9 +87,10 @@ def memory_from_latent(model, latent: torch.Tensor, positive, negative, steps: i
     model_checks.require_pixart(model)
     pos = Conditioning.from_comfy(positive, "positive")
     neg = Conditioning.from_comfy(negative, "negative")
+    c, h, w = (int(v) for v in latent.shape[1:])
+    checks.check_start(model, w * 8, h * 8, steps, cfg)
     layer_ops.check_schedule(steps, sampler_name, scheduler)
     fp = model_checks.fingerprint(model)
-    c, h, w = (int(v) for v in latent.shape[1:])
     if c != fp.latent_channels:
         raise LayerMemoryError("vae", f"the picture's latent has {c} channels, the model takes {fp.latent_channels}",
                                "use the VAE that belongs to this model")
