@@ -27,6 +27,9 @@ WRAPPER_KEY = "layer_memory_bcg"
 log = logging.getLogger("LayerMemory")
 
 
+ADAPTIVE_SAMPLERS = frozenset({"dpm_adaptive"})  # call sigmas depend on the model's outputs: no replay
+
+
 @dataclass(frozen=True, eq=False)
 class BCGSpec:
     """What one sampling run keeps fixed and what it may change."""
@@ -37,45 +40,65 @@ class BCGSpec:
     start_step: int = 0  # first step of the stored schedule this run covers
     free_init: torch.Tensor | None = None  # [C, h, w] start inside the free region; None: the sampler's noise
     unblended_from_step: int | None = None  # from this step on nothing is forced (harmonisation)
+    sampler_name: str | None = None  # the memory's sampler: another one makes other calls (no replay)
     label: str = "BCG"
 
 
-class _Replay:
-    """The stored run moved to the sampling device once, and the map from this run's calls to it."""
+def _same_sampler(sampler, name: str | None) -> bool:
+    """Whether `sampler` (a KSAMPLER) makes the calls the memory's sampler `name` made."""
+    if name is None:
+        return True
+    if name in ADAPTIVE_SAMPLERS:
+        return False
+    stored = comfy.samplers.sampler_object(name)
+    ours, theirs = sampler.sampler_function, getattr(stored, "sampler_function", None)
+    same_function = ours is theirs or (
+        getattr(ours, "__name__", None) == getattr(theirs, "__name__", None)
+        and getattr(ours, "__module__", None) == getattr(theirs, "__module__", None))
+    return same_function and dict(sampler.extra_options) == dict(getattr(stored, "extra_options", {}))
 
-    def __init__(self, spec: BCGSpec, run_sigmas: torch.Tensor, device: torch.device, dtype: torch.dtype):
+
+class _Replay:
+    """The stored run moved to the sampling device once, and the map from this run's calls to it.
+
+    Whether the run can replay the stored calls is decided once, before sampling, from what is
+    known then (the sigmas and the sampler); no call checks anything on the device.
+    """
+
+    def __init__(self, spec: BCGSpec, run_sigmas: torch.Tensor, device: torch.device, dtype: torch.dtype,
+                 same_sampler: bool = True):
         ref = spec.reference
         expected = spec.schedule_sigmas[spec.start_step:] if spec.schedule_sigmas is not None else None
         run = run_sigmas.detach().to("cpu", torch.float32)
-        self.exact = expected is not None and expected.shape == run.shape and bool(torch.allclose(run, expected, rtol=1e-6, atol=1e-7))
+        self.exact = same_sampler and expected is not None and expected.shape == run.shape and \
+            bool(torch.allclose(run, expected, rtol=1e-6, atol=1e-7))
         self.offset = ref.call_starting_at(float(expected[0])) if self.exact else 0
-        self.stored_sigmas = ref.sigmas
+        self.stored_calls = ref.calls
         self.ref = ref.to(device, dtype)
         self.mask = spec.free_mask.to(device, dtype)[None, None]
 
-    def call(self, k: int, sigma: torch.Tensor) -> int | None:
-        """Stored call index for this run's k-th call, or None once the calls no longer line up."""
+    def call(self, k: int) -> int | None:
+        """Stored call index for this run's k-th call, or None once past the stored calls."""
         c = self.offset + k
-        if self.exact and c >= self.stored_sigmas.numel():
+        if self.exact and c >= self.stored_calls:
             self.exact = False
-        if self.exact and sigma.device.type == "cpu":  # checking on the GPU would sync every call
-            s = float(sigma.reshape(-1)[0])
-            if abs(float(self.stored_sigmas[c]) - s) > 1e-5 * max(1.0, abs(s)):
-                self.exact = False
         return c if self.exact else None
 
 
 class BCGDenoiser(comfy.samplers.KSamplerX0Inpaint):
     """The sampler's model: forces the stored model inputs outside the free mask and records the run."""
 
-    def __init__(self, model_wrap, sigmas, replay: _Replay | None, recorder: TrajectoryRecorder, noise: torch.Tensor):
+    def __init__(self, model_wrap, sigmas, replay: _Replay | None, recorder: TrajectoryRecorder,
+                 noise: torch.Tensor, latent_image: torch.Tensor | None = None,
+                 unblended_from: int | None = None):
         super().__init__(model_wrap, sigmas)
         self.replay = replay
         self.recorder = recorder
         self.noise = noise
-        self.latent_image = None
+        self.latent_image = latent_image
+        self.unblended_from = unblended_from
         self.calls = 0
-        self.unblended_from: int | None = None
+        self._reset_done = False
 
     def forced(self, k: int, x: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(model input, denoised or None) that the forced region takes at this run's k-th call.
@@ -83,22 +106,40 @@ class BCGDenoiser(comfy.samplers.KSamplerX0Inpaint):
         On the stored path only the input is forced. Off it (latent blending), the prediction is
         forced to the memory's final latent as well, as ComfyUI's own inpainting does.
         """
-        c = self.replay.call(k, sigma)
+        c = self.replay.call(k)
         ref = self.replay.ref
         if c is not None:
             return ref.x[c][None], None
         final = ref.final[None]
-        return self.inner_model.inner_model.scale_latent_inpaint(x=x, sigma=sigma, noise=self.noise, latent_image=final), final
+        return self.inner_model.inner_model.scale_latent_inpaint(x=x, sigma=sigma, noise=self.noise,
+                                                                 latent_image=final), final
+
+    def _blend_mode(self) -> str:
+        """'force', 'reset' (the first call of the first unblended step) or 'free'."""
+        if self.replay is None:
+            return "free"
+        if self.unblended_from is None or self.recorder.step < self.unblended_from:
+            return "force"
+        if not self._reset_done and self.recorder.step == self.unblended_from:
+            self._reset_done = True
+            return "reset"
+        return "free"
 
     def __call__(self, x, sigma, denoise_mask=None, model_options={}, seed=None):
         k = self.calls
         self.calls += 1
-        blend = self.replay is not None and (self.unblended_from is None or self.recorder.step < self.unblended_from)
-        if blend:
+        mode = self._blend_mode()
+        d_ref = None
+        if mode != "free":
             x_ref, d_ref = self.forced(k, x, sigma)
-            x = torch.lerp(x_ref, x, self.replay.mask)
+            blended = torch.lerp(x_ref, x, self.replay.mask)
+            if mode == "reset":
+                # The unblended tail starts from the stored latent outside the mask: write it into
+                # the sampler's own state (the tensor it passed in), not only into the model input.
+                x.copy_(blended)
+            x = blended
         out = self.inner_model(x, sigma, model_options=model_options, seed=seed)
-        if blend and d_ref is not None:
+        if mode == "force" and d_ref is not None:
             out = torch.lerp(d_ref, out, self.replay.mask)
         self.recorder.record(sigma, x)
         return out
@@ -110,7 +151,6 @@ class BCGSamplerWrapper:
     def __init__(self, spec: BCGSpec):
         self.spec = spec
         self.last_trajectory: Trajectory | None = None
-        self.last_exact: bool | None = None
 
     def __call__(self, executor, guider, sigmas, extra_args, callback, noise, latent_image, denoise_mask, disable_pbar):
         self._check_latent(noise)
@@ -120,15 +160,16 @@ class BCGSamplerWrapper:
         spec = self.spec
         model_sampling = guider.inner_model.model_sampling
         extra_args["denoise_mask"] = None
-        replay = _Replay(spec, sigmas, noise.device, noise.dtype) if spec.reference is not None else None
+        replay = None
+        if spec.reference is not None:
+            replay = _Replay(spec, sigmas, noise.device, noise.dtype, _same_sampler(sampler, spec.sampler_name))
         if replay is not None and not replay.exact:
-            log.warning("%s: the sampler's sigmas are not the memory's schedule; falling back to latent blending "
-                        "with the memory's final latent re-noised at each sigma (not exact outside the mask).", spec.label)
+            log.warning("%s: the sampler or its sigmas are not the memory's schedule (%s); falling back to latent "
+                        "blending with the memory's final latent re-noised at each sigma (not exact outside the "
+                        "mask).", spec.label, spec.sampler_name)
         initially_exact = replay is not None and replay.exact
         recorder = TrajectoryRecorder(first_step=spec.start_step)
-        model_k = BCGDenoiser(guider, sigmas, replay, recorder, noise)
-        model_k.latent_image = latent_image
-        model_k.unblended_from = spec.unblended_from_step
+        model_k = BCGDenoiser(guider, sigmas, replay, recorder, noise, latent_image, spec.unblended_from_step)
 
         x = model_sampling.noise_scaling(sigmas[0], noise, latent_image, sampler.max_denoise(guider, sigmas))
         if spec.free_init is not None:
@@ -149,9 +190,8 @@ class BCGSamplerWrapper:
         if replay is not None and spec.unblended_from_step is None:
             samples = torch.lerp(replay.ref.final[None], samples, replay.mask)
             if initially_exact and not replay.exact:
-                log.warning("%s: model calls stopped lining up with the stored trajectory (adaptive sampler?); the rest "
-                            "of the run used latent blending (not exact outside the mask).", spec.label)
-            self.last_exact = replay.exact
+                log.warning("%s: the run made more model calls than the stored trajectory; the rest of the run "
+                            "used latent blending (not exact outside the mask).", spec.label)
         self.last_trajectory = recorder.finish(samples)
         return samples
 
@@ -176,7 +216,6 @@ class BCGSamplerWrapper:
                     "(not exact outside the mask).", spec.label, type(executor.class_obj).__name__)
         mask = spec.free_mask.to(noise.device, noise.dtype)[None, None].expand_as(noise)
         final = spec.reference.final.to(noise.device, noise.dtype)[None]
-        self.last_exact = False
         return executor(guider, sigmas, extra_args, callback, noise, final, mask, disable_pbar)
 
 

@@ -1,7 +1,12 @@
-"""The three things that change a memory: start it, add a layer, delete a layer.
+"""The verbs that change a memory: start, add or insert, delete, edit (reroll, re-prompt, move).
 
-Every function validates all inputs before it samples, and returns a new LayerMemory; the
-one passed in is never touched.
+Each is one use of the same mechanism: sample a region of the stack at some level (BCG keeps
+everything outside it on the stored composite, MQD routes its tokens), then rebuild every
+composite above that level (`stack.recompose`) so no removed content survives anywhere, and
+optionally heal a freed region by regenerating the end of the schedule there.
+
+Every function validates all inputs before it samples and returns a new LayerMemory; the one
+passed in is never touched.
 """
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from dataclasses import replace
 
 import torch
 
-from . import families, masks, model_checks, sampling
+from . import checks, families, masks, model_checks, sampling, stack
 from .bcg import BCGSpec
 from .errors import LayerMemoryError
 from .memory import Conditioning, Layer, LayerMemory
@@ -20,35 +25,48 @@ from .trajectory import Trajectory
 log = logging.getLogger("LayerMemory")
 
 
-def _require_batch_one(width: int, height: int) -> None:
+def check_size(width: int, height: int) -> None:
     for name, value in (("width", width), ("height", height)):
         if value % 16:
             raise LayerMemoryError(name, f"{value} is not a multiple of 16 (PixArt's latent patches are 2x2 at /8)",
                                    "use a size divisible by 16, e.g. 512 or 1024")
     if width < 512 or height < 512:
-        raise LayerMemoryError("width/height", f"{width}x{height} is below 512 px; ComfyUI's PixArt divides by zero there",
-                               "use 512 px or more on each side")
+        raise LayerMemoryError("width/height", f"{width}x{height} is below 512 px; ComfyUI's PixArt divides by zero "
+                               "there", "use 512 px or more on each side")
+
+
+def check_schedule(steps: int, sampler_name: str, scheduler: str) -> None:
+    import comfy.samplers
+
+    if steps < 1:
+        raise LayerMemoryError("steps", "needs at least one step", "use 1 or more steps")
+    if sampler_name not in comfy.samplers.SAMPLER_NAMES:
+        raise LayerMemoryError("sampler_name", f"unknown sampler {sampler_name!r}",
+                               "pick one of ComfyUI's samplers, e.g. dpmpp_2m or euler")
+    if scheduler not in comfy.samplers.SCHEDULER_NAMES:
+        raise LayerMemoryError("scheduler", f"unknown scheduler {scheduler!r}",
+                               "pick one of ComfyUI's schedulers, e.g. karras or normal")
+
+
+def _check_fraction(name: str, value: float, low_open: bool, fix: str) -> None:
+    ok = (0.0 < value <= 1.0) if low_open else (0.0 <= value < 1.0)
+    if not ok:
+        interval = "(0, 1]" if low_open else "[0, 1)"
+        raise LayerMemoryError(name, f"{value} is outside {interval}", fix)
 
 
 def start_memory(model, positive, negative, width: int, height: int, seed: int, steps: int, cfg: float,
                  sampler_name: str, scheduler: str, name: str = "background", prompt: str = "") -> LayerMemory:
     """Sample the background and record its trajectory as layer 0 (mask all ones)."""
+    checks.check_start(model, width, height, steps, cfg)
     family = model_checks.require_supported(model)
     if family == "pixart":
-        _require_batch_one(width, height)
+        check_size(width, height)
     else:
         families.require_size(family, width, height)
     pos = Conditioning.from_comfy(positive, "positive", family)
     neg = Conditioning.from_comfy(negative, "negative", family)
-    if steps < 1:
-        raise LayerMemoryError("steps", "needs at least one step", "use 1 or more steps")
-    import comfy.samplers
-
-    if sampler_name not in comfy.samplers.SAMPLER_NAMES:
-        raise LayerMemoryError("sampler_name", f"unknown sampler {sampler_name!r}",
-                               "pick one of ComfyUI's samplers, e.g. dpmpp_2m or euler")
-    if scheduler not in comfy.samplers.SCHEDULER_NAMES:
-        raise LayerMemoryError("scheduler", f"unknown scheduler {scheduler!r}", "pick one of ComfyUI's schedulers, e.g. karras or normal")
+    check_schedule(steps, sampler_name, scheduler)
     fp = model_checks.fingerprint(model)
     latent_shape = (fp.latent_channels, height // 8, width // 8)
     schedule = sampling.make_schedule(model, sampler_name, scheduler, steps, cfg)
@@ -58,86 +76,151 @@ def start_memory(model, positive, negative, width: int, height: int, seed: int, 
                   latent_mask=torch.ones(h, w), token_mask=torch.ones(h // 2, w // 2, dtype=torch.bool),
                   trajectory=trajectory, prompt=prompt)
     scale = float(model.model.latent_format.scale_factor)
-    return LayerMemory(fingerprint=fp, schedule=schedule, latent_shape=latent_shape, latent_scale=scale, layers=(layer,))
+    return LayerMemory(fingerprint=fp, schedule=schedule, latent_shape=latent_shape, latent_scale=scale,
+                       layers=(layer,))
 
 
-def _routing(layers: list[Layer]) -> tuple[RoutingPlan, list[torch.Tensor]]:
-    """Owner 0 is the background (layers[0]); owner i is layers[i]; newest mask wins."""
-    owners = token_owners([layer.token_mask for layer in layers[1:]]) if len(layers) > 1 else \
-        torch.zeros(layers[0].token_mask.numel(), dtype=torch.long)
+def routing_for(layers: list[Layer]) -> tuple[RoutingPlan, list[torch.Tensor]]:
+    """MQD's routing over `layers` (background first): owner i is layers[i]; the newest mask wins."""
+    if len(layers) > 1:
+        owners = token_owners([layer.token_mask for layer in layers[1:]])
+    else:
+        owners = torch.zeros(layers[0].token_mask.numel(), dtype=torch.long)
     return RoutingPlan.from_owners(owners), [layer.positive.embedding for layer in layers]
+
+
+def _unblended_from(steps: int, fraction: float) -> int | None:
+    """First unforced step for a fraction of final steps; None when it rounds to no step."""
+    free_steps = int(round(fraction * steps))
+    return steps - free_steps if free_steps > 0 else None
+
+
+def sample_over(memory: LayerMemory, model, below: list[Layer], draft: Layer, use_mqd: bool,
+                 unblended_fraction: float, label: str) -> Trajectory:
+    """Sample `draft` in its mask over the composite of `below`; returns the new layer's composite."""
+    s = memory.schedule
+    spec = BCGSpec(free_mask=draft.latent_mask, reference=below[-1].trajectory, schedule_sigmas=s.sigmas,
+                   unblended_from_step=_unblended_from(s.steps, unblended_fraction), sampler_name=s.sampler_name,
+                   label=label)
+    mqd_run = families.make_mqd_run(memory.fingerprint.family, below + [draft]) if use_mqd else None
+    return sampling.run(model, s, draft.positive, draft.negative, memory.latent_shape, draft.seed, spec, mqd_run)
+
+
+def layer_mask(memory: LayerMemory, mask, grow_pixels: int, feather_pixels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    latent_mask = masks.prepare_layer_mask(mask, memory.latent_hw, grow_pixels, feather_pixels)
+    tmask = masks.token_mask(latent_mask)
+    if not bool(tmask.any()):
+        log.warning("the mask covers no whole token (2x2 latent pixels at >= %.0f%%); MQD routes nothing to the "
+                    "layer's prompt.", masks.TOKEN_THRESHOLD * 100)
+    return latent_mask, tmask
+
+
+def _position(memory: LayerMemory, position: int) -> int:
+    """Stack index a new layer goes to: -1 (or len) is the top; 1 is right above the background."""
+    n = len(memory.layers)
+    index = n if position in (-1, n) else position
+    if not 1 <= index <= n:
+        raise LayerMemoryError("position", f"{position} is not a place in this stack of {n} layers "
+                               f"(0 is the background)", f"use 1 to {n}, or -1 to put the layer on top")
+    return index
 
 
 def add_layer(memory: LayerMemory, model, positive, mask, seed: int, grow_pixels: int = 0, feather_pixels: int = 0,
               use_mqd: bool = True, unblended_fraction: float = 0.0, negative=None, name: str = "",
-              prompt: str = "") -> LayerMemory:
-    """Sample a new object inside `mask`; outside it the composite follows the top layer's trajectory."""
+              prompt: str = "", position: int = -1) -> LayerMemory:
+    """Sample a new object inside `mask` at `position` in the stack (default: on top).
+
+    Outside the mask the new composite follows the one below; newer layers stay in front of it,
+    bit-exact wherever their masks are fully on.
+    """
+    checks.check_add(memory, model, mask)
     memory = model_checks.require_memory(memory)
     family = model_checks.require_same_model(memory, model)
+    index = _position(memory, position)
     pos = Conditioning.from_comfy(positive, "positive", family)
     neg = Conditioning.from_comfy(negative, "negative", family) if negative is not None else memory.top.negative
-    if not 0.0 <= unblended_fraction < 1.0:
-        raise LayerMemoryError("unblended_fraction", f"{unblended_fraction} is outside [0, 1)",
-                               "use 0 for an exact background, or a small fraction such as 0.1")
-    latent_mask = masks.prepare_layer_mask(mask, memory.latent_hw, grow_pixels, feather_pixels)
-    tmask = masks.token_mask(latent_mask)
-    if not bool(tmask.any()):
-        log.warning("AddLayer: the mask covers no whole token (2x2 latent pixels at >= %.0f%%); MQD routes nothing "
-                    "to the new prompt.", masks.TOKEN_THRESHOLD * 100)
-    layer_name = name or f"layer {len(memory.layers)}"
-    steps = memory.schedule.steps
-    unblended_from = steps - int(round(unblended_fraction * steps)) if unblended_fraction > 0 else None
-    spec = BCGSpec(free_mask=latent_mask, reference=memory.top.trajectory, schedule_sigmas=memory.schedule.sigmas,
-                   unblended_from_step=unblended_from, label="AddLayer")
-    draft = Layer(name=layer_name, positive=pos, negative=neg, seed=int(seed), latent_mask=latent_mask,
-                  token_mask=tmask, trajectory=memory.top.trajectory, prompt=prompt)
-    mqd_run = families.make_mqd_run(family, list(memory.layers) + [draft]) if use_mqd else None
-    trajectory = sampling.run(model, memory.schedule, pos, neg, memory.latent_shape, seed, spec, mqd_run)
-    return memory.with_layer(replace(draft, trajectory=trajectory))
+    _check_fraction("unblended_fraction", unblended_fraction, False,
+                    "use 0 for an exact background, or a small fraction such as 0.1")
+    latent_mask, tmask = layer_mask(memory, mask, grow_pixels, feather_pixels)
+    below = list(memory.layers[:index])
+    draft = Layer(name=name or f"layer {len(memory.layers)}", positive=pos, negative=neg, seed=int(seed),
+                  latent_mask=latent_mask, token_mask=tmask, trajectory=below[-1].trajectory, prompt=prompt)
+    composite = sample_over(memory, model, below, draft, use_mqd, unblended_fraction, "AddLayer")
+    upper = stack.recompose(list(memory.layers[index:]), below[-1].trajectory, composite)
+    return memory.with_layers(tuple(below + [replace(draft, trajectory=composite)] + upper))
+
+
+def visible_region(layers: list[Layer], index: int, support: torch.Tensor, grow_pixels: int) -> torch.Tensor:
+    """`support` minus every mask newer than `index`, grown by `grow_pixels`, never into a newer mask."""
+    newer = torch.zeros_like(support, dtype=torch.bool)
+    for layer in layers[index + 1:]:
+        newer |= masks.support(layer.latent_mask)
+    visible = support & ~newer
+    return (masks.grow(visible.float(), grow_pixels) > 0) & ~newer
 
 
 def deletion_region(memory: LayerMemory, index: int, grow_pixels: int) -> torch.Tensor:
     """Layer `index`'s visible part (its mask minus every newer mask), grown, never into newer masks."""
-    newer = torch.zeros(memory.latent_hw, dtype=torch.bool)
-    for layer in memory.layers[index + 1:]:
-        newer |= masks.support(layer.latent_mask)
-    visible = masks.support(memory.layers[index].latent_mask) & ~newer
-    return (masks.grow(visible.float(), grow_pixels) > 0) & ~newer
+    layers = list(memory.layers)
+    return visible_region(layers, index, masks.support(layers[index].latent_mask), grow_pixels)
 
 
-def _prefix(trajectory: Trajectory, calls: int, region: torch.Tensor, below: Trajectory) -> torch.Tensor:
-    """The first `calls` stored model inputs, taken from `below` in `region`."""
-    return torch.where(region.to(torch.bool), below.x[:calls], trajectory.x[:calls])
+def heal(memory: LayerMemory, model, layers: list[Layer], level: int, region: torch.Tensor,
+          regenerate_fraction: float, unblended_fraction: float, seed: int, label: str) -> list[Layer]:
+    """Regenerate the end of the schedule in `region`, freed at stack index `level`.
+
+    The region starts from the composite below `level` at the start step and is denoised with
+    everything else following the top composite and MQD routing the live layers. The result is
+    written into every composite from `level` up (the region shows the same there: no newer mask
+    covers it); an unforced tail also goes into the top composite outside the region.
+    """
+    s = memory.schedule
+    start_step = min(s.steps - 1, max(0, s.steps - int(round(regenerate_fraction * s.steps))))
+    top, below = layers[-1].trajectory, layers[level - 1].trajectory
+    c0 = top.call_starting_at(float(s.sigmas[start_step]))
+    unblended_from = _unblended_from(s.steps, unblended_fraction)
+    spec = BCGSpec(free_mask=region.float(), reference=top, schedule_sigmas=s.sigmas, start_step=start_step,
+                   free_init=below.x[c0], unblended_from_step=unblended_from, sampler_name=s.sampler_name,
+                   label=label)
+    tail = sampling.run(model, s, layers[-1].positive, layers[-1].negative, memory.latent_shape, seed, spec,
+                        families.make_mqd_run(memory.fingerprint.family, layers))
+    if tail.calls != top.calls - c0:
+        raise RuntimeError(f"{label} made {tail.calls} model calls, the stored schedule has {top.calls - c0}")
+    healed = stack.write_tail(layers[level:], region, c0, tail, top_outside=unblended_from is not None)
+    return layers[:level] + healed
+
+
+def check_heal(regenerate_fraction: float, unblended_fraction: float) -> None:
+    if not 0.0 <= regenerate_fraction <= 1.0:
+        raise LayerMemoryError("regenerate_fraction", f"{regenerate_fraction} is outside [0, 1]",
+                               "use the fraction of final steps to regenerate, e.g. 0.4 (the paper's 8 of 20), "
+                               "or 0 to show exactly what was below")
+    _check_fraction("unblended_fraction", unblended_fraction, False,
+                    "use 0 to keep everything outside the region exact, or e.g. 0.2 (the paper's tau/2)")
+    if unblended_fraction > regenerate_fraction:
+        raise LayerMemoryError("unblended_fraction", f"{unblended_fraction} is more than regenerate_fraction "
+                               f"{regenerate_fraction}", "leave unblended at most the steps that are regenerated")
 
 
 def delete_layer(memory: LayerMemory, model, layer, regenerate_fraction: float = 0.4, seed: int = 0,
-                 grow_pixels: int = 2) -> LayerMemory:
-    """Remove a layer: restore what was below it in its visible region and finish denoising there."""
+                 grow_pixels: int = 2, unblended_fraction: float = 0.0) -> LayerMemory:
+    """Remove a layer from every composite, then heal its visible region (see module doc)."""
+    checks.check_add(memory, model, None)
     memory = model_checks.require_memory(memory)
     index = memory.resolve(layer, "layer")
-    family = model_checks.require_same_model(memory, model)
-    if not 0.0 < regenerate_fraction <= 1.0:
-        raise LayerMemoryError("regenerate_fraction", f"{regenerate_fraction} is outside (0, 1]",
-                               "use the fraction of final steps to regenerate, e.g. 0.4 (the paper's 8 of 20)")
-    remaining = list(memory.layers[:index]) + list(memory.layers[index + 1:])
-    if index == len(memory.layers) - 1:
+    model_checks.require_same_model(memory, model)
+    check_heal(regenerate_fraction, unblended_fraction)
+    layers = list(memory.layers)
+    upper = stack.recompose(layers[index + 1:], layers[index].trajectory, layers[index - 1].trajectory)
+    remaining = layers[:index] + upper
+    if index == len(layers) - 1:
         return memory.with_layers(tuple(remaining))  # the layer below is exactly the memory before it
     region = deletion_region(memory, index, grow_pixels)
+    if regenerate_fraction == 0.0:
+        return memory.with_layers(tuple(remaining))  # exactly what was below, nothing regenerated
     if not bool(region.any()):
         log.info("DeleteLayer: layer %d is hidden behind newer layers everywhere; removed without sampling.", index)
         return memory.with_layers(tuple(remaining))
-    steps = memory.schedule.steps
-    start_step = min(steps - 1, max(0, steps - int(round(regenerate_fraction * steps))))
-    top, below = memory.top.trajectory, memory.layers[index - 1].trajectory
-    c0 = top.call_starting_at(float(memory.schedule.sigmas[start_step]))
-    spec = BCGSpec(free_mask=region.float(), reference=top, schedule_sigmas=memory.schedule.sigmas,
-                   start_step=start_step, free_init=below.x[c0], label="DeleteLayer")
-    mqd_run = families.make_mqd_run(family, remaining)
-    tail = sampling.run(model, memory.schedule, memory.top.positive, memory.top.negative, memory.latent_shape,
-                        seed, spec, mqd_run)
-    if tail.calls != top.calls - c0:
-        raise RuntimeError(f"deletion made {tail.calls} model calls, the stored schedule has {top.calls - c0}")
-    regenerated = Trajectory(top.sigmas, top.steps, torch.cat([_prefix(top, c0, region, below), tail.x]), tail.final)
-    updated = remaining[:index] + [replace(layer, trajectory=layer.trajectory.replaced_in(region, regenerated))
-                                   for layer in remaining[index:]]
-    return memory.with_layers(tuple(updated))
+    healed = heal(memory, model, remaining, index, region, regenerate_fraction, unblended_fraction, seed,
+                   "DeleteLayer")
+    return memory.with_layers(tuple(healed))

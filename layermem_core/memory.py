@@ -108,10 +108,15 @@ class LayerMemory:
         """A layer index from an index (negative counts from the top) or a layer name."""
         n = len(self.layers)
         text = str(spec).strip()
-        index = None
-        try:
-            index = int(text)
-        except ValueError:
+        low = 0 if allow_background else 1
+        if low >= n:
+            raise LayerMemoryError(input_name, f"layer {text!r} is out of range: this memory holds only the "
+                                   "background (layer 0, which stays), so there is no layer to choose",
+                                   "add a layer with AddLayer first")
+        digits = text[1:] if text.startswith("-") else text
+        if digits.isascii() and digits.isdigit():  # ASCII only: int() would also read '\uff11' as 1
+            index = int(text) if len(digits) <= 9 else n * 2 + 10 ** 9  # beyond any memory
+        else:
             matches = [i for i, layer in enumerate(self.layers) if layer.name == text]
             if not matches:
                 names = ", ".join(f"{i}: {layer.name!r}" for i, layer in enumerate(self.layers))
@@ -120,7 +125,6 @@ class LayerMemory:
             index = matches[-1]
         if index < 0:
             index += n
-        low = 0 if allow_background else 1
         if not low <= index < n:
             raise LayerMemoryError(
                 input_name,

@@ -4,6 +4,7 @@ from __future__ import annotations
 from comfy_api.latest import ComfyExtension, io
 
 from .bcg_node import BCGBlend
+from .edit_nodes import EditLayer, LayerMemoryFromImage
 from .history_nodes import LayerMemoryHistory, PreviewLayers, RenameLayer
 from .inspect_nodes import ListLayers
 from .io_nodes import LoadLayerMemory, SaveLayerMemory
@@ -11,7 +12,7 @@ from .loader import LoadPixArt
 from .memory_nodes import AddLayerNode, DeleteLayerNode, LayerMemoryNode
 
 NODES: list[type[io.ComfyNode]] = [
-    LoadPixArt, LayerMemoryNode, AddLayerNode, BCGBlend, DeleteLayerNode,
+    LoadPixArt, LayerMemoryNode, LayerMemoryFromImage, AddLayerNode, EditLayer, BCGBlend, DeleteLayerNode,
     ListLayers, PreviewLayers, LayerMemoryHistory, RenameLayer, SaveLayerMemory, LoadLayerMemory,
 ]
 

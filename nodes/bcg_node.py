@@ -35,5 +35,6 @@ class BCGBlend(io.ComfyNode):
         latent_mask = masks.prepare_layer_mask(mask, memory.latent_hw, grow, feather)
         patched = model.clone()
         bcg.install(patched, bcg.BCGSpec(free_mask=latent_mask, reference=memory.top.trajectory,
-                                         schedule_sigmas=memory.schedule.sigmas, label="BCGBlend"))
+                                         schedule_sigmas=memory.schedule.sigmas,
+                                         sampler_name=memory.schedule.sampler_name, label="BCGBlend"))
         return io.NodeOutput(patched)

@@ -10,67 +10,12 @@ from comfy_api.latest import io, ui
 from ..layermem_core import serialization
 from ..layermem_core.errors import LayerMemoryError
 from ..layermem_core.model_checks import require_memory
+from .memory_paths import DEFAULT_PREFIX, OUTPUT_TAG, checked_prefix, is_inside, memory_files, resolve_file
 from .types import CATEGORY, LayerMemoryType, memory_input
 
 log = logging.getLogger("LayerMemory")
 
 TRAJECTORY_STORAGE = {"float32 (exact)": "float32", "float16 (half size)": "float16"}
-OUTPUT_TAG = " [output]"
-
-
-def _walk(base: str, keep) -> list[str]:
-    """Files under `base` (relative, with '/') ending in .safetensors, for which keep(path) holds."""
-    found = []
-    if not os.path.isdir(base):
-        return found
-    for root, dirs, files in os.walk(base):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for f in files:
-            if f.lower().endswith(serialization.EXTENSION) and not f.startswith("."):
-                full = os.path.join(root, f)
-                if keep(full):
-                    found.append(os.path.relpath(full, base).replace(os.sep, "/"))
-    return sorted(found)
-
-
-_PEEKED: dict[str, tuple[tuple[int, int], bool]] = {}
-
-
-def _is_memory_file(path: str) -> bool:
-    """Whether a file's header says it is a layer memory; cached by size and mtime (the list is rebuilt often)."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return False
-    key = (st.st_size, st.st_mtime_ns)
-    hit = _PEEKED.get(path)
-    if hit is None or hit[0] != key:
-        if len(_PEEKED) > 4096:
-            _PEEKED.clear()
-        hit = _PEEKED[path] = (key, serialization.peek(path) is not None)
-    return hit[1]
-
-
-def memory_files() -> list[str]:
-    """Every .safetensors file in the input folder, then the layer memories saved in the output folder."""
-    inputs = _walk(folder_paths.get_input_directory(), lambda p: True)
-    outputs = _walk(folder_paths.get_output_directory(), _is_memory_file)
-    return inputs + [name + OUTPUT_TAG for name in outputs]
-
-
-def resolve_file(file: str) -> tuple[str, str]:
-    """(full path, name for messages) of a combo value; '... [output]' is in the output folder, else the input folder."""
-    name, base = folder_paths.annotated_filepath(file.strip())
-    base = base or folder_paths.get_input_directory()
-    path = os.path.abspath(os.path.join(base, name))
-    try:
-        inside = os.path.commonpath((os.path.abspath(base), path)) == os.path.abspath(base)
-    except ValueError:  # another drive (Windows)
-        inside = False
-    if not inside:
-        raise LayerMemoryError("file", f"{file!r} points outside ComfyUI's {os.path.basename(base)} folder",
-                               "choose a file from the list")
-    return path, file.strip()
 
 
 class SaveLayerMemory(io.ComfyNode):
@@ -103,7 +48,7 @@ class SaveLayerMemory(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, memory, filename_prefix: str = "layer_memory/scene",
+    def execute(cls, memory, filename_prefix: str = DEFAULT_PREFIX,
                 trajectory_storage: str = "float32 (exact)") -> io.NodeOutput:
         memory = require_memory(memory)
         if trajectory_storage not in TRAJECTORY_STORAGE:
@@ -111,15 +56,22 @@ class SaveLayerMemory(io.ComfyNode):
                                    f"choose one of {', '.join(TRAJECTORY_STORAGE)}")
         output_dir = folder_paths.get_output_directory()
         width, height = memory.image_size
+        prefix = checked_prefix(filename_prefix)
         try:
-            folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(
-                filename_prefix or "layer_memory/scene", output_dir, width, height)
+            folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(prefix, output_dir, width, height)
         except Exception as e:
-            raise LayerMemoryError("filename_prefix", f"{filename_prefix!r} cannot be used ({e})",
-                                   "use a relative prefix inside the output folder, e.g. layer_memory/scene") from None
+            raise LayerMemoryError("filename_prefix", f"{filename_prefix!r} cannot be used ({type(e).__name__})",
+                                   f"use a relative prefix inside the output folder, e.g. {DEFAULT_PREFIX}") from None
+        if not is_inside(folder, [os.path.realpath(output_dir)]):
+            raise LayerMemoryError("filename_prefix", f"{filename_prefix!r} leads through a link out of the output folder",
+                                   f"use another folder, e.g. {DEFAULT_PREFIX}")
         file = f"{filename}_{counter:05}_{serialization.EXTENSION}"
         path = os.path.join(folder, file)
-        size = serialization.save(memory, path, TRAJECTORY_STORAGE[trajectory_storage])
+        try:
+            size = serialization.save(memory, path, TRAJECTORY_STORAGE[trajectory_storage])
+        except OSError as e:
+            raise LayerMemoryError("filename_prefix", f"the file cannot be written ({e.strerror or type(e).__name__})",
+                                   "use a shorter prefix of plain names, and check that the output folder is writable") from None
         relative = "/".join(p for p in (subfolder.replace(os.sep, "/"), file) if p)
         name = relative + OUTPUT_TAG
         text = (f"Saved {relative} in the output folder: {len(memory.layers)} layers, {width}x{height}, "

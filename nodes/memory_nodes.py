@@ -66,15 +66,20 @@ class AddLayerNode(io.ComfyNode):
                                tooltip="Fraction of final steps left unblended so the edges harmonise. 0 keeps everything outside the mask exact."),
                 io.Conditioning.Input("negative", optional=True, tooltip="Negative prompt for this layer; default: the top layer's."),
                 io.String.Input("name", default="", optional=True, tooltip="Layer name, usable in DeleteLayer; default 'layer N'. Putting the prompt text here helps ListLayers."),
+                io.Int.Input("position", default=-1, min=-1, max=4096, optional=True,
+                             tooltip="Where the layer goes in the stack: -1 = on top (default); 1 = right above "
+                                     "the background, pushing the layers from 1 up one place. Newer layers stay "
+                                     "in front of it, bit-exact inside their masks."),
             ],
             outputs=[memory_output(), latent_output()],
         )
 
     @classmethod
     def execute(cls, memory, model, positive, mask, seed, use_mqd=True, grow=0, feather=0, unblended_fraction=0.0,
-                negative=None, name: str = "") -> io.NodeOutput:
+                negative=None, name: str = "", position: int = -1) -> io.NodeOutput:
         new = layer_ops.add_layer(memory, model, positive, mask, seed, grow_pixels=grow, feather_pixels=feather,
-                                  use_mqd=use_mqd, unblended_fraction=unblended_fraction, negative=negative, name=name)
+                                  use_mqd=use_mqd, unblended_fraction=unblended_fraction, negative=negative, name=name,
+                                  position=position)
         return io.NodeOutput(new, new.composite_latent())
 
 
@@ -85,23 +90,27 @@ class DeleteLayerNode(io.ComfyNode):
             node_id="DeleteLayer",
             display_name="Delete Layer",
             category=CATEGORY,
-            description="Removes a layer: in its visible region the composite from before it is restored part-way "
-                        "through the schedule and denoised to the end with MQD routing that region to what lies below. "
-                        "Everything else stays bit-identical. Deleting the top layer costs no sampling.",
+            description="Removes a layer from every stored composite (also where newer layers hid it or blended "
+                        "over it), so it never comes back through history or later deletions. In its visible region "
+                        "the composite from before it is restored part-way through the schedule and denoised to the "
+                        "end with MQD routing that region to what lies below. Everything else stays bit-identical. "
+                        "Deleting the top layer costs no sampling.",
             inputs=[
                 memory_input(),
                 model_input(),
                 io.String.Input("layer", default="-1", tooltip="Layer index (1 = first object, -1 = top) or layer name. The background (0) cannot be deleted."),
-                io.Float.Input("regenerate_fraction", default=0.4, min=0.05, max=1.0, step=0.05,
-                               tooltip="Fraction of final steps regenerated in the freed region (0.4 = the paper's tau = 8 of 20). 1.0 regenerates from the first step."),
+                io.Float.Input("regenerate_fraction", default=0.4, min=0.0, max=1.0, step=0.05,
+                               tooltip="Fraction of final steps regenerated in the freed region (0.4 = the paper's tau = 8 of 20). 1.0 regenerates from the first step; 0 shows exactly what was below the layer, with no sampling."),
                 seed_input("Noise seed (used by ancestral and SDE samplers)."),
                 grow_input(2, "Grow the freed region by this many latent pixels (never into newer layers) so edges heal."),
+                io.Float.Input("unblended_fraction", default=0.0, min=0.0, max=0.95, step=0.05, optional=True,
+                               tooltip="Fraction of final steps in which the whole picture is denoised freely so the edges settle (at most regenerate_fraction). 0 keeps everything outside the freed region bit-exact; 0.2 with regenerate_fraction 0.4 is the paper's deletion (blend until tau/2, then free)."),
             ],
             outputs=[memory_output(), latent_output()],
         )
 
     @classmethod
-    def execute(cls, memory, model, layer, regenerate_fraction, seed, grow=2) -> io.NodeOutput:
+    def execute(cls, memory, model, layer, regenerate_fraction, seed, grow=2, unblended_fraction=0.0) -> io.NodeOutput:
         new = layer_ops.delete_layer(memory, model, layer, regenerate_fraction=regenerate_fraction, seed=seed,
-                                     grow_pixels=grow)
+                                     grow_pixels=grow, unblended_fraction=unblended_fraction)
         return io.NodeOutput(new, new.composite_latent())

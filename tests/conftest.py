@@ -25,7 +25,8 @@ _COMFY = host_support.find_comfyui()
 
 def pytest_report_header(config):
     if _COMFY is None:
-        return "!!! " + host_support.HOW_TO_GET_IT + " Host and end-to-end tests will be SKIPPED. !!!"
+        skipped = " Host and end-to-end tests will be SKIPPED. !!!"
+        return "!!! " + host_support.HOW_TO_GET_IT + skipped
     return f"ComfyUI host: {_COMFY}"
 
 
@@ -54,7 +55,8 @@ def models_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def host(comfy_root, models_dir, tmp_path_factory):
-    """The booted ComfyUI with this pack loaded; `.layer_ops`, `.memory`, ... are the pack's modules."""
+    """The booted ComfyUI with this pack loaded; `.layer_ops`, `.memory`, `.labels`, ... are the
+    pack's modules."""
     custom_nodes = tmp_path_factory.mktemp("custom_nodes")
     h = host_support.boot(comfy_root, models_dir, custom_nodes)
     import random_models

@@ -14,17 +14,24 @@ from types import SimpleNamespace
 
 REPO = Path(__file__).resolve().parents[1]
 PACK_NAME = "comfyui_layer_memory"
-HOW_TO_GET_IT = ("ComfyUI host not found: set COMFYUI_PATH to a ComfyUI checkout (or put one at ~/ComfyUI, "
-                 "or install this pack in ComfyUI/custom_nodes/) and install its requirements; see README 'Tests'.")
+HOW_TO_GET_IT = ("ComfyUI host not found: set COMFYUI_PATH to a ComfyUI checkout (or put one at "
+                 "~/ComfyUI, or install this pack in ComfyUI/custom_nodes/) and install its "
+                 "requirements; see README 'Tests'.")
+CORE_MODULES = ("errors", "labels", "masks", "routing", "memory", "trajectory", "bcg", "mqd",
+                "sampling", "model_checks", "layer_ops", "serialization", "preview", "stack",
+                "edit_ops", "picture")
+MODEL_FOLDERS = ("diffusion_models", "vae_approx", "vae", "text_encoders", "checkpoints")
 
 
 def is_comfyui(path: Path) -> bool:
     """A ComfyUI checkout new enough to have PixArt."""
-    return (path / "comfy" / "ldm" / "pixart" / "pixartms.py").is_file() and (path / "main.py").is_file()
+    pixart = path / "comfy" / "ldm" / "pixart" / "pixartms.py"
+    return pixart.is_file() and (path / "main.py").is_file()
 
 
 def comfyui_candidates(*explicit: str | os.PathLike | None) -> list[Path]:
-    """Where ComfyUI is looked for, in order: explicit paths, $COMFYUI_PATH, ~/ComfyUI, the parent of custom_nodes/."""
+    """Where ComfyUI is looked for, in order: explicit paths, $COMFYUI_PATH, ~/ComfyUI, the
+    parent of custom_nodes/."""
     candidates = [Path(e).expanduser() for e in explicit if e]
     if os.environ.get("COMFYUI_PATH"):
         candidates.append(Path(os.environ["COMFYUI_PATH"]).expanduser())
@@ -38,18 +45,9 @@ def find_comfyui(*explicit: str | os.PathLike | None) -> Path | None:
     return next((c.resolve() for c in comfyui_candidates(*explicit) if is_comfyui(c)), None)
 
 
-def boot(comfy_root: Path, models_dir: Path, custom_nodes_dir: Path, cpu: bool = True) -> SimpleNamespace:
-    """Import ComfyUI (on the CPU unless `cpu=False`), register `models_dir`, load this pack with ComfyUI's own
-    custom-node loader."""
-    if str(comfy_root) not in sys.path:
-        sys.path.insert(0, str(comfy_root))
-    import comfy.options  # noqa: F401  (args are parsed from [] unless enabled)
-    import comfy.cli_args
-
-    comfy.cli_args.args.cpu = bool(cpu)
-    import folder_paths
-
-    for folder in ("diffusion_models", "vae_approx", "vae", "text_encoders", "checkpoints"):
+def _use_folders(folder_paths, models_dir: Path) -> None:
+    """ComfyUI reads models from `models_dir` and writes output/input/temp beside it."""
+    for folder in MODEL_FOLDERS:
         path = models_dir / folder
         path.mkdir(parents=True, exist_ok=True)
         folder_paths.add_model_folder_path(folder, str(path), is_default=True)
@@ -58,9 +56,10 @@ def boot(comfy_root: Path, models_dir: Path, custom_nodes_dir: Path, cpu: bool =
     folder_paths.set_output_directory(str(models_dir.parent / "output"))
     folder_paths.set_input_directory(str(models_dir.parent / "input"))
     folder_paths.set_temp_directory(str(models_dir.parent / "temp"))
-    import utils.extra_config  # noqa: F401  (ComfyUI's utils package, before `nodes` puts comfy/ first on sys.path)
-    import nodes
 
+
+def _load_pack(nodes, custom_nodes_dir: Path) -> str:
+    """Load this pack with ComfyUI's own custom-node loader; returns its module name."""
     link = custom_nodes_dir / PACK_NAME
     if not link.exists():
         link.symlink_to(REPO, target_is_directory=True)
@@ -68,9 +67,27 @@ def boot(comfy_root: Path, models_dir: Path, custom_nodes_dir: Path, cpu: bool =
     ok = asyncio.run(nodes.load_custom_node(str(link), module_parent="custom_nodes"))
     if not ok:
         raise RuntimeError("ComfyUI failed to load the pack; see the log above")
-    module_name = str(link).replace(".", "_x_")
+    return str(link).replace(".", "_x_")
+
+
+def boot(comfy_root: Path, models_dir: Path, custom_nodes_dir: Path,
+         cpu: bool = True) -> SimpleNamespace:
+    """Import ComfyUI (on the CPU unless `cpu=False`), register `models_dir`, load this pack with
+    ComfyUI's own custom-node loader. The result has the pack's core modules as attributes."""
+    if str(comfy_root) not in sys.path:
+        sys.path.insert(0, str(comfy_root))
+    import comfy.options  # noqa: F401  (args are parsed from [] unless enabled)
+    import comfy.cli_args
+
+    comfy.cli_args.args.cpu = bool(cpu)
+    import folder_paths
+
+    _use_folders(folder_paths, models_dir)
+    import utils.extra_config  # noqa: F401  (ComfyUI's utils, before `nodes` puts comfy/ first)
+    import nodes
+
+    module_name = _load_pack(nodes, custom_nodes_dir)
     core = {name: importlib.import_module(f"{module_name}.layermem_core.{name}")
-            for name in ("errors", "masks", "routing", "memory", "trajectory", "bcg", "mqd", "sampling", "model_checks",
-                         "layer_ops", "serialization", "preview")}
-    return SimpleNamespace(root=comfy_root, nodes=nodes, folder_paths=folder_paths, module_name=module_name,
-                           pack=sys.modules[module_name], **core)
+            for name in CORE_MODULES}
+    return SimpleNamespace(root=comfy_root, nodes=nodes, folder_paths=folder_paths,
+                           module_name=module_name, pack=sys.modules[module_name], **core)

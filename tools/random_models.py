@@ -39,12 +39,14 @@ SIGMA_512 = PixArtVariant("pixart_sigma_512", 512, False)
 VARIANTS = (ALPHA_512, ALPHA_1024, SIGMA_512)
 
 
-def _linear(sd: dict, key: str, out_f: int, in_f: int, gen: torch.Generator, std: float = 0.02) -> None:
+def _linear(sd: dict, key: str, out_f: int, in_f: int, gen: torch.Generator,
+            std: float = 0.02) -> None:
     sd[f"{key}.weight"] = torch.randn(out_f, in_f, generator=gen) * std
     sd[f"{key}.bias"] = torch.randn(out_f, generator=gen) * std
 
 
-def pixart_state_dict(variant: PixArtVariant, depth: int = 1, seed: int = 0, dtype=torch.float16) -> dict:
+def pixart_state_dict(variant: PixArtVariant, depth: int = 1, seed: int = 0,
+                      dtype=torch.float16) -> dict:
     """State dict in the original PixArt key layout that ComfyUI detects as PixArt."""
     gen = torch.Generator().manual_seed(seed)
     h = HIDDEN

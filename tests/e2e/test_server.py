@@ -1,13 +1,16 @@
-"""ComfyUI's real server runs every example workflow (random models), then re-uses its cache for unchanged layers.
+"""ComfyUI's real server runs every example workflow (random models), then re-uses its cache for
+unchanged layers.
 
-One server per module (tools/headless.py: `python main.py --cpu --base-directory <tmp>`), always stopped
-by the fixture. Workflows are rewritten for the random test models: 512 px, few steps, test text encoder.
+One server per module (tools/headless: `python main.py --cpu --base-directory <tmp>`), always
+stopped by the fixture. Workflows are rewritten for the random test models: 512 px, few steps,
+test text encoder.
 
-The workflows run in build_workflows.RUN_ORDER, not in file-name order: continue_scene loads the layer
-memory layered_scene saves. `workflow` is a module-scoped parametrized fixture, so pytest runs every test
-of one workflow before the next workflow's (the cache check needs its workflow to be the last one run:
-ComfyUI's classic cache drops the nodes of earlier prompts), and `_first_run` runs a workflow's
-prerequisites first when a test asks for a later workflow alone (e.g. `-k continue`).
+The workflows run in build_workflows.RUN_ORDER, not in file-name order: continue_scene loads the
+layer memory layered_scene saves. `workflow` is a module-scoped parametrized fixture, so pytest
+runs every test of one workflow before the next workflow's (the cache check needs its workflow
+to be the last one run: ComfyUI's classic cache drops the nodes of earlier prompts), and
+`_first_run` runs a workflow's prerequisites first when a test asks for a later workflow alone
+(e.g. `-k continue`).
 """
 from __future__ import annotations
 
@@ -26,18 +29,24 @@ if str(REPO / "tools") not in sys.path:
 
 import build_workflows  # noqa: E402
 import headless  # noqa: E402
+from pack_labels import labels  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
 API_DIR = REPO / "workflows" / "api"
-API_FILES = [API_DIR / f"{name}_api.json" for name in build_workflows.RUN_ORDER]  # the order they must run in
-UI_FILES = sorted(p for p in (REPO / "workflows").glob("*.json") if headless.is_ui_format(json.loads(p.read_text())))
-STEPS = 2  # enough for every node to run its real code path; keeps the module well under 3 minutes on a CPU
-NODE_IDS = ["LoadPixArt", "LayerMemory", "AddLayer", "BCGBlend", "DeleteLayer", "ListLayers", "SaveLayerMemory",
-            "LoadLayerMemory", "PreviewLayers"]
-MEMORY_MAKERS = ("LayerMemory", "LoadLayerMemory", "AddLayer", "DeleteLayer")  # nodes whose output 0 is a memory
+# the order they must run in
+API_FILES = [API_DIR / f"{name}_api.json" for name in build_workflows.RUN_ORDER]
+UI_FILES = sorted(p for p in (REPO / "workflows").glob("*.json")
+                  if headless.is_ui_format(json.loads(p.read_text())))
+# enough for every node to run its real code path; keeps the module well under 3 minutes on a CPU
+STEPS = 2
+NODE_IDS = ["LoadPixArt", "LayerMemory", "AddLayer", "BCGBlend", "DeleteLayer", "ListLayers",
+            "SaveLayerMemory", "LoadLayerMemory", "PreviewLayers"]
+# nodes whose output 0 is a memory
+MEMORY_MAKERS = ("LayerMemory", "LoadLayerMemory", "AddLayer", "DeleteLayer")
 _FIRST_RUNS: dict[Path, headless.RunResult] = {}
-_LAST_RUN: list[Path] = []  # the workflow the server ran last (as is): its nodes are in ComfyUI's cache
+# the workflow the server ran last (as is): its nodes are in ComfyUI's cache
+_LAST_RUN: list[Path] = []
 
 
 def _rel(p: Path) -> str:
@@ -46,7 +55,8 @@ def _rel(p: Path) -> str:
 
 @pytest.fixture(scope="module")
 def server(comfy_root, tmp_path_factory):
-    srv = headless.ComfyServer(tmp_path_factory.mktemp("e2e_comfyui"), comfy_root=comfy_root, random_models=True,
+    srv = headless.ComfyServer(tmp_path_factory.mktemp("e2e_comfyui"), comfy_root=comfy_root,
+                               random_models=True,
                                random_models_cache=tmp_path_factory.mktemp("e2e_models"))
     try:
         srv.start()
@@ -70,17 +80,24 @@ def _nodes(prompt: dict, class_type: str) -> list[str]:
 
 
 def _saved_memory_file(prefix: str, counter: int = 1) -> str:
-    """The name SaveLayerMemory returns for the counter-th save of `prefix` (LoadLayerMemory's combo value)."""
-    return f"{prefix}_{counter:05}_.safetensors [output]"
+    """The name SaveLayerMemory returns for the counter-th save of `prefix` (LoadLayerMemory's
+    combo value)."""
+    return labels.output_name(f"{prefix}_{counter:05}_.safetensors")
+
+
+def _inputs(prompt: dict, class_type: str, name: str) -> set:
+    return {prompt[nid]["inputs"][name] for nid in _nodes(prompt, class_type)}
 
 
 def prerequisites(path: Path) -> list[Path]:
-    """The workflows before `path` in RUN_ORDER that save a memory `path` loads from the output folder."""
-    loads = {headless.load_api_workflow(path)[nid]["inputs"]["file"]
-             for nid in _nodes(headless.load_api_workflow(path), "LoadLayerMemory")}
+    """The workflows before `path` in RUN_ORDER that save a memory `path` loads from the output
+    folder."""
+    loads = _inputs(headless.load_api_workflow(path), "LoadLayerMemory", "file")
     before = API_FILES[:API_FILES.index(path)]
-    return [p for p in before if any(_saved_memory_file(headless.load_api_workflow(p)[nid]["inputs"]["filename_prefix"])
-                                     in loads for nid in _nodes(headless.load_api_workflow(p), "SaveLayerMemory"))]
+    return [p for p in before
+            if any(_saved_memory_file(prefix) in loads
+                   for prefix in _inputs(headless.load_api_workflow(p), "SaveLayerMemory",
+                                         "filename_prefix"))]
 
 
 def _run(server, path: Path, prompt: dict) -> headless.RunResult:
@@ -92,19 +109,22 @@ def _run(server, path: Path, prompt: dict) -> headless.RunResult:
 def _first_run(server, path: Path) -> headless.RunResult:
     if path not in _FIRST_RUNS:
         for before in prerequisites(path):
-            assert _first_run(server, before).ok, f"{_rel(before)}, which {_rel(path)} needs, failed"
+            assert _first_run(server, before).ok, \
+                f"{_rel(before)}, which {_rel(path)} needs, failed"
         _FIRST_RUNS[path] = _run(server, path, _prompt(path))
     return _FIRST_RUNS[path]
 
 
 def test_run_order_lists_every_workflow_after_what_it_loads():
-    assert sorted(API_FILES) == sorted(API_DIR.rglob("*_api.json")), "build_workflows.RUN_ORDER misses a workflow"
+    assert sorted(API_FILES) == sorted(API_DIR.rglob("*_api.json")), \
+        "build_workflows.RUN_ORDER misses a workflow"
     for path in API_FILES:
         prompt = headless.load_api_workflow(path)
         for nid in _nodes(prompt, "LoadLayerMemory"):
             file = prompt[nid]["inputs"]["file"]
-            if file.endswith(" [output]"):
-                assert prerequisites(path), f"{_rel(path)} loads {file!r}, which no earlier workflow in RUN_ORDER saves"
+            if labels.is_output_name(file):
+                assert prerequisites(path), \
+                    f"{_rel(path)} loads {file!r}, which no earlier workflow in RUN_ORDER saves"
 
 
 def _files(folder: Path) -> set[Path]:
@@ -117,9 +137,11 @@ def test_server_has_the_pack_and_serves_the_examples(server):
         assert node_id in info, node_id
         assert info[node_id]["category"] == "layer_memory"
     templates = server.get("/workflow_templates")
-    assert sorted(templates.get(headless.PACK_NAME, [])) == sorted(p.stem for p in UI_FILES), templates
+    assert sorted(templates.get(headless.PACK_NAME, [])) == sorted(p.stem for p in UI_FILES), \
+        templates
     for ui in UI_FILES:
-        r = requests.get(f"{server.url}/api/workflow_templates/{headless.PACK_NAME}/{ui.name}", timeout=30)
+        r = requests.get(f"{server.url}/api/workflow_templates/{headless.PACK_NAME}/{ui.name}",
+                         timeout=30)
         assert r.status_code == 200
         assert r.json() == json.loads(ui.read_text(encoding="utf-8"))
 
@@ -131,7 +153,7 @@ def test_workflow_runs_and_saves_its_images(server, workflow):
     assert result.ok, result.describe_error()
     assert set(result.executed) | set(result.cached) == set(prompt)
     assert not set(result.executed) & set(result.cached)
-    saves = {nid: n["inputs"]["filename_prefix"] for nid, n in prompt.items() if n["class_type"] == "SaveImage"}
+    saves = {nid: prompt[nid]["inputs"]["filename_prefix"] for nid in _nodes(prompt, "SaveImage")}
     assert saves, "the workflow saves no images"
     from PIL import Image
 
@@ -145,39 +167,55 @@ def test_workflow_runs_and_saves_its_images(server, workflow):
             assert im.size == (512, 512)
 
 
-def append_layer(prompt: dict) -> tuple[dict, set[str]]:
-    """The workflow plus one AddLayer on top of its last memory, with its mask, prompt, decode and save."""
-    p = copy.deepcopy(prompt)
+def _top_memory(p: dict) -> str:
+    """The node whose memory no other node takes: the workflow's last memory."""
     makers = {nid for nid, n in p.items() if n["class_type"] in MEMORY_MAKERS}
-    used = {p[nid]["inputs"]["memory"][0] for nid in makers if isinstance(p[nid]["inputs"].get("memory"), list)}
+    used = {p[nid]["inputs"]["memory"][0] for nid in makers
+            if isinstance(p[nid]["inputs"].get("memory"), list)}
     tops = sorted(makers - used)
     assert len(tops) == 1, f"expected one last memory, found {tops}"
-    top = p[tops[0]]
+    return tops[0]
+
+
+def _first(p: dict, class_type: str) -> dict:
+    return next(n for n in p.values() if n["class_type"] == class_type)["inputs"]
+
+
+def append_layer(prompt: dict) -> tuple[dict, set[str]]:
+    """The workflow plus one AddLayer on top of its last memory, with its mask, prompt, decode
+    and save."""
+    p = copy.deepcopy(prompt)
+    top = _top_memory(p)
     # the scene's size: LayerMemory's, or (a loaded memory) the prompts'
     memory = next((n for n in p.values() if n["class_type"] == "LayerMemory"),
                   next(n for n in p.values() if n["class_type"] == headless.TEST_ENCODER))["inputs"]
     width, height = memory["width"], memory["height"]
-    model = top["inputs"]["model"] if "model" in top["inputs"] else next(
-        n["inputs"]["model"] for n in p.values() if n["class_type"] == "AddLayer")
-    vae = next(n for n in p.values() if n["class_type"] == "VAEDecode")["inputs"]["vae"]
-    # reuse the workflow's empty canvas: a new node with the same inputs would itself come from the cache
-    canvas = next(n for n in p.values() if n["class_type"] == "MaskComposite")["inputs"]["destination"]
+    top_inputs = p[top]["inputs"]
+    model = top_inputs["model"] if "model" in top_inputs else _first(p, "AddLayer")["model"]
+    vae = _first(p, "VAEDecode")["vae"]
+    # reuse the workflow's empty canvas: a new node with the same inputs would come from the cache
+    canvas = _first(p, "MaskComposite")["destination"]
     box = (width // 4 + 8, height // 4 + 24)
-    assert all((n["inputs"]["width"], n["inputs"]["height"]) != box for n in p.values() if n["class_type"] == "SolidMask")
+    assert all((p[n]["inputs"]["width"], p[n]["inputs"]["height"]) != box
+               for n in _nodes(p, "SolidMask"))
     first = max(int(k) for k in p) + 100
     ids = [str(first + i) for i in range(6)]
     text, source, composite, layer, decode, save = ids
     p[text] = {"class_type": headless.TEST_ENCODER, "_meta": {"title": "Prompt: balloon"},
-               "inputs": {"text": "a red hot-air balloon drifting low over the plain", "width": width, "height": height}}
-    p[source] = {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": box[0], "height": box[1]}}
-    p[composite] = {"class_type": "MaskComposite", "inputs": {"destination": canvas, "source": [source, 0],
-                                                              "x": width // 2, "y": height // 8, "operation": "add"}}
+               "inputs": {"text": "a red hot-air balloon drifting low over the plain",
+                          "width": width, "height": height}}
+    p[source] = {"class_type": "SolidMask",
+                 "inputs": {"value": 1.0, "width": box[0], "height": box[1]}}
+    p[composite] = {"class_type": "MaskComposite",
+                    "inputs": {"destination": canvas, "source": [source, 0], "x": width // 2,
+                               "y": height // 8, "operation": "add"}}
     p[layer] = {"class_type": "AddLayer", "_meta": {"title": "Add layer: balloon"},
-                "inputs": {"memory": [tops[0], 0], "model": model, "positive": [text, 0],
-                           "mask": [composite, 0], "seed": 7, "use_mqd": True, "grow": 0, "feather": 0,
-                           "unblended_fraction": 0.0, "name": "balloon"}}
+                "inputs": {"memory": [top, 0], "model": model, "positive": [text, 0],
+                           "mask": [composite, 0], "seed": 7, "use_mqd": True, "grow": 0,
+                           "feather": 0, "unblended_fraction": 0.0, "name": "balloon"}}
     p[decode] = {"class_type": "VAEDecode", "inputs": {"samples": [layer, 1], "vae": vae}}
-    p[save] = {"class_type": "SaveImage", "inputs": {"images": [decode, 0], "filename_prefix": "e2e_appended/balloon"}}
+    p[save] = {"class_type": "SaveImage",
+               "inputs": {"images": [decode, 0], "filename_prefix": "e2e_appended/balloon"}}
     return p, set(ids)
 
 
@@ -185,7 +223,7 @@ def test_appended_layer_runs_only_the_new_nodes(server, workflow):
     path = workflow
     prompt = _prompt(path)
     assert _first_run(server, path).ok
-    if _LAST_RUN != [path]:  # another workflow ran since: ComfyUI's cache no longer holds this one's nodes
+    if _LAST_RUN != [path]:  # another workflow ran since: the cache holds not this one's nodes
         assert _run(server, path, prompt).ok
     before = _files(server.output_dir)
 
@@ -198,9 +236,9 @@ def test_appended_layer_runs_only_the_new_nodes(server, workflow):
     bigger, new_ids = append_layer(prompt)
     result = _run(server, path, bigger)
     assert result.ok, result.describe_error()
-    # the server's own messages: websocket 'executing' events and the 'execution_cached' list in /history
-    assert set(result.executed) == new_ids, \
-        f"ran {sorted(result.executed, key=int)}, expected only the new nodes {sorted(new_ids, key=int)}"
+    # the server's own messages: websocket 'executing' events, 'execution_cached' in /history
+    assert set(result.executed) == new_ids, (f"ran {sorted(result.executed, key=int)}, expected "
+                                             f"only the new nodes {sorted(new_ids, key=int)}")
     assert set(result.cached) == set(prompt)
     cached_messages = [m for m in result.messages if m[0] == "execution_cached"]
     assert len(cached_messages) == 1 and set(cached_messages[0][1]["nodes"]) == set(prompt)
@@ -216,14 +254,71 @@ def _image_of(server, result: headless.RunResult, save_id: str) -> Path:
 
 def _saver_of(prompt: dict, source: str, output: int) -> str:
     """The SaveImage that decodes output `output` of node `source` (through one VAEDecode)."""
-    decodes = [nid for nid in _nodes(prompt, "VAEDecode") if prompt[nid]["inputs"]["samples"] == [source, output]]
-    saves = [nid for nid in _nodes(prompt, "SaveImage") if prompt[nid]["inputs"]["images"][0] in decodes]
+    decodes = [nid for nid in _nodes(prompt, "VAEDecode")
+               if prompt[nid]["inputs"]["samples"] == [source, output]]
+    saves = [nid for nid in _nodes(prompt, "SaveImage")
+             if prompt[nid]["inputs"]["images"][0] in decodes]
     assert len(saves) == 1, (source, saves)
     return saves[0]
 
 
+def _saved_layers(p1: dict, r1: headless.RunResult, p2: dict, server) -> int:
+    """The first workflow saved the memory under the name the second loads; its layer count."""
+    (save_memory,) = _nodes(p1, "SaveLayerMemory")
+    (load,) = _nodes(p2, "LoadLayerMemory")
+    file = p2[load]["inputs"]["file"]
+    saved_text = r1.outputs[save_memory]["text"][0]
+    relative = labels.output_path(file)
+    assert saved_text.startswith(f"Saved {relative} in the output folder: "), saved_text
+    assert (server.output_dir / relative).is_file()
+    saved_layers = int(re.search(r": (\d+) layers", saved_text).group(1))
+    assert saved_layers == 3, saved_text  # background, cheetah, lion: the leopard was deleted
+    return saved_layers
+
+
+def _same_picture(server, r1, p1: dict, r2, p2: dict) -> None:
+    """The loaded scene is the first workflow's last picture, pixel for pixel."""
+    from PIL import Image
+
+    (delete,) = _nodes(p1, "DeleteLayer")
+    (load,) = _nodes(p2, "LoadLayerMemory")
+    with Image.open(_image_of(server, r1, _saver_of(p1, delete, 1))) as a, \
+            Image.open(_image_of(server, r2, _saver_of(p2, load, 1))) as b:
+        assert a.size == b.size == (512, 512) and a.tobytes() == b.tobytes(), \
+            "the loaded memory decodes differently"
+
+
+def _new_layer_listed_and_saved(server, p1, r1, p2, r2, saved_layers: int) -> None:
+    """ListLayers' table (ui text in /history), PreviewLayers' images (outlined + one per layer),
+    and the new layer's image."""
+    from PIL import Image
+
+    (add,) = _nodes(p2, "AddLayer")
+    (table,) = _nodes(p2, "ListLayers")
+    rows = r2.outputs[table]["text"][0].splitlines()[2:]
+    assert len(rows) == saved_layers + 1, rows
+    assert [r.split(" | ")[1] for r in rows] == \
+        ["background", "cheetah", "lion", p2[add]["inputs"]["name"]], rows
+    (preview,) = _nodes(p2, "PreviewLayers")
+    assert len(r2.outputs[preview]["images"]) == 1 + saved_layers + 1
+    (preview1,) = _nodes(p1, "PreviewLayers")
+    assert len(r1.outputs[preview1]["images"]) == 1 + saved_layers
+
+    saver = _saver_of(p2, add, 1)
+    new_image = _image_of(server, r2, saver)
+    assert new_image in r2.images and new_image.is_file()
+    assert str(new_image.relative_to(server.output_dir)).startswith(
+        p2[saver]["inputs"]["filename_prefix"])
+    (load,) = _nodes(p2, "LoadLayerMemory")
+    with Image.open(new_image) as im, \
+            Image.open(_image_of(server, r2, _saver_of(p2, load, 1))) as loaded:
+        assert im.size == (512, 512) and im.tobytes() != loaded.tobytes(), \
+            "the new layer changed nothing"
+
+
 def test_second_workflow_continues_the_scene_the_first_saved(server):
-    """continue_scene loads the file layered_scene's SaveLayerMemory wrote, adds one layer and saves its image."""
+    """continue_scene loads the file layered_scene's SaveLayerMemory wrote, adds one layer and
+    saves its image."""
     first, second = API_DIR / "layered_scene_api.json", API_DIR / "continue_scene_api.json"
     assert API_FILES.index(first) < API_FILES.index(second) and prerequisites(second) == [first]
     p1, p2 = _prompt(first), _prompt(second)
@@ -231,40 +326,8 @@ def test_second_workflow_continues_the_scene_the_first_saved(server):
     r2 = _first_run(server, second)
     assert r1.ok, r1.describe_error()
     assert r2.ok, r2.describe_error()
-    from PIL import Image
-
-    # the first workflow saved the memory under the name the second loads
-    (save_memory,) = _nodes(p1, "SaveLayerMemory")
+    saved_layers = _saved_layers(p1, r1, p2, server)
     (load,) = _nodes(p2, "LoadLayerMemory")
-    file = p2[load]["inputs"]["file"]
-    saved_text = r1.outputs[save_memory]["text"][0]
-    relative = file.removesuffix(" [output]")
-    assert saved_text.startswith(f"Saved {relative} in the output folder: "), saved_text
-    assert (server.output_dir / relative).is_file()
-    saved_layers = int(re.search(r": (\d+) layers", saved_text).group(1))
-    assert saved_layers == 3, saved_text  # background, cheetah, lion: the leopard was deleted
     assert load in r2.executed, "LoadLayerMemory did not run"
-
-    # the loaded scene is the first workflow's last picture, pixel for pixel
-    (delete,) = _nodes(p1, "DeleteLayer")
-    with Image.open(_image_of(server, r1, _saver_of(p1, delete, 1))) as a, \
-            Image.open(_image_of(server, r2, _saver_of(p2, load, 1))) as b:
-        assert a.size == b.size == (512, 512) and a.tobytes() == b.tobytes(), "the loaded memory decodes differently"
-
-    # one more layer: ListLayers' table (ui text in /history), PreviewLayers' images (outlined + one per layer)
-    (add,) = _nodes(p2, "AddLayer")
-    (table,) = _nodes(p2, "ListLayers")
-    rows = r2.outputs[table]["text"][0].splitlines()[2:]
-    assert len(rows) == saved_layers + 1, rows
-    assert [r.split(" | ")[1] for r in rows] == ["background", "cheetah", "lion", p2[add]["inputs"]["name"]], rows
-    (preview,) = _nodes(p2, "PreviewLayers")
-    assert len(r2.outputs[preview]["images"]) == 1 + saved_layers + 1
-    (preview1,) = _nodes(p1, "PreviewLayers")
-    assert len(r1.outputs[preview1]["images"]) == 1 + saved_layers
-
-    # and wrote the new layer's image
-    new_image = _image_of(server, r2, _saver_of(p2, add, 1))
-    assert new_image in r2.images and new_image.is_file()
-    assert str(new_image.relative_to(server.output_dir)).startswith(p2[_saver_of(p2, add, 1)]["inputs"]["filename_prefix"])
-    with Image.open(new_image) as im, Image.open(_image_of(server, r2, _saver_of(p2, load, 1))) as loaded:
-        assert im.size == (512, 512) and im.tobytes() != loaded.tobytes(), "the new layer changed nothing"
+    _same_picture(server, r1, p1, r2, p2)
+    _new_layer_listed_and_saved(server, p1, r1, p2, r2, saved_layers)

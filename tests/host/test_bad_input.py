@@ -105,11 +105,11 @@ def test_load_pixart_refuses_missing_and_foreign_files(host, tmp_path):
     from safetensors.torch import save_file
 
     N = host.nodes.NODE_CLASS_MAPPINGS
-    _refused(host, N["LoadPixArt"].execute, "missing.safetensors", "none (encode with another loader)", "taesd", "default",
+    _refused(host, N["LoadPixArt"].execute, "missing.safetensors", host.labels.NO_TEXT_ENCODER, "taesd", "default",
              match="not found", input_name="unet_name")
     folder = host.folder_paths.get_folder_paths("diffusion_models")[0]
     save_file({"weight": torch.zeros(2, 2)}, f"{folder}/not_a_model.safetensors")
-    _refused(host, N["LoadPixArt"].execute, "not_a_model.safetensors", "none (encode with another loader)", "taesd", "default",
+    _refused(host, N["LoadPixArt"].execute, "not_a_model.safetensors", host.labels.NO_TEXT_ENCODER, "taesd", "default",
              match="could not read", input_name="unet_name")
 
 

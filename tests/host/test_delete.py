@@ -12,7 +12,10 @@ def test_delete_middle_layer(host, alpha, three_layers):
     new = host.layer_ops.delete_layer(memory, alpha, "object 2", regenerate_fraction=0.67, seed=0, grow_pixels=2)
     assert [l.name for l in new.layers] == ["background", "object 1", "object 3"]
     old_top, new_top = memory.top.trajectory, new.top.trajectory
-    outside = ~region
+    # changed: the healed region, and the deleted layer's support wherever a newer mask does not fully hide it
+    # (its soft rim blended (1 - m) of the deleted layer in)
+    hidden = memory.layers[3].latent_mask >= 1
+    outside = ~region & ~((memory.layers[2].latent_mask > 0) & ~hidden)
     assert torch.equal(new_top.x[..., outside], old_top.x[..., outside])
     assert torch.equal(new_top.final[..., outside], old_top.final[..., outside])
     # the region starts from the composite before the layer at the start step

@@ -1,4 +1,5 @@
-"""Issue 5: look into a layered scene. LayerMemoryHistory (undo), RenameLayer, PreviewLayers in the real ComfyUI."""
+"""Issue 5: look into a layered scene: LayerMemoryHistory (undo), RenameLayer, PreviewLayers, in
+the real ComfyUI."""
 import importlib
 import os
 
@@ -21,7 +22,8 @@ def preview(host):
 
 @pytest.fixture(scope="module")
 def temp_dir(host, tmp_path_factory):
-    """PreviewImage writes into ComfyUI's temp folder: point it at a test folder (never into ~/ComfyUI)."""
+    """PreviewImage writes into ComfyUI's temp folder: point it at a test folder (never into
+    ~/ComfyUI)."""
     fp = host.folder_paths
     before = fp.get_temp_directory()
     d = tmp_path_factory.mktemp("comfy_temp")
@@ -35,7 +37,7 @@ def vae(host):
     return host.nodes.VAELoader().load_vae("taesd")[0]
 
 
-# ------------------------------------------------------------------------------------------- history
+# ----------------------------------------------------------------------------------- history
 
 def test_history_gives_each_stored_composite_and_the_truncated_memory(N, three_layers):
     memory = three_layers[-1]
@@ -43,8 +45,10 @@ def test_history_gives_each_stored_composite_and_the_truncated_memory(N, three_l
     for k in range(len(memory.layers)):
         kept, latent = N["LayerMemoryHistory"].execute(memory, str(k)).result
         assert torch.equal(latent["samples"], memory.composite_latent(k)["samples"])
-        assert kept.layers == memory.layers[:k + 1], "the same layer objects: nothing recomputed or copied"
-        assert scenes.memory_digest(kept) == scenes.memory_digest(three_layers[k]), "undo == the memory at that time"
+        assert kept.layers == memory.layers[:k + 1], \
+            "the same layer objects: nothing recomputed or copied"
+        assert scenes.memory_digest(kept) == scenes.memory_digest(three_layers[k]), \
+            "undo == the memory at that time"
     by_name = N["LayerMemoryHistory"].execute(memory, "object 2").result[0]
     undo_top = N["LayerMemoryHistory"].execute(memory, "-2").result[0]
     assert len(by_name.layers) == 3 and len(undo_top.layers) == 3
@@ -53,7 +57,8 @@ def test_history_gives_each_stored_composite_and_the_truncated_memory(N, three_l
 
 
 def test_history_refuses_what_is_not_there(host, N, three_layers):
-    for spec, reason in (("4", "out of range"), ("-5", "out of range"), ("dog", "no layer is named")):
+    refused = (("4", "out of range"), ("-5", "out of range"), ("dog", "no layer is named"))
+    for spec, reason in refused:
         with pytest.raises(host.errors.LayerMemoryError, match=reason):
             N["LayerMemoryHistory"].execute(three_layers[-1], spec)
     with pytest.raises(host.errors.LayerMemoryError, match="expected a LAYER_MEMORY"):
@@ -61,18 +66,20 @@ def test_history_refuses_what_is_not_there(host, N, three_layers):
 
 
 def test_adding_after_undo_is_like_adding_then(host, N, alpha, three_layers):
-    """Undo back to layer 1, add there: identical to adding to the memory as it was after layer 1."""
+    """Undo back to layer 1, add there: identical to adding to the memory as it was after
+    layer 1."""
     memory = three_layers[-1]
     digest = scenes.memory_digest(memory)
     undone = N["LayerMemoryHistory"].execute(memory, "1").result[0]
     mask = scenes.box_mask(512, 0.6, 0.6, 0.95, 0.95)
     a = N["AddLayer"].execute(undone, alpha, scenes.cond(90), mask, 9, name="redo").result[0]
-    b = N["AddLayer"].execute(three_layers[1], alpha, scenes.cond(90), mask, 9, name="redo").result[0]
+    b = N["AddLayer"].execute(three_layers[1], alpha, scenes.cond(90), mask, 9,
+                              name="redo").result[0]
     assert scenes.memory_digest(a) == scenes.memory_digest(b)
     assert len(a.layers) == 3 and scenes.memory_digest(memory) == digest
 
 
-# -------------------------------------------------------------------------------------------- rename
+# ------------------------------------------------------------------------------------ rename
 
 def test_rename_by_index_or_name_and_use_the_name(host, N, alpha, three_layers):
     memory = three_layers[-1]
@@ -89,18 +96,21 @@ def test_rename_by_index_or_name_and_use_the_name(host, N, alpha, three_layers):
     # the new name works in DeleteLayer (top layer: no sampling) and in the history
     by_name = N["DeleteLayer"].execute(again, alpha, "red car", 0.4, 0, 2).result[0]
     by_index = N["DeleteLayer"].execute(again, alpha, "-1", 0.4, 0, 2).result[0]
-    assert scenes.memory_digest(by_name) == scenes.memory_digest(by_index) and len(by_name.layers) == 3
+    assert scenes.memory_digest(by_name) == scenes.memory_digest(by_index)
+    assert len(by_name.layers) == 3
     assert len(N["LayerMemoryHistory"].execute(again, "sky").result[0].layers) == 2
-    for bad, reason in (("", "empty"), ("  ", "empty"), ("3", "is a number"), ("-1", "is a number")):
+    refused = (("", "empty"), ("  ", "empty"), ("3", "is a number"), ("-1", "is a number"))
+    for bad, reason in refused:
         with pytest.raises(host.errors.LayerMemoryError, match=reason):
             N["RenameLayer"].execute(memory, "1", bad)
     with pytest.raises(host.errors.LayerMemoryError, match="no layer is named"):
         N["RenameLayer"].execute(memory, "cat", "dog")
     assert scenes.memory_digest(memory) == digest
-    assert [layer.name for layer in memory.layers] == ["background", "object 1", "object 2", "object 3"]
+    assert [layer.name for layer in memory.layers] == \
+        ["background", "object 1", "object 2", "object 3"]
 
 
-# ------------------------------------------------------------------------------------------- preview
+# ----------------------------------------------------------------------------------- preview
 
 def test_outline_and_palette(preview):
     r = torch.zeros(32, 32, dtype=torch.bool)
@@ -125,11 +135,14 @@ def test_annotate_draws_only_outlines_and_labels(preview):
     assert torch.equal(image, before), "the input image is not written to"
     assert out.shape == (128, 128, 3) and out.dtype == torch.float32
     c0, c1 = (torch.tensor(c) / 255.0 for c in preview.palette(2))
-    assert torch.allclose(out[40, 16], c0, atol=1 / 255) and torch.allclose(out[90, 119], c1, atol=1 / 255)
+    assert torch.allclose(out[40, 16], c0, atol=1 / 255)
+    assert torch.allclose(out[90, 119], c1, atol=1 / 255)
     inside = out[40:50, 40:50]
-    assert torch.allclose(inside, torch.full_like(inside, 0.5), atol=1 / 255), "inside a region nothing is drawn"
+    assert torch.allclose(inside, torch.full_like(inside, 0.5), atol=1 / 255), \
+        "inside a region nothing is drawn"
     label = out[16 + 2:16 + 10, 16 + 2:16 + 10]
-    assert (label - c0).abs().sum(-1).lt(0.02).any() and (label - c0).abs().sum(-1).gt(0.5).any(), "a number on a tag"
+    off_c0 = (label - c0).abs().sum(-1)
+    assert off_c0.lt(0.02).any() and off_c0.gt(0.5).any(), "a number on a tag"
     far = out[120:, :8]
     assert torch.allclose(far, torch.full_like(far, 0.5), atol=1 / 255)
 
@@ -143,7 +156,8 @@ def test_preview_node(host, N, three_layers, vae, temp_dir, preview):
     for k in (0, 3):  # the same code path for every k; VAE decoding is the slow part of this test
         expected = host.nodes.VAEDecode().decode(vae, memory.composite_latent(k))[0]
         # decoded as one batch here, one by one by VAEDecode: CPU kernels differ in the last bits
-        assert torch.allclose(per_layer[k], expected[0], atol=1e-4), f"per_layer[{k}] is the composite after layer {k}"
+        assert torch.allclose(per_layer[k], expected[0], atol=1e-4), \
+            f"per_layer[{k}] is the composite after layer {k}"
     lw = preview.default_line_width(512, 512)
     for k, layer in enumerate(memory.layers[1:]):
         border = preview.outline(preview.region(layer.latent_mask, (512, 512)), lw)
@@ -153,14 +167,17 @@ def test_preview_node(host, N, three_layers, vae, temp_dir, preview):
             newer |= preview.outline(preview.region(later.latent_mask, (512, 512)), lw)
         own = border & ~newer
         hit = (outlined[0][own] - colour).abs().max(-1).values <= 1 / 255 + 1e-6
-        assert own.any() and hit.float().mean() > 0.9, "outlined in its colour (number tags may cover a little)"
+        assert own.any() and hit.float().mean() > 0.9, \
+            "outlined in its colour (number tags may cover a little)"
     far = torch.ones(512, 512, dtype=torch.bool)
     for layer in memory.layers[1:]:
         grown = torch.nn.functional.max_pool2d(layer.latent_mask[None, None], 9, 1, 4)[0, 0]
         far &= ~preview.region(grown, (512, 512))
     assert far.any() and torch.allclose(outlined[0][far], per_layer[-1][far], atol=1 / 255 + 1e-6)
     images = out.ui.as_dict()["images"]
-    assert len(images) == 5 and all(os.path.isfile(os.path.join(temp_dir, i["subfolder"], i["filename"])) for i in images)
+    assert len(images) == 5
+    assert all(os.path.isfile(os.path.join(temp_dir, i["subfolder"], i["filename"]))
+               for i in images)
     assert scenes.memory_digest(memory) == digest
 
 
@@ -183,7 +200,9 @@ def test_preview_of_a_background_only_memory(N, background, vae, temp_dir):
 
 
 def test_new_nodes_are_registered_with_tooltips(host):
-    for node_id in ("SaveLayerMemory", "LoadLayerMemory", "LayerMemoryHistory", "RenameLayer", "PreviewLayers"):
+    new_nodes = ("SaveLayerMemory", "LoadLayerMemory", "LayerMemoryHistory", "RenameLayer",
+                 "PreviewLayers")
+    for node_id in new_nodes:
         cls = host.nodes.NODE_CLASS_MAPPINGS[node_id]
         info = cls.INPUT_TYPES()
         for group in ("required", "optional"):

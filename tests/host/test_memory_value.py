@@ -3,6 +3,8 @@
 import pytest
 import scenes
 import torch
+from executor import cached_nodes, cached_output, classic_executor
+from random_models import ALPHA_512
 
 pytestmark = pytest.mark.host
 
@@ -10,10 +12,13 @@ pytestmark = pytest.mark.host
 def test_layer_contents(three_layers):
     memory = three_layers[-1]
     bg = memory.layers[0]
-    assert bg.latent_mask.eq(1).all() and bg.token_mask.all(), "layer 0 is the background with a full mask"
+    assert bg.latent_mask.eq(1).all() and bg.token_mask.all(), \
+        "layer 0 is the background with a full mask"
     for layer in memory.layers:
-        assert layer.positive.embedding.shape[-1] == 4096 and layer.negative.embedding.shape[-1] == 4096
-        assert dict(layer.positive.extras) == {"width": 512, "height": 512}, "PixArt-alpha size conditions kept"
+        assert layer.positive.embedding.shape[-1] == 4096
+        assert layer.negative.embedding.shape[-1] == 4096
+        assert dict(layer.positive.extras) == {"width": 512, "height": 512}, \
+            "PixArt-alpha size conditions kept"
         assert layer.latent_mask.shape == (64, 64) and layer.token_mask.shape == (32, 32)
         t = layer.trajectory
         assert t.calls == memory.schedule.steps, "one model call per step for dpmpp_2m"
@@ -35,66 +40,63 @@ def test_nodes_leave_their_input_bit_identical(host, alpha, three_layers):
     N["ListLayers"].execute(memory)
     N["BCGBlend"].execute(alpha, memory, mask, 0, 0)
     assert scenes.memory_digest(memory) == digest
-    assert len(memory.layers) == 3 and len(a.layers) == 4 and len(b.layers) == 4 and len(d.layers) == 2
+    assert [len(m.layers) for m in (memory, a, b, d)] == [3, 4, 4, 2]
     assert a is not memory and b is not memory and d is not memory
 
 
-class _Sink:
-    """Where PromptExecutor sends its progress messages (the server's websocket in production)."""
-    client_id = None
-    last_node_id = None
+class LayerMemTestCond:
+    """Random T5-shaped conditioning: the real T5-XXL does not fit a CPU test."""
+    RETURN_TYPES = ("CONDITIONING",)
+    FUNCTION = "make"
+    CATEGORY = "testing"
 
-    def send_sync(self, event, data, sid=None):
-        pass
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"seed": ("INT", {"default": 0})}}
+
+    def make(self, seed):
+        return (scenes.cond(seed),)
+
+
+def _two_branch_graph(host):
+    """LoadPixArt -> LayerMemory, listed alone, and two AddLayer branches on that one memory."""
+    from comfy_execution.graph_utils import GraphBuilder
+
+    host.nodes.NODE_CLASS_MAPPINGS.setdefault("LayerMemTestCond", LayerMemTestCond)
+    g = GraphBuilder()
+    loader = g.node("LoadPixArt", unet_name=ALPHA_512.filename,
+                    text_encoder=host.labels.NO_TEXT_ENCODER, vae_name="taesd",
+                    weight_dtype="default")
+    pos, neg = g.node("LayerMemTestCond", seed=1), g.node("LayerMemTestCond", seed=2)
+    start = g.node("LayerMemory", model=loader.out(0), positive=pos.out(0), negative=neg.out(0),
+                   width=512, height=512, seed=3, steps=2, cfg=4.5, sampler_name="euler",
+                   scheduler="normal", name="background")
+    canvas = g.node("SolidMask", value=0.0, width=512, height=512)
+    box = g.node("SolidMask", value=1.0, width=128, height=128)
+    mask = g.node("MaskComposite", destination=canvas.out(0), source=box.out(0), x=64, y=64,
+                  operation="add")
+    branches = []
+    for s in (5, 6):
+        add = g.node("AddLayer", memory=start.out(0), model=loader.out(0),
+                     positive=g.node("LayerMemTestCond", seed=s).out(0), mask=mask.out(0), seed=s,
+                     use_mqd=True, grow=0, feather=0, unblended_fraction=0.0)
+        branches.append(g.node("ListLayers", memory=add.out(0)))
+    listing = g.node("ListLayers", memory=start.out(0))
+    return g.finalize(), start.id, listing.id, [b.id for b in branches]
 
 
 def test_two_branches_from_one_memory_in_one_graph(host):
     """ComfyUI's real executor hands the same cached memory object to two AddLayer branches."""
-    import execution
-    from comfy_execution.graph_utils import GraphBuilder
-
-    nodes = host.nodes
-    if "LayerMemTestCond" not in nodes.NODE_CLASS_MAPPINGS:
-        class LayerMemTestCond:
-            """Random T5-shaped conditioning: the real T5-XXL does not fit a CPU test."""
-            RETURN_TYPES = ("CONDITIONING",)
-            FUNCTION = "make"
-            CATEGORY = "testing"
-
-            @classmethod
-            def INPUT_TYPES(cls):
-                return {"required": {"seed": ("INT", {"default": 0})}}
-
-            def make(self, seed):
-                return (scenes.cond(seed),)
-
-        nodes.NODE_CLASS_MAPPINGS["LayerMemTestCond"] = LayerMemTestCond
-
-    g = GraphBuilder()
-    loader = g.node("LoadPixArt", unet_name="random_pixart_alpha_512.safetensors",
-                    text_encoder="none (encode with another loader)", vae_name="taesd", weight_dtype="default")
-    pos, neg = g.node("LayerMemTestCond", seed=1), g.node("LayerMemTestCond", seed=2)
-    start = g.node("LayerMemory", model=loader.out(0), positive=pos.out(0), negative=neg.out(0), width=512, height=512,
-                   seed=3, steps=2, cfg=4.5, sampler_name="euler", scheduler="normal", name="background")
-    canvas = g.node("SolidMask", value=0.0, width=512, height=512)
-    box = g.node("SolidMask", value=1.0, width=128, height=128)
-    mask = g.node("MaskComposite", destination=canvas.out(0), source=box.out(0), x=64, y=64, operation="add")
-    branches = []
-    for s in (5, 6):
-        add = g.node("AddLayer", memory=start.out(0), model=loader.out(0), positive=g.node("LayerMemTestCond", seed=s).out(0),
-                     mask=mask.out(0), seed=s, use_mqd=True, grow=0, feather=0, unblended_fraction=0.0)
-        branches.append(g.node("ListLayers", memory=add.out(0)))
-    listing = g.node("ListLayers", memory=start.out(0))
-    prompt = g.finalize()
-    executor = execution.PromptExecutor(_Sink(), cache_type=execution.CacheType.CLASSIC)
-    executor.execute(prompt, "start-only", {}, [listing.id])
+    prompt, start, listing, branches = _two_branch_graph(host)
+    executor = classic_executor()
+    executor.execute(prompt, "start-only", {}, [listing])
     assert executor.success, executor.status_messages
-    memory = executor.caches.outputs.get(start.id)[0][0]  # outputs[index][batch]
+    memory = cached_output(executor, start)
     digest = scenes.memory_digest(memory)
 
-    executor.execute(prompt, "branches", {}, [b.id for b in branches])
+    executor.execute(prompt, "branches", {}, branches)
     assert executor.success, executor.status_messages
-    cached = [d["nodes"] for e, d in executor.status_messages if e == "execution_cached"][0]
-    assert start.id in cached, "the memory came from ComfyUI's cache, the same object for both branches"
-    assert executor.caches.outputs.get(start.id)[0][0] is memory
+    assert start in cached_nodes(executor), \
+        "the memory came from ComfyUI's cache, the same object for both branches"
+    assert cached_output(executor, start) is memory
     assert scenes.memory_digest(memory) == digest and len(memory.layers) == 1

@@ -1,11 +1,19 @@
 """The pack loads in the real ComfyUI with its nodes, and a whole scene runs through them."""
 import pytest
 import scenes
+from random_models import ALPHA_512
 
 pytestmark = pytest.mark.host
 
-NODE_IDS = ["LoadPixArt", "LayerMemory", "AddLayer", "BCGBlend", "DeleteLayer", "ListLayers", "PreviewLayers",
-            "LayerMemoryHistory", "RenameLayer", "SaveLayerMemory", "LoadLayerMemory"]
+NODE_IDS = ["LoadPixArt", "LayerMemory", "AddLayer", "BCGBlend", "DeleteLayer", "ListLayers",
+            "PreviewLayers", "LayerMemoryHistory", "RenameLayer", "SaveLayerMemory",
+            "LoadLayerMemory"]
+
+
+def _load_pixart(host):
+    """LoadPixArt with the random PixArt-alpha 512, no text encoder and TAESD."""
+    node = host.nodes.NODE_CLASS_MAPPINGS["LoadPixArt"]
+    return node.execute(ALPHA_512.filename, host.labels.NO_TEXT_ENCODER, "taesd", "default")
 
 
 def test_nodes_registered_with_tooltips(host):
@@ -21,9 +29,7 @@ def test_nodes_registered_with_tooltips(host):
 
 
 def test_load_pixart_through_comfy_loaders(host):
-    node = host.nodes.NODE_CLASS_MAPPINGS["LoadPixArt"]
-    out = node.execute("random_pixart_alpha_512.safetensors", "none (encode with another loader)", "taesd", "default")
-    model, clip, vae = out.result
+    model, clip, vae = _load_pixart(host).result
     assert type(model.model.diffusion_model).__name__ == "PixArtMS"
     assert clip is None
     assert vae is not None
@@ -31,11 +37,12 @@ def test_load_pixart_through_comfy_loaders(host):
 
 def test_scene_through_nodes(host):
     N = host.nodes.NODE_CLASS_MAPPINGS
-    loaded = N["LoadPixArt"].execute("random_pixart_alpha_512.safetensors", "none (encode with another loader)", "taesd", "default")
-    model = loaded.result[0]
-    memory, latent = N["LayerMemory"].execute(model, scenes.cond(1), scenes.negative(), 512, 512, 0, 2, 4.5, "euler", "normal").result
+    model = _load_pixart(host).result[0]
+    memory, latent = N["LayerMemory"].execute(model, scenes.cond(1), scenes.negative(), 512, 512, 0,
+                                              2, 4.5, "euler", "normal").result
     assert latent["samples"].shape == (1, 4, 64, 64)
-    memory2, latent2 = N["AddLayer"].execute(memory, model, scenes.cond(2), scenes.box_mask(512, 0.2, 0.2, 0.6, 0.6), 5).result
+    mask = scenes.box_mask(512, 0.2, 0.2, 0.6, 0.6)
+    memory2, latent2 = N["AddLayer"].execute(memory, model, scenes.cond(2), mask, 5).result
     assert len(memory2.layers) == 2 and len(memory.layers) == 1
     text = N["ListLayers"].execute(memory2).result[0]
     assert "layer 1" in text and "background" in text

@@ -176,7 +176,7 @@ def _bad_files(good: bytes, model_path: str) -> dict:
         "corrupt": (bytes(torch.randint(0, 256, (4096,), generator=gen, dtype=torch.uint8).tolist()), "not a safetensors file"),
         "corrupt header": (good[:8] + b"\x00\xff" + good[10:], "not a safetensors file"),
         "model file": (model, "not a layer-memory file"),
-        "newer version": (rebuilt(edit_meta=lambda m: m.update(format_version="3")), "format version 3, newer than"),
+        "newer version": (rebuilt(edit_meta=lambda m: m.update(format_version="4")), "format version 4, newer than"),
         "missing metadata key": (rebuilt(lambda d: d["schedule"].pop("cfg")), r"layer_memory\.schedule\.cfg is missing"),
         "missing layer key": (rebuilt(lambda d: d["layers"][2].pop("token_mask")), r"layers\[2\]\.token_mask is missing"),
         "missing tensor": (rebuilt(edit_tensors=lambda t: t.pop("layers.3.trajectory.final")),

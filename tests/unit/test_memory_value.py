@@ -2,7 +2,13 @@
 import pytest
 import torch
 from comfyui_layer_memory.layermem_core.errors import LayerMemoryError
-from comfyui_layer_memory.layermem_core.memory import Conditioning, Layer, LayerMemory, ModelFingerprint, Schedule
+from comfyui_layer_memory.layermem_core.memory import (
+    Conditioning,
+    Layer,
+    LayerMemory,
+    ModelFingerprint,
+    Schedule,
+)
 from comfyui_layer_memory.layermem_core.trajectory import Trajectory
 
 
@@ -13,13 +19,15 @@ def _trajectory(calls=3, fill=0.0):
 
 def _layer(name, fill):
     c = Conditioning(torch.zeros(1, 2, 4096), (("height", 64), ("width", 64)))
-    return Layer(name, c, c, 0, torch.ones(8, 8), torch.ones(4, 4, dtype=torch.bool), _trajectory(fill=fill))
+    token_mask = torch.ones(4, 4, dtype=torch.bool)
+    return Layer(name, c, c, 0, torch.ones(8, 8), token_mask, _trajectory(fill=fill))
 
 
 def _memory(n=3):
     fp = ModelFingerprint("pixart_alpha", 1, True, 4, (1.0,))
     sched = Schedule(torch.linspace(10, 0, 4), "euler", "normal", 3, 4.5)
-    return LayerMemory(fp, sched, (4, 8, 8), 0.18215, tuple(_layer(f"l{i}", float(i)) for i in range(n)))
+    layers = tuple(_layer(f"l{i}", float(i)) for i in range(n))
+    return LayerMemory(fp, sched, (4, 8, 8), 0.18215, layers)
 
 
 def test_resolve_by_index_name_and_negative():
@@ -61,8 +69,10 @@ def test_trajectory_region_replacement():
 def test_fingerprint_mismatch_reasons():
     fp = ModelFingerprint("pixart_alpha", 28, True, 4, (100.0, 3.0, -2.0))
     assert fp.mismatch(fp) is None
-    assert "image_model" in fp.mismatch(ModelFingerprint("pixart_sigma", 28, False, 4, (100.0, 3.0, -2.0)))
-    assert "weights" in fp.mismatch(ModelFingerprint("pixart_alpha", 28, True, 4, (100.0, 3.5, -2.0)))
+    sigma = ModelFingerprint("pixart_sigma", 28, False, 4, (100.0, 3.0, -2.0))
+    assert "image_model" in fp.mismatch(sigma)
+    other_weights = ModelFingerprint("pixart_alpha", 28, True, 4, (100.0, 3.5, -2.0))
+    assert "weights" in fp.mismatch(other_weights)
     assert fp.mismatch(ModelFingerprint("pixart_alpha", 28, True, 4, (100.0001, 3.0, -2.0))) is None
 
 
@@ -70,6 +80,8 @@ def test_conditioning_checks():
     with pytest.raises(LayerMemoryError, match="T5-XXL"):
         Conditioning.from_comfy([[torch.zeros(1, 77, 768), {}]], "positive")
     with pytest.raises(LayerMemoryError, match="exactly one prompt"):
-        Conditioning.from_comfy([[torch.zeros(1, 3, 4096), {}], [torch.zeros(1, 3, 4096), {}]], "positive")
-    c = Conditioning.from_comfy([[torch.ones(1, 3, 4096), {"width": 512, "height": 512, "pooled_output": None}]], "positive")
+        Conditioning.from_comfy([[torch.zeros(1, 3, 4096), {}], [torch.zeros(1, 3, 4096), {}]],
+                                "positive")
+    extras = {"width": 512, "height": 512, "pooled_output": None}
+    c = Conditioning.from_comfy([[torch.ones(1, 3, 4096), extras]], "positive")
     assert dict(c.extras) == {"width": 512, "height": 512}

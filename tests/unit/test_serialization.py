@@ -7,26 +7,13 @@ import safetensors.torch
 import torch
 from comfyui_layer_memory.layermem_core import serialization as ser
 from comfyui_layer_memory.layermem_core.errors import LayerMemoryError
-from comfyui_layer_memory.layermem_core.memory import Conditioning, Layer, LayerMemory, ModelFingerprint, Schedule
+from comfyui_layer_memory.layermem_core.memory import Conditioning, Layer, LayerMemory
 from comfyui_layer_memory.layermem_core.trajectory import Trajectory
-from memory_files import rewrite
+from memory_files import claiming_2_gib, rewrite, small_memory
 
 
 def _memory(n=3, calls=3, h=8, w=8):
-    g = torch.Generator().manual_seed(0)
-    neg = Conditioning(torch.randn(1, 1, 4096, generator=g), (("height", 64), ("width", 64)))
-    sigmas = torch.linspace(10, 0.1, calls, dtype=torch.float64)
-    layers = []
-    for i in range(n):
-        mask = torch.ones(h, w) if i == 0 else (torch.rand(h, w, generator=g) > 0.5).float()
-        traj = Trajectory(sigmas, torch.arange(calls), torch.randn(calls, 4, h, w, generator=g),
-                          torch.randn(4, h, w, generator=g))
-        pos = Conditioning(torch.randn(1, 2 + i, 4096, generator=g), (("flag", True), ("height", 64), ("ratio", 0.5)))
-        layers.append(Layer(f"l{i}", pos, neg, 2 ** 64 - 1 - i, mask, torch.rand(h // 2, w // 2, generator=g) > 0.5,
-                            traj, prompt=f"prompt {i} ✓"))
-    fp = ModelFingerprint("pixart_alpha", 1, True, 4, (123.456789012345, -0.1, 1e-30))
-    sched = Schedule(torch.tensor([10.0, 1.2345678, 0.1, 0.0])[: calls + 1], "dpmpp_2m", "karras", calls, 4.5)
-    return LayerMemory(fp, sched, (4, h, w), 0.18215, tuple(layers))
+    return small_memory(n, calls, h, w)
 
 
 def _same(a: LayerMemory, b: LayerMemory) -> None:
@@ -47,8 +34,8 @@ def _same(a: LayerMemory, b: LayerMemory) -> None:
 
 def test_round_trip_is_exact_and_shares_what_was_shared():
     m = _memory()
-    m.layers[1].trajectory.x[0, 0, 0, 0] = float("nan")  # odd values survive too (test-local memory)
-    m.layers[1].trajectory.x[0, 0, 0, 1] = -0.0
+    m.layers[1].trajectory.x[0, 0, 0, 1] = -0.0  # odd values survive too (test-local memory)
+    m.layers[1].trajectory.x[0, 0, 0, 2] = 1e-45  # a subnormal
     data = ser.to_bytes(m)
     back = ser.from_bytes(data, "m.safetensors")
     _same(m, back)
@@ -100,7 +87,7 @@ def test_float16_trajectories():
 
 
 def test_a_new_field_in_the_value_types_is_not_silently_dropped(monkeypatch):
-    monkeypatch.setitem(ser._KNOWN_FIELDS, Layer, ser._KNOWN_FIELDS[Layer] - {"prompt"})
+    monkeypatch.setitem(ser.KNOWN_FIELDS, Layer, ser.KNOWN_FIELDS[Layer] - {"prompt"})
     with pytest.raises(RuntimeError, match="file format"):
         ser.encode(_memory(1))
 
@@ -147,10 +134,12 @@ BAD = {
                      "not a safetensors file"),
     "json but not safetensors": (struct.pack("<Q", 2) + b"[]", "not a JSON object"),
     "trailing garbage": (GOOD + b"\0" * 16, "not a valid safetensors file"),
+    "nan in x": (rewrite(GOOD, edit_tensors=lambda t: t["layers.1.trajectory.x"].view(-1).__setitem__(3, float("nan"))),
+                 "layer 1's stored latents hold NaN"),
     "foreign safetensors": (safetensors.torch.save({"diffusion_model.x": torch.zeros(2)}), "not a layer-memory file"),
     "foreign with metadata": (safetensors.torch.save({"a": torch.zeros(2)}, metadata={"format": "pt"}),
                               "not a layer-memory file"),
-    "newer version": (rewrite(GOOD, edit_meta=lambda m: m.update(format_version="3")), "newer than this pack reads"),
+    "newer version": (rewrite(GOOD, edit_meta=lambda m: m.update(format_version="4")), "newer than this pack reads"),
     "version not a number": (rewrite(GOOD, edit_meta=lambda m: m.update(format_version="x")), "not a number"),
     "no layer_memory key": (rewrite(GOOD, edit_meta=lambda m: m.pop("layer_memory")), "'layer_memory' is missing"),
     "layer_memory not json": (rewrite(GOOD, edit_meta=lambda m: m.update(layer_memory="{")), "not JSON"),
@@ -231,3 +220,136 @@ def test_files_are_standard_safetensors_with_aligned_tensors(tmp_path):
     for name, entry in header.items():
         if name != "__metadata__":
             assert entry["data_offsets"][0] % tensors[name].element_size() == 0, name
+
+
+# ------------------------------------------------------------------------------- hardening (issue 12)
+
+def _raw_header(data: bytes, edit_text) -> bytes:
+    """`data` with its safetensors header text replaced by edit_text(text)."""
+    n = struct.unpack("<Q", data[:8])[0]
+    text = edit_text(data[8:8 + n].decode()).encode()
+    return struct.pack("<Q", len(text)) + text + data[8 + n:]
+
+
+def _layers_pointing_at_the_first_three(d):
+    d["layers"] = [dict(d["layers"][i % 3], name=f"copy {i}") for i in range(60)]
+
+
+def _doc_text(edit):
+    def meta(m):
+        text = m["layer_memory"].replace('"cfg": 4.5', '"cfg":4.5')
+        assert '"cfg":4.5' in text
+        m["layer_memory"] = edit(text)
+    return meta
+
+
+HARDENING = {
+    "deep nesting in the header": (_raw_header(GOOD, lambda t: '{"a":' + "[" * 100_000 + "]" * 100_000 + "," + t[1:]),
+                                   "nests deeper than"),
+    "deep nesting in the document": (rewrite(GOOD, lambda d: d.update(extra=json.loads("[" * 500 + "]" * 500))),
+                                     "nests deeper than"),
+    "NaN literal": (rewrite(GOOD, edit_meta=_doc_text(lambda t: t.replace('"cfg":4.5', '"cfg":NaN'))), "non-number NaN"),
+    "cfg 1e999 (inf)": (rewrite(GOOD, edit_meta=_doc_text(lambda t: t.replace('"cfg":4.5', '"cfg":1e999'))),
+                        r"schedule\.cfg is not valid"),
+    "duplicate key": (rewrite(GOOD, edit_meta=_doc_text(lambda t: t.replace('"cfg":4.5', '"cfg":4.5,"cfg":5'))),
+                      "same key twice"),
+    "huge integer": (rewrite(GOOD, edit_meta=_doc_text(lambda t: t.replace('"cfg":4.5', '"cfg":' + "9" * 5000))),
+                     "not JSON"),
+    "inf sigma": (rewrite(GOOD, edit_tensors=lambda t: t["layers.0.trajectory.sigmas"].__setitem__(0, float("inf"))),
+                  "trajectory sigmas are not finite"),
+    "sigma above the schedule": (rewrite(GOOD, edit_tensors=lambda t: t["layers.0.trajectory.sigmas"].__setitem__(0, 50.0)),
+                                 "trajectory sigmas are not finite numbers from 0"),
+    "NaN in a mask": (rewrite(GOOD, edit_tensors=lambda t: t["layers.1.latent_mask"].__setitem__((0, 0), float("nan"))),
+                      "latent mask has values outside 0..1"),
+    "mask above 1": (rewrite(GOOD, edit_tensors=lambda t: t["layers.2.latent_mask"].__setitem__((1, 1), 2.0)),
+                     "latent mask has values outside 0..1"),
+    "inf in an embedding": (rewrite(GOOD, edit_tensors=lambda t: t["layers.0.negative"].view(-1).__setitem__(5, float("-inf"))),
+                            "negative prompt embedding holds NaN"),
+    "inf final latent": (rewrite(GOOD, edit_tensors=lambda t: t["layers.2.trajectory.final"].view(-1).__setitem__(0, float("inf"))),
+                         "stored latents hold NaN"),
+    "60 layers sharing 3 layers' tensors": (rewrite(GOOD, _layers_pointing_at_the_first_three), "tensors of its own"),
+    "bool tensor holding 2": (_raw_header(GOOD, lambda t: t), None),  # replaced below (needs the offset)
+    "unknown family": (rewrite(GOOD, lambda d: d["fingerprint"].update(family="flux")), "family is not one"),
+    "sdxl family with T5 width": (rewrite(GOOD, lambda d: d["fingerprint"].update(family="sdxl"),
+                                          edit_meta=lambda m: m.update(format_version="3")), r"expected \[1, \*, 2048\]"),
+    "version with a full-width digit": (rewrite(GOOD, edit_meta=lambda m: m.update(format_version="\uff12")), "not a number"),
+}
+
+
+def _bool_two(data: bytes) -> bytes:
+    n = struct.unpack("<Q", data[:8])[0]
+    begin = json.loads(data[8:8 + n])["layers.1.token_mask"]["data_offsets"][0]
+    out = bytearray(data)
+    out[8 + n + begin] = 2
+    return bytes(out)
+
+
+HARDENING["bool tensor holding 2"] = (_bool_two(GOOD), "values other than 0 and 1")
+
+
+@pytest.mark.parametrize("case", sorted(HARDENING))
+def test_crafted_files_are_refused_without_echoing_contents(case):
+    data, reason = HARDENING[case]
+    with pytest.raises(LayerMemoryError) as e:
+        ser.from_bytes(data, "crafted.safetensors")
+    import re
+    text = str(e.value)
+    assert re.search(reason, text) and "crafted.safetensors" in text, text
+    assert "9999" not in text and "could not be decoded" not in text
+
+
+def test_a_header_length_is_never_echoed_and_no_tensor_byte_is_read_before_the_checks(tmp_path, monkeypatch):
+    big = struct.pack("<Q", 0x4142434445464748) + b"\0" * 64
+    with pytest.raises(LayerMemoryError) as e:
+        ser.from_bytes(big, "x.safetensors")
+    assert str(0x4142434445464748) not in str(e.value) and "not a safetensors file" in str(e.value)
+    # a 2 GiB file (sparse) whose header promises 2 GiB of tensors but whose document is wrong
+    path = tmp_path / "huge.safetensors"
+    claiming_2_gib(GOOD, "layers.0.trajectory.x", str(path))
+    assert path.stat().st_size > 2 ** 31
+    from comfyui_layer_memory.layermem_core import safetensors_io
+
+    def forbidden(*a):
+        raise AssertionError("tensor bytes were read before the header and document were checked")
+
+    monkeypatch.setattr(safetensors_io, "read_tensors", forbidden)
+    monkeypatch.setattr(ser, "read_tensors", forbidden)
+    with pytest.raises(LayerMemoryError, match=r"trajectory x\) has shape \[2097152, 4, 8, 8\], expected \[3, 4, 8, 8\]"):
+        ser.load(str(path))
+
+
+def test_shared_negative_and_sigmas_still_load_and_sharing_is_kept():
+    back = ser.from_bytes(GOOD, "g")
+    assert back.layers[2].negative.embedding is back.layers[0].negative.embedding
+    assert back.layers[1].trajectory.sigmas is back.layers[0].trajectory.sigmas
+
+
+def test_values_that_could_not_be_loaded_back_are_not_saved():
+    m = _memory(2)
+    m.layers[1].trajectory.x[0, 0, 0, 0] = float("nan")  # test-local memory
+    with pytest.raises(LayerMemoryError, match="cannot save this memory: layer 1's stored latents hold NaN"):
+        ser.to_bytes(m)
+
+
+def test_format_version_2_for_pixart_3_for_other_families_and_pooled():
+    from dataclasses import replace
+    m = _memory(2)
+    assert ser.encode(m)[1]["format_version"] == "2"
+    g = torch.Generator().manual_seed(3)
+
+    def sdxl_cond(c):
+        return Conditioning(torch.randn(1, 3, 2048, generator=g), c.extras, torch.randn(1, 1280, generator=g))
+
+    neg = sdxl_cond(m.layers[0].negative)
+    layers = tuple(replace(layer, positive=sdxl_cond(layer.positive), negative=neg) for layer in m.layers)
+    sdxl = replace(m, fingerprint=replace(m.fingerprint, family="sdxl", image_model="sdxl"), layers=layers)
+    data = ser.to_bytes(sdxl)
+    assert ser.read_metadata(data)["format_version"] == "3"
+    back = ser.from_bytes(data, "sdxl.safetensors")
+    _same(sdxl, back)
+    assert back.fingerprint.family == "sdxl"
+    assert torch.equal(back.layers[1].positive.pooled, sdxl.layers[1].positive.pooled)
+    assert back.layers[1].negative.pooled is back.layers[0].negative.pooled
+    # a version-2 file as main wrote it (family stored, version 2) and one without the key both load
+    without = rewrite(GOOD, lambda d: d["fingerprint"].pop("family"))
+    assert ser.from_bytes(without, "old.safetensors").fingerprint.family == "pixart"

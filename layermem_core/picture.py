@@ -1,0 +1,112 @@
+"""A memory whose background is a given picture, so users can edit their own images layer by layer.
+
+No model call is made. The background's trajectory is what the memory's own sampler does on the
+memory's fixed schedule when the model predicts the picture's latent at every call: a valid
+noisy path to the picture, with the same calls (one or two a step, ancestral noise and all) that
+later layers replay. Its final latent is set to the picture's latent itself, so outside all
+masks the final composite is the encoded picture, bit for bit.
+"""
+from __future__ import annotations
+
+import comfy.patcher_extension
+import comfy.sample
+import comfy.samplers
+import torch
+
+from . import checks, layer_ops, model_checks
+from .errors import LayerMemoryError
+from .memory import Conditioning, Layer, LayerMemory
+from .sampling import make_schedule
+from .trajectory import Trajectory, TrajectoryRecorder
+
+WRAPPER_KEY = "layer_memory_picture"
+
+
+class _PictureDenoiser(comfy.samplers.KSamplerX0Inpaint):
+    """The sampler's model: records each call's input and predicts the picture."""
+
+    def __init__(self, model_wrap, sigmas, picture: torch.Tensor, recorder: TrajectoryRecorder):
+        super().__init__(model_wrap, sigmas)
+        self.picture = picture
+        self.recorder = recorder
+
+    def __call__(self, x, sigma, denoise_mask=None, model_options={}, seed=None):
+        self.recorder.record(sigma, x)
+        return self.picture.expand_as(x).clone()
+
+
+class _PictureRun:
+    """SAMPLER_SAMPLE wrapper: the KSAMPLER's own sampler function around a _PictureDenoiser."""
+
+    def __init__(self, picture: torch.Tensor):
+        self.picture = picture  # [1, C, h, w], model-internal latent space
+        self.trajectory: Trajectory | None = None
+
+    def __call__(self, executor, guider, sigmas, extra_args, callback, noise, latent_image, denoise_mask,
+                 disable_pbar):
+        sampler = executor.class_obj
+        if not isinstance(sampler, comfy.samplers.KSAMPLER):
+            raise LayerMemoryError("sampler_name", f"{type(sampler).__name__} is not a k-diffusion sampler",
+                                   "pick one of ComfyUI's KSampler samplers, e.g. dpmpp_2m")
+        picture = self.picture.to(noise.device, noise.dtype)
+        recorder = TrajectoryRecorder()
+        model_k = _PictureDenoiser(guider, sigmas, picture, recorder)
+        model_sampling = guider.inner_model.model_sampling
+        x = model_sampling.noise_scaling(sigmas[0], noise, picture, sampler.max_denoise(guider, sigmas))
+
+        def k_callback(d):
+            recorder.step_done(d["i"])
+
+        sampler.sampler_function(model_k, x, sigmas, extra_args=extra_args, callback=k_callback, disable=True,
+                                 **sampler.extra_options)
+        self.trajectory = recorder.finish(picture)  # the final latent is the picture itself
+        return picture
+
+
+def check_picture(image: torch.Tensor, input_name: str = "image") -> None:
+    """One RGB picture of at least 512 px a side and a multiple of 16."""
+    if not isinstance(image, torch.Tensor) or image.dim() != 4 or image.shape[-1] < 3:
+        raise LayerMemoryError(input_name, "expected an IMAGE ([batch, height, width, channels])",
+                               "connect a LoadImage (or any IMAGE) output")
+    if image.shape[0] != 1:
+        raise LayerMemoryError(input_name, f"got a batch of {image.shape[0]} pictures; a memory holds one",
+                               "pick one picture (e.g. ImageFromBatch with length 1)")
+    height, width = int(image.shape[1]), int(image.shape[2])
+    if width % 16 or height % 16 or width < 512 or height < 512:
+        raise LayerMemoryError(
+            input_name, f"the picture is {width}x{height}; a memory needs at least 512 px a side and multiples of 16",
+            f"crop or pad it first, e.g. ImageCrop to {max(512, width - width % 16)}x{max(512, height - height % 16)} "
+            "or ImageScale / 'Pad Image for Outpainting' up to at least 512 px")
+    if not bool(torch.isfinite(image).all()):
+        raise LayerMemoryError(input_name, "the picture has NaN or infinite values", "load the picture again")
+
+
+def memory_from_latent(model, latent: torch.Tensor, positive, negative, steps: int, cfg: float, sampler_name: str,
+                       scheduler: str, seed: int, name: str = "picture") -> LayerMemory:
+    """A one-layer memory whose background is `latent` ([1, C, h, w], ComfyUI's user latent space)."""
+    family = model_checks.require_supported(model)
+    pos = Conditioning.from_comfy(positive, "positive", family)
+    neg = Conditioning.from_comfy(negative, "negative", family)
+    c, h, w = (int(v) for v in latent.shape[1:])
+    checks.check_start(model, w * 8, h * 8, steps, cfg)
+    layer_ops.check_schedule(steps, sampler_name, scheduler)
+    fp = model_checks.fingerprint(model)
+    if c != fp.latent_channels:
+        raise LayerMemoryError("vae", f"the picture's latent has {c} channels, the model takes {fp.latent_channels}",
+                               "use the VAE that belongs to this model")
+    picture = model.model.process_latent_in(latent.to(torch.float32)).to("cpu", torch.float32)
+    schedule = make_schedule(model, sampler_name, scheduler, steps, cfg)
+    patcher = model.clone()
+    run = _PictureRun(picture)
+    patcher.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.SAMPLER_SAMPLE, WRAPPER_KEY, run)
+    guider = comfy.samplers.CFGGuider(patcher)
+    guider.set_conds(pos.to_comfy(), neg.to_comfy())
+    guider.set_cfg(schedule.cfg)
+    noise = comfy.sample.prepare_noise(torch.zeros(1, c, h, w), seed)
+    guider.sample(noise, torch.zeros(1, c, h, w), comfy.samplers.sampler_object(sampler_name),
+                  schedule.sigmas.clone(), disable_pbar=True, seed=seed)
+    layer = Layer(name=name or "picture", positive=pos, negative=neg, seed=int(seed), latent_mask=torch.ones(h, w),
+                  token_mask=torch.ones(h // 2, w // 2, dtype=torch.bool), trajectory=run.trajectory)
+    scale = float(model.model.latent_format.scale_factor)
+    return LayerMemory(fingerprint=fp, schedule=schedule, latent_shape=(c, h, w), latent_scale=scale,
+                       layers=(layer,))

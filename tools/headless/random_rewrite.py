@@ -1,0 +1,150 @@
+"""A workflow rewritten for the random test models and the test text encoder.
+
+- LoadPixArt: the random PixArt-alpha 512 (Sigma when the file name says so), no text encoder,
+  TAESD;
+- CLIPTextEncodePixArtAlpha, and CLIPTextEncode fed by LoadPixArt: LayerMemTestEncode with the
+  same text;
+- sizes: LayerMemory (and EmptyLatentImage) width/height, text-encoder width/height, SolidMask
+  sizes, MaskComposite x/y and a PreviewLayers line_width > 0 scaled by size / (smaller side of
+  the first LayerMemory), e.g. 1024 -> 512. A workflow without LayerMemory (one that continues a
+  memory from LoadLayerMemory) takes the scene size from its first PixArt text encoder instead:
+  the loaded memory is then the one a rewritten workflow saved, at `size`;
+- steps of LayerMemory (and KSampler / KSamplerAdvanced / BasicScheduler) -> `steps`.
+
+SaveLayerMemory and LoadLayerMemory stay as they are: a memory saved by a rewritten workflow was
+made with the random model, and the rewritten workflow that loads it (same file name) uses that
+model too. Each node type has its rules in RULES; a rule changes one node in place.
+"""
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pack_labels import labels
+
+from .base_folder import TEST_ENCODER
+from .models import RANDOM_ALPHA, RANDOM_SIGMA
+from .results import node_label
+from .workflows import is_link
+
+
+@dataclass
+class Rewrite:
+    """One rewrite in progress: the scale, the target size and steps, and the changes so far."""
+
+    original: dict  # the prompt as given, for the node labels in `changes`
+    scale: float
+    image_size: tuple[int, int]  # the scene's size after scaling, for text encoders without one
+    size: int
+    steps: int
+    pixart_loaders: set[str]
+    changes: list[str] = field(default_factory=list)
+
+    def scaled(self, value: int, grid: int = 1, minimum: int = 0) -> int:
+        return max(minimum, int(round(value * self.scale / grid)) * grid)
+
+    def set(self, node_id: str, node: dict, name: str, value) -> None:
+        """Set an input that is not fed by a link, and record the change."""
+        old = node["inputs"].get(name)
+        if old != value and not is_link(old):
+            node["inputs"][name] = value
+            label = node_label(self.original, node_id)
+            self.changes.append(f"{label}: {name} {old!r} -> {value!r}")
+
+    def scale_inputs(self, node_id: str, node: dict, names: tuple[str, ...], grid: int = 1,
+                     minimum: int = 0) -> None:
+        for name in names:
+            if isinstance(node["inputs"].get(name), int):
+                self.set(node_id, node, name, self.scaled(node["inputs"][name], grid, minimum))
+
+
+Rule = Callable[[Rewrite, str, dict], None]
+
+
+def _random_loader(rw: Rewrite, node_id: str, node: dict) -> None:
+    sigma = "sigma" in str(node["inputs"].get("unet_name", "")).lower()
+    rw.set(node_id, node, "unet_name", RANDOM_SIGMA if sigma else RANDOM_ALPHA)
+    rw.set(node_id, node, "text_encoder", labels.NO_TEXT_ENCODER)
+    rw.set(node_id, node, "vae_name", "taesdxl" if sigma else "taesd")
+
+
+def _test_encoder(rw: Rewrite, node_id: str, node: dict) -> None:
+    inputs = node["inputs"]
+    if node["class_type"] == "CLIPTextEncode" and not (
+            is_link(inputs.get("clip")) and inputs["clip"][0] in rw.pixart_loaders):
+        return  # a CLIPTextEncode of another model's CLIP stays as it is
+
+    def side(name: str, default: int):
+        value = inputs.get(name)
+        return rw.scaled(value) if isinstance(value, int) else inputs.get(name, default)
+
+    w, h = side("width", rw.image_size[0]), side("height", rw.image_size[1])
+    node["class_type"] = TEST_ENCODER
+    node["inputs"] = {"text": inputs.get("text", ""), "width": w, "height": h}
+    rw.changes.append(f"{node_label(rw.original, node_id)}: -> {TEST_ENCODER} (same text, {w}x{h})")
+
+
+def _scene_size(rw: Rewrite, node_id: str, node: dict) -> None:
+    rw.scale_inputs(node_id, node, ("width", "height"), grid=16, minimum=rw.size)
+
+
+def _steps(rw: Rewrite, node_id: str, node: dict) -> None:
+    if isinstance(node["inputs"].get("steps"), int):
+        rw.set(node_id, node, "steps", rw.steps)
+
+
+def _scaled(*names: str, grid: int = 1, minimum: int = 0) -> Rule:
+    def rule(rw: Rewrite, node_id: str, node: dict) -> None:
+        rw.scale_inputs(node_id, node, names, grid, minimum)
+    return rule
+
+
+def _line_width(rw: Rewrite, node_id: str, node: dict) -> None:
+    width = node["inputs"].get("line_width")
+    if isinstance(width, int) and width > 0:
+        rw.set(node_id, node, "line_width", rw.scaled(width, 1, 1))
+
+
+RULES: dict[str, tuple[Rule, ...]] = {
+    "LoadPixArt": (_random_loader,),
+    "CLIPTextEncodePixArtAlpha": (_test_encoder,),
+    "CLIPTextEncode": (_test_encoder,),
+    "LayerMemory": (_scene_size, _steps),
+    "EmptyLatentImage": (_scaled("width", "height", grid=8, minimum=8),),
+    "KSampler": (_steps,),
+    "KSamplerAdvanced": (_steps,),
+    "BasicScheduler": (_steps,),
+    "SolidMask": (_scaled("width", "height", minimum=1),),
+    "MaskComposite": (_scaled("x", "y"),),
+    "PreviewLayers": (_line_width,),
+}
+
+
+def _sizes(prompt: dict, class_type: str) -> list[tuple[int, int]]:
+    found = [(n["inputs"].get("width"), n["inputs"].get("height"))
+             for n in prompt.values() if n["class_type"] == class_type]
+    return [s for s in found if all(isinstance(v, int) for v in s)]
+
+
+def _start(prompt: dict, original: dict, steps: int, size: int) -> Rewrite:
+    """The scale from the scene's size: LayerMemory's, else (a loaded memory) the prompts'."""
+    sizes = _sizes(prompt, "LayerMemory") or _sizes(prompt, "CLIPTextEncodePixArtAlpha")
+    scale = size / min(sizes[0]) if sizes and min(sizes[0]) > size else 1.0
+    rw = Rewrite(original, scale, (size, size), size, steps,
+                 {nid for nid, n in prompt.items() if n["class_type"] == "LoadPixArt"})
+    if sizes:
+        rw.image_size = (rw.scaled(sizes[0][0], 16, size), rw.scaled(sizes[0][1], 16, size))
+    return rw
+
+
+def rewrite_for_random_models(prompt: dict, steps: int = 3,
+                              size: int = 512) -> tuple[dict, list[str]]:
+    """The workflow for the random test models and the test text encoder (see the module's text);
+    returns (prompt, list of changes)."""
+    p = copy.deepcopy(prompt)
+    rw = _start(p, prompt, steps, size)
+    for node_id, node in p.items():
+        for rule in RULES.get(node["class_type"], ()):
+            rule(rw, node_id, node)
+    return p, rw.changes
