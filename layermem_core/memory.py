@@ -143,8 +143,10 @@ class LayerMemory:
         yield "schedule.sigmas", self.schedule.sigmas
         for i, layer in enumerate(self.layers):
             p = f"layers.{i}."
-            yield p + "positive", layer.positive.embedding
-            yield p + "negative", layer.negative.embedding
+            for key, cond in (("positive", layer.positive), ("negative", layer.negative)):
+                yield p + key, cond.embedding
+                if cond.pooled is not None:
+                    yield p + key + ".pooled", cond.pooled
             yield p + "latent_mask", layer.latent_mask
             yield p + "token_mask", layer.token_mask
             t = layer.trajectory

@@ -13,7 +13,7 @@ import comfy.sample
 import comfy.samplers
 import torch
 
-from . import checks, layer_ops, model_checks
+from . import checks, families, layer_ops, model_checks
 from .errors import LayerMemoryError
 from .memory import Conditioning, Layer, LayerMemory
 from .sampling import make_schedule
@@ -63,8 +63,8 @@ class _PictureRun:
         return picture
 
 
-def check_picture(image: torch.Tensor, input_name: str = "image") -> None:
-    """One RGB picture of at least 512 px a side and a multiple of 16."""
+def check_picture(image: torch.Tensor, family: str = "pixart", input_name: str = "image") -> None:
+    """One finite picture of a size the model's family takes (PixArt: >= 512 px, multiples of 16)."""
     if not isinstance(image, torch.Tensor) or image.dim() != 4 or image.shape[-1] < 3:
         raise LayerMemoryError(input_name, "expected an IMAGE ([batch, height, width, channels])",
                                "connect a LoadImage (or any IMAGE) output")
@@ -72,11 +72,16 @@ def check_picture(image: torch.Tensor, input_name: str = "image") -> None:
         raise LayerMemoryError(input_name, f"got a batch of {image.shape[0]} pictures; a memory holds one",
                                "pick one picture (e.g. ImageFromBatch with length 1)")
     height, width = int(image.shape[1]), int(image.shape[2])
-    if width % 16 or height % 16 or width < 512 or height < 512:
+    try:
+        families.require_size(family, width, height)
+    except LayerMemoryError as e:
+        step = families.FAMILIES[family].size_multiple
+        low = families.FAMILIES[family].min_size
         raise LayerMemoryError(
-            input_name, f"the picture is {width}x{height}; a memory needs at least 512 px a side and multiples of 16",
-            f"crop or pad it first, e.g. ImageCrop to {max(512, width - width % 16)}x{max(512, height - height % 16)} "
-            "or ImageScale / 'Pad Image for Outpainting' up to at least 512 px")
+            input_name, f"the picture is {width}x{height}: {e.problem}",
+            f"crop or pad it first, e.g. ImageCrop to {max(low, width - width % step)}x"
+            f"{max(low, height - height % step)}, or ImageScale / 'Pad Image for Outpainting' up to at least "
+            f"{low} px") from None
     if not bool(torch.isfinite(image).all()):
         raise LayerMemoryError(input_name, "the picture has NaN or infinite values", "load the picture again")
 

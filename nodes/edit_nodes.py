@@ -4,7 +4,7 @@ from __future__ import annotations
 import comfy.samplers
 from comfy_api.latest import io
 
-from ..layermem_core import edit_ops, picture
+from ..layermem_core import edit_ops, model_checks, picture
 from ..layermem_core.errors import LayerMemoryError
 from .types import CATEGORY, grow_input, latent_output, memory_input, memory_output, model_input, seed_input
 
@@ -89,7 +89,7 @@ class LayerMemoryFromImage(io.ComfyNode):
     @classmethod
     def execute(cls, model, vae, image, positive, negative, steps, cfg, sampler_name, scheduler, seed,
                 name: str = "picture") -> io.NodeOutput:
-        picture.check_picture(image)
+        picture.check_picture(image, model_checks.require_supported(model))
         if vae is None:
             raise LayerMemoryError("vae", "no VAE is connected", "connect the VAE output of LoadPixArt or VAELoader")
         latent = vae.encode(image[:, :, :, :3])

@@ -22,8 +22,12 @@ class LayerMemoryNode(io.ComfyNode):
                 model_input(),
                 io.Conditioning.Input("positive", tooltip="Background prompt, T5-XXL encoded (CLIPTextEncodePixArtAlpha for alpha)."),
                 io.Conditioning.Input("negative", tooltip="Negative prompt; later layers reuse it unless they bring their own."),
-                io.Int.Input("width", default=1024, min=512, max=comfy_nodes.MAX_RESOLUTION, step=16, tooltip="Image width in pixels (multiple of 16, at least 512)."),
-                io.Int.Input("height", default=1024, min=512, max=comfy_nodes.MAX_RESOLUTION, step=16, tooltip="Image height in pixels (multiple of 16, at least 512)."),
+                io.Int.Input("width", default=1024, min=64, max=comfy_nodes.MAX_RESOLUTION, step=8,
+                             tooltip="Image width in pixels. PixArt: a multiple of 16, at least 512. "
+                                     "SD 1.5 / SDXL: a multiple of 8."),
+                io.Int.Input("height", default=1024, min=64, max=comfy_nodes.MAX_RESOLUTION, step=8,
+                             tooltip="Image height in pixels. PixArt: a multiple of 16, at least 512. "
+                                     "SD 1.5 / SDXL: a multiple of 8."),
                 seed_input("Noise seed of the background."),
                 io.Int.Input("steps", default=20, min=1, max=200, tooltip="Denoising steps; every later layer uses the same."),
                 io.Float.Input("cfg", default=4.5, min=0.0, max=30.0, step=0.1, round=0.01, tooltip="Classifier-free guidance scale for every layer."),

@@ -82,7 +82,7 @@ def test_layer_index_out_of_range_or_unknown_name(host, alpha, three_layers, no_
     digest = scenes.memory_digest(memory)
     for spec, match in (("4", "out of range"), ("-5", "out of range"), ("0", "out of range"), ("no such thing", "no layer is named")):
         _refused(host, host.layer_ops.delete_layer, memory, alpha, spec, match=match, input_name="layer")
-    _refused(host, host.layer_ops.delete_layer, memory, alpha, "1", regenerate_fraction=0.0,
+    _refused(host, host.layer_ops.delete_layer, memory, alpha, "1", regenerate_fraction=-0.1,
              match="outside", input_name="regenerate_fraction")
     assert scenes.memory_digest(memory) == digest
 
