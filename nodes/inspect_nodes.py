@@ -8,12 +8,18 @@ from .types import CATEGORY, memory_input
 
 
 def layer_table(memory) -> str:
+    """The layer table shown on ListLayers/RenameLayer and given by LoadLayerMemory.
+
+    No prompt column: no node receives a layer's prompt text (only its embedding), so the layer's
+    name is its label."""
     c, h, w = memory.latent_shape
     s = memory.schedule
-    lines = [f"{w * 8}x{h * 8}, {s.steps} steps {s.sampler_name}/{s.scheduler}, cfg {s.cfg:g}, model {memory.fingerprint.image_model}",
-             "order | name | mask area | tokens | seed | prompt"]
+    lines = [f"{w * 8}x{h * 8}, {s.steps} steps {s.sampler_name}/{s.scheduler}, cfg {s.cfg:g}, "
+             f"model {memory.fingerprint.image_model}",
+             "order | name | mask area | tokens | seed"]
     for row in memory.describe():
-        lines.append(f"{row['index']} | {row['name']} | {row['mask_area'] * 100:.1f}% | {row['tokens']} | {row['seed']} | {row['prompt']}")
+        lines.append(f"{row['index']} | {row['name']} | {row['mask_area'] * 100:.1f}% | "
+                     f"{row['tokens']} | {row['seed']}")
     return "\n".join(lines)
 
 
