@@ -23,7 +23,7 @@ function showText(node, text) {
       widget.inputEl.dataset.layerMemory = node.type;
     }
     const size = node.computeSize();
-    node.setSize([Math.max(node.size[0], size[0], 420), Math.max(node.size[1], size[1], 160)]);
+    node.setSize([Math.max(node.size[0], size[0]), Math.max(node.size[1], size[1], 200)]);
   }
   widget.value = text;
   node.setDirtyCanvas(true, true);
