@@ -174,7 +174,7 @@ async function linkColour(page) {
 }
 
 /** README picture: the view on the node the reader should look at, after the run; template
- * thumbnail: the canvas around Preview Layers (the layers outlined), as the template's card. */
+ * thumbnail: the whole graph after the run, as the template's card. */
 async function pictures(page, wf, docsDir) {
   const focus = async (type, scale) => {
     await page.evaluate(([t, sc]) => {
@@ -190,10 +190,23 @@ async function pictures(page, wf, docsDir) {
   await focus(wf.name.includes('continue') ? 'ListLayers' : 'SaveLayerMemory', 0.8);
   const shot = path.join(docsDir, `${wf.name.replace(/^\d+_/, '')}.jpg`);
   await page.screenshot({ path: shot, type: 'jpeg', quality: 65 });
-  await focus('PreviewLayers', 0.75);
   const box = await page.locator('#graph-canvas').boundingBox();
   const [w, h] = [800, 600];
   const clip = { x: box.x + (box.width - w) / 2, y: box.y + (box.height - h) / 2, width: w, height: h };
+  await page.evaluate(([cw, ch, c0]) => { // the whole graph in the clip: its shape, after the run
+    const c = window.app.canvas;
+    const nodes = window.app.graph.nodes;
+    const x0 = Math.min(...nodes.map((n) => n.pos[0]));
+    const y0 = Math.min(...nodes.map((n) => n.pos[1] - 30));
+    const x1 = Math.max(...nodes.map((n) => n.pos[0] + n.size[0]));
+    const y1 = Math.max(...nodes.map((n) => n.pos[1] + n.size[1]));
+    const scale = 0.96 * Math.min(cw / (x1 - x0), ch / (y1 - y0));
+    c.ds.scale = scale;
+    c.ds.offset = [(c0.x + (cw - scale * (x1 - x0)) / 2) / scale - x0,
+      (c0.y + (ch - scale * (y1 - y0)) / 2) / scale - y0];
+    c.setDirty(true, true);
+  }, [w, h, { x: clip.x - box.x, y: clip.y - box.y }]);
+  await page.waitForTimeout(1500);
   const thumb = path.join(REPO, 'workflows', `${wf.name}.jpg`);
   await page.screenshot({ path: thumb, type: 'jpeg', quality: 60, clip });
   return [shot, thumb];
