@@ -227,6 +227,29 @@ def test_templates_have_thumbnails():
         assert thumb.read_bytes()[:3] == b"\xff\xd8\xff" and thumb.stat().st_size < 200_000
 
 
+def test_node_table_matches_the_node_schemas(host, specs):
+    """tools/workflow_nodes.py copies the node schemas so that the workflows build without ComfyUI:
+    every socket, widget, output and display name there must be the real node's."""
+    from workflow_nodes import NODE_DEFS
+
+    problems = []
+    for class_type, d in NODE_DEFS.items():
+        spec = specs(class_type)
+        sockets = [(n, Spec.kind(spec.inputs[n][0]), not spec.inputs[n][2]) for n in spec.sockets]
+        widgets = [(n, Spec.kind(spec.inputs[n][0]), not spec.inputs[n][2], spec.has_control(n))
+                   for n in spec.widgets]
+        outputs = list(zip(spec.output_names, spec.outputs, strict=True))
+        cls = host.nodes.NODE_CLASS_MAPPINGS[class_type]
+        display = host.nodes.NODE_DISPLAY_NAME_MAPPINGS.get(class_type) \
+            or getattr(cls, "DISPLAY_NAME", None) or class_type
+        for what, mine, real in (("sockets", list(d.sockets), sockets),
+                                 ("widgets", list(d.widgets), widgets),
+                                 ("outputs", list(d.outputs), outputs), ("display", d.display, display)):
+            if mine != real:
+                problems.append(f"{class_type} {what}: {mine} in workflow_nodes.py, {real} in ComfyUI")
+    assert not problems, "\n".join(problems)
+
+
 def test_generator_reproduces_the_files():
     assert build_workflows.main(["--check"]) == 0, "run python tools/build_workflows.py and commit the result"
 
