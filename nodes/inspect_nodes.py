@@ -30,7 +30,8 @@ class ListLayers(io.ComfyNode):
             node_id="ListLayers",
             display_name="List Layers",
             category=CATEGORY,
-            description="Lists the memory's layers in mask order (0 = background): name, mask area, token count, seed.",
+            description="Lists the memory's layers in mask order (0 = background): name, mask "
+                        "area, token count, seed. The table is shown on the node after a run.",
             inputs=[memory_input()],
             outputs=[io.String.Output(display_name="table", tooltip="One line per layer.")],
             is_output_node=True,

@@ -3,7 +3,8 @@
 // seen during sampling, the text shown on nodes, the images on nodes. Optionally saves pictures:
 // a screenshot of the graph after its run (README) and the template thumbnail <name>.jpg.
 //
-//   node tools/frontend_run.js SERVER_URL --report out.json [--pictures] [--only NAME] [--real-models]
+//   node tools/frontend_run.js SERVER_URL --report out.json [--pictures] [--only NAME]
+//                              [--real-models]
 //
 // The graph on the canvas is the template as a user opens it; the prompt the Queue button posts is
 // rewritten in flight for the random test models (headless.rewrite_for_random_models: 512 px,
@@ -192,7 +193,8 @@ async function pictures(page, wf, docsDir) {
   await page.screenshot({ path: shot, type: 'jpeg', quality: 65 });
   const box = await page.locator('#graph-canvas').boundingBox();
   const [w, h] = [800, 600];
-  const clip = { x: box.x + (box.width - w) / 2, y: box.y + (box.height - h) / 2, width: w, height: h };
+  const clip = { x: box.x + (box.width - w) / 2, y: box.y + (box.height - h) / 2,
+    width: w, height: h };
   await page.evaluate(([cw, ch, c0]) => { // the whole graph in the clip: its shape, after the run
     const c = window.app.canvas;
     const nodes = window.app.graph.nodes;
@@ -213,7 +215,10 @@ async function pictures(page, wf, docsDir) {
 }
 (async () => {
   const args = parseArgs(process.argv.slice(2));
-  if (!args.url) { console.error('usage: node tools/frontend_run.js URL --report FILE [--pictures]'); process.exit(2); }
+  if (!args.url) {
+    console.error('usage: node tools/frontend_run.js URL --report FILE [--pictures]');
+    process.exit(2);
+  }
   const userDir = fs.mkdtempSync(path.join(require('os').tmpdir(), 'lm-chromium-'));
   // a fresh profile each run (launchPersistentContext is how Playwright takes --user-data-dir)
   const browser = await chromium.launchPersistentContext(userDir, {
@@ -225,7 +230,9 @@ async function pictures(page, wf, docsDir) {
   const page = browser.pages()[0] ?? await browser.newPage();
   const report = { page_errors: [], console_errors: [], workflows: [] };
   let phase = 'startup';
-  page.on('pageerror', (e) => report.page_errors.push({ phase, text: `${e.message}\n${e.stack || ''}` }));
+  page.on('pageerror', (e) => {
+    report.page_errors.push({ phase, text: `${e.message}\n${e.stack || ''}` });
+  });
   page.on('console', (m) => { if (m.type() === 'error') report.console_errors.push(m.text()); });
   if (!args.realModels) await routePrompts(page);
   await openApp(page, args.url);

@@ -33,16 +33,18 @@ if [ ! -x /usr/bin/chromium ]; then
       || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; } \
       || echo "!!! could not install chromium with apt-get: the browser test will be skipped" >&2
   else
-    echo "!!! /usr/bin/chromium missing (as root: apt-get install chromium): the browser test will be skipped" >&2
+    echo "!!! /usr/bin/chromium missing (as root: apt-get install chromium):" \
+         "the browser test will be skipped" >&2
   fi
 fi
 playwright_version="1.65.1"
-if [ ! -f "$here/.browser/node_modules/playwright-core/package.json" ] \
-   || ! grep -q "\"version\": \"$playwright_version\"" "$here/.browser/node_modules/playwright-core/package.json"; then
+pw_package="$here/.browser/node_modules/playwright-core/package.json"
+if [ ! -f "$pw_package" ] || ! grep -q "\"version\": \"$playwright_version\"" "$pw_package"; then
   if command -v npm >/dev/null; then
     mkdir -p "$here/.browser"
     [ -f "$here/.browser/package.json" ] || echo '{"private": true}' > "$here/.browser/package.json"
-    (cd "$here/.browser" && npm install --no-audit --no-fund --silent "playwright-core@$playwright_version") \
+    (cd "$here/.browser" \
+      && npm install --no-audit --no-fund --silent "playwright-core@$playwright_version") \
       || echo "!!! npm could not install playwright-core: the browser test will be skipped" >&2
   else
     echo "!!! npm missing: the browser test will be skipped" >&2
