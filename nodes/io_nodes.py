@@ -132,6 +132,8 @@ class LoadLayerMemory(io.ComfyNode):
         except LayerMemoryError as e:
             return str(e)
         if not os.path.isfile(path):
-            return (f"[LayerMemory] input 'file': {file!r} does not exist. Fix: put the .safetensors file into "
-                    f"ComfyUI's input folder ({folder_paths.get_input_directory()}) and refresh, or choose another.")
+            first = ("run the workflow that saves it first (for the continue_scene template: run layered_scene "
+                     "first), or " if file.strip().endswith(OUTPUT_TAG) else "")
+            return (f"[LayerMemory] input 'file': {file!r} does not exist. Fix: {first}put the .safetensors file "
+                    f"into ComfyUI's input folder ({folder_paths.get_input_directory()}) and refresh, or choose another.")
         return True

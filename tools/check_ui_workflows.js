@@ -4,10 +4,10 @@
 // against the frontend's own reading of widgets_values. Saves a screenshot per workflow.
 //
 // Not part of the test suite (it needs Chromium and Node). Manual use:
-//   apt-get install chromium; (cd /tmp/pw && npm install playwright-core)
+//   bash tools/setup.sh   (Chromium, and playwright-core in .browser/node_modules)
 //   python3 -c "import sys,time; sys.path.insert(0,'tools'); from headless import ComfyServer
 //   s=ComfyServer(random_models=True); s.start(); print(s.url, flush=True); time.sleep(3600)" &
-//   NODE_PATH=/tmp/pw/node_modules node tools/check_ui_workflows.js http://127.0.0.1:PORT [OUTDIR]
+//   NODE_PATH=.browser/node_modules node tools/check_ui_workflows.js http://127.0.0.1:PORT [OUTDIR]
 // Exit status 1 when any workflow differs.
 const fs = require('fs');
 const path = require('path');
@@ -48,7 +48,8 @@ function differences(api, prompt) {
   for (const file of names) {
     const name = file.replace(/\.json$/, '');
     const ui = JSON.parse(fs.readFileSync(path.join(REPO, 'workflows', file), 'utf8'));
-    const api = JSON.parse(fs.readFileSync(path.join(REPO, 'workflows', 'api', `${name}_api.json`), 'utf8'));
+    const apiName = name.replace(/^\d+_/, ''); // templates carry their run order: 1_layered_scene
+    const api = JSON.parse(fs.readFileSync(path.join(REPO, 'workflows', 'api', `${apiName}_api.json`), 'utf8'));
     const prompt = await page.evaluate(async (wf) => {
       await window.app.loadGraphData(wf);
       return (await window.app.graphToPrompt()).output;

@@ -45,8 +45,13 @@ def _rel(p: Path) -> str:
     return str(p.relative_to(REPO))
 
 
+def workflow_name(ui_path: Path) -> str:
+    """A template's workflow name: its file name less the run-order prefix ("1_layered_scene")."""
+    return re.sub(r"^\d+_", "", ui_path.stem)
+
+
 def api_twin(ui_path: Path) -> Path:
-    return ui_path.parent / "api" / f"{ui_path.stem}_api.json"
+    return ui_path.parent / "api" / f"{workflow_name(ui_path)}_api.json"
 
 
 # ------------------------------------------------------------------------------------------ node definitions
@@ -207,6 +212,44 @@ def test_comfyui_serves_ui_files_only(comfy_root):
             f"{_rel(api)} would be listed as a template, and the frontend cannot open the API format"
 
 
+def test_templates_sort_in_run_order():
+    """continue_scene needs what layered_scene saves: the template names say the order."""
+    names = [workflow_name(p) for p in sorted(UI_FILES, key=lambda p: p.name)]
+    assert names == list(build_workflows.RUN_ORDER)
+    assert [p.stem for p in sorted(UI_FILES)] == [build_workflows.UI_NAMES[n] for n in names]
+
+
+def test_templates_have_thumbnails():
+    """The template browser asks for <name>.jpg beside each template (grey placeholder otherwise)."""
+    for ui in UI_FILES:
+        thumb = ui.with_suffix(".jpg")
+        assert thumb.is_file(), f"{_rel(thumb)} missing: run node tools/screenshots.js (see its header)"
+        assert thumb.read_bytes()[:3] == b"\xff\xd8\xff" and thumb.stat().st_size < 200_000
+
+
+def test_node_table_matches_the_node_schemas(host, specs):
+    """tools/workflow_nodes.py copies the node schemas so that the workflows build without ComfyUI:
+    every socket, widget, output and display name there must be the real node's."""
+    from workflow_nodes import NODE_DEFS
+
+    problems = []
+    for class_type, d in NODE_DEFS.items():
+        spec = specs(class_type)
+        sockets = [(n, Spec.kind(spec.inputs[n][0]), not spec.inputs[n][2]) for n in spec.sockets]
+        widgets = [(n, Spec.kind(spec.inputs[n][0]), not spec.inputs[n][2], spec.has_control(n))
+                   for n in spec.widgets]
+        outputs = list(zip(spec.output_names, spec.outputs, strict=True))
+        cls = host.nodes.NODE_CLASS_MAPPINGS[class_type]
+        display = host.nodes.NODE_DISPLAY_NAME_MAPPINGS.get(class_type) \
+            or getattr(cls, "DISPLAY_NAME", None) or class_type
+        for what, mine, real in (("sockets", list(d.sockets), sockets),
+                                 ("widgets", list(d.widgets), widgets),
+                                 ("outputs", list(d.outputs), outputs), ("display", d.display, display)):
+            if mine != real:
+                problems.append(f"{class_type} {what}: {mine} in workflow_nodes.py, {real} in ComfyUI")
+    assert not problems, "\n".join(problems)
+
+
 def test_generator_reproduces_the_files():
     assert build_workflows.main(["--check"]) == 0, "run python tools/build_workflows.py and commit the result"
 
@@ -318,6 +361,15 @@ def test_ui_workflow_matches_the_frontend_schema(path):
         assert isinstance(group["title"], str) and len(group["bounding"]) == 4 and all(map(_num, group["bounding"]))
     ds = wf.get("extra", {}).get("ds")
     assert ds is None or (_num(ds["scale"]) and len(ds["offset"]) == 2)
+    # opens with titles, widgets and notes drawn: frontend 1.27 switches to low detail below
+    # MinFontSizeForLOD (default 8 px) / NODE_TEXT_SIZE (14 px) = 0.571
+    assert ds and ds["scale"] >= 8 / 14, f"opens at zoom {ds and ds['scale']}, below the low-detail threshold"
+    # the Missing Models dialog can offer every model file the graph names
+    for node in wf["nodes"]:
+        offered = {m["name"] for m in node["properties"].get("models", [])}
+        for value in node.get("widgets_values") or []:
+            if isinstance(value, str) and value.endswith(MODEL_SUFFIXES):
+                assert value in offered, f"node {node['id']}: {value} has no download URL in properties.models"
 
 
 @pytest.mark.parametrize("path", UI_FILES, ids=_rel)
@@ -342,7 +394,8 @@ def test_ui_workflow_explains_itself(path):
         if node["type"] == "LoadLayerMemory" and node["widgets_values"][0].endswith(OUTPUT_TAG):
             # a file another workflow saved: say which one, and where a received file goes
             assert node["widgets_values"][0] in text
-            saved_by = [w for w in build_workflows.RUN_ORDER if w != path.stem and f"**{w}**" in text]
+            saved_by = [w for w in build_workflows.RUN_ORDER
+                        if w != workflow_name(path) and f"**{w}**" in text]
             assert saved_by, "no note names the workflow that saves the file this one loads"
             assert "`ComfyUI/input/`" in text, "no note says where to put a memory file from someone else"
 

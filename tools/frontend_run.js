@@ -1,0 +1,262 @@
+// Opens each UI workflow of workflows/ in ComfyUI's real frontend (headless Chromium), runs it with
+// the Queue button, and reports what a user sees: missing node types, page errors, progress bars
+// seen during sampling, the text shown on nodes, the images on nodes. Optionally saves pictures:
+// a screenshot of the graph after its run (README) and the template thumbnail <name>.jpg.
+//
+//   node tools/frontend_run.js SERVER_URL --report out.json [--pictures] [--only NAME]
+//                              [--real-models]
+//
+// The graph on the canvas is the template as a user opens it; the prompt the Queue button posts is
+// rewritten in flight for the random test models (headless.rewrite_for_random_models: 512 px,
+// 3 steps) unless --real-models. The server must run with this pack and, for the random models,
+// ComfyServer(random_models=True) (tools/headless.py);
+// tests/browser/test_frontend.py and tools/screenshots.py start it. Needs /usr/bin/chromium
+// (or $CHROMIUM) and playwright-core (bash tools/setup.sh puts it in .browser/node_modules).
+const fs = require('fs');
+const path = require('path');
+const { execFileSync } = require('child_process');
+
+const REPO = path.resolve(__dirname, '..');
+const { chromium } = require(require.resolve('playwright-core', {
+  paths: [path.join(REPO, '.browser', 'node_modules'), ...(process.env.NODE_PATH || '').split(':')],
+}));
+
+const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const RUN_TIMEOUT_MS = 15 * 60 * 1000;
+
+function parseArgs(argv) {
+  const args = { url: argv[0], report: null, pictures: false, only: null };
+  for (let i = 1; i < argv.length; i++) {
+    if (argv[i] === '--report') args.report = argv[++i];
+    else if (argv[i] === '--pictures') args.pictures = true;
+    else if (argv[i] === '--only') args.only = argv[++i];
+    else if (argv[i] === '--real-models') args.realModels = true;
+  }
+  return args;
+}
+
+/** UI workflows in run order: the file names start with it (1_layered_scene, 2_continue_scene). */
+function workflows() {
+  const dir = path.join(REPO, 'workflows');
+  return fs.readdirSync(dir).filter((f) => /^\d+_.*\.json$/.test(f)).sort()
+    .map((f) => ({ file: path.join(dir, f), name: f.replace(/\.json$/, '') }));
+}
+
+/** The prompt the frontend posts, rewritten for the random test models (headless.py): the graph
+ * on the canvas stays the user's (real model names, 1024 px, 20 steps). */
+function rewriteForRandomModels(prompt) {
+  const code = 'import json, sys; sys.path.insert(0, "tools"); import headless; '
+    + 'print(json.dumps(headless.rewrite_for_random_models(json.load(sys.stdin))[0]))';
+  const out = execFileSync(process.env.PYTHON || 'python3', ['-c', code],
+    { cwd: REPO, input: JSON.stringify(prompt) });
+  return JSON.parse(out.toString());
+}
+
+async function routePrompts(page) {
+  await page.route(/\/api\/prompt$/, async (route) => {
+    const request = route.request();
+    if (request.method() !== 'POST') return route.continue();
+    const body = JSON.parse(request.postData());
+    body.prompt = rewriteForRandomModels(body.prompt);
+    return route.continue({ postData: JSON.stringify(body) });
+  });
+}
+
+async function openApp(page, url) {
+  await page.goto(url, { waitUntil: 'networkidle', timeout: 180000 });
+  await page.waitForFunction(() => window.app && window.app.graph && window.app.canvas, null,
+    { timeout: 180000 });
+  await page.evaluate(async () => {
+    // no first-run dialogs over the canvas
+    const settings = window.app.extensionManager.setting;
+    await settings.set('Comfy.TutorialCompleted', true);
+    await settings.set('Comfy.Minimap.Visible', false); // keeps the pictures clear
+  }).catch(() => {});
+  await page.waitForTimeout(1500);
+}
+
+/** Loads a workflow as the template browser does; returns the node types the frontend lacks. */
+async function load(page, workflow) {
+  return page.evaluate(async ([wf, name]) => {
+    const { LiteGraph } = window;
+    const missing = wf.nodes.map((n) => n.type)
+      .filter((t) => !(LiteGraph?.registered_node_types ?? {})[t]);
+    await window.app.loadGraphData(wf, true, true, name);
+    return [...new Set(missing)];
+  }, [JSON.parse(fs.readFileSync(workflow.file, 'utf8')), workflow.name]);
+}
+
+/** The texts of the dialogs the load opened (e.g. Missing Models), then closes them. */
+async function closeDialogs(page) {
+  await page.waitForSelector('.p-dialog', { timeout: 5000 }).catch(() => {});
+  await page.waitForTimeout(1000); // let the dialogs finish opening
+  const texts = await page.locator('.p-dialog').allInnerTexts();
+  for (let i = 0; i < 6; i++) {
+    const open = await page.locator('.p-dialog').count();
+    if (!open) break;
+    await page.keyboard.press('Escape');
+    await page.waitForTimeout(700);
+    if (await page.locator('.p-dialog').count() === open) {
+      await page.locator('.p-dialog .p-dialog-close-button').last()
+        .click({ force: true, timeout: 5000 }).catch(() => {});
+      await page.waitForTimeout(700);
+    }
+  }
+  return texts;
+}
+
+/** Clicks Queue, watches for progress bars until the queue is empty again. */
+async function run(page) {
+  await page.evaluate(() => {
+    const w = window;
+    w.__lm = { progress: 0, executed: [], errors: [], done: false, started: false };
+    const api = w.app.api ?? w.comfyAPI?.api?.api;
+    api.addEventListener('execution_start', () => { w.__lm.started = true; });
+    api.addEventListener('executed', (e) => w.__lm.executed.push(e.detail.node));
+    api.addEventListener('execution_error', (e) => w.__lm.errors.push(e.detail.exception_message));
+    api.addEventListener('execution_success', () => { w.__lm.done = true; });
+    w.__lm.timer = setInterval(() => {
+      for (const n of w.app.graph.nodes) {
+        if (n.progress > 0 && n.progress < 1) w.__lm.progress++;
+      }
+    }, 50);
+  });
+  await page.click('[data-testid="queue-button"]', { timeout: 30000 });
+  await page.waitForFunction(() => window.__lm.done || window.__lm.errors.length, null,
+    { timeout: RUN_TIMEOUT_MS, polling: 500 });
+  await page.waitForTimeout(1500); // images and text arrive with the last messages
+  return page.evaluate(() => {
+    clearInterval(window.__lm.timer);
+    const { progress, executed, errors } = window.__lm;
+    return { progress_samples: progress, executed, errors };
+  });
+}
+
+const SHOWN_TYPES = ['ListLayers', 'RenameLayer', 'SaveLayerMemory', 'SaveImage', 'PreviewLayers'];
+
+/** What each node that shows something looks like after the run, centred on the screen in turn
+ * (the frontend draws images and text boxes only for nodes in view). */
+async function nodeState(page) {
+  const ids = await page.evaluate((types) => window.app.graph.nodes
+    .filter((n) => types.includes(n.type)).map((n) => n.id), SHOWN_TYPES);
+  const states = [];
+  for (const id of ids) {
+    await page.evaluate((nid) => {
+      const c = window.app.canvas;
+      c.centerOnNode(window.app.graph.getNodeById(nid));
+      c.setDirty(true, true);
+    }, id);
+    await page.waitForTimeout(600);
+    states.push(await page.evaluate((nid) => {
+      const n = window.app.graph.getNodeById(nid);
+      const box = n.widgets?.find((w) => w.name === 'layer_memory_text');
+      const el = box?.inputEl ?? box?.element;
+      const rect = el?.getBoundingClientRect();
+      const outputs = window.app.nodeOutputs?.[String(nid)] ?? {};
+      return {
+        id: n.id, type: n.type, title: n.title,
+        text: box ? String(box.value ?? '') : null,
+        text_on_screen: !!(rect && rect.height > 20 && rect.width > 100 && el.offsetParent !== null
+          && getComputedStyle(el).visibility !== 'hidden'),
+        images: (n.imgs ?? []).filter((img) => img.naturalWidth > 0).length,
+        output_images: (outputs.images ?? []).length,
+      };
+    }, id));
+  }
+  return states;
+}
+
+async function linkColour(page) {
+  return page.evaluate(() => {
+    const cls = window.app.canvas.constructor;
+    return cls.link_type_colors?.LAYER_MEMORY ?? null;
+  });
+}
+
+/** README picture: the view on the node the reader should look at, after the run; template
+ * thumbnail: the whole graph after the run, as the template's card. */
+async function pictures(page, wf, docsDir) {
+  const focus = async (type, scale) => {
+    await page.evaluate(([t, sc]) => {
+      const c = window.app.canvas;
+      c.deselectAll?.();
+      c.ds.scale = sc;
+      const node = window.app.graph.nodes.find((n) => n.type === t);
+      if (node) c.centerOnNode(node);
+      c.setDirty(true, true);
+    }, [type, scale]);
+    await page.waitForTimeout(1500);
+  };
+  await focus(wf.name.includes('continue') ? 'ListLayers' : 'SaveLayerMemory', 0.8);
+  const shot = path.join(docsDir, `${wf.name.replace(/^\d+_/, '')}.jpg`);
+  await page.screenshot({ path: shot, type: 'jpeg', quality: 65 });
+  const box = await page.locator('#graph-canvas').boundingBox();
+  const [w, h] = [800, 600];
+  const clip = { x: box.x + (box.width - w) / 2, y: box.y + (box.height - h) / 2,
+    width: w, height: h };
+  await page.evaluate(([cw, ch, c0]) => { // the whole graph in the clip: its shape, after the run
+    const c = window.app.canvas;
+    const nodes = window.app.graph.nodes;
+    const x0 = Math.min(...nodes.map((n) => n.pos[0]));
+    const y0 = Math.min(...nodes.map((n) => n.pos[1] - 30));
+    const x1 = Math.max(...nodes.map((n) => n.pos[0] + n.size[0]));
+    const y1 = Math.max(...nodes.map((n) => n.pos[1] + n.size[1]));
+    const scale = 0.96 * Math.min(cw / (x1 - x0), ch / (y1 - y0));
+    c.ds.scale = scale;
+    c.ds.offset = [(c0.x + (cw - scale * (x1 - x0)) / 2) / scale - x0,
+      (c0.y + (ch - scale * (y1 - y0)) / 2) / scale - y0];
+    c.setDirty(true, true);
+  }, [w, h, { x: clip.x - box.x, y: clip.y - box.y }]);
+  await page.waitForTimeout(1500);
+  const thumb = path.join(REPO, 'workflows', `${wf.name}.jpg`);
+  await page.screenshot({ path: thumb, type: 'jpeg', quality: 60, clip });
+  return [shot, thumb];
+}
+(async () => {
+  const args = parseArgs(process.argv.slice(2));
+  if (!args.url) {
+    console.error('usage: node tools/frontend_run.js URL --report FILE [--pictures]');
+    process.exit(2);
+  }
+  const userDir = fs.mkdtempSync(path.join(require('os').tmpdir(), 'lm-chromium-'));
+  // a fresh profile each run (launchPersistentContext is how Playwright takes --user-data-dir)
+  const browser = await chromium.launchPersistentContext(userDir, {
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: FLAGS.filter((f) => f !== '--headless'),
+    headless: true,
+    viewport: { width: 1600, height: 1000 },
+  });
+  const page = browser.pages()[0] ?? await browser.newPage();
+  const report = { page_errors: [], console_errors: [], workflows: [] };
+  let phase = 'startup';
+  page.on('pageerror', (e) => {
+    report.page_errors.push({ phase, text: `${e.message}\n${e.stack || ''}` });
+  });
+  page.on('console', (m) => { if (m.type() === 'error') report.console_errors.push(m.text()); });
+  if (!args.realModels) await routePrompts(page);
+  await openApp(page, args.url);
+  report.extensions = await page.evaluate(() => window.app.extensions?.map((e) => e.name) ?? []);
+  report.link_colour = await linkColour(page);
+  const docs = path.join(REPO, 'docs', 'images');
+  for (const wf of workflows()) {
+    if (args.only && !wf.name.includes(args.only)) continue;
+    const started = Date.now();
+    phase = wf.name;
+    const entry = { name: wf.name, missing_nodes: await load(page, wf) };
+    entry.dialogs = await closeDialogs(page);
+    entry.view_scale = await page.evaluate(() => window.app.canvas.ds.scale);
+    entry.low_quality = await page.evaluate(() => !!window.app.canvas.low_quality);
+    Object.assign(entry, await run(page));
+    entry.nodes = await nodeState(page);
+    entry.seconds = (Date.now() - started) / 1000;
+    if (args.pictures) entry.pictures = await pictures(page, wf, docs);
+    report.workflows.push(entry);
+    console.log(`${wf.name}: ${entry.seconds.toFixed(0)} s, ${entry.executed.length} nodes ran, ` +
+      `${entry.errors.length} errors, progress samples ${entry.progress_samples}`);
+  }
+  await browser.close();
+  fs.rmSync(userDir, { recursive: true, force: true });
+  const text = JSON.stringify(report, null, 2);
+  if (args.report) fs.writeFileSync(args.report, text); else console.log(text);
+})().catch((e) => { console.error(e); process.exit(1); });

@@ -1,0 +1,105 @@
+"""The node types the example workflows use, as the frontend sees them, and their model files.
+
+Per node type: socket inputs (name, type, optional), widget inputs (name, type, optional, has
+control_after_generate), outputs (name, type), registry id and display name, in the node's
+input order. This is a copy of the node schemas kept by hand so that the workflows can be built
+without booting ComfyUI; tests/e2e/test_workflows_valid.py compares every generated file with
+the schemas of the real ComfyUI and this pack, so a drift fails the tests.
+"""
+from __future__ import annotations
+
+from workflow_graph import NodeDef
+
+MEMORY = ("memory", "LAYER_MEMORY", False)
+MODEL = ("model", "MODEL", False)
+LAYER_OUT = (("memory", "LAYER_MEMORY"), ("latent", "LATENT"))
+
+
+def _pack(display: str, **kw) -> NodeDef:
+    """A node of this pack (no registry id in the saved workflow: the pack is not published yet)."""
+    return NodeDef(pack=None, display=display, **kw)
+
+
+NODE_DEFS: dict[str, NodeDef] = {
+    "LoadPixArt": _pack(
+        "Load PixArt (model, T5, VAE)",
+        widgets=(("unet_name", "COMBO", False, False), ("text_encoder", "COMBO", False, False),
+                 ("vae_name", "COMBO", False, False), ("weight_dtype", "COMBO", False, False)),
+        outputs=(("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE"))),
+    "CLIPTextEncodePixArtAlpha": NodeDef(
+        sockets=(("clip", "CLIP", False),),
+        widgets=(("width", "INT", False, False), ("height", "INT", False, False),
+                 ("text", "STRING", False, False)),
+        outputs=(("CONDITIONING", "CONDITIONING"),), display="CLIPTextEncodePixArtAlpha"),
+    "LayerMemory": _pack(
+        "Layer Memory (background)",
+        sockets=(MODEL, ("positive", "CONDITIONING", False), ("negative", "CONDITIONING", False)),
+        widgets=(("width", "INT", False, False), ("height", "INT", False, False),
+                 ("seed", "INT", False, True), ("steps", "INT", False, False),
+                 ("cfg", "FLOAT", False, False), ("sampler_name", "COMBO", False, False),
+                 ("scheduler", "COMBO", False, False), ("name", "STRING", True, False)),
+        outputs=LAYER_OUT),
+    "AddLayer": _pack(
+        "Add Layer (MQD + BCG)",
+        sockets=(MEMORY, MODEL, ("positive", "CONDITIONING", False), ("mask", "MASK", False),
+                 ("negative", "CONDITIONING", True)),
+        widgets=(("seed", "INT", False, True), ("use_mqd", "BOOLEAN", False, False),
+                 ("grow", "INT", False, False), ("feather", "INT", False, False),
+                 ("unblended_fraction", "FLOAT", False, False), ("name", "STRING", True, False)),
+        outputs=LAYER_OUT),
+    "DeleteLayer": _pack(
+        "Delete Layer",
+        sockets=(MEMORY, MODEL),
+        widgets=(("layer", "STRING", False, False), ("regenerate_fraction", "FLOAT", False, False),
+                 ("seed", "INT", False, True), ("grow", "INT", False, False)),
+        outputs=LAYER_OUT),
+    "SolidMask": NodeDef(
+        widgets=(("value", "FLOAT", False, False), ("width", "INT", False, False),
+                 ("height", "INT", False, False)),
+        outputs=(("MASK", "MASK"),), display="SolidMask"),
+    "MaskComposite": NodeDef(
+        sockets=(("destination", "MASK", False), ("source", "MASK", False)),
+        widgets=(("x", "INT", False, False), ("y", "INT", False, False),
+                 ("operation", "COMBO", False, False)),
+        outputs=(("MASK", "MASK"),), display="MaskComposite"),
+    "VAEDecode": NodeDef(sockets=(("samples", "LATENT", False), ("vae", "VAE", False)),
+                         outputs=(("IMAGE", "IMAGE"),), display="VAE Decode"),
+    "SaveImage": NodeDef(sockets=(("images", "IMAGE", False),),
+                         widgets=(("filename_prefix", "STRING", False, False),),
+                         display="Save Image"),
+    "SaveLayerMemory": _pack(
+        "Save Layer Memory",
+        sockets=(MEMORY,),
+        widgets=(("filename_prefix", "STRING", False, False),
+                 ("trajectory_storage", "COMBO", False, False)),
+        outputs=(("file", "STRING"),)),
+    "LoadLayerMemory": _pack(
+        "Load Layer Memory",
+        widgets=(("file", "COMBO", False, False),),
+        outputs=(("memory", "LAYER_MEMORY"), ("latent", "LATENT"), ("layers", "STRING"))),
+    "PreviewLayers": _pack(
+        "Preview Layers",
+        sockets=(MEMORY, ("vae", "VAE", False)),
+        widgets=(("line_width", "INT", True, False),),
+        outputs=(("outlined", "IMAGE"), ("per_layer", "IMAGE"))),
+    "ListLayers": _pack("List Layers", sockets=(MEMORY,), outputs=(("table", "STRING"),)),
+}
+
+# The model files LoadPixArt names, with what the frontend's Missing Models dialog needs to offer
+# them (it lists a node's `properties.models` whose name is one of the node's widget values; only
+# .safetensors/.sft files from huggingface.co or civitai.com).
+UNET = "PixArt-XL-2-1024-MS.safetensors"
+T5 = "t5xxl_fp16.safetensors"
+VAE = "vae-ft-mse-840000-ema-pruned.safetensors"
+HF = "https://huggingface.co"
+MODEL_LINKS = [
+    # The diffusers-layout transformer; ComfyUI's loader converts it (comfy/model_detection.py).
+    {"name": UNET, "directory": "diffusion_models",
+     "url": f"{HF}/PixArt-alpha/PixArt-XL-2-1024-MS/resolve/main/transformer/"
+            "diffusion_pytorch_model.safetensors"},
+    {"name": T5, "directory": "text_encoders",
+     "url": f"{HF}/comfyanonymous/flux_text_encoders/resolve/main/t5xxl_fp16.safetensors"},
+    {"name": VAE, "directory": "vae",
+     "url": f"{HF}/stabilityai/sd-vae-ft-mse-original/resolve/main/"
+            "vae-ft-mse-840000-ema-pruned.safetensors"},
+]

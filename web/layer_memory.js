@@ -1,0 +1,60 @@
+// Layer Memory: what the frontend needs beyond the node definitions.
+// - The `text` ui output of ListLayers, RenameLayer and SaveLayerMemory (the layer table, the
+//   saved file's name) is shown on the node in a read-only text box: frontend 1.27 draws
+//   PreviewText only for its own core nodes.
+// - LAYER_MEMORY wires get a colour of their own (otherwise they look like MASK wires).
+import { app } from "../../scripts/app.js";
+import { ComfyWidgets } from "../../scripts/widgets.js";
+
+const TEXT_NODES = new Set(["ListLayers", "RenameLayer", "SaveLayerMemory"]);
+const WIDGET = "layer_memory_text";
+const LINK_TYPE = "LAYER_MEMORY";
+const LINK_COLOUR = "#E0A030";
+
+/** Shows `text` in the node's read-only text box, making the box on first use. */
+function showText(node, text) {
+  let widget = node.widgets?.find((w) => w.name === WIDGET);
+  if (!widget) {
+    widget = ComfyWidgets.STRING(node, WIDGET, ["STRING", { multiline: true }], app).widget;
+    widget.serialize = false; // display only: never saved into widgets_values or the prompt
+    if (widget.inputEl) {
+      widget.inputEl.readOnly = true;
+      widget.inputEl.style.opacity = 0.85;
+      widget.inputEl.dataset.layerMemory = node.type;
+    }
+    const size = node.computeSize();
+    node.setSize([Math.max(node.size[0], size[0]), Math.max(node.size[1], size[1], 200)]);
+  }
+  widget.value = text;
+  node.setDirtyCanvas(true, true);
+}
+
+/** A colour that survives palette reloads: the palette loader assigns "" to every data type. */
+function pinColour(table) {
+  if (!table) return;
+  let value = LINK_COLOUR;
+  Object.defineProperty(table, LINK_TYPE, {
+    configurable: true,
+    enumerable: true,
+    get: () => value,
+    set: (v) => { if (v) value = v; },
+  });
+}
+
+app.registerExtension({
+  name: "layer_memory.ui",
+  async setup() {
+    pinColour(app.canvas?.constructor?.link_type_colors ?? window.LGraphCanvas?.link_type_colors);
+    pinColour(app.canvas?.default_connection_color_byType);
+    app.canvas?.setDirty(true, true);
+  },
+  async beforeRegisterNodeDef(nodeType, nodeData) {
+    if (!TEXT_NODES.has(nodeData.name)) return;
+    const onExecuted = nodeType.prototype.onExecuted;
+    nodeType.prototype.onExecuted = function (message) {
+      onExecuted?.apply(this, arguments);
+      const text = message?.text;
+      if (text?.length) showText(this, Array.isArray(text) ? text.join("\n") : String(text));
+    };
+  },
+});
