@@ -122,6 +122,10 @@ class MQDRun:
         self.prepare(base.diffusion_model, x.device, dtype)
         caption_len = int(c_crossattn.shape[1]) if c_crossattn is not None else 0
         self.select(transformer_options.get("cond_or_uncond", [COND]), x.shape[0], caption_len)
+        if self.layout == ROUTED:
+            # No block reads the caption of an all-conditional call: one token of it keeps the
+            # model's input shape fixed, so prompts of other lengths re-trace nothing.
+            c_crossattn = c_crossattn[:, :1].clone(memory_format=torch.contiguous_format)
         try:
             return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
         finally:
@@ -150,8 +154,8 @@ class MQDCrossAttention(MultiHeadCrossAttention):
         kv = run.static_kv[self.block_index].expand(B, -1, -1)
         if run.layout == MIXED:  # rows' own captions after the routed keys: [B, keys, 2C]
             kv = torch.cat([kv, self.kv_linear(cond).view(B, -1, 2 * C)], dim=1)
-        out = attend(q, kv, run.bias, self.num_heads)
-        return self.proj_drop(self.proj(out))
+        # proj_drop is skipped: PixArt's is Dropout(0) and this path only ever runs inference
+        return self.proj(attend(q, kv, run.bias, self.num_heads))
 
 
 def attend(q: torch.Tensor, kv: torch.Tensor, bias: torch.Tensor, heads: int) -> torch.Tensor:
