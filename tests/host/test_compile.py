@@ -6,7 +6,6 @@ nothing. Depth-1 random model, 512 px, the session's 3-step schedule.
 """
 import pytest
 import scenes
-import torch
 
 pytestmark = pytest.mark.host
 
