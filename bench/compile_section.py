@@ -5,6 +5,7 @@ added by a second AddLayer with the same number of layers (other object, prompt 
 On the CPU ComfyUI's default sub-quadratic attention re-traces stock blocks whenever the
 free memory changes (it reads it with psutil): CPU re-trace counts include that.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -28,12 +29,14 @@ def _second_edit(work: ops.Workload, memory):
     """AddLayer onto `memory` of another object than ops.add_layer adds (same layer count)."""
     objects = work.scene.chain_objects
     obj = objects[len(memory.layers) % len(objects)]
-    return lambda: work.h.layer_ops.add_layer(memory, work.model, work.cond(obj["class"]),
-                                              work.mask(obj), seed=work.seed + 7)
+    return lambda: work.h.layer_ops.add_layer(
+        memory, work.model, work.cond(obj["class"]), work.mask(obj), seed=work.seed + 7
+    )
 
 
-def compile_section(work: ops.Workload, clock: timing.Clock, background, top: int,
-                    backend: str, rounds: int) -> dict:
+def compile_section(
+    work: ops.Workload, clock: timing.Clock, background, top: int, backend: str, rounds: int
+) -> dict:
     """Compiled txt2img and AddLayer(top): first-call time, medians, graphs and re-traces."""
     import torch._dynamo
     from comfy_api.torch_helpers import set_torch_compile_wrapper
@@ -49,6 +52,12 @@ def compile_section(work: ops.Workload, clock: timing.Clock, background, top: in
     out = timing.interleaved(clock, table, rounds, 0)
     steady = _graphs()
     clock.run(_second_edit(cwork, memory))
-    return {"backend": backend, "first_call_s": first, "graphs_after_first_calls": graphs,
-            "retraces_in_timed_rounds": steady - graphs,
-            "retraces_second_edit": _graphs() - steady, "graph_breaks": _breaks(), **out}
+    return {
+        "backend": backend,
+        "first_call_s": first,
+        "graphs_after_first_calls": graphs,
+        "retraces_in_timed_rounds": steady - graphs,
+        "retraces_second_edit": _graphs() - steady,
+        "graph_breaks": _breaks(),
+        **out,
+    }

@@ -1,4 +1,5 @@
 """The benchmark's command line, its CPU-smoke preset and the targets it judges."""
+
 from __future__ import annotations
 
 import argparse
@@ -17,14 +18,28 @@ COUNT_TARGETS = {  # judged in the count configuration on any device (counts are
     "flops": ("<=", 1.03, "FLOPs, AddLayer(5) / txt2img"),
     "delete_flops": ("<=", 0.45, "FLOPs, DeleteLayer / AddLayer(5)"),
 }
-SMOKE = {"size": 512, "steps": 2, "depth": 1, "layers_in_memory": "1,2", "chain": 2, "repeats": 1,
-         "warmup": 0, "forward_iters": 1, "vae": "taesd", "compile_backend": "eager"}
+SMOKE = {
+    "size": 512,
+    "steps": 2,
+    "depth": 1,
+    "layers_in_memory": "1,2",
+    "chain": 2,
+    "repeats": 1,
+    "warmup": 0,
+    "forward_iters": 1,
+    "vae": "taesd",
+    "compile_backend": "eager",
+}
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Layer-memory benchmark (issue 13); see docs/benchmarks.md")
+    p = argparse.ArgumentParser(
+        description="Layer-memory benchmark (issue 13); see docs/benchmarks.md"
+    )
     p.add_argument("comfyui_path", nargs="?", default=None, help="ComfyUI checkout")
-    p.add_argument("--comfyui", default=None, help="ComfyUI checkout (else $COMFYUI_PATH, ~/ComfyUI)")
+    p.add_argument(
+        "--comfyui", default=None, help="ComfyUI checkout (else $COMFYUI_PATH, ~/ComfyUI)"
+    )
     p.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     p.add_argument("--cpu-smoke", action="store_true", help="CPU-sized run that checks the script")
     p.add_argument("--size", type=int, default=1024, help="image width = height in px")
@@ -41,15 +56,23 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--forward-iters", type=int, default=20, help="timed DiT forwards per variant")
     p.add_argument("--vae", choices=("sd", "taesd"), default=None, help="default: sd on cuda")
     p.add_argument("--dtype", choices=("fp16", "bf16", "fp32"), default="fp16")
-    p.add_argument("--compile-backend", default="inductor",
-                   help="TorchCompileModel backend of the compile section, or 'none'")
+    p.add_argument(
+        "--compile-backend",
+        default="inductor",
+        help="TorchCompileModel backend of the compile section, or 'none'",
+    )
     p.add_argument("--no-counts", action="store_true", help="skip the op-count/FLOP section")
     p.add_argument("--scenes", default=None, help="scene file (default: bench/data/)")
     p.add_argument("--scene", default=None, help="scene id (default: first with 5 routed objects)")
     p.add_argument("--seed", type=int, default=1234)
-    p.add_argument("--out", default=None, help="JSON path (default bench/results/<device>-<date>.json)")
-    p.add_argument("--pack-commit", default=os.environ.get("LAYERMEM_PACK_COMMIT"),
-                   help="pack commit to record when the tree has no .git")
+    p.add_argument(
+        "--out", default=None, help="JSON path (default bench/results/<device>-<date>.json)"
+    )
+    p.add_argument(
+        "--pack-commit",
+        default=os.environ.get("LAYERMEM_PACK_COMMIT"),
+        help="pack commit to record when the tree has no .git",
+    )
     p.add_argument("--verbose", action="store_true", help="keep ComfyUI's INFO log")
     return p
 
@@ -59,8 +82,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     a = p.parse_args(argv)
     if a.cpu_smoke:
         a.device = "cpu"
-        given = {x[2:].split("=")[0].replace("-", "_")
-                 for x in (argv if argv is not None else sys.argv[1:]) if x.startswith("--")}
+        given = {
+            x[2:].split("=")[0].replace("-", "_")
+            for x in (argv if argv is not None else sys.argv[1:])
+            if x.startswith("--")
+        }
         for k, v in SMOKE.items():
             if k not in given:
                 setattr(a, k, v)
@@ -77,12 +103,23 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def is_gpu_config(a: argparse.Namespace) -> bool:
     """The configuration the GPU targets are set for."""
-    return (a.device == "cuda" and a.size == 1024 and a.steps == 20 and a.depth == 28
-            and a.sampler == "dpmpp_2m" and a.cfg == 4.5 and a.dtype == "fp16" and a.vae == "sd"
-            and max(a.layers_in_memory) == 5 and a.chain == 10 and a.repeats >= 3)
+    return (
+        a.device == "cuda"
+        and a.size == 1024
+        and a.steps == 20
+        and a.depth == 28
+        and a.sampler == "dpmpp_2m"
+        and a.cfg == 4.5
+        and a.dtype == "fp16"
+        and a.vae == "sd"
+        and max(a.layers_in_memory) == 5
+        and a.chain == 10
+        and a.repeats >= 3
+    )
 
 
 def is_count_config(a: argparse.Namespace) -> bool:
     """The configuration the op-count and FLOP targets are set for (512 or 1024 px)."""
-    return (a.depth == 28 and a.steps == 20 and a.sampler == "dpmpp_2m"
-            and max(a.layers_in_memory) == 5)
+    return (
+        a.depth == 28 and a.steps == 20 and a.sampler == "dpmpp_2m" and max(a.layers_in_memory) == 5
+    )

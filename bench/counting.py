@@ -5,6 +5,7 @@ costs CPU time whatever its size. Counting the ops a run dispatches (TorchDispat
 autograd and every Python wrapper) and its FLOPs (torch.utils.flop_counter) gives ratios that
 a CPU can measure exactly and that carry over to the GPU.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -16,9 +17,29 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 # Ops that never launch a kernel: views and metadata changes.
-VIEW_OPS = {"view", "_unsafe_view", "expand", "transpose", "t", "permute", "unsqueeze", "squeeze",
-            "slice", "select", "unbind", "as_strided", "alias", "detach", "split", "chunk",
-            "_reshape_alias", "reshape", "split_with_sizes", "lift_fresh", "_to_copy_view"}
+VIEW_OPS = {
+    "view",
+    "_unsafe_view",
+    "expand",
+    "transpose",
+    "t",
+    "permute",
+    "unsqueeze",
+    "squeeze",
+    "slice",
+    "select",
+    "unbind",
+    "as_strided",
+    "alias",
+    "detach",
+    "split",
+    "chunk",
+    "_reshape_alias",
+    "reshape",
+    "split_with_sizes",
+    "lift_fresh",
+    "_to_copy_view",
+}
 
 
 class OpCounter(TorchDispatchMode):
@@ -81,5 +102,8 @@ def count(fn: Callable[[], object], flops: bool = True) -> tuple[Count, object]:
 
 def ratio(a: Count, b: Count) -> dict:
     """a over b, per measure."""
-    return {"ops": a.ops / b.ops, "kernel_ops": a.kernel_ops / b.kernel_ops,
-            "flops": a.flops / b.flops if b.flops else None}
+    return {
+        "ops": a.ops / b.ops,
+        "kernel_ops": a.kernel_ops / b.kernel_ops,
+        "flops": a.flops / b.flops if b.flops else None,
+    }

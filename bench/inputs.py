@@ -3,6 +3,7 @@
 The scenes ship with the repo (bench/data/), so a fresh clone needs nothing beside it.
 There is no T5 here: a prompt becomes a random T5-shaped embedding seeded by its text.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -32,7 +33,7 @@ def box_mask(box, size: int) -> torch.Tensor:
     """[1, H, W] MASK, ones in the normalised box [x0, y0, x1, y1] (x right, y down; rows = y)."""
     x0, y0, x1, y1 = box
     m = torch.zeros(1, size, size)
-    m[:, round(y0 * size):round(y1 * size), round(x0 * size):round(x1 * size)] = 1.0
+    m[:, round(y0 * size) : round(y1 * size), round(x0 * size) : round(x1 * size)] = 1.0
     return m
 
 
@@ -45,8 +46,12 @@ def load_scenes(path: Path | None = None) -> dict[str, list[dict]]:
 def routed_groups(host, objects: list[dict], size: int) -> int:
     """Non-empty MQD groups (background included) these objects' boxes give at the token grid."""
     hw = (size // 8, size // 8)
-    tokens = [host.masks.token_mask(host.masks.prepare_layer_mask(box_mask(o["coordinates"], size),
-                                                                  hw, 0, 0)) for o in objects]
+    tokens = [
+        host.masks.token_mask(
+            host.masks.prepare_layer_mask(box_mask(o["coordinates"], size), hw, 0, 0)
+        )
+        for o in objects
+    ]
     return int((torch.bincount(host.routing.token_owners(tokens)) > 0).sum())
 
 
@@ -63,8 +68,14 @@ class Scene:
         return self.objects[0]["background_prompt"]
 
 
-def pick_scene(host, scenes: dict[str, list[dict]], need: int, chain: int, size: int,
-               scene_id: str | None = None) -> Scene:
+def pick_scene(
+    host,
+    scenes: dict[str, list[dict]],
+    need: int,
+    chain: int,
+    size: int,
+    scene_id: str | None = None,
+) -> Scene:
     """The given scene, else the first with `need` objects whose boxes give need + 1 groups."""
     if scene_id is None:
         full = [k for k, v in scenes.items() if len(v) >= need]

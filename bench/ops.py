@@ -5,6 +5,7 @@ AddLayer, the BCG edit and DeleteLayer are the pack's. Memories with N layers ar
 sampled background without sampling each layer: what an edit costs depends on the number of
 layers, their masks and prompts, never on the values of the stored trajectories.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -51,31 +52,57 @@ class Workload:
 
         latent = cs.fix_empty_latent_channels(model, latent)
         noise = cs.prepare_noise(latent, seed)
-        return cs.sample(model, noise, self.steps, self.cfg, self.sampler, self.scheduler, positive,
-                         self.negative, latent, denoise=1.0, noise_mask=noise_mask,
-                         disable_pbar=True, seed=seed)
+        return cs.sample(
+            model,
+            noise,
+            self.steps,
+            self.cfg,
+            self.sampler,
+            self.scheduler,
+            positive,
+            self.negative,
+            latent,
+            denoise=1.0,
+            noise_mask=noise_mask,
+            disable_pbar=True,
+            seed=seed,
+        )
 
 
 def start(work: Workload):
     """The sampled background memory (layer 0)."""
     return work.h.layer_ops.start_memory(
-        work.model, work.cond(work.scene.background_prompt), work.negative, work.size, work.size,
-        work.seed, steps=work.steps, cfg=work.cfg, sampler_name=work.sampler,
-        scheduler=work.scheduler, name="background", prompt=work.scene.background_prompt)
+        work.model,
+        work.cond(work.scene.background_prompt),
+        work.negative,
+        work.size,
+        work.size,
+        work.seed,
+        steps=work.steps,
+        cfg=work.cfg,
+        sampler_name=work.sampler,
+        scheduler=work.scheduler,
+        name="background",
+        prompt=work.scene.background_prompt,
+    )
 
 
 def stacked(work: Workload, background, n_layers: int):
     """A memory of `n_layers` (background included): the scene's objects over the background."""
     h = work.h
     memory = background
-    for obj in work.scene.objects[:n_layers - 1]:
+    for obj in work.scene.objects[: n_layers - 1]:
         latent_mask = h.masks.prepare_layer_mask(work.mask(obj), memory.latent_hw, 0, 0)
         layer = h.memory.Layer(
-            name=obj["class"], positive=h.memory.Conditioning.from_comfy(
-                work.cond(obj["local_prompt"]), "positive"),
-            negative=memory.top.negative, seed=work.seed, latent_mask=latent_mask,
-            token_mask=h.masks.token_mask(latent_mask), trajectory=memory.top.trajectory,
-            prompt=obj["local_prompt"])
+            name=obj["class"],
+            positive=h.memory.Conditioning.from_comfy(work.cond(obj["local_prompt"]), "positive"),
+            negative=memory.top.negative,
+            seed=work.seed,
+            latent_mask=latent_mask,
+            token_mask=h.masks.token_mask(latent_mask),
+            trajectory=memory.top.trajectory,
+            prompt=obj["local_prompt"],
+        )
         memory = memory.with_layer(layer)
     return memory
 
@@ -84,8 +111,9 @@ def add_layer(work: Workload, memory) -> Callable[[], object]:
     """AddLayer of the scene's next object onto `memory` (MQD + BCG)."""
     obj = work.scene.objects[len(memory.layers) - 1]
     pos, mask = work.cond(obj["local_prompt"]), work.mask(obj)
-    return lambda: work.h.layer_ops.add_layer(memory, work.model, pos, mask,
-                                              seed=work.seed + len(memory.layers), name=obj["class"])
+    return lambda: work.h.layer_ops.add_layer(
+        memory, work.model, pos, mask, seed=work.seed + len(memory.layers), name=obj["class"]
+    )
 
 
 def delete_layer(work: Workload, memory) -> tuple[Callable[[], object], dict]:
@@ -97,10 +125,15 @@ def delete_layer(work: Workload, memory) -> tuple[Callable[[], object], dict]:
     if index is None:
         raise RuntimeError("every middle layer is hidden behind newer ones; pick another scene")
     region = float(lo.deletion_region(memory, index, 2).float().mean())
-    details = {"layer_index": index, "layers_in_memory": n, "regenerate_fraction": 0.4,
-               "region_fraction": round(region, 4)}
-    return (lambda: lo.delete_layer(memory, work.model, index, regenerate_fraction=0.4,
-                                    seed=work.seed)), details
+    details = {
+        "layer_index": index,
+        "layers_in_memory": n,
+        "regenerate_fraction": 0.4,
+        "region_fraction": round(region, 4),
+    }
+    return (
+        lambda: lo.delete_layer(memory, work.model, index, regenerate_fraction=0.4, seed=work.seed)
+    ), details
 
 
 def txt2img(work: Workload) -> Callable[[], object]:
@@ -120,6 +153,7 @@ def bcg_edit(work: Workload, memory) -> Callable[[Callable[[str], None]], None]:
         lap("patch_and_sample")
         work.vae.decode(samples)
         lap("vae_decode")
+
     return run
 
 
@@ -137,4 +171,5 @@ def lb_edit(work: Workload, memory) -> Callable[[Callable[[str], None]], None]:
         lap("sample")
         work.vae.decode(samples)
         lap("vae_decode")
+
     return run

@@ -10,6 +10,7 @@ FLOPs; the compile section (TorchCompileModel); RAM/VRAM over a chain of layers.
     python bench/run_bench.py --device cuda        # the GPU figures, one command
     python bench/run_bench.py --cpu-smoke          # checks the script (depth 1, 512 px, 2 steps)
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -56,10 +57,22 @@ def workload(args, h, workdir: Path) -> tuple[ops.Workload, dict]:
     model, model_info = models.load_pixart(workdir, args.size, args.depth, args.dtype)
     vae, vae_info = models.load_vae(args.vae)
     scenes = inputs.load_scenes(args.scenes)
-    scene = inputs.pick_scene(h, scenes, max(args.layers_in_memory), args.chain, args.size,
-                              args.scene)
-    work = ops.Workload(h, model, vae, args.size, args.steps, args.cfg, args.sampler,
-                        args.scheduler, args.tokens, args.seed, scene)
+    scene = inputs.pick_scene(
+        h, scenes, max(args.layers_in_memory), args.chain, args.size, args.scene
+    )
+    work = ops.Workload(
+        h,
+        model,
+        vae,
+        args.size,
+        args.steps,
+        args.cfg,
+        args.sampler,
+        args.scheduler,
+        args.tokens,
+        args.seed,
+        scene,
+    )
     return work, {"model": model_info, "vae": vae_info}
 
 
@@ -75,11 +88,13 @@ def measure(args, work: ops.Workload) -> dict:
     start, background = clock.run(lambda: ops.start(work))
     m["start_memory_s"] = start
     log(f"[2] interleaved edits: {args.warmup} warm-up + {args.repeats} rounds")
-    m["edits"] = sections.edits_section(work, clock, background, args.layers_in_memory,
-                                        args.repeats, args.warmup)
+    m["edits"] = sections.edits_section(
+        work, clock, background, args.layers_in_memory, args.repeats, args.warmup
+    )
     log("[3] one DiT forward, stock vs MQD")
-    m["forward"] = sections.forward_section(work, clock, ops.stacked(work, background, top + 1),
-                                            args.forward_iters, args.warmup)
+    m["forward"] = sections.forward_section(
+        work, clock, ops.stacked(work, background, top + 1), args.forward_iters, args.warmup
+    )
     if not args.no_counts:
         log("[4] op counts and FLOPs")
         m["counts"] = count_section(work, background, top)
@@ -87,28 +102,56 @@ def measure(args, work: ops.Workload) -> dict:
     m["memory_growth"] = sections.memory_section(work, clock, background)
     if args.compile_backend != "none":
         log(f"[6] compile section ({args.compile_backend})")
-        m["compile"] = compile_section(work, clock, background, top, args.compile_backend,
-                                       args.repeats)
+        m["compile"] = compile_section(
+            work, clock, background, top, args.compile_backend, args.repeats
+        )
     return m
 
 
 def result_of(args, m: dict, env: dict, info: dict, work: ops.Workload, wall: float) -> dict:
     gpu_config = config.is_gpu_config(args)
     r = report.ratios(m, max(args.layers_in_memory))
-    cfg = {k: getattr(args, k) for k in ("size", "steps", "depth", "cfg", "sampler", "scheduler",
-                                         "tokens", "layers_in_memory", "chain", "repeats",
-                                         "warmup", "forward_iters", "vae", "seed",
-                                         "compile_backend")}
-    cfg.update(batch=1, checkpoint_dtype=args.dtype, scene_file=inputs.SCENE_FILE.name,
-               scene=work.scene.scene_id, scene_objects=[o["class"] for o in work.scene.objects],
-               chain_objects=[o["class"] for o in work.scene.chain_objects])
+    cfg = {
+        k: getattr(args, k)
+        for k in (
+            "size",
+            "steps",
+            "depth",
+            "cfg",
+            "sampler",
+            "scheduler",
+            "tokens",
+            "layers_in_memory",
+            "chain",
+            "repeats",
+            "warmup",
+            "forward_iters",
+            "vae",
+            "seed",
+            "compile_backend",
+        )
+    }
+    cfg.update(
+        batch=1,
+        checkpoint_dtype=args.dtype,
+        scene_file=inputs.SCENE_FILE.name,
+        scene=work.scene.scene_id,
+        scene_objects=[o["class"] for o in work.scene.objects],
+        chain_objects=[o["class"] for o in work.scene.chain_objects],
+    )
     kind = "gpu" if gpu_config else ("cpu-smoke" if args.cpu_smoke else f"custom-{args.device}")
-    return {"benchmark": "layer memory: edit cost vs txt2img and latent blending (issue 13)",
-            "kind": kind, "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "environment": env, "config": cfg, **info, "measurements": m, "ratios": r,
-            "targets": report.judge(r, m.get("counts"), gpu_config,
-                                   config.is_count_config(args)),
-            "bench_wall_s": round(wall, 2)}
+    return {
+        "benchmark": "layer memory: edit cost vs txt2img and latent blending (issue 13)",
+        "kind": kind,
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "environment": env,
+        "config": cfg,
+        **info,
+        "measurements": m,
+        "ratios": r,
+        "targets": report.judge(r, m.get("counts"), gpu_config, config.is_count_config(args)),
+        "bench_wall_s": round(wall, 2),
+    }
 
 
 def write(result: dict, out: str | None) -> Path:

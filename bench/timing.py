@@ -5,6 +5,7 @@ hits all of them alike. Per run: wall time with the device synchronised around i
 process's CPU time (time.process_time: every thread of the process) and, on CUDA, the GPU time
 between two events recorded around it. CPU time far above GPU time means launch-bound.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -15,8 +16,13 @@ import torch
 
 
 def summary(samples: list[float]) -> dict:
-    return {"median_s": statistics.median(samples), "min_s": min(samples), "max_s": max(samples),
-            "runs": len(samples), "samples_s": [round(s, 6) for s in samples]}
+    return {
+        "median_s": statistics.median(samples),
+        "min_s": min(samples),
+        "max_s": max(samples),
+        "runs": len(samples),
+        "samples_s": [round(s, 6) for s in samples],
+    }
 
 
 def median(entry: dict) -> float:
@@ -63,12 +69,18 @@ class Clock:
         def whole():
             state["t"] = time.perf_counter()
             fn(lap)
+
         sample, _ = self.run(whole)
         return sample, laps
 
 
-def interleaved(clock: Clock, ops: dict[str, Callable], rounds: int, warmup: int,
-                with_parts: frozenset[str] = frozenset()) -> dict[str, dict]:
+def interleaved(
+    clock: Clock,
+    ops: dict[str, Callable],
+    rounds: int,
+    warmup: int,
+    with_parts: frozenset[str] = frozenset(),
+) -> dict[str, dict]:
     """Run every op once per round, in turn; per op the medians of wall, CPU and GPU time."""
     samples: dict[str, list[dict]] = {name: [] for name in ops}
     parts: dict[str, dict[str, list[float]]] = {name: {} for name in with_parts}

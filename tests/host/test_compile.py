@@ -4,6 +4,7 @@ AddLayer on a compiled MODEL runs, stays bit-exact outside the mask, adds no gra
 second AddLayer with the same number of layers (other prompt length, other mask) re-traces
 nothing. Depth-1 random model, 512 px, the session's 3-step schedule.
 """
+
 import pytest
 import scenes
 
@@ -59,15 +60,26 @@ def _edits(cfg_mode):
     """
     negative = scenes.cond(43, tokens=6) if cfg_mode == "batched" else None
     second_tokens = 6 if cfg_mode == "batched" else 11
-    return [dict(positive=scenes.cond(41, tokens=6), mask=scenes.box_mask(512, 0.2, 0.3, 0.6, 0.7),
-                 seed=5, negative=negative),
-            dict(positive=scenes.cond(42, tokens=second_tokens), seed=6, negative=negative,
-                 mask=scenes.box_mask(512, 0.5, 0.1, 0.9, 0.5))]
+    return [
+        dict(
+            positive=scenes.cond(41, tokens=6),
+            mask=scenes.box_mask(512, 0.2, 0.3, 0.6, 0.7),
+            seed=5,
+            negative=negative,
+        ),
+        dict(
+            positive=scenes.cond(42, tokens=second_tokens),
+            seed=6,
+            negative=negative,
+            mask=scenes.box_mask(512, 0.5, 0.1, 0.9, 0.5),
+        ),
+    ]
 
 
 @pytest.mark.parametrize(("backend", "cfg_mode"), CASES)
-def test_add_layer_under_torch_compile(host, alpha, background, backend, cfg_mode,
-                                       pytorch_attention):
+def test_add_layer_under_torch_compile(
+    host, alpha, background, backend, cfg_mode, pytorch_attention
+):
     import torch._dynamo
 
     first_edit, second_edit = _edits(cfg_mode)
@@ -81,8 +93,10 @@ def test_add_layer_under_torch_compile(host, alpha, background, backend, cfg_mod
     assert graphs >= 1, "the compiled diffusion model was not traced"
     assert not _breaks(), f"graph breaks under {backend}"
     inside = first.top.latent_mask > 0
-    for got, ref in ((first.top.trajectory.final, background.top.trajectory.final),
-                     (first.top.trajectory.x, background.top.trajectory.x)):
+    for got, ref in (
+        (first.top.trajectory.final, background.top.trajectory.final),
+        (first.top.trajectory.x, background.top.trajectory.x),
+    ):
         assert torch.equal(got[..., ~inside], ref[..., ~inside]), "outside the mask must be exact"
     expected = eager.top.trajectory.final
     if backend == "inductor":  # inductor fuses and reorders float math: close, not bitwise
@@ -96,7 +110,9 @@ def test_add_layer_under_torch_compile(host, alpha, background, backend, cfg_mod
     assert not _breaks()
 
 
-@pytest.mark.parametrize("order", [[0, 1], [1, 0], [0]], ids=["cond-first", "uncond-first", "cond-only"])
+@pytest.mark.parametrize(
+    "order", [[0, 1], [1, 0], [0]], ids=["cond-first", "uncond-first", "cond-only"]
+)
 def test_no_graph_break_in_patched_modules(host, alpha, order, pytorch_attention):
     """torch._dynamo.explain over the patched DiT: no break has a frame in mqd.py."""
     import comfy.model_management as mm
@@ -104,8 +120,10 @@ def test_no_graph_break_in_patched_modules(host, alpha, order, pytorch_attention
 
     clone = alpha.clone()
     owners = torch.randint(0, 2, (1024,), generator=torch.Generator().manual_seed(0))
-    run = host.mqd.MQDRun(host.routing.RoutingPlan.from_owners(owners),
-                          [scenes.cond(1)[0][0], scenes.cond(2, tokens=9)[0][0]])
+    run = host.mqd.MQDRun(
+        host.routing.RoutingPlan.from_owners(owners),
+        [scenes.cond(1)[0][0], scenes.cond(2, tokens=9)[0][0]],
+    )
     host.mqd.install(clone, run)
     mm.load_models_gpu([clone])
     try:

@@ -6,6 +6,7 @@ the ops MQD adds per block and model call must not be positive (one attention ca
 the stock one; per-group calls would add about a dozen per group), and what it adds once per
 run must stay small.
 """
+
 import sys
 import tempfile
 from pathlib import Path
@@ -20,7 +21,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 STEPS = 2
-# Measured at 8ca5c1e (6 groups, CFG batched): -16.5 ops per block and call, 125 once per run,
+# Measured at a59f377 (6 groups, CFG batched): -16.5 ops per block and call, 125 once per run,
 # AddLayer(5) / txt2img 1.157 at depth 3. The per-group MQD before it: +167 per block and call,
 # 2.37 at depth 3. Both tests fail on that one.
 MAX_OPS_PER_BLOCK_CALL = 0.0
@@ -34,7 +35,9 @@ def _load(depth: int):
     from safetensors.torch import save_file
 
     path = Path(tempfile.mkdtemp()) / f"random_alpha_depth{depth}.safetensors"
-    save_file(random_models.pixart_state_dict(random_models.ALPHA_512, depth=depth, seed=3), str(path))
+    save_file(
+        random_models.pixart_state_dict(random_models.ALPHA_512, depth=depth, seed=3), str(path)
+    )
     return comfy.sd.load_diffusion_model(str(path))
 
 
@@ -42,18 +45,24 @@ def _counts(host, depth: int) -> dict:
     from bench import counting, inputs, ops
 
     scene = inputs.pick_scene(host, inputs.load_scenes(), 5, 2, 512)
-    work = ops.Workload(host, _load(depth), None, 512, STEPS, 4.5, "dpmpp_2m", "karras", 20, 7, scene)
+    work = ops.Workload(
+        host, _load(depth), None, 512, STEPS, 4.5, "dpmpp_2m", "karras", 20, 7, scene
+    )
     with torch.inference_mode():
         memory = ops.stacked(work, ops.start(work), 5)
     obj = scene.objects[4]
     pos, mask = work.cond(obj["local_prompt"]), work.mask(obj)
 
     def edit(use_mqd):
-        return lambda: host.layer_ops.add_layer(memory, work.model, pos, mask, seed=1, use_mqd=use_mqd)
+        return lambda: host.layer_ops.add_layer(
+            memory, work.model, pos, mask, seed=1, use_mqd=use_mqd
+        )
 
-    return {"txt2img": counting.count(ops.txt2img(work), flops=False)[0].ops,
-            "mqd": counting.count(edit(True), flops=False)[0].ops,
-            "plain": counting.count(edit(False), flops=False)[0].ops}
+    return {
+        "txt2img": counting.count(ops.txt2img(work), flops=False)[0].ops,
+        "mqd": counting.count(edit(True), flops=False)[0].ops,
+        "plain": counting.count(edit(False), flops=False)[0].ops,
+    }
 
 
 @pytest.fixture(scope="module")
