@@ -2,7 +2,8 @@
 # Stage what bench/run_bench.py needs on a bare GPU machine that has Python 3.12 + PyTorch but no
 # ComfyUI and no network: a copy of ComfyUI in .comfyui/ and the three wheels ComfyUI's core imports
 # that such an image lacks (torchsde + trampoline for its samplers, av for comfy_api.latest) in .whl/.
-# Run it here, in the repo, once; then carry [".comfyui", ".whl", ".bench_data"] (see docs/benchmarks.md).
+# The scenes ship in bench/data/. Run it here, in the repo, once; then carry [".comfyui", ".whl"]
+# (see docs/benchmarks.md).
 #   bash bench/prepare_device.sh [COMFYUI_PATH]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +11,7 @@ SRC="${1:-${COMFYUI_PATH:-$HOME/ComfyUI}}"
 [ -f "$SRC/comfy/ldm/pixart/pixartms.py" ] || { echo "no ComfyUI at $SRC" >&2; exit 1; }
 
 mkdir -p .git/info
-for p in /.comfyui/ /.whl/ /.bench_data/; do grep -qxF "$p" .git/info/exclude 2>/dev/null || echo "$p" >> .git/info/exclude; done
+for p in /.comfyui/ /.whl/; do grep -qxF "$p" .git/info/exclude 2>/dev/null || echo "$p" >> .git/info/exclude; done
 
 rm -rf .comfyui
 python3 - "$SRC" <<'EOF'
@@ -20,10 +21,6 @@ shutil.copytree(sys.argv[1], ".comfyui", symlinks=False,
                 ignore=lambda d, names: [n for n in names if n in skip or n.endswith(".pyc")])
 EOF
 mkdir -p .comfyui/custom_nodes
-
-# The scenes live in the project's shared/ folder, which does not travel to the device machine.
-mkdir -p .bench_data
-cp "$(dirname "$PWD")/shared/bench/multi_edit_bench_dev70.json" .bench_data/
 
 mkdir -p .whl
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \

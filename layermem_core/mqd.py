@@ -1,74 +1,135 @@
-"""Multi-Query Disentangled cross-attention, patched into PixArt through a cloned ModelPatcher.
+"""Multi-Query Disentangled cross-attention at the price of one attention call per block.
 
-Each DiT block's `cross_attn` is replaced (object patch, restored by ComfyUI and by us after
-the run) with an `MQDCrossAttention` that shares the stock module's linear layers, so weight
-patches (LoRA) and low-VRAM casting work unchanged. On the conditional rows of the CFG batch,
-image tokens are sorted by owner once per run and each contiguous group attends to its own
-layer's prompt; the unconditional rows run the stock attention with their negative prompt.
+Each DiT block's `cross_attn` is replaced (object patch on a cloned ModelPatcher, restored
+after the run) with an `MQDCrossAttention` that shares the stock module's linear layers, so
+weight patches (LoRA) and low-VRAM casting apply unchanged.
 
-PixArt's forward drops transformer_options, so an APPLY_MODEL wrapper tells the blocks which
-rows are conditional (`cond_or_uncond`) and where the caption embedder lives.
+The routing and the prompts are fixed for a run, so everything that depends only on them is
+computed once, outside the model's forward (and outside any torch.compile region), by the
+APPLY_MODEL wrapper (`MQDRun.prepare`): every block's keys/values of all layers' prompts,
+side by side and padded to a bucket of `KEY_BUCKET` keys, and an additive bias that is 0 where
+a token's owner's prompt keys are and -inf elsewhere. Per model call (`MQDRun.select`) the
+wrapper picks the layout of the CFG batch: conditional rows attend to the routed keys; in a
+batched CFG call the unconditional rows attend to their own caption's keys, appended after
+the routed ones (the bias hides each set from the other rows). Each block then makes ONE
+attention call for the whole batch, in the tokens' own order: no gather, no scatter.
+
+The attention call is torch's `scaled_dot_product_attention`, not ComfyUI's
+`optimized_attention`: sage attention ignores masks, flash attention rejects them, and the
+`sdpa_kernel` context managers ComfyUI wraps around SDPA cost launch time. PixArt passes no
+transformer_options to its attention, so no user setting is lost.
+
+Patched modules hold the run's tensors only, never the diffusion model, and their forward
+reads no tensor value on the host: torch.compile (ComfyUI's TorchCompileModel) traces them
+without graph breaks, and a second edit with the same number of layers re-traces nothing.
 """
 from __future__ import annotations
 
 import comfy.patcher_extension
 import torch
-from comfy.ldm.modules.attention import optimized_attention
+import torch.nn.functional as F
 from comfy.ldm.pixart.blocks import MultiHeadCrossAttention
 
-from .routing import RoutingPlan
+from .routing import RoutingPlan, layer_routing
 
 WRAPPER_KEY = "layer_memory_mqd"
 COND = 0  # ComfyUI's marker for a conditional chunk in cond_or_uncond
+KEY_BUCKET = 64  # routed keys are padded to a multiple of this: same shapes for similar edits
+STOCK, ROUTED, MIXED = "stock", "routed", "mixed"  # layouts of one model call's batch
+
+
+def _round_up(n: int, to: int) -> int:
+    return -(-n // to) * to
 
 
 class MQDRun:
-    """State of one sampling run: routing, prompts, and per-run caches of their projections."""
+    """State of one sampling run: routing, prompts, and per-run keys, values and biases."""
 
     def __init__(self, plan: RoutingPlan, prompts: list[torch.Tensor]):
         self.plan = plan
         self.prompts = prompts  # raw T5 embeddings [1, L, 4096], indexed by owner
-        self.cond_or_uncond: list[int] | None = None
-        self.diffusion_model = None
-        self._device_plan: RoutingPlan | None = None
-        self._captions: list[torch.Tensor] | None = None
-        self._kv: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        lengths = [int(p.shape[-2]) for p in prompts]
+        self.routed_keys = _round_up(sum(lengths), KEY_BUCKET)
+        self.key_owner = torch.full((self.routed_keys,), -1, dtype=torch.long)  # -1: padding
+        self.key_owner[:sum(lengths)] = torch.repeat_interleave(
+            torch.arange(len(lengths)), torch.tensor(lengths))
+        self.token_owner = plan.owners()
+        self.layout = STOCK
+        self.bias: torch.Tensor | None = None  # [B or 1, 1, N, keys] for the current call
+        self.static_kv: list[torch.Tensor] = []  # per block [1, routed_keys, 2C]
+        self._prepared_for: tuple | None = None
+        self._biases: dict[tuple, torch.Tensor] = {}
 
-    def device_plan(self, device: torch.device) -> RoutingPlan:
-        if self._device_plan is None or self._device_plan.permutation.device != device:
-            self._device_plan = self.plan.to(device)
-        return self._device_plan
+    @classmethod
+    def for_layers(cls, layers) -> MQDRun:
+        """The run for these layers (background first), as AddLayer/DeleteLayer route them."""
+        return cls(*layer_routing(layers))
 
-    def prompt_kv(self, block_index: int, attn: MultiHeadCrossAttention, device, dtype) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Key/value projections of every layer's prompt for one block, computed once per run."""
-        cached = self._kv.get(block_index)
-        if cached is not None:
-            return cached
-        if self._captions is None:
-            embedder = self.diffusion_model.y_embedder
-            self._captions = [embedder(p.to(device=device, dtype=dtype)[:, None], False)[:, 0] for p in self.prompts]
-        kv = []
-        for y in self._captions:
-            k, v = attn.kv_linear(y).view(1, -1, 2, attn.d_model).unbind(2)
-            kv.append((k.contiguous(), v.contiguous()))
-        self._kv[block_index] = kv
-        return kv
+    def prepare(self, diffusion_model, device: torch.device, dtype: torch.dtype) -> None:
+        """Every block's keys/values of all prompts, once per run (and device/dtype)."""
+        if self._prepared_for == (device, dtype):
+            return
+        dm = getattr(diffusion_model, "_orig_mod", diffusion_model)  # a torch.compile wrapper
+        captions = [dm.y_embedder(p.to(device=device, dtype=dtype)[:, None], False)[:, 0]
+                    for p in self.prompts]
+        y = torch.cat(captions, dim=1)
+        pad = self.routed_keys - y.shape[1]
+        y = torch.cat([y, y.new_zeros(1, pad, y.shape[2])], dim=1) if pad else y
+        self.static_kv = [block.cross_attn.kv_linear(y).contiguous() for block in dm.blocks]
+        self._biases.clear()
+        self._prepared_for = (device, dtype)
 
-    def apply_model_wrapper(self, executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
-        """APPLY_MODEL wrapper: expose which rows are conditional while the model runs."""
-        self.cond_or_uncond = list(transformer_options.get("cond_or_uncond", [COND]))
-        self.diffusion_model = executor.class_obj.diffusion_model
+    def select(self, cond_or_uncond: list[int], batch: int, caption_len: int) -> None:
+        """Set the layout and the bias of the next model call (`caption_len`: its rows' tokens)."""
+        marks = list(cond_or_uncond) or [COND]
+        if batch % len(marks) or COND not in marks:
+            self.layout, self.bias = STOCK, None
+            return
+        rows = tuple(m == COND for m in marks for _ in range(batch // len(marks)))
+        self.layout = ROUTED if all(rows) else MIXED
+        key = (rows, caption_len) if self.layout == MIXED else ()
+        if key not in self._biases:
+            self._biases[key] = self._make_bias(rows, caption_len) if key else \
+                self._make_bias((True,), 0)
+        self.bias = self._biases[key]
+
+    def release(self) -> None:
+        self.layout, self.bias = STOCK, None
+
+    def _make_bias(self, rows: tuple[bool, ...], caption_len: int) -> torch.Tensor:
+        """[len(rows), 1, N, keys]: 0 where a row's token may look, -inf elsewhere.
+
+        Keys are the routed ones, then `caption_len` keys of the rows' own captions.
+        """
+        device, dtype = self._prepared_for
+        routed = self.token_owner[:, None] == self.key_owner[None, :]  # [N, routed_keys]
+        keys = self.routed_keys + caption_len
+        allowed = torch.zeros(len(rows), routed.shape[0], _round_up(keys, 8), dtype=torch.bool)
+        for b, is_cond in enumerate(rows):
+            if is_cond:
+                allowed[b, :, :self.routed_keys] = routed
+            else:
+                allowed[b, :, self.routed_keys:keys] = True
+        bias = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, float("-inf"))
+        # storage padded to 8 keys (kernels want an aligned bias), a view of the real keys
+        return bias.to(device)[:, None, :, :keys]
+
+    def apply_model_wrapper(self, executor, x, t, c_concat=None, c_crossattn=None, control=None,
+                            transformer_options={}, **kwargs):  # noqa: B006 (ComfyUI's signature)
+        """APPLY_MODEL wrapper: prepare the run once, pick this call's layout, run the model."""
+        base = executor.class_obj
+        dtype = base.manual_cast_dtype or base.get_dtype()
+        self.prepare(base.diffusion_model, x.device, dtype)
+        caption_len = int(c_crossattn.shape[1]) if c_crossattn is not None else 0
+        self.select(transformer_options.get("cond_or_uncond", [COND]), x.shape[0], caption_len)
+        if self.layout == ROUTED:
+            # No block reads the caption of an all-conditional call: one token of it keeps the
+            # model's input shape fixed, so prompts of other lengths re-trace nothing.
+            c_crossattn = c_crossattn[:, :1].clone(memory_format=torch.contiguous_format)
         try:
             return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
         finally:
-            self.cond_or_uncond = None
-
-    def conditional_rows(self, batch: int) -> list[bool] | None:
-        marks = self.cond_or_uncond
-        if not marks or batch % len(marks):
-            return None
-        per = batch // len(marks)
-        return [m == COND for m in marks for _ in range(per)]
+            self.release()
 
 
 class MQDCrossAttention(MultiHeadCrossAttention):
@@ -76,53 +137,48 @@ class MQDCrossAttention(MultiHeadCrossAttention):
 
     def __init__(self, stock: MultiHeadCrossAttention, block_index: int, run: MQDRun):
         torch.nn.Module.__init__(self)
-        self.d_model, self.num_heads, self.head_dim = stock.d_model, stock.num_heads, stock.head_dim
-        # The same submodules under the same names: weight patches keyed on the stock path still apply.
+        self.d_model, self.num_heads = stock.d_model, stock.num_heads
+        self.head_dim = stock.head_dim
+        # The same submodules under the same names: weight patches on the stock path apply.
         self.q_linear, self.kv_linear, self.proj = stock.q_linear, stock.kv_linear, stock.proj
         self.attn_drop, self.proj_drop = stock.attn_drop, stock.proj_drop
         self.block_index = block_index
         self.run = run
 
     def forward(self, x, cond, mask=None):
-        rows = self.run.conditional_rows(x.shape[0])
-        if not rows or not any(rows):
+        run = self.run
+        if run.layout == STOCK:
             return super().forward(x, cond, mask)
-        B = x.shape[0]
-        q = self.q_linear(x)  # one projection for every row and group
-        out = torch.empty_like(q)
-        row_len = cond.shape[1] // B  # PixArtMS passes the rows' captions concatenated: [1, B * L, C]
-        for b, is_cond in enumerate(rows):
-            if is_cond:
-                out[b] = self._routed(q[b])
-            else:  # the negative prompt, exactly as the stock module does it
-                k, v = self.kv_linear(cond[:, b * row_len:(b + 1) * row_len]).view(1, -1, 2, self.d_model).unbind(2)
-                out[b] = optimized_attention(q[b:b + 1], k, v, self.num_heads)[0]
-        return self.proj_drop(self.proj(out))
+        B, N, C = x.shape
+        q = self.q_linear(x)
+        kv = run.static_kv[self.block_index].expand(B, -1, -1)
+        if run.layout == MIXED:  # rows' own captions after the routed keys: [B, keys, 2C]
+            kv = torch.cat([kv, self.kv_linear(cond).view(B, -1, 2 * C)], dim=1)
+        # proj_drop is skipped: PixArt's is Dropout(0) and this path only ever runs inference
+        return self.proj(attend(q, kv, run.bias, self.num_heads))
 
-    def _routed(self, q: torch.Tensor) -> torch.Tensor:
-        """[N, C] queries of one conditional row -> attention output, each owner's tokens on its own prompt."""
-        plan = self.run.device_plan(q.device)
-        kv = self.run.prompt_kv(self.block_index, self, q.device, q.dtype)
-        if plan.is_single_group:
-            k, v = kv[plan.segments[0][0]]
-            return optimized_attention(q[None], k, v, self.num_heads)[0]
-        q_sorted = q.index_select(0, plan.permutation)  # owners are contiguous segments now: slices, no scatter
-        parts = [optimized_attention(q_sorted[None, start:end], kv[owner][0], kv[owner][1], self.num_heads)[0]
-                 for owner, start, end in plan.segments]
-        return torch.cat(parts).index_select(0, plan.inverse)
+
+def attend(q: torch.Tensor, kv: torch.Tensor, bias: torch.Tensor, heads: int) -> torch.Tensor:
+    """One SDPA call: q [B, N, C], kv [B, L, 2C], additive bias [B or 1, 1, N, L] -> [B, N, C]."""
+    B, N, C = q.shape
+    q = q.view(B, N, heads, C // heads).transpose(1, 2)
+    k, v = kv.view(B, kv.shape[1], 2, heads, C // heads).transpose(1, 3).unbind(2)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+    return out.transpose(1, 2).reshape(B, N, C)
 
 
 def install(patcher, run: MQDRun) -> list[str]:
-    """Patch every block's cross-attention on `patcher` (a clone the caller owns); returns the keys."""
+    """Patch every block's cross-attention on `patcher` (a clone the caller owns); the keys."""
     diffusion_model = patcher.get_model_object("diffusion_model")
     keys = []
     for i in range(len(diffusion_model.blocks)):
         key = f"diffusion_model.blocks.{i}.cross_attn"
         stock = patcher.get_model_object(key)
-        if isinstance(stock, MQDCrossAttention):  # a patched model passed in again: wrap the stock one
+        if isinstance(stock, MQDCrossAttention):
             raise RuntimeError(f"{key} is already MQD-patched")
         patcher.add_object_patch(key, MQDCrossAttention(stock, i, run))
         keys.append(key)
-    patcher.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, WRAPPER_KEY)
-    patcher.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, WRAPPER_KEY, run.apply_model_wrapper)
+    apply_model = comfy.patcher_extension.WrappersMP.APPLY_MODEL
+    patcher.remove_wrappers_with_key(apply_model, WRAPPER_KEY)
+    patcher.add_wrapper_with_key(apply_model, WRAPPER_KEY, run.apply_model_wrapper)
     return keys

@@ -7,9 +7,14 @@ works on slices (views) instead of scattered index sets.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from .memory import Layer
 
 
 def token_owners(token_masks: list[torch.Tensor]) -> torch.Tensor:
@@ -55,3 +60,22 @@ class RoutingPlan:
 
     def to(self, device: torch.device) -> RoutingPlan:
         return RoutingPlan(self.permutation.to(device), self.inverse.to(device), self.segments)
+
+    def owners(self) -> torch.Tensor:
+        """Owner index per token in the original (row-major) order: the inverse of from_owners."""
+        owners = torch.empty(self.permutation.numel(), dtype=torch.long)
+        for owner, start, end in self.segments:
+            owners[self.permutation[start:end].cpu()] = owner
+        return owners
+
+
+def layer_routing(layers: Sequence[Layer]) -> tuple[RoutingPlan, list[torch.Tensor]]:
+    """The plan and the prompts (indexed by owner) MQD uses for these layers, background first.
+
+    Owner 0 is the background (layers[0]); owner i is layers[i]; the newest mask wins.
+    """
+    if len(layers) > 1:
+        owners = token_owners([layer.token_mask for layer in layers[1:]])
+    else:
+        owners = torch.zeros(layers[0].token_mask.numel(), dtype=torch.long)
+    return RoutingPlan.from_owners(owners), [layer.positive.embedding for layer in layers]

@@ -41,19 +41,23 @@ def test_writes_every_section(smoke):
     assert env["device"].startswith("CPU") and env["torch"] and env["pack_commit"] and env["comfyui"]["version"]
     cfg = result["config"]
     assert cfg["size"] == 512 and cfg["depth"] == 1 and cfg["batch"] == 1
+    assert cfg["scene_file"] == "multi_edit_bench_dev70.json"  # shipped in bench/data/
     m = result["measurements"]
-    for key in ("txt2img", "start_memory", "bcg_edit", "lb_edit", "delete_layer"):
-        _timing(m[key])
-    assert set(m["add_layer"]) == {str(n) for n in cfg["layers_in_memory"]}
-    for entry in m["add_layer"].values():
+    edits = m["edits"]
+    names = {"txt2img", "bcg_edit", "lb_edit", "delete_layer"} | {f"add_layer_{n}" for n in cfg["layers_in_memory"]}
+    assert set(edits) == names
+    for entry in edits.values():
         _timing(entry)
-        assert entry["mqd_groups"] >= 2
-    assert set(m["bcg_edit"]["parts"]) == {"patch_and_sample", "vae_decode"}
-    assert set(m["lb_edit"]["parts"]) == {"vae_encode", "sample", "vae_decode"}
-    for part in list(m["bcg_edit"]["parts"].values()) + list(m["lb_edit"]["parts"].values()):
+        _timing(entry["cpu"])
+        assert "gpu" not in entry  # no CUDA events on the CPU
+    for n in cfg["layers_in_memory"]:
+        assert edits[f"add_layer_{n}"]["mqd_groups"] >= 2
+    assert set(edits["bcg_edit"]["parts"]) == {"patch_and_sample", "vae_decode"}
+    assert set(edits["lb_edit"]["parts"]) == {"vae_encode", "sample", "vae_decode"}
+    for part in list(edits["bcg_edit"]["parts"].values()) + list(edits["lb_edit"]["parts"].values()):
         _timing(part)
     assert m["cfg_batch_sizes_seen"] == [2], "cond and uncond should run as one CFG batch of 2"
-    dl = m["delete_layer"]
+    dl = edits["delete_layer"]
     assert dl["regenerate_fraction"] == 0.4 and 0 < dl["layer_index"] < dl["layers_in_memory"] - 1
     fwd = m["forward"]
     _timing(fwd["stock"])
@@ -73,15 +77,35 @@ def test_writes_every_section(smoke):
     assert saved["float16"] < saved["float32"]
 
 
+def test_counts_and_compile_sections(smoke):
+    result, _ = smoke
+    m = result["measurements"]
+    top = max(result["config"]["layers_in_memory"])
+    counts = m["counts"]
+    for name in ("txt2img", f"add_layer_{top}", f"add_layer_{top}_without_mqd", "delete_layer"):
+        c = counts[name]
+        assert c["ops"] >= c["kernel_ops"] > 0 and c["flops"] > 0, name
+    assert counts["delete_layer"]["flops"] < counts[f"add_layer_{top}"]["flops"]
+    comp = m["compile"]
+    assert comp["backend"] == "eager" and comp["graphs_after_first_calls"] >= 1
+    _timing(comp["txt2img"])
+    _timing(comp[f"add_layer_{top}"])
+    assert set(comp["first_call_s"]) == {"txt2img", f"add_layer_{top}"}
+
+
 def test_ratios_and_targets(smoke):
     result, stdout = smoke
     r = result["ratios"]
-    for key in ("addlayer5_over_txt2img", "bcg_edit_over_lb_edit", "delete_over_addlayer5", "mqd_forward_overhead_pct",
-                "ram_mb_per_layer", "bcg_sample_over_lb_sample", "rss_mb_per_layer"):
+    for key in ("addlayer5_over_txt2img", "addlayer5_over_txt2img_cpu", "bcg_edit_over_lb_edit",
+                "delete_over_addlayer5", "mqd_forward_overhead_pct", "ram_mb_per_layer",
+                "bcg_sample_over_lb_sample", "rss_mb_per_layer", "compiled_txt2img_over_eager"):
         assert isinstance(r[key], float) and math.isfinite(r[key]), key
     assert r["vram_growth_pct"] is None  # no CUDA on the smoke run
     targets = result["targets"]
-    assert set(targets) == {"addlayer5_over_txt2img", "bcg_edit_over_lb_edit", "delete_over_addlayer5", "ram_mb_per_layer",
-                            "vram_growth_pct"}
-    assert all(t["met"] is None for t in targets.values()), "a CPU smoke run must not judge the GPU targets"
-    assert "AddLayer(" in stdout and "MQD forward overhead" in stdout and "JSON:" in stdout
+    gpu_only = {"addlayer5_over_txt2img", "bcg_edit_over_lb_edit", "delete_over_addlayer5",
+                "ram_mb_per_layer", "vram_growth_pct"}
+    assert set(targets) == gpu_only | {"count_ops", "count_flops", "count_delete_flops"}
+    assert all(t["met"] is None for t in targets.values()), "a smoke run judges no target"
+    assert all(isinstance(targets[k]["value"], float) for k in targets if k.startswith("count_"))
+    assert "AddLayer," in stdout and "op counts and FLOPs" in stdout and "compile section" in stdout
+    assert "JSON:" in stdout

@@ -19,12 +19,17 @@ def _stock(stock, x, caption_rows):
     return stock(x, cond, None)
 
 
-def _mqd(host, dm, stock, owners, prompts, cond_or_uncond):
+def _mqd(host, dm, stock, owners, prompts, cond_or_uncond, x, cond):
+    """The patched block with the run prepared and this call's layout selected."""
     plan = host.routing.RoutingPlan.from_owners(owners)
     run = host.mqd.MQDRun(plan, [p[0][0] for p in prompts])
-    run.diffusion_model = dm
-    run.cond_or_uncond = cond_or_uncond
+    run.prepare(dm, x.device, x.dtype)
+    run.select(cond_or_uncond, x.shape[0], cond.shape[1] // x.shape[0])
     return host.mqd.MQDCrossAttention(stock, 0, run)
+
+
+def _close(a, b):
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
 @torch.no_grad()
@@ -33,41 +38,86 @@ def test_single_layer_everywhere_equals_stock(host, alpha):
     dm, stock, (cap, cap_neg) = _block_and_captions(host, alpha, [prompt, neg])
     x = torch.randn(2, 1024, 1152)
     owners = torch.zeros(1024, dtype=torch.long)
-    patched = _mqd(host, dm, stock, owners, [prompt], [0, 1])
-    expected = _stock(stock, x, [cap, cap_neg])
-    got = patched(x, torch.cat([cap, cap_neg], dim=1), None)
-    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    cond = torch.cat([cap, cap_neg], dim=1)
+    patched = _mqd(host, dm, stock, owners, [prompt], [0, 1], x, cond)
+    _close(patched(x, cond, None), _stock(stock, x, [cap, cap_neg]))
 
 
+@pytest.mark.parametrize("order", [[1, 0], [0, 1]], ids=["uncond-first", "cond-first"])
 @torch.no_grad()
-def test_each_token_group_gets_its_layers_stock_output(host, alpha):
-    prompts = [scenes.cond(10 + i) for i in range(3)]  # background, layer 1, layer 2 (same token count)
-    neg = scenes.cond(99)
+def test_each_token_group_gets_its_layers_stock_output(host, alpha, order):
+    """Batched CFG in either row order: routed cond row per group, stock uncond row."""
+    prompts = [scenes.cond(10 + i, tokens=5 + 3 * i) for i in range(3)]  # other lengths
+    neg = scenes.cond(99, tokens=7)
     dm, stock, caps = _block_and_captions(host, alpha, prompts + [neg])
-    cap_neg = caps[-1]
     g = torch.Generator().manual_seed(0)
     owners = torch.randint(0, 3, (1024,), generator=g)
     x = torch.randn(2, 1024, 1152, generator=g)
-    # uncond first, cond second: the order ComfyUI may batch them in
-    patched = _mqd(host, dm, stock, owners, prompts, [1, 0])
-    got = patched(x, torch.cat([cap_neg, caps[0]], dim=1), None)
+    c, u = order.index(0), order.index(1)
+    rows = [None, None]
+    rows[u] = caps[-1]
+    rows[c] = caps[-1]  # a batched call's rows share one length; the cond row's own is unused
+    cond = torch.cat(rows, dim=1)
+    patched = _mqd(host, dm, stock, owners, prompts, order, x, cond)
+    got = patched(x, cond, None)
+    assert patched.run.layout == host.mqd.MIXED
     for j in range(3):
-        expected = _stock(stock, x, [cap_neg, caps[j]])
         sel = owners == j
-        torch.testing.assert_close(got[1, sel], expected[1, sel], rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(got[0], expected[0], rtol=1e-5, atol=1e-5)  # negative half untouched
+        _close(got[c, sel], stock(x[c:c + 1], caps[j], None)[0, sel])
+    _close(got[u], stock(x[u:u + 1], caps[-1], None)[0])  # negative row: stock
 
 
 @torch.no_grad()
-def test_prompts_of_different_lengths(host, alpha):
+def test_unbatched_cfg_calls(host, alpha):
+    """Prompts of other lengths: ComfyUI runs a cond-only and an uncond-only forward of batch 1."""
     prompts = [scenes.cond(1, tokens=4), scenes.cond(2, tokens=9)]
-    dm, stock, caps = _block_and_captions(host, alpha, prompts)
+    neg = scenes.cond(3, tokens=13)
+    dm, stock, caps = _block_and_captions(host, alpha, prompts + [neg])
     owners = torch.tensor([0, 1] * 512)
     x = torch.randn(1, 1024, 1152)
-    patched = _mqd(host, dm, stock, owners, prompts, [0])
+    patched = _mqd(host, dm, stock, owners, prompts, [0], x, caps[1])
+    assert patched.run.layout == host.mqd.ROUTED
     got = patched(x, caps[1], None)
     for j in range(2):
-        torch.testing.assert_close(got[0, owners == j], stock(x, caps[j], None)[0, owners == j], rtol=1e-5, atol=1e-5)
+        _close(got[0, owners == j], stock(x, caps[j], None)[0, owners == j])
+    patched.run.select([1], 1, caps[2].shape[1])
+    assert patched.run.layout == host.mqd.STOCK
+    assert torch.equal(patched(x, caps[2], None), stock(x, caps[2], None))
+
+
+@torch.no_grad()
+def test_repeated_negative_of_a_batched_call(host, alpha):
+    """can_concat repeats captions up to a common length: the uncond row sees its repeats."""
+    prompts = [scenes.cond(5, tokens=4), scenes.cond(6, tokens=8)]
+    neg = scenes.cond(7, tokens=4)
+    dm, stock, caps = _block_and_captions(host, alpha, prompts + [neg])
+    owners = torch.tensor([1, 0] * 512)
+    x = torch.randn(2, 1024, 1152)
+    cond = torch.cat([caps[-1].repeat(1, 2, 1), caps[1]], dim=1)  # [uncond x2, cond]
+    got = _mqd(host, dm, stock, owners, prompts, [1, 0], x, cond)(x, cond, None)
+    _close(got[0], stock(x[:1], caps[-1].repeat(1, 2, 1), None)[0])
+    for j in range(2):
+        _close(got[1, owners == j], stock(x[1:], caps[j], None)[0, owners == j])
+
+
+def test_routed_keys_are_bucketed(host):
+    """Other prompt lengths within one bucket give the same shapes: no re-trace under compile."""
+    plan = host.routing.RoutingPlan.from_owners(torch.tensor([0, 1] * 8))
+    a = host.mqd.MQDRun(plan, [torch.zeros(1, 20, 4096), torch.zeros(1, 30, 4096)])
+    b = host.mqd.MQDRun(plan, [torch.zeros(1, 7, 4096), torch.zeros(1, 11, 4096)])
+    assert a.routed_keys == b.routed_keys == host.mqd.KEY_BUCKET
+    assert a.key_owner.tolist() == [0] * 20 + [1] * 30 + [-1] * 14
+
+
+def test_patched_modules_hold_no_diffusion_model(host, alpha):
+    """A patched block must not reach its own diffusion model (dynamo: 'already tracked')."""
+    dm = alpha.model.diffusion_model
+    run = host.mqd.MQDRun(host.routing.RoutingPlan.from_owners(torch.zeros(1024, dtype=torch.long)),
+                          [torch.zeros(1, 2, 4096)])
+    run.prepare(dm, torch.device("cpu"), torch.float32)
+    patched = host.mqd.MQDCrossAttention(dm.blocks[0].cross_attn, 0, run)
+    seen = [v for v in list(vars(run).values()) + list(vars(patched).values())]
+    assert not any(isinstance(v, torch.nn.Module) and hasattr(v, "blocks") for v in seen)
 
 
 def test_mask_order_routing_of_a_scene(host, three_layers):

@@ -1,0 +1,191 @@
+"""The timed sections: the edits in interleaved rounds, one DiT forward, RAM/VRAM growth."""
+
+from __future__ import annotations
+
+import gc
+
+import torch
+
+from . import ops, timing
+
+MB = 1e6
+
+
+def edits_section(
+    work: ops.Workload, clock: timing.Clock, background, sizes: list[int], rounds: int, warmup: int
+) -> dict:
+    """txt2img, AddLayer(N) per size, BCG edit, latent-blending edit, DeleteLayer: interleaved."""
+    top = max(sizes)
+    memories = {n: ops.stacked(work, background, n) for n in sizes}
+    full = ops.stacked(work, background, top + 1)  # what AddLayer(top) makes, for DeleteLayer
+    delete, details = ops.delete_layer(work, full)
+    table = {"txt2img": ops.txt2img(work)}
+    table.update({f"add_layer_{n}": ops.add_layer(work, memories[n]) for n in sizes})
+    table.update(
+        {
+            "bcg_edit": ops.bcg_edit(work, memories[top]),
+            "lb_edit": ops.lb_edit(work, memories[top]),
+            "delete_layer": delete,
+        }
+    )
+    out = timing.interleaved(clock, table, rounds, warmup, frozenset({"bcg_edit", "lb_edit"}))
+    out["delete_layer"].update(details)
+    for n in sizes:
+        out[f"add_layer_{n}"]["mqd_groups"] = len(
+            work.h.mqd.MQDRun.for_layers(list(memories[n].layers) + [full.layers[n]]).plan.segments
+        )
+    return out
+
+
+def _forward_inputs(work: ops.Workload, memory, device, dtype):
+    g = torch.Generator().manual_seed(5)
+    hl = work.size // 8
+    x = torch.randn(2, 4, hl, hl, generator=g).to(device, dtype)
+    t = torch.full((2,), 500.0, device=device)
+    ctx = torch.cat([memory.top.positive.embedding, work.negative[0][0]]).to(device, dtype)
+    micro = {
+        "c_size": torch.tensor([[work.size, work.size]] * 2, dtype=dtype, device=device),
+        "c_ar": torch.ones(2, 1, dtype=dtype, device=device),
+    }
+    return x, t, ctx, micro
+
+
+def forward_section(
+    work: ops.Workload, clock: timing.Clock, memory, iters: int, warmup: int
+) -> dict:
+    """One DiT forward on a CFG batch of 2 (cond, uncond): stock vs MQD-patched."""
+    import comfy.model_management as mm
+
+    model, h = work.model, work.h
+    bm = model.model
+    dm = bm.diffusion_model
+    dtype = bm.manual_cast_dtype or bm.get_dtype()
+    x, t, ctx, micro = _forward_inputs(work, memory, model.load_device, dtype)
+
+    def time_forwards() -> dict:
+        for _ in range(warmup):
+            dm(x, t, ctx, **micro)
+        samples = [clock.run(lambda: dm(x, t, ctx, **micro))[0] for _ in range(iters)]
+        entry = timing.summary([s["gpu" if clock.cuda else "wall"] for s in samples])
+        entry["cpu"] = timing.summary([s["cpu"] for s in samples])
+        return entry
+
+    mm.load_models_gpu([model])
+    stock = time_forwards()
+    run = h.mqd.MQDRun.for_layers(list(memory.layers))
+    clone = model.clone()
+    h.mqd.install(clone, run)
+    try:
+        mm.load_models_gpu([clone])
+        run.prepare(dm, x.device, dtype)
+        run.select([0, 1], 2, ctx.shape[1])  # what the APPLY_MODEL wrapper does per call
+        mqd = time_forwards()
+    finally:
+        run.release()
+        clone.unpatch_model(unpatch_weights=False)
+    return {
+        "stock": stock,
+        "mqd": mqd,
+        "batch": 2,
+        "groups": len(run.plan.segments),
+        "timer": "cuda events" if clock.cuda else "perf_counter",
+    }
+
+
+def _snapshot(clock: timing.Clock, proc, memory, added: int, seconds=None) -> dict:
+    gc.collect()
+    row = {
+        "layers_added": added,
+        "layers_in_memory": len(memory.layers),
+        "rss_mb": proc.memory_info().rss / MB,
+        "memory_nbytes": memory.nbytes(),
+    }
+    if seconds is not None:
+        row["add_s"] = round(seconds, 4)
+    if clock.cuda:
+        row["vram_allocated_mb"] = torch.cuda.memory_allocated() / MB
+        row["vram_max_allocated_mb"] = torch.cuda.max_memory_allocated() / MB
+    return row
+
+
+def memory_section(work: ops.Workload, clock: timing.Clock, background) -> dict:
+    """A real chain of AddLayer on the background: RSS, memory bytes, VRAM after each."""
+    import psutil
+
+    proc = psutil.Process()
+    rows = [_snapshot(clock, proc, background, 0)]
+    memory = background
+    for i, obj in enumerate(work.scene.chain_objects, start=1):
+        if clock.cuda:
+            torch.cuda.reset_peak_memory_stats()
+        sample, memory = clock.run(
+            lambda m=memory, o=obj, i=i: work.h.layer_ops.add_layer(
+                m,
+                work.model,
+                work.cond(o["local_prompt"]),
+                work.mask(o),
+                seed=work.seed + 100 + i,
+                name=o["class"],
+                prompt=o["local_prompt"],
+            )
+        )
+        rows.append(_snapshot(clock, proc, memory, i, sample["wall"]))
+    n = len(rows) - 1
+    grown = rows[-1]["memory_nbytes"] - rows[0]["memory_nbytes"]
+    out = {
+        "rows": rows,
+        "layers_added": n,
+        "nbytes_per_layer_mb": grown / n / MB,
+        "nbytes_per_layer_mib": grown / n / 2**20,
+        "rss_per_layer_mb": (rows[-1]["rss_mb"] - rows[0]["rss_mb"]) / n,
+    }
+    calls, hl = background.top.trajectory.calls, work.size // 8
+    out["expected_bytes_per_layer"] = expected_layer_bytes(calls, hl, hl, work.tokens)
+    out["expected_bytes_per_layer_1024px_20_steps"] = expected_layer_bytes(
+        20, 128, 128, work.tokens
+    )
+    five = memory.with_layers(memory.layers[:5])
+    out["saved_bytes"] = {
+        "layers": len(five.layers),
+        **{
+            dtype: len(work.h.serialization.to_bytes(five, dtype))
+            for dtype in work.h.serialization.TRAJECTORY_DTYPES
+        },
+    }
+    if clock.cuda:
+        base, first, last = rows[0], rows[1], rows[-1]
+        out["vram_allocated_growth_pct"] = (
+            100.0
+            * (last["vram_allocated_mb"] - base["vram_allocated_mb"])
+            / base["vram_allocated_mb"]
+        )
+        out["vram_peak_growth_pct"] = (
+            100.0
+            * (last["vram_max_allocated_mb"] - first["vram_max_allocated_mb"])
+            / first["vram_max_allocated_mb"]
+        )
+    return out
+
+
+def expected_layer_bytes(calls: int, h: int, w: int, tokens: int) -> int:
+    """What one added layer should hold: the model input per call and the final latent, its
+    latent mask, token mask and prompt embedding, per-call sigma/step (negative shared)."""
+    return (
+        (calls + 1) * 4 * h * w * 4
+        + h * w * 4
+        + (h // 2) * (w // 2)
+        + tokens * 4096 * 4
+        + calls * 16
+    )
+
+
+def batch_probe(work: ops.Workload) -> dict:
+    """One untimed txt2img (a warm-up) that records the batch sizes the DiT sees."""
+    batches: list[int] = []
+    dm = work.model.model.diffusion_model
+    hook = dm.register_forward_pre_hook(lambda m, args: batches.append(int(args[0].shape[0])))
+    try:
+        ops.txt2img(work)()
+    finally:
+        hook.remove()
+    return {"cfg_batch_sizes_seen": sorted(set(batches)), "model_calls_per_run": len(batches)}
