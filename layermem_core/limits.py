@@ -38,7 +38,8 @@ def _attention_mode() -> str:
     return "split" if fn is getattr(attention, "attention_split", None) else "blocked"
 
 
-def run_bytes(width: int, height: int, calls: int, itemsize: int, attention: str = "blocked") -> int:
+def run_bytes(width: int, height: int, calls: int, itemsize: int,
+              attention: str = "blocked") -> int:
     """Bytes one sampling run at width x height needs on its device (see the module text)."""
     h, w = height // 8, width // 8
     tokens = (h // 2) * (w // 2)
@@ -73,7 +74,8 @@ def free_bytes(model) -> int:
     if device.type in ("cpu", "mps"):
         return free
     for loaded in list(mm.current_loaded_models):
-        if loaded.device == device and loaded.model is not None and loaded.model.model is not model.model:
+        other = loaded.model is not None and loaded.model.model is not model.model
+        if loaded.device == device and other:
             free += int(loaded.model_loaded_memory())
     return free - max(0, int(model.model_size()) - int(model.loaded_size()))
 
@@ -104,8 +106,8 @@ def require_fits(model, size: tuple[int, int], calls: int) -> None:
     if need <= free:
         return
     fit = largest_fitting(width, height, calls, itemsize, attention, free)
-    largest = (f"the largest size with this aspect ratio that fits is about {fit[0]}x{fit[1]}" if fit
-               else f"not even {MIN_SIDE} px fits now")
+    largest = (f"the largest size with this aspect ratio that fits is about {fit[0]}x{fit[1]}"
+               if fit else f"not even {MIN_SIDE} px fits now")
     raise LayerMemoryError(
         "width/height",
         f"{width}x{height} needs about {need / 2 ** 30:.1f} GiB for sampling, but only "
