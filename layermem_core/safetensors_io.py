@@ -80,8 +80,8 @@ def parse_json(text: bytes | str, what: str) -> Any:
         raise FileProblem(f"its {what} nests deeper than {MAX_JSON_DEPTH} levels "
                           "(corrupt or crafted)")
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_no_constants,
-                          object_pairs_hook=_no_duplicates)
+        source = text if isinstance(text, str) else raw.decode("utf-8")  # str: lone surrogates kept
+        return json.loads(source, parse_constant=_no_constants, object_pairs_hook=_no_duplicates)
     except UnicodeDecodeError:
         raise FileProblem(f"its {what} is not UTF-8 text (corrupt, or another file type)") from None
     except RecursionError:  # never reached after the depth scan; kept as a backstop
