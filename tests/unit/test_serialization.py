@@ -362,3 +362,11 @@ def test_names_with_any_text_round_trip():
     m = m.with_layers((m.layers[0], replace(m.layers[1], name=odd, prompt=odd * 3)))
     back = ser.from_bytes(ser.to_bytes(m), "odd.safetensors")
     assert back.layers[1].name == odd and back.layers[1].prompt == odd * 3
+
+
+def test_float16_storage_refuses_latents_it_cannot_hold():
+    m = _memory(2)
+    m.layers[1].trajectory.x[0, 0, 0, 0] = 1e6  # finite in float32, inf in float16 (test-local memory)
+    with pytest.raises(LayerMemoryError, match="trajectory_storage.*beyond the range of float16"):
+        ser.to_bytes(m, "float16")
+    assert ser.from_bytes(ser.to_bytes(m), "f32").layers[1].trajectory.x[0, 0, 0, 0] == 1e6
