@@ -1,7 +1,8 @@
 """RAM per cached layer (issue 12, item 8): chained AddLayer calls in-process, every output kept
 alive as ComfyUI's cache keeps it; RSS, live CPU tensor storage, malloc heap and Python heap per
 layer. Usage: python3 bench/ram_per_layer.py [layers=6]  (random PixArt-alpha, 512 px, 3 steps, CPU;
-about 15 s a layer on 2 shared cores). Set LM_NO_TRIM=1 to see RSS without the pack's heap trim."""
+about 15 s a layer on 2 shared cores). LM_TRIM=1 calls glibc's malloc_trim(0) before every run and
+every reading, which shows how much of RSS is only freed heap glibc has not given back."""
 from __future__ import annotations
 
 import ctypes
@@ -39,10 +40,16 @@ def _live_tensor_bytes() -> int:
     return sum(storages.values())
 
 
+def _trim() -> None:
+    if os.environ.get("LM_TRIM") == "1":
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def _snapshot(memory) -> dict[str, int]:
     import psutil
 
     gc.collect()
+    _trim()
     return {"RSS": psutil.Process().memory_info().rss, "live CPU tensors": _live_tensor_bytes(),
             "memory.nbytes()": memory.nbytes(), "Python heap": tracemalloc.get_traced_memory()[0], **_malloc()}
 
@@ -58,15 +65,13 @@ def main(layers: int) -> None:
     import random_models
     import scenes
 
-    if os.environ.get("LM_NO_TRIM") == "1":
-        import importlib
-        importlib.import_module(f"{host.module_name}.layermem_core.heap")._TRIM = False
     alpha = comfy.sd.load_diffusion_model(random_models.write_models(str(tmp / "models"))["pixart_alpha_512"])
     node = host.nodes.NODE_CLASS_MAPPINGS
     kept = [node["LayerMemory"].execute(alpha, scenes.cond(1, tokens=20), scenes.negative(), 512, 512, 0, 3, 4.5,
                                         "dpmpp_2m", "karras").result]
 
     def add(i: int) -> None:
+        _trim()
         mask = scenes.box_mask(512, 0.1 + 0.02 * (i % 10), 0.1, 0.6, 0.6)
         kept.append(node["AddLayer"].execute(kept[-1][0], alpha, scenes.cond(100 + i, tokens=20), mask, i).result)
 

@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from . import heap, limits
+from . import limits
 from .errors import LayerMemoryError
 from .memory import Conditioning, LayerMemory
 
@@ -18,26 +18,23 @@ def require_finite(value: object, input_name: str, fix: str) -> None:
 
 
 def require_finite_mask(mask: object, input_name: str = "mask") -> None:
-    if isinstance(mask, torch.Tensor) and mask.is_floating_point() and not bool(mask.isfinite().all()):
+    if isinstance(mask, torch.Tensor) and mask.is_floating_point() \
+            and not bool(mask.isfinite().all()):
         raise LayerMemoryError(input_name, "the mask holds NaN or infinite values",
-                               "use a mask with values from 0 to 1 (e.g. from LoadImage or a mask node)")
+                               "use a mask with values from 0 to 1 (from LoadImage or a mask node)")
 
 
 def check_start(model, width: int, height: int, steps: int, cfg: float) -> None:
     """LayerMemory's inputs that ComfyUI's own checks let through: a non-finite cfg, a size that
-    cannot fit into the free memory. Then, on the CPU, the heap earlier runs freed goes back to
-    the OS (heap.py) so that the size check and the run see it."""
+    cannot fit into the free memory."""
     require_finite(cfg, "cfg", "use a guidance scale such as 4.5")
-    heap.release_free_heap(model)
     if isinstance(steps, int) and isinstance(width, int) and isinstance(height, int):
         limits.require_fits(model, (width, height), max(1, steps) * limits.MAX_CALLS_PER_STEP)
 
 
 def check_add(memory: LayerMemory, model, mask: object) -> None:
-    """AddLayer's inputs: the mask's values, and the memory's size against the free memory (after
-    giving the heap earlier runs freed back to the OS, as check_start does)."""
+    """AddLayer's inputs: the mask's values, and the memory's size against the free memory."""
     require_finite_mask(mask)
-    heap.release_free_heap(model)
     if isinstance(memory, LayerMemory):
         limits.require_fits(model, memory.image_size, memory.top.trajectory.calls)
 

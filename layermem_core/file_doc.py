@@ -15,14 +15,15 @@ import torch
 from .safetensors_io import FileProblem, shown
 
 # Places whose tensor may be shared, by kind (a tensor is only ever shared within one kind).
-SHAREABLE_KINDS = frozenset({"negative", "negative pooled", "trajectory sigmas", "trajectory steps"})
+SHAREABLE_KINDS = frozenset({"negative", "negative pooled", "trajectory sigmas",
+                             "trajectory steps"})
 
 
 def type_name(v: object) -> str:
     if isinstance(v, bool):
         return "a boolean"
-    return {int: "an integer", float: "a number", str: "a string", list: "a list", dict: "an object",
-            type(None): "null"}.get(type(v), type(v).__name__)
+    return {int: "an integer", float: "a number", str: "a string", list: "a list",
+            dict: "an object", type(None): "null"}.get(type(v), type(v).__name__)
 
 
 class Doc:
@@ -56,7 +57,8 @@ class Doc:
             ok = bool(check(v))
         if not ok:
             expected = " or ".join(type_name(t()) for t in types)
-            raise FileProblem(f"the metadata value {self.path} is not valid ({type_name(v)}, expected "
+            raise FileProblem(f"the metadata value {self.path} is not valid ({type_name(v)}, "
+                              f"expected "
                               f"{expected}{'' if check is None else ' in range'})")
         return v
 

@@ -12,8 +12,11 @@ The estimate, for N = (h/2)(w/2) tokens of PixArt's 2x2 patches and the CFG batc
   SCORE_BLOCK query rows against all N keys (sub-quadratic, PyTorch SDPA, xformers, flash, sage);
 - the trajectory: every call's latent recorded, plus the stored one replayed;
 - on a GPU, the model's weights that are not loaded yet.
+Other model families (SD 1.5/SDXL UNets) use ComfyUI's own estimate for the model instead.
 """
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 
@@ -38,7 +41,8 @@ def _attention_mode() -> str:
     return "split" if fn is getattr(attention, "attention_split", None) else "blocked"
 
 
-def run_bytes(width: int, height: int, calls: int, itemsize: int, attention: str = "blocked") -> int:
+def run_bytes(width: int, height: int, calls: int, itemsize: int,
+              attention: str = "blocked") -> int:
     """Bytes one sampling run at width x height needs on its device (see the module text)."""
     h, w = height // 8, width // 8
     tokens = (h // 2) * (w // 2)
@@ -66,30 +70,50 @@ def query_free(device: torch.device) -> int:
 def free_bytes(model) -> int:
     """What ComfyUI says is free on the model's device, plus, on a GPU, what ComfyUI would unload
     (other models), minus this model's weights that still have to be loaded."""
-    import comfy.model_management as mm
-
     device, _ = _device_and_itemsize(model)
     free = query_free(device)
     if device.type in ("cpu", "mps"):
         return free
+    import comfy.model_management as mm
+
     for loaded in list(mm.current_loaded_models):
-        if loaded.device == device and loaded.model is not None and loaded.model.model is not model.model:
+        other = loaded.model is not None and loaded.model.model is not model.model
+        if loaded.device == device and other:
             free += int(loaded.model_loaded_memory())
     return free - max(0, int(model.model_size()) - int(model.loaded_size()))
 
 
-def largest_fitting(width: int, height: int, calls: int, itemsize: int, attention: str,
-                    free: int) -> tuple[int, int] | None:
+def _estimator(model, calls: int) -> tuple[Callable[[int, int], int], int]:
+    """(bytes a run needs at (width, height), smallest side worth naming) for this model: the
+    estimate above for PixArt; for other models (SD 1.5/SDXL UNets) ComfyUI's own per-model
+    figure, `BaseModel.memory_required`, for the CFG batch, plus the trajectory."""
+    inner = model.model
+    if type(getattr(inner, "diffusion_model", None)).__name__ == "PixArtMS":
+        _, itemsize = _device_and_itemsize(model)
+        attention = _attention_mode()
+        return (lambda w, h: run_bytes(w, h, calls, itemsize, attention)), MIN_SIDE
+    latent_format = getattr(inner, "latent_format", None)
+    channels = int(getattr(latent_format, "latent_channels", LATENT_CHANNELS))
+
+    def need(w: int, h: int) -> int:
+        shape = (CFG_BATCH, channels, h // 8, w // 8)
+        return int(inner.memory_required(shape)) + 2 * calls * channels * (h // 8) * (w // 8) * 4
+
+    return need, 64
+
+
+def largest_fitting(width: int, height: int, need: Callable[[int, int], int], free: int,
+                    min_side: int = MIN_SIDE) -> tuple[int, int] | None:
     """The largest size with the same aspect ratio (multiples of 16) that fits, or None."""
     best, low, high = None, 1, 4096
     while low <= high:
         k = (low + high) // 2
         w, h = (round(width * k / 4096 / 16) * 16, round(height * k / 4096 / 16) * 16)
-        if w >= 16 and h >= 16 and run_bytes(w, h, calls, itemsize, attention) <= free:
+        if w >= 16 and h >= 16 and need(w, h) <= free:
             best, low = (w, h), k + 1
         else:
             high = k - 1
-    return best if best and min(best) >= MIN_SIDE else None
+    return best if best and min(best) >= min_side else None
 
 
 def require_fits(model, size: tuple[int, int], calls: int) -> None:
@@ -97,15 +121,14 @@ def require_fits(model, size: tuple[int, int], calls: int) -> None:
     width, height = size
     if not hasattr(getattr(model, "model", None), "get_dtype") or not hasattr(model, "load_device"):
         return  # not a ComfyUI diffusion MODEL: model_checks refuses it with its own message
-    _, itemsize = _device_and_itemsize(model)
-    attention = _attention_mode()
-    need = run_bytes(width, height, calls, itemsize, attention)
+    need_at, min_side = _estimator(model, calls)
+    need = need_at(width, height)
     free = free_bytes(model)
     if need <= free:
         return
-    fit = largest_fitting(width, height, calls, itemsize, attention, free)
-    largest = (f"the largest size with this aspect ratio that fits is about {fit[0]}x{fit[1]}" if fit
-               else f"not even {MIN_SIDE} px fits now")
+    fit = largest_fitting(width, height, need_at, free, min_side)
+    largest = (f"the largest size with this aspect ratio that fits is about {fit[0]}x{fit[1]}"
+               if fit else f"not even {min_side} px fits now")
     raise LayerMemoryError(
         "width/height",
         f"{width}x{height} needs about {need / 2 ** 30:.1f} GiB for sampling, but only "

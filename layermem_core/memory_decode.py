@@ -28,7 +28,8 @@ def _positive(v: int) -> bool:
 def _fingerprint(f: Doc) -> ModelFingerprint:
     family = f["family"].get(str) if f.has("family") else "pixart"
     if family not in EMBED_WIDTHS:
-        raise FileProblem(f"its model family is not one this pack knows ({', '.join(EMBED_WIDTHS)})",
+        raise FileProblem("its model family is not one this pack knows "
+                          f"({', '.join(EMBED_WIDTHS)})",
                           "update the layer-memory node pack")
     signature = tuple(float(item.get(int, float)) for item in f["weight_signature"].items())
     return ModelFingerprint(
@@ -52,14 +53,16 @@ def _latent_shape(doc: Doc, fingerprint: ModelFingerprint) -> tuple[int, int, in
 
 def _schedule(s: Doc, table: TensorTable) -> Schedule:
     steps = s["steps"].get(int, check=lambda v: 1 <= v <= 100_000)
-    sigmas = table.take(s["sigmas"], (steps + 1,), (torch.float32,), "schedule sigmas", "schedule sigmas")
+    sigmas = table.take(s["sigmas"], (steps + 1,), (torch.float32,), "schedule sigmas",
+                        "schedule sigmas")
     numbers = [v.get(int, float) for v in s["sigma_values"].items()]
     if len(numbers) != steps + 1 or (sigmas.device.type != "meta" and not torch.equal(
             torch.tensor([float(v) for v in numbers], dtype=torch.float32), sigmas)):
         raise FileProblem("the schedule's sigmas in the metadata and the 'schedule.sigmas' tensor "
                           "differ")
     return Schedule(sigmas=sigmas, sampler_name=s["sampler_name"].get(str),
-                    scheduler=s["scheduler"].get(str), steps=steps, cfg=float(s["cfg"].get(int, float)))
+                    scheduler=s["scheduler"].get(str), steps=steps,
+                    cfg=float(s["cfg"].get(int, float)))
 
 
 def _extras(doc: Doc) -> tuple[tuple[str, object], ...]:
@@ -87,7 +90,8 @@ def _trajectory(td: Doc, table: TensorTable, i: int, shape: tuple[int, int, int]
     if calls < 1:
         raise FileProblem(f"layer {i}'s trajectory has no model calls")
     if first is not None and calls != first:
-        raise FileProblem(f"layer {i}'s trajectory has {calls} model calls, the background's {first}")
+        raise FileProblem(f"layer {i}'s trajectory has {calls} model calls, "
+                          f"the background's {first}")
     if version == 1:  # v1 kept the model's denoised prediction per call; BCG no longer needs it
         table.take(td["denoised"], (calls,) + shape, stored, f"layer {i}'s trajectory denoised",
                    "denoised")
@@ -97,7 +101,8 @@ def _trajectory(td: Doc, table: TensorTable, i: int, shape: tuple[int, int, int]
                          "trajectory steps"),
         x=table.take(td["x"], (calls,) + shape, stored, f"layer {i}'s trajectory x", "x",
                      as_dtype=torch.float32),
-        final=table.take(td["final"], shape, (torch.float32,), f"layer {i}'s final latent", "final"),
+        final=table.take(td["final"], shape, (torch.float32,), f"layer {i}'s final latent",
+                         "final"),
     )
 
 

@@ -71,6 +71,10 @@ class _Writer:
         stored = t.detach().to("cpu")
         if halve and self.store_dtype != torch.float32:
             stored = stored.to(self.store_dtype)
+            if not bool(stored.isfinite().all()):  # beyond float16's 65504: could not load back
+                kind = str(self.store_dtype).replace("torch.", "")
+                raise LayerMemoryError("trajectory_storage", f"{name} has values beyond the range "
+                                       f"of {kind}", "save with float32 (exact)")
         self.tensors[name] = stored.contiguous()  # a copy only for a non-contiguous view
         self.names_by_id[id(t)] = name
         return name

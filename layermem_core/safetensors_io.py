@@ -1,4 +1,4 @@
-"""The safetensors byte layout, written deterministically and read so that no file can hurt the reader.
+"""The safetensors byte layout, written deterministically, read so that no file can hurt the reader.
 
 Reading is in two steps: `read_header` reads the 8-byte length and the JSON header alone (bounded
 length, bounded nesting, no NaN/Infinity literals, no duplicate keys) and checks every tensor's
@@ -30,6 +30,7 @@ DTYPES = {
 _DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,80}")
+_INVALID = "it is not a valid safetensors file"
 
 
 class FileProblem(Exception):
@@ -76,10 +77,11 @@ def parse_json(text: bytes | str, what: str) -> Any:
     """JSON with bounded nesting; NaN/Infinity literals and duplicate keys refused."""
     raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
     if _depth(raw) > MAX_JSON_DEPTH:
-        raise FileProblem(f"its {what} nests deeper than {MAX_JSON_DEPTH} levels (corrupt or crafted)")
+        raise FileProblem(f"its {what} nests deeper than {MAX_JSON_DEPTH} levels "
+                          "(corrupt or crafted)")
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_no_constants,
-                          object_pairs_hook=_no_duplicates)
+        source = text if isinstance(text, str) else raw.decode("utf-8")  # str: lone surrogates kept
+        return json.loads(source, parse_constant=_no_constants, object_pairs_hook=_no_duplicates)
     except UnicodeDecodeError:
         raise FileProblem(f"its {what} is not UTF-8 text (corrupt, or another file type)") from None
     except RecursionError:  # never reached after the depth scan; kept as a backstop
@@ -108,18 +110,18 @@ class Header:
 
 def _spec(name: str, entry: object) -> TensorSpec:
     if not isinstance(entry, dict):
-        raise FileProblem(f"it is not a valid safetensors file (entry {shown(name)} is not an object)")
+        raise FileProblem(f"{_INVALID} (entry {shown(name)} is not an object)")
     dtype = DTYPES.get(entry.get("dtype")) if isinstance(entry.get("dtype"), str) else None
     if dtype is None:
         raise FileProblem(f"tensor {shown(name)} has a dtype a layer memory never holds")
     shape, offsets = entry.get("shape"), entry.get("data_offsets")
     if not (isinstance(shape, list) and len(shape) <= 8 and all(_is_count(v) for v in shape)):
-        raise FileProblem(f"it is not a valid safetensors file (tensor {shown(name)} has no valid shape)")
+        raise FileProblem(f"{_INVALID} (tensor {shown(name)} has no valid shape)")
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_count(v) for v in offsets)):
-        raise FileProblem(f"it is not a valid safetensors file (tensor {shown(name)} has no data offsets)")
+        raise FileProblem(f"{_INVALID} (tensor {shown(name)} has no data offsets)")
     begin, end = offsets
     if end - begin != math.prod(shape) * dtype.itemsize:
-        raise FileProblem(f"it is not a valid safetensors file (tensor {shown(name)}: its byte range "
+        raise FileProblem(f"{_INVALID} (tensor {shown(name)}: its byte range "
                           "does not match its shape and dtype)")
     return TensorSpec(dtype, tuple(shape), begin, end)
 
@@ -181,7 +183,8 @@ def read_tensors(fh: BinaryIO, header: Header) -> dict[str, torch.Tensor]:
             if fh.readinto(view) != spec.end - spec.begin:
                 raise FileProblem("it is truncated (it changed while it was read?)")
             if spec.dtype == torch.bool and int(t.view(torch.uint8).max()) > 1:
-                raise FileProblem(f"the boolean tensor {shown(name)} holds values other than 0 and 1")
+                raise FileProblem(f"the boolean tensor {shown(name)} holds values other than "
+                                  "0 and 1")
         out[name] = t
     return out
 

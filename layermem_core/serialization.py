@@ -71,7 +71,7 @@ def encode(memory: LayerMemory, trajectory_dtype: str = "float32"
     problem = memory_problem(memory)
     if problem:
         raise LayerMemoryError("memory", f"cannot save this memory: {problem}",
-                               "recreate the layer (a NaN usually comes from a broken model or cfg)")
+                               "recreate the layer (a NaN comes from a broken model or cfg)")
     return _encode(memory, trajectory_dtype)
 
 
@@ -116,7 +116,8 @@ def _metadata(header: Header) -> tuple[dict[str, str], int]:
     if version > FORMAT_VERSION:
         raise FileProblem(f"it has format version {version}, newer than this pack reads "
                           f"({FORMAT_VERSION})",
-                          "update the layer-memory node pack, or save the memory again with this version")
+                          "update the layer-memory node pack, or save the memory again with "
+                          "this version")
     if version < 1:
         raise FileProblem(f"its format version {version} is not one this pack wrote")
     if "layer_memory" not in meta:
@@ -138,7 +139,8 @@ def _guarded(fh: BinaryIO, size: int, source: str, input_name: str) -> LayerMemo
     try:
         return _read(fh, size)
     except FileProblem as bad:
-        raise LayerMemoryError(input_name, f"cannot load {source!r}: {bad.reason}", bad.fix) from None
+        raise LayerMemoryError(input_name, f"cannot load {source!r}: {bad.reason}",
+                               bad.fix) from None
     except _INTERNAL as e:  # a case the checks above missed: still the pack's error, no content
         raise LayerMemoryError(input_name, f"cannot load {source!r}: it could not be decoded "
                                f"({type(e).__name__})", FIX_RESAVE) from None
@@ -156,7 +158,8 @@ def load(path: str, source: str | None = None, input_name: str = "file") -> Laye
         with open(path, "rb") as fh:
             return _guarded(fh, os.fstat(fh.fileno()).st_size, source, input_name)
     except OSError as e:
-        raise LayerMemoryError(input_name, f"cannot read {source!r} ({e.strerror or type(e).__name__})",
+        reason = e.strerror or type(e).__name__
+        raise LayerMemoryError(input_name, f"cannot read {source!r} ({reason})",
                                "check that the file exists and is readable") from None
 
 

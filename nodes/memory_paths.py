@@ -20,6 +20,7 @@ log = logging.getLogger("LayerMemory")
 OUTPUT_TAG = " [output]"
 DEFAULT_PREFIX = "layer_memory/scene"
 MAX_NAME_BYTES = 200  # a file name may have 255; the counter and extension take 19 more
+_CHOOSE = "choose a file from the list"
 _PEEKED: dict[str, tuple[tuple[int, int], bool]] = {}
 _LOGGED: set[tuple[str, str]] = set()
 
@@ -104,7 +105,7 @@ def resolve_file(file: str) -> tuple[str, str]:
     """(real path, name for messages) of a combo value: '... [output]' in the output folder,
     else the input folder; refused when it (or a link on its way) leads outside both."""
     if not isinstance(file, str) or "\x00" in file:
-        raise LayerMemoryError("file", "the file name is not valid text", "choose a file from the list")
+        raise LayerMemoryError("file", "the file name is not valid text", _CHOOSE)
     name, base = folder_paths.annotated_filepath(file.rstrip())
     base = base or folder_paths.get_input_directory()
     path = os.path.abspath(os.path.join(base, name))
@@ -112,8 +113,8 @@ def resolve_file(file: str) -> tuple[str, str]:
         path = os.path.abspath(os.path.join(base, name.strip()))
     shown, folder = file.strip(), os.path.abspath(base)
     if not _lexically_inside(path, folder):
-        raise LayerMemoryError("file", f"{shown!r} points outside ComfyUI's {os.path.basename(base)} "
-                               "folder", "choose a file from the list")
+        raise LayerMemoryError("file", f"{shown!r} points outside ComfyUI's "
+                               f"{os.path.basename(base)} folder", _CHOOSE)
     if not is_inside(path, _real_bases()):
         raise LayerMemoryError("file", f"{shown!r} is a link to a file outside ComfyUI's input and "
                                "output folders", "choose a file from the list, or copy the file in")
@@ -129,17 +130,19 @@ def checked_prefix(prefix: str | None) -> str:
                                f"use letters, digits, '_', '-' and '/' (e.g. {DEFAULT_PREFIX})")
     if text.strip().startswith(("/", "\\")) or (len(text) > 1 and text[1] == ":"):
         raise LayerMemoryError("filename_prefix", "it is an absolute path",
-                               f"use a relative prefix inside the output folder, e.g. {DEFAULT_PREFIX}")
+                               f"use a prefix inside the output folder, e.g. {DEFAULT_PREFIX}")
     parts = [p.strip() for p in text.split("/") if p.strip()]
     for part in parts:
         if part.startswith("."):
-            raise LayerMemoryError("filename_prefix", f"the part {part[:40]!r} starts with '.' (hidden, "
-                                   "or a step out of the output folder)", f"use e.g. {DEFAULT_PREFIX}")
+            raise LayerMemoryError("filename_prefix", f"the part {part[:40]!r} starts with '.' "
+                                   "(hidden, or a step out of the output folder)",
+                                   f"use e.g. {DEFAULT_PREFIX}")
         try:
             size = len(part.encode("utf-8"))
         except UnicodeEncodeError:
             size = MAX_NAME_BYTES + 1
         if size > MAX_NAME_BYTES:
-            raise LayerMemoryError("filename_prefix", f"a part of it is {size} bytes long (at most "
-                                   f"{MAX_NAME_BYTES} per folder or file name)", "use a shorter prefix")
+            raise LayerMemoryError("filename_prefix", f"a part of it is {size} bytes long (at "
+                                   f"most {MAX_NAME_BYTES} per folder or file name)",
+                                   "use a shorter prefix")
     return "/".join(parts) or DEFAULT_PREFIX

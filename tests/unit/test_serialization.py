@@ -353,3 +353,20 @@ def test_format_version_2_for_pixart_3_for_other_families_and_pooled():
     # a version-2 file as main wrote it (family stored, version 2) and one without the key both load
     without = rewrite(GOOD, lambda d: d["fingerprint"].pop("family"))
     assert ser.from_bytes(without, "old.safetensors").fingerprint.family == "pixart"
+
+
+def test_names_with_any_text_round_trip():
+    from dataclasses import replace
+    m = _memory(2)
+    odd = "\ud800 lone surrogate, NUL \x00, quote \" [[[{{{"
+    m = m.with_layers((m.layers[0], replace(m.layers[1], name=odd, prompt=odd * 3)))
+    back = ser.from_bytes(ser.to_bytes(m), "odd.safetensors")
+    assert back.layers[1].name == odd and back.layers[1].prompt == odd * 3
+
+
+def test_float16_storage_refuses_latents_it_cannot_hold():
+    m = _memory(2)
+    m.layers[1].trajectory.x[0, 0, 0, 0] = 1e6  # finite in float32, inf in float16 (test-local memory)
+    with pytest.raises(LayerMemoryError, match="trajectory_storage.*beyond the range of float16"):
+        ser.to_bytes(m, "float16")
+    assert ser.from_bytes(ser.to_bytes(m), "f32").layers[1].trajectory.x[0, 0, 0, 0] == 1e6
