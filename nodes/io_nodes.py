@@ -9,13 +9,13 @@ from comfy_api.latest import io, ui
 
 from ..layermem_core import serialization
 from ..layermem_core.errors import LayerMemoryError
+from ..layermem_core.labels import STORAGE_EXACT, TRAJECTORY_STORAGE, is_output_name, output_name
 from ..layermem_core.model_checks import require_memory
-from .memory_paths import DEFAULT_PREFIX, OUTPUT_TAG, checked_prefix, is_inside, memory_files, resolve_file
+from .memory_paths import DEFAULT_PREFIX, checked_prefix, is_inside, memory_files, resolve_file
 from .types import CATEGORY, LayerMemoryType, memory_input
 
 log = logging.getLogger("LayerMemory")
 
-TRAJECTORY_STORAGE = {"float32 (exact)": "float32", "float16 (half size)": "float16"}
 
 
 class SaveLayerMemory(io.ComfyNode):
@@ -35,7 +35,7 @@ class SaveLayerMemory(io.ComfyNode):
                                 tooltip="File name prefix inside the output folder; a subfolder may be given with '/'. "
                                         "A counter is appended as for images (scene_00001_.safetensors); %date% "
                                         "variables such as %year% work too."),
-                io.Combo.Input("trajectory_storage", options=list(TRAJECTORY_STORAGE), default="float32 (exact)",
+                io.Combo.Input("trajectory_storage", options=list(TRAJECTORY_STORAGE), default=STORAGE_EXACT,
                                tooltip="float32 stores the memory bit-exactly. float16 halves the file (the per-step "
                                        "latents are nearly all of it): the loaded memory then differs from this one "
                                        "by float16 rounding of the stored trajectories, so layers added after "
@@ -49,7 +49,7 @@ class SaveLayerMemory(io.ComfyNode):
 
     @classmethod
     def execute(cls, memory, filename_prefix: str = DEFAULT_PREFIX,
-                trajectory_storage: str = "float32 (exact)") -> io.NodeOutput:
+                trajectory_storage: str = STORAGE_EXACT) -> io.NodeOutput:
         memory = require_memory(memory)
         if trajectory_storage not in TRAJECTORY_STORAGE:
             raise LayerMemoryError("trajectory_storage", f"{trajectory_storage!r} is not an option",
@@ -73,7 +73,7 @@ class SaveLayerMemory(io.ComfyNode):
             raise LayerMemoryError("filename_prefix", f"the file cannot be written ({e.strerror or type(e).__name__})",
                                    "use a shorter prefix of plain names, and check that the output folder is writable") from None
         relative = "/".join(p for p in (subfolder.replace(os.sep, "/"), file) if p)
-        name = relative + OUTPUT_TAG
+        name = output_name(relative)
         text = (f"Saved {relative} in the output folder: {len(memory.layers)} layers, {width}x{height}, "
                 f"{size / 2 ** 20:.1f} MiB, trajectories {TRAJECTORY_STORAGE[trajectory_storage]}.\n"
                 f"LoadLayerMemory lists it as '{name}' (after a refresh); to share it, copy the file into another "
@@ -103,7 +103,7 @@ class LoadLayerMemory(io.ComfyNode):
             outputs=[
                 LayerMemoryType.Output(display_name="memory", tooltip="The loaded memory, as it was saved."),
                 io.Latent.Output(display_name="latent", tooltip="The composite after the top layer; decode it with VAEDecode."),
-                io.String.Output(display_name="layers", tooltip="One line per layer: index, name, mask area, seed, prompt."),
+                io.String.Output(display_name="layers", tooltip="One line per layer: index, name, mask area, tokens, seed."),
             ],
         )
 
@@ -133,7 +133,7 @@ class LoadLayerMemory(io.ComfyNode):
             return str(e)
         if not os.path.isfile(path):
             first = ("run the workflow that saves it first (for the continue_scene template: run layered_scene "
-                     "first), or " if file.strip().endswith(OUTPUT_TAG) else "")
+                     "first), or " if is_output_name(file.strip()) else "")
             return (f"[LayerMemory] input 'file': {file!r} does not exist. Fix: {first}put the .safetensors file "
                     f"into ComfyUI's input folder ({folder_paths.get_input_directory()}) and refresh, or choose another.")
         return True

@@ -14,10 +14,10 @@ import folder_paths
 
 from ..layermem_core import serialization
 from ..layermem_core.errors import LayerMemoryError
+from ..layermem_core.labels import output_name
 
 log = logging.getLogger("LayerMemory")
 
-OUTPUT_TAG = " [output]"
 DEFAULT_PREFIX = "layer_memory/scene"
 MAX_NAME_BYTES = 200  # a file name may have 255; the counter and extension take 19 more
 _CHOOSE = "choose a file from the list"
@@ -95,7 +95,7 @@ def memory_files() -> list[str]:
         bases = _real_bases()
         inputs = _walk(folder_paths.get_input_directory(), False, bases)
         outputs = _walk(folder_paths.get_output_directory(), True, bases)
-        return inputs + [name + OUTPUT_TAG for name in outputs]
+        return inputs + [output_name(name) for name in outputs]
     except Exception:  # noqa: BLE001 - whatever happens, the node stays available
         log.exception("LoadLayerMemory: listing the memory files failed; the list is empty")
         return []

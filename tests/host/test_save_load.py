@@ -10,6 +10,8 @@ import struct
 import pytest
 import scenes
 import torch
+from asserts import assert_same_memory
+from executor import cached_nodes, cached_output, classic_executor
 from memory_files import rewrite
 
 pytestmark = pytest.mark.host
@@ -30,22 +32,6 @@ def file_options(N) -> list:
     return spec[1]["options"] if spec[0] == "COMBO" else spec[0]
 
 
-def same_memory(a, b) -> None:
-    """Every tensor bit-identical (name, dtype, shape, bytes) and every piece of metadata equal."""
-    assert scenes.memory_digest(a) == scenes.memory_digest(b)
-    assert [n for n, _ in a.tensors()] == [n for n, _ in b.tensors()]
-    for (name, x), (_, y) in zip(a.tensors(), b.tensors(), strict=True):
-        assert x.dtype == y.dtype and x.shape == y.shape and x.device == y.device, name
-        assert x.contiguous().view(torch.uint8).numpy().tobytes() == y.contiguous().view(torch.uint8).numpy().tobytes(), name
-    assert a.fingerprint == b.fingerprint and a.latent_shape == b.latent_shape and a.latent_scale == b.latent_scale
-    sa, sb = a.schedule, b.schedule
-    assert (sa.sampler_name, sa.scheduler, sa.steps, sa.cfg) == (sb.sampler_name, sb.scheduler, sb.steps, sb.cfg)
-    assert len(a.layers) == len(b.layers)
-    for la, lb in zip(a.layers, b.layers, strict=True):
-        assert (la.name, la.prompt, la.seed) == (lb.name, lb.prompt, lb.seed)
-        assert la.positive.extras == lb.positive.extras and la.negative.extras == lb.negative.extras
-
-
 @pytest.fixture(scope="module")
 def saved(host, N, three_layers):
     """The four-layer scene saved through the node: (node output name, path, memory, digest before saving)."""
@@ -53,7 +39,7 @@ def saved(host, N, three_layers):
     digest = scenes.memory_digest(memory)
     out = N["SaveLayerMemory"].execute(memory, "lm_test/scene")
     name = out.result[0]
-    path = os.path.join(host.folder_paths.get_output_directory(), name.replace(" [output]", ""))
+    path = os.path.join(host.folder_paths.get_output_directory(), name.removesuffix(host.labels.OUTPUT_TAG))
     return name, path, memory, digest, out
 
 
@@ -62,7 +48,7 @@ def test_save_writes_safetensors_with_counter_and_reports_it(host, N, saved, ser
     assert name.startswith("lm_test/scene_") and name.endswith("_.safetensors [output]")
     assert os.path.isfile(path), path
     text = out.ui.as_dict()["text"][0]
-    assert name.replace(" [output]", "") in text and "4 layers" in text and "MiB" in text
+    assert name.removesuffix(host.labels.OUTPUT_TAG) in text and "4 layers" in text and "MiB" in text
     meta = ser.peek(path)
     assert meta["format"] == "comfyui-layer-memory" and meta["format_version"] == "2"
     doc = json.loads(meta["layer_memory"])
@@ -80,7 +66,7 @@ def test_save_writes_safetensors_with_counter_and_reports_it(host, N, saved, ser
     again = N["SaveLayerMemory"].execute(memory, "lm_test/scene").result[0]
     n1 = int(name.split("_")[-2])
     assert again == name.replace(f"_{n1:05}_", f"_{n1 + 1:05}_")
-    path2 = os.path.join(host.folder_paths.get_output_directory(), again.replace(" [output]", ""))
+    path2 = os.path.join(host.folder_paths.get_output_directory(), again.removesuffix(host.labels.OUTPUT_TAG))
     with open(path, "rb") as f1, open(path2, "rb") as f2:
         assert f1.read() == f2.read()
     with pytest.raises(host.errors.LayerMemoryError, match="filename_prefix"):
@@ -105,7 +91,7 @@ def test_load_node_lists_and_round_trips_exactly(host, N, saved, three_layers):
     assert N["LoadLayerMemory"].validate_inputs(name) is True
     loaded, latent, table = N["LoadLayerMemory"].execute(name).result
     assert loaded is not memory
-    same_memory(memory, loaded)
+    assert_same_memory(memory, loaded)
     assert torch.equal(latent["samples"], memory.composite_latent()["samples"])
     assert "object 3" in table and "background" in table
     assert loaded.layers[3].negative.embedding is loaded.layers[0].negative.embedding, "sharing restored"
@@ -118,7 +104,7 @@ def test_input_folder_copy_is_listed_and_loads(host, N, saved):
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     shutil.copy(path, dest)
     assert "shared/scene.safetensors" in file_options(N)
-    same_memory(memory, N["LoadLayerMemory"].execute("shared/scene.safetensors").result[0])
+    assert_same_memory(memory, N["LoadLayerMemory"].execute("shared/scene.safetensors").result[0])
 
 
 def test_add_and_delete_on_the_loaded_memory_equal_the_original(host, N, alpha, saved):
@@ -127,10 +113,10 @@ def test_add_and_delete_on_the_loaded_memory_equal_the_original(host, N, alpha, 
     mask = scenes.box_mask(512, 0.55, 0.05, 0.95, 0.45)
     a = host.layer_ops.add_layer(memory, alpha, scenes.cond(77), mask, seed=5, name="new")
     b = host.layer_ops.add_layer(loaded, alpha, scenes.cond(77), mask, seed=5, name="new")
-    same_memory(a, b)
+    assert_same_memory(a, b)
     d1 = host.layer_ops.delete_layer(memory, alpha, "1", regenerate_fraction=0.4, seed=0)
     d2 = host.layer_ops.delete_layer(loaded, alpha, "1", regenerate_fraction=0.4, seed=0)
-    same_memory(d1, d2)
+    assert_same_memory(d1, d2)
     assert scenes.memory_digest(memory) == digest
 
 
@@ -145,8 +131,8 @@ def test_memory_of_another_model_is_refused_at_use(host, N, models, saved):
 
 def test_float16_storage_halves_trajectories_and_still_works(host, N, alpha, saved, ser):
     name, path, memory, *_ = saved
-    half = N["SaveLayerMemory"].execute(memory, "lm_test/half", "float16 (half size)").result[0]
-    half_path = os.path.join(host.folder_paths.get_output_directory(), half.replace(" [output]", ""))
+    half = N["SaveLayerMemory"].execute(memory, "lm_test/half", host.labels.STORAGE_HALF).result[0]
+    half_path = os.path.join(host.folder_paths.get_output_directory(), half.removesuffix(host.labels.OUTPUT_TAG))
     traj = sum(layer.trajectory.x.nbytes for layer in memory.layers)
     assert os.path.getsize(path) - os.path.getsize(half_path) == pytest.approx(traj / 2, abs=16)
     loaded = N["LoadLayerMemory"].execute(half).result[0]
@@ -221,14 +207,6 @@ def test_missing_and_escaping_paths(host, N):
         N["LoadLayerMemory"].execute("gone.safetensors")
 
 
-class _Sink:
-    client_id = None
-    last_node_id = None
-
-    def send_sync(self, event, data, sid=None):
-        pass
-
-
 def test_executor_reloads_when_the_file_changes(host, N, three_layers, ser):
     """In ComfyUI's executor: cached while the file is unchanged, re-executed once it is replaced."""
     import execution
@@ -242,13 +220,12 @@ def test_executor_reloads_when_the_file_changes(host, N, three_layers, ser):
     prompt = g.finalize()
     valid = asyncio.run(execution.validate_prompt("v", prompt, None))
     assert valid[0], valid
-    executor = execution.PromptExecutor(_Sink(), cache_type=execution.CacheType.CLASSIC)
+    executor = classic_executor()
 
     def run(pid):
         executor.execute(copy.deepcopy(prompt), pid, {}, [listing.id])  # ComfyUI writes is_changed into it
         assert executor.success, executor.status_messages
-        cached = [d["nodes"] for e, d in executor.status_messages if e == "execution_cached"][0]
-        return load.id in cached, executor.caches.outputs.get(load.id)[0][0]
+        return load.id in cached_nodes(executor), cached_output(executor, load.id)
 
     first_cached, first = run("a")
     second_cached, second = run("b")

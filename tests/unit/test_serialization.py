@@ -5,9 +5,10 @@ import struct
 import pytest
 import safetensors.torch
 import torch
+from asserts import assert_same_memory
 from comfyui_layer_memory.layermem_core import serialization as ser
 from comfyui_layer_memory.layermem_core.errors import LayerMemoryError
-from comfyui_layer_memory.layermem_core.memory import Conditioning, Layer, LayerMemory
+from comfyui_layer_memory.layermem_core.memory import Conditioning, Layer
 from comfyui_layer_memory.layermem_core.trajectory import Trajectory
 from memory_files import claiming_2_gib, rewrite, small_memory
 
@@ -16,20 +17,7 @@ def _memory(n=3, calls=3, h=8, w=8):
     return small_memory(n, calls, h, w)
 
 
-def _same(a: LayerMemory, b: LayerMemory) -> None:
-    """Every tensor bit-identical (dtype, shape, bytes) and every piece of metadata equal."""
-    ta, tb = list(a.tensors()), list(b.tensors())
-    assert [n for n, _ in ta] == [n for n, _ in tb]
-    for (name, x), (_, y) in zip(ta, tb, strict=True):
-        assert x.dtype == y.dtype and x.shape == y.shape, name
-        assert x.contiguous().view(torch.uint8).numpy().tobytes() == y.contiguous().view(torch.uint8).numpy().tobytes(), name
-    assert a.fingerprint == b.fingerprint and a.latent_shape == b.latent_shape and a.latent_scale == b.latent_scale
-    sa, sb = a.schedule, b.schedule
-    assert (sa.sampler_name, sa.scheduler, sa.steps, sa.cfg) == (sb.sampler_name, sb.scheduler, sb.steps, sb.cfg)
-    for la, lb in zip(a.layers, b.layers, strict=True):
-        assert (la.name, la.prompt, la.seed) == (lb.name, lb.prompt, lb.seed)
-        assert la.positive.extras == lb.positive.extras and la.negative.extras == lb.negative.extras
-        assert [type(v) for _, v in la.positive.extras] == [type(v) for _, v in lb.positive.extras]
+_same = assert_same_memory
 
 
 def test_round_trip_is_exact_and_shares_what_was_shared():
