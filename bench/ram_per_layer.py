@@ -14,7 +14,7 @@ import tracemalloc
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "tools"), str(REPO / "tests" / "support")]
+sys.path[:0] = [str(REPO / "tools")]
 
 
 class _MallInfo2(ctypes.Structure):

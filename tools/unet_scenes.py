@@ -1,4 +1,4 @@
-"""Small SD 1.5 / SDXL models and conditioning for host tests (built once per process).
+"""Small SD 1.5 / SDXL models and conditioning for tests and benchmarks (built once per process).
 
 The UNets come from tools/random_models.py (ComfyUI's own SD15 / SDXL model classes with a
 shrunken unet_config, random weights written to a checkpoint-layout file and loaded back).
@@ -46,12 +46,12 @@ def fresh_model(family: str, seed: int):
     return random_models.load_unet(path, variant)
 
 
-def cond(family: str, seed: int, tokens: int = 77, pooled: bool = True) -> list:
+def cond(family: str, seed: int, tokens: int = 77, pooled: bool = True, size: int | None = None) -> list:
     """A CONDITIONING as the family's CLIP text encode gives it (random embedding)."""
     g = torch.Generator().manual_seed(seed)
     extras: dict = {}
     if family == "sdxl":
-        size = SIZE[family]
+        size = size or SIZE[family]
         extras = {
             "width": size,
             "height": size,

@@ -7,8 +7,8 @@ The model is a full-size SDXL UNet (ComfyUI's `supported_models.SDXL` config and
 real SDXL checkpoint. No VAE: the latent-blending edit is ComfyUI's noise-mask sampling
 (`SetLatentNoiseMask` + KSampler) without the VAE encode/decode around it.
 
-    COMFYUI_PATH=~/ComfyUI python3 tools/sdxl_bench.py              # GPU, 1024 px, 20 steps
-    COMFYUI_PATH=~/ComfyUI python3 tools/sdxl_bench.py --small      # CPU smoke: small UNet
+    COMFYUI_PATH=~/ComfyUI python3 bench/sdxl_bench.py              # GPU, 1024 px, 20 steps
+    COMFYUI_PATH=~/ComfyUI python3 bench/sdxl_bench.py --small      # CPU smoke: small UNet
 """
 
 from __future__ import annotations
@@ -23,9 +23,8 @@ from pathlib import Path
 
 import torch
 
-TOOLS = Path(__file__).resolve().parent
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
 sys.path.insert(0, str(TOOLS))
-sys.path.insert(0, str(TOOLS.parent / "tests" / "support"))
 
 SDXL_FULL = {
     "use_checkpoint": False,
@@ -108,17 +107,9 @@ def main() -> None:
 
 def _cond(seed: int, size: int) -> list:
     """CLIPTextEncodeSDXL-shaped conditioning: 77 tokens x 2048, pooled 1280, size extras."""
-    g = torch.Generator().manual_seed(seed)
-    extras = {
-        "width": size,
-        "height": size,
-        "crop_w": 0,
-        "crop_h": 0,
-        "target_width": size,
-        "target_height": size,
-        "pooled_output": torch.randn(1, 1280, generator=g),
-    }
-    return [[torch.randn(1, 77, 2048, generator=g), extras]]
+    import unet_scenes
+
+    return unet_scenes.cond("sdxl", seed, size=size)
 
 
 BOXES = [

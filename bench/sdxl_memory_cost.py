@@ -9,7 +9,7 @@ ADM widths) makes a memory of exactly the size a real SDXL checkpoint would. Thi
 builds one (background + `--layers` objects) in the booted host on the CPU and reports RAM
 (`LayerMemory.nbytes`) and saved file sizes (float32 and float16 trajectories).
 
-    COMFYUI_PATH=~/ComfyUI python3 tools/sdxl_memory_cost.py --layers 2 --steps 20
+    COMFYUI_PATH=~/ComfyUI python3 bench/sdxl_memory_cost.py --layers 2 --steps 20
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-TOOLS = Path(__file__).resolve().parent
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
 sys.path.insert(0, str(TOOLS))
-sys.path.insert(0, str(TOOLS.parent / "tests" / "support"))
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Small helpers to build conditioning, masks and fingerprints of memories in tests."""
+"""Small helpers to build conditioning, masks and fingerprints of memories in tests and benchmarks."""
 from __future__ import annotations
 
 import hashlib
