@@ -27,7 +27,8 @@ WRAPPER_KEY = "layer_memory_bcg"
 log = logging.getLogger("LayerMemory")
 
 
-ADAPTIVE_SAMPLERS = frozenset({"dpm_adaptive"})  # call sigmas depend on the model's outputs: no replay
+# call sigmas depend on the model's outputs: no replay
+ADAPTIVE_SAMPLERS = frozenset({"dpm_adaptive"})
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,9 +39,11 @@ class BCGSpec:
     reference: Trajectory | None  # stored run the forced region follows
     schedule_sigmas: torch.Tensor | None = None  # the memory's sigmas, [steps + 1]
     start_step: int = 0  # first step of the stored schedule this run covers
-    free_init: torch.Tensor | None = None  # [C, h, w] start inside the free region; None: the sampler's noise
+    # [C, h, w] start inside the free region; None: the sampler's noise
+    free_init: torch.Tensor | None = None
     unblended_from_step: int | None = None  # from this step on nothing is forced (harmonisation)
-    sampler_name: str | None = None  # the memory's sampler: another one makes other calls (no replay)
+    # the memory's sampler: another one makes other calls (no replay)
+    sampler_name: str | None = None
     label: str = "BCG"
 
 
@@ -55,7 +58,8 @@ def _same_sampler(sampler, name: str | None) -> bool:
     same_function = ours is theirs or (
         getattr(ours, "__name__", None) == getattr(theirs, "__name__", None)
         and getattr(ours, "__module__", None) == getattr(theirs, "__module__", None))
-    return same_function and dict(sampler.extra_options) == dict(getattr(stored, "extra_options", {}))
+    return same_function and (dict(sampler.extra_options)
+                              == dict(getattr(stored, "extra_options", {})))
 
 
 class _Replay:
@@ -65,10 +69,11 @@ class _Replay:
     known then (the sigmas and the sampler); no call checks anything on the device.
     """
 
-    def __init__(self, spec: BCGSpec, run_sigmas: torch.Tensor, device: torch.device, dtype: torch.dtype,
-                 same_sampler: bool = True):
+    def __init__(self, spec: BCGSpec, run_sigmas: torch.Tensor, device: torch.device,
+                 dtype: torch.dtype, same_sampler: bool = True):
         ref = spec.reference
-        expected = spec.schedule_sigmas[spec.start_step:] if spec.schedule_sigmas is not None else None
+        expected = (spec.schedule_sigmas[spec.start_step:] if spec.schedule_sigmas is not None
+                    else None)
         run = run_sigmas.detach().to("cpu", torch.float32)
         self.exact = same_sampler and expected is not None and expected.shape == run.shape and \
             bool(torch.allclose(run, expected, rtol=1e-6, atol=1e-7))
@@ -86,7 +91,8 @@ class _Replay:
 
 
 class BCGDenoiser(comfy.samplers.KSamplerX0Inpaint):
-    """The sampler's model: forces the stored model inputs outside the free mask and records the run."""
+    """The sampler's model: forces the stored model
+    inputs outside the free mask and records the run."""
 
     def __init__(self, model_wrap, sigmas, replay: _Replay | None, recorder: TrajectoryRecorder,
                  noise: torch.Tensor, latent_image: torch.Tensor | None = None,
@@ -100,7 +106,8 @@ class BCGDenoiser(comfy.samplers.KSamplerX0Inpaint):
         self.calls = 0
         self._reset_done = False
 
-    def forced(self, k: int, x: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forced(self, k: int, x: torch.Tensor,
+               sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(model input, denoised or None) that the forced region takes at this run's k-th call.
 
         On the stored path only the input is forced. Off it (latent blending), the prediction is
@@ -152,26 +159,31 @@ class BCGSamplerWrapper:
         self.spec = spec
         self.last_trajectory: Trajectory | None = None
 
-    def __call__(self, executor, guider, sigmas, extra_args, callback, noise, latent_image, denoise_mask, disable_pbar):
+    def __call__(self, executor, guider, sigmas, extra_args, callback, noise, latent_image,
+                 denoise_mask, disable_pbar):
         self._check_latent(noise)
         sampler = executor.class_obj
         if not isinstance(sampler, comfy.samplers.KSAMPLER):
-            return self._fallback_custom_sampler(executor, guider, sigmas, extra_args, callback, noise, latent_image, disable_pbar)
+            return self._fallback_custom_sampler(executor, guider, sigmas, extra_args, callback,
+                                                 noise, latent_image, disable_pbar)
         spec = self.spec
         model_sampling = guider.inner_model.model_sampling
         extra_args["denoise_mask"] = None
         replay = None
         if spec.reference is not None:
-            replay = _Replay(spec, sigmas, noise.device, noise.dtype, _same_sampler(sampler, spec.sampler_name))
+            replay = _Replay(spec, sigmas, noise.device, noise.dtype,
+                             _same_sampler(sampler, spec.sampler_name))
         if replay is not None and not replay.exact:
-            log.warning("%s: the sampler or its sigmas are not the memory's schedule (%s); falling back to latent "
-                        "blending with the memory's final latent re-noised at each sigma (not exact outside the "
-                        "mask).", spec.label, spec.sampler_name)
+            log.warning("%s: the sampler or its sigmas are not the memory's schedule (%s); falling "
+                        "back to latent blending with the memory's final latent re-noised at each "
+                        "sigma (not exact outside the mask).", spec.label, spec.sampler_name)
         initially_exact = replay is not None and replay.exact
         recorder = TrajectoryRecorder(first_step=spec.start_step)
-        model_k = BCGDenoiser(guider, sigmas, replay, recorder, noise, latent_image, spec.unblended_from_step)
+        model_k = BCGDenoiser(guider, sigmas, replay, recorder, noise, latent_image,
+                              spec.unblended_from_step)
 
-        x = model_sampling.noise_scaling(sigmas[0], noise, latent_image, sampler.max_denoise(guider, sigmas))
+        x = model_sampling.noise_scaling(sigmas[0], noise, latent_image,
+                                         sampler.max_denoise(guider, sigmas))
         if spec.free_init is not None:
             x = spec.free_init.to(x.device, x.dtype)[None].expand_as(x).clone()
         if replay is not None:
@@ -184,14 +196,16 @@ class BCGSamplerWrapper:
             if callback is not None:
                 callback(d["i"], d["denoised"], d["x"], total_steps)
 
-        samples = sampler.sampler_function(model_k, x, sigmas, extra_args=extra_args, callback=k_callback,
-                                           disable=disable_pbar, **sampler.extra_options)
+        samples = sampler.sampler_function(model_k, x, sigmas, extra_args=extra_args,
+                                           callback=k_callback, disable=disable_pbar,
+                                           **sampler.extra_options)
         samples = model_sampling.inverse_noise_scaling(sigmas[-1], samples)
         if replay is not None and spec.unblended_from_step is None:
             samples = torch.lerp(replay.ref.final[None], samples, replay.mask)
             if initially_exact and not replay.exact:
-                log.warning("%s: the run made more model calls than the stored trajectory; the rest of the run "
-                            "used latent blending (not exact outside the mask).", spec.label)
+                log.warning("%s: the run made more model calls than the stored trajectory; the "
+                            "rest of the run used latent blending (not exact outside the mask).",
+                            spec.label)
         self.last_trajectory = recorder.finish(samples)
         return samples
 
@@ -200,20 +214,27 @@ class BCGSamplerWrapper:
         if mask is None:
             return
         if noise.shape[0] != 1:
-            raise LayerMemoryError("latent_image", f"batch size {noise.shape[0]}; a layer memory holds one image",
+            raise LayerMemoryError("latent_image",
+                                   f"batch size {noise.shape[0]}; a layer memory holds one image",
                                    "sample a latent of batch size 1")
         if tuple(noise.shape[-2:]) != tuple(mask.shape):
             h, w = mask.shape
-            raise LayerMemoryError("latent_image", f"the latent is {noise.shape[-1] * 8}x{noise.shape[-2] * 8} px but the "
-                                   f"memory is {w * 8}x{h * 8}", f"use an empty latent of {w * 8}x{h * 8}")
+            raise LayerMemoryError("latent_image", "the latent is "
+                                                   f"{noise.shape[-1] * 8}x{noise.shape[-2] * 8} "
+                                                   f"px but the memory is {w * 8}x{h * 8}",
+                                   f"use an empty latent of {w * 8}x{h * 8}")
 
-    def _fallback_custom_sampler(self, executor, guider, sigmas, extra_args, callback, noise, latent_image, disable_pbar):
-        """A non-KSAMPLER sampler: let ComfyUI's own inpainting blend with the memory's final latent."""
+    def _fallback_custom_sampler(self, executor, guider, sigmas, extra_args, callback, noise,
+                                 latent_image, disable_pbar):
+        """A non-KSAMPLER sampler: let ComfyUI's own
+        inpainting blend with the memory's final latent."""
         spec = self.spec
         if spec.reference is None:
-            return executor(guider, sigmas, extra_args, callback, noise, latent_image, None, disable_pbar)
-        log.warning("%s: sampler %s is not a KSAMPLER; using ComfyUI's latent blending with the memory's final latent "
-                    "(not exact outside the mask).", spec.label, type(executor.class_obj).__name__)
+            return executor(guider, sigmas, extra_args, callback, noise, latent_image, None,
+                            disable_pbar)
+        log.warning("%s: sampler %s is not a KSAMPLER; using ComfyUI's latent blending with the "
+                    "memory's final latent (not exact outside the mask).", spec.label,
+                    type(executor.class_obj).__name__)
         mask = spec.free_mask.to(noise.device, noise.dtype)[None, None].expand_as(noise)
         final = spec.reference.final.to(noise.device, noise.dtype)[None]
         return executor(guider, sigmas, extra_args, callback, noise, final, mask, disable_pbar)
@@ -223,5 +244,6 @@ def install(patcher, spec: BCGSpec) -> BCGSamplerWrapper:
     """Add the BCG wrapper to `patcher` (a clone the caller owns) and return it."""
     wrapper = BCGSamplerWrapper(spec)
     patcher.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.SAMPLER_SAMPLE, WRAPPER_KEY)
-    patcher.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.SAMPLER_SAMPLE, WRAPPER_KEY, wrapper)
+    patcher.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.SAMPLER_SAMPLE, WRAPPER_KEY,
+                                 wrapper)
     return wrapper

@@ -19,9 +19,11 @@ from .memory import Conditioning, Layer, LayerMemory
 log = logging.getLogger("LayerMemory")
 
 
-def _new_background(memory: LayerMemory, model, old: Layer, positive, negative, seed: int, name: str) -> Layer:
+def _new_background(memory: LayerMemory, model, old: Layer, positive, negative, seed: int,
+                    name: str) -> Layer:
     spec = BCGSpec(free_mask=None, reference=None)
-    trajectory = sampling.run(model, memory.schedule, positive, negative, memory.latent_shape, seed, spec)
+    trajectory = sampling.run(model, memory.schedule, positive, negative, memory.latent_shape, seed,
+                              spec)
     return replace(old, positive=positive, negative=negative, seed=int(seed), trajectory=trajectory,
                    name=name or old.name)
 
@@ -37,8 +39,10 @@ def edit_layer(memory: LayerMemory, model, layer, positive=None, mask=None, seed
     family = model_checks.require_same_model(memory, model)
     layer_ops.check_heal(regenerate_fraction, 0.0)
     old = memory.layers[index]
-    pos = Conditioning.from_comfy(positive, "positive", family) if positive is not None else old.positive
-    neg = Conditioning.from_comfy(negative, "negative", family) if negative is not None else old.negative
+    pos = (Conditioning.from_comfy(positive, "positive", family) if positive is not None
+           else old.positive)
+    neg = (Conditioning.from_comfy(negative, "negative", family) if negative is not None
+           else old.negative)
     seed = old.seed if seed is None else int(seed)
     if positive is None and negative is None and mask is None and seed == old.seed:
         log.info("EditLayer: nothing to change for layer %d (same prompt, mask and seed).", index)
@@ -46,24 +50,27 @@ def edit_layer(memory: LayerMemory, model, layer, positive=None, mask=None, seed
     layers = list(memory.layers)
     if index == 0:
         if mask is not None:
-            raise LayerMemoryError("mask", "the background (layer 0) always covers the whole picture",
-                                   "leave the mask unconnected to re-prompt or reroll the background")
+            raise LayerMemoryError("mask",
+                                   "the background (layer 0) always covers the whole picture",
+                                   "leave the mask unconnected to re-prompt or reroll the "
+                                   "background")
         new = _new_background(memory, model, old, pos, neg, seed, name)
-        return memory.with_layers(tuple([new] + stack.recompose(layers[1:], old.trajectory, new.trajectory)))
+        return memory.with_layers(
+            tuple([new] + stack.recompose(layers[1:], old.trajectory, new.trajectory)))
     if mask is not None:
         latent_mask, tmask = layer_ops.layer_mask(memory, mask, grow_pixels, feather_pixels)
     else:
         latent_mask, tmask = old.latent_mask, old.token_mask
-    draft = replace(old, positive=pos, negative=neg, seed=seed, latent_mask=latent_mask, token_mask=tmask,
-                    name=name or old.name)
-    composite = layer_ops.sample_over(memory, model, layers[:index], draft, use_mqd, unblended_fraction,
-                                      "EditLayer")
+    draft = replace(old, positive=pos, negative=neg, seed=seed, latent_mask=latent_mask,
+                    token_mask=tmask, name=name or old.name)
+    composite = layer_ops.sample_over(memory, model, layers[:index], draft, use_mqd,
+                                      unblended_fraction, "EditLayer")
     upper = stack.recompose(layers[index + 1:], old.trajectory, composite)
     new_layers = layers[:index] + [replace(draft, trajectory=composite)] + upper
     new_support = masks.support(latent_mask)
     vacated = masks.support(old.latent_mask) & ~new_support
     region = layer_ops.visible_region(new_layers, index, vacated, heal_grow) & ~new_support
     if regenerate_fraction > 0.0 and bool(region.any()):
-        new_layers = layer_ops.heal(memory, model, new_layers, index, region, regenerate_fraction, 0.0, seed,
-                                    "EditLayer")
+        new_layers = layer_ops.heal(memory, model, new_layers, index, region, regenerate_fraction,
+                                    0.0, seed, "EditLayer")
     return memory.with_layers(tuple(new_layers))

@@ -28,11 +28,13 @@ log = logging.getLogger("LayerMemory")
 def check_size(width: int, height: int) -> None:
     for name, value in (("width", width), ("height", height)):
         if value % 16:
-            raise LayerMemoryError(name, f"{value} is not a multiple of 16 (PixArt's latent patches are 2x2 at /8)",
+            raise LayerMemoryError(name, f"{value} is not a multiple of 16 (PixArt's latent "
+                                         "patches are 2x2 at /8)",
                                    "use a size divisible by 16, e.g. 512 or 1024")
     if width < 512 or height < 512:
-        raise LayerMemoryError("width/height", f"{width}x{height} is below 512 px; ComfyUI's PixArt divides by zero "
-                               "there", "use 512 px or more on each side")
+        raise LayerMemoryError("width/height", f"{width}x{height} is below 512 px; ComfyUI's "
+                                               "PixArt divides by zero there",
+                               "use 512 px or more on each side")
 
 
 def check_schedule(steps: int, sampler_name: str, scheduler: str) -> None:
@@ -55,8 +57,9 @@ def _check_fraction(name: str, value: float, low_open: bool, fix: str) -> None:
         raise LayerMemoryError(name, f"{value} is outside {interval}", fix)
 
 
-def start_memory(model, positive, negative, width: int, height: int, seed: int, steps: int, cfg: float,
-                 sampler_name: str, scheduler: str, name: str = "background", prompt: str = "") -> LayerMemory:
+def start_memory(model, positive, negative, width: int, height: int, seed: int, steps: int,
+                 cfg: float, sampler_name: str, scheduler: str, name: str = "background",
+                 prompt: str = "") -> LayerMemory:
     """Sample the background and record its trajectory as layer 0 (mask all ones)."""
     checks.check_start(model, width, height, steps, cfg)
     family = model_checks.require_supported(model)
@@ -70,18 +73,21 @@ def start_memory(model, positive, negative, width: int, height: int, seed: int, 
     fp = model_checks.fingerprint(model)
     latent_shape = (fp.latent_channels, height // 8, width // 8)
     schedule = sampling.make_schedule(model, sampler_name, scheduler, steps, cfg)
-    trajectory = sampling.run(model, schedule, pos, neg, latent_shape, seed, BCGSpec(free_mask=None, reference=None))
+    trajectory = sampling.run(model, schedule, pos, neg, latent_shape, seed,
+                              BCGSpec(free_mask=None, reference=None))
     h, w = latent_shape[1:]
     layer = Layer(name=name or "background", positive=pos, negative=neg, seed=int(seed),
-                  latent_mask=torch.ones(h, w), token_mask=torch.ones(h // 2, w // 2, dtype=torch.bool),
-                  trajectory=trajectory, prompt=prompt)
+                  latent_mask=torch.ones(h, w),
+                  token_mask=torch.ones(h // 2, w // 2, dtype=torch.bool), trajectory=trajectory,
+                  prompt=prompt)
     scale = float(model.model.latent_format.scale_factor)
-    return LayerMemory(fingerprint=fp, schedule=schedule, latent_shape=latent_shape, latent_scale=scale,
-                       layers=(layer,))
+    return LayerMemory(fingerprint=fp, schedule=schedule, latent_shape=latent_shape,
+                       latent_scale=scale, layers=(layer,))
 
 
 def routing_for(layers: list[Layer]) -> tuple[RoutingPlan, list[torch.Tensor]]:
-    """MQD's routing over `layers` (background first): owner i is layers[i]; the newest mask wins."""
+    """MQD's routing over `layers` (background first):
+    owner i is layers[i]; the newest mask wins."""
     if len(layers) > 1:
         owners = token_owners([layer.token_mask for layer in layers[1:]])
     else:
@@ -97,21 +103,25 @@ def _unblended_from(steps: int, fraction: float) -> int | None:
 
 def sample_over(memory: LayerMemory, model, below: list[Layer], draft: Layer, use_mqd: bool,
                  unblended_fraction: float, label: str) -> Trajectory:
-    """Sample `draft` in its mask over the composite of `below`; returns the new layer's composite."""
+    """Sample `draft` in its mask over the composite
+    of `below`; returns the new layer's composite."""
     s = memory.schedule
-    spec = BCGSpec(free_mask=draft.latent_mask, reference=below[-1].trajectory, schedule_sigmas=s.sigmas,
-                   unblended_from_step=_unblended_from(s.steps, unblended_fraction), sampler_name=s.sampler_name,
-                   label=label)
+    spec = BCGSpec(free_mask=draft.latent_mask, reference=below[-1].trajectory,
+                   schedule_sigmas=s.sigmas,
+                   unblended_from_step=_unblended_from(s.steps, unblended_fraction),
+                   sampler_name=s.sampler_name, label=label)
     mqd_run = families.make_mqd_run(memory.fingerprint.family, below + [draft]) if use_mqd else None
-    return sampling.run(model, s, draft.positive, draft.negative, memory.latent_shape, draft.seed, spec, mqd_run)
+    return sampling.run(model, s, draft.positive, draft.negative, memory.latent_shape, draft.seed,
+                        spec, mqd_run)
 
 
-def layer_mask(memory: LayerMemory, mask, grow_pixels: int, feather_pixels: int) -> tuple[torch.Tensor, torch.Tensor]:
+def layer_mask(memory: LayerMemory, mask, grow_pixels: int,
+               feather_pixels: int) -> tuple[torch.Tensor, torch.Tensor]:
     latent_mask = masks.prepare_layer_mask(mask, memory.latent_hw, grow_pixels, feather_pixels)
     tmask = masks.token_mask(latent_mask)
     if not bool(tmask.any()):
-        log.warning("the mask covers no whole token (2x2 latent pixels at >= %.0f%%); MQD routes nothing to the "
-                    "layer's prompt.", masks.TOKEN_THRESHOLD * 100)
+        log.warning("the mask covers no whole token (2x2 latent pixels at >= %.0f%%); MQD routes "
+                    "nothing to the layer's prompt.", masks.TOKEN_THRESHOLD * 100)
     return latent_mask, tmask
 
 
@@ -121,13 +131,14 @@ def _position(memory: LayerMemory, position: int) -> int:
     index = n if position in (-1, n) else position
     if not 1 <= index <= n:
         raise LayerMemoryError("position", f"{position} is not a place in this stack of {n} layers "
-                               f"(0 is the background)", f"use 1 to {n}, or -1 to put the layer on top")
+                                           "(0 is the background)",
+                               f"use 1 to {n}, or -1 to put the layer on top")
     return index
 
 
-def add_layer(memory: LayerMemory, model, positive, mask, seed: int, grow_pixels: int = 0, feather_pixels: int = 0,
-              use_mqd: bool = True, unblended_fraction: float = 0.0, negative=None, name: str = "",
-              prompt: str = "", position: int = -1) -> LayerMemory:
+def add_layer(memory: LayerMemory, model, positive, mask, seed: int, grow_pixels: int = 0,
+              feather_pixels: int = 0, use_mqd: bool = True, unblended_fraction: float = 0.0,
+              negative=None, name: str = "", prompt: str = "", position: int = -1) -> LayerMemory:
     """Sample a new object inside `mask` at `position` in the stack (default: on top).
 
     Outside the mask the new composite follows the one below; newer layers stay in front of it,
@@ -138,20 +149,24 @@ def add_layer(memory: LayerMemory, model, positive, mask, seed: int, grow_pixels
     family = model_checks.require_same_model(memory, model)
     index = _position(memory, position)
     pos = Conditioning.from_comfy(positive, "positive", family)
-    neg = Conditioning.from_comfy(negative, "negative", family) if negative is not None else memory.top.negative
+    neg = (Conditioning.from_comfy(negative, "negative", family) if negative is not None
+           else memory.top.negative)
     _check_fraction("unblended_fraction", unblended_fraction, False,
                     "use 0 for an exact background, or a small fraction such as 0.1")
     latent_mask, tmask = layer_mask(memory, mask, grow_pixels, feather_pixels)
     below = list(memory.layers[:index])
-    draft = Layer(name=name or f"layer {len(memory.layers)}", positive=pos, negative=neg, seed=int(seed),
-                  latent_mask=latent_mask, token_mask=tmask, trajectory=below[-1].trajectory, prompt=prompt)
+    draft = Layer(name=name or f"layer {len(memory.layers)}", positive=pos, negative=neg,
+                  seed=int(seed), latent_mask=latent_mask, token_mask=tmask,
+                  trajectory=below[-1].trajectory, prompt=prompt)
     composite = sample_over(memory, model, below, draft, use_mqd, unblended_fraction, "AddLayer")
     upper = stack.recompose(list(memory.layers[index:]), below[-1].trajectory, composite)
     return memory.with_layers(tuple(below + [replace(draft, trajectory=composite)] + upper))
 
 
-def visible_region(layers: list[Layer], index: int, support: torch.Tensor, grow_pixels: int) -> torch.Tensor:
-    """`support` minus every mask newer than `index`, grown by `grow_pixels`, never into a newer mask."""
+def visible_region(layers: list[Layer], index: int, support: torch.Tensor,
+                   grow_pixels: int) -> torch.Tensor:
+    """`support` minus every mask newer than `index`,
+    grown by `grow_pixels`, never into a newer mask."""
     newer = torch.zeros_like(support, dtype=torch.bool)
     for layer in layers[index + 1:]:
         newer |= masks.support(layer.latent_mask)
@@ -160,13 +175,15 @@ def visible_region(layers: list[Layer], index: int, support: torch.Tensor, grow_
 
 
 def deletion_region(memory: LayerMemory, index: int, grow_pixels: int) -> torch.Tensor:
-    """Layer `index`'s visible part (its mask minus every newer mask), grown, never into newer masks."""
+    """Layer `index`'s visible part (its mask minus
+    every newer mask), grown, never into newer masks."""
     layers = list(memory.layers)
     return visible_region(layers, index, masks.support(layers[index].latent_mask), grow_pixels)
 
 
 def heal(memory: LayerMemory, model, layers: list[Layer], level: int, region: torch.Tensor,
-          regenerate_fraction: float, unblended_fraction: float, seed: int, label: str) -> list[Layer]:
+         regenerate_fraction: float, unblended_fraction: float, seed: int,
+         label: str) -> list[Layer]:
     """Regenerate the end of the schedule in `region`, freed at stack index `level`.
 
     The region starts from the composite below `level` at the start step and is denoised with
@@ -179,27 +196,31 @@ def heal(memory: LayerMemory, model, layers: list[Layer], level: int, region: to
     top, below = layers[-1].trajectory, layers[level - 1].trajectory
     c0 = top.call_starting_at(float(s.sigmas[start_step]))
     unblended_from = _unblended_from(s.steps, unblended_fraction)
-    spec = BCGSpec(free_mask=region.float(), reference=top, schedule_sigmas=s.sigmas, start_step=start_step,
-                   free_init=below.x[c0], unblended_from_step=unblended_from, sampler_name=s.sampler_name,
-                   label=label)
-    tail = sampling.run(model, s, layers[-1].positive, layers[-1].negative, memory.latent_shape, seed, spec,
-                        families.make_mqd_run(memory.fingerprint.family, layers))
+    spec = BCGSpec(free_mask=region.float(), reference=top, schedule_sigmas=s.sigmas,
+                   start_step=start_step, free_init=below.x[c0], unblended_from_step=unblended_from,
+                   sampler_name=s.sampler_name, label=label)
+    tail = sampling.run(model, s, layers[-1].positive, layers[-1].negative, memory.latent_shape,
+                        seed, spec, families.make_mqd_run(memory.fingerprint.family, layers))
     if tail.calls != top.calls - c0:
-        raise RuntimeError(f"{label} made {tail.calls} model calls, the stored schedule has {top.calls - c0}")
-    healed = stack.write_tail(layers[level:], region, c0, tail, top_outside=unblended_from is not None)
+        raise RuntimeError(f"{label} made {tail.calls} model calls, the stored schedule has "
+                           f"{top.calls - c0}")
+    healed = stack.write_tail(layers[level:], region, c0, tail,
+                              top_outside=unblended_from is not None)
     return layers[:level] + healed
 
 
 def check_heal(regenerate_fraction: float, unblended_fraction: float) -> None:
     if not 0.0 <= regenerate_fraction <= 1.0:
         raise LayerMemoryError("regenerate_fraction", f"{regenerate_fraction} is outside [0, 1]",
-                               "use the fraction of final steps to regenerate, e.g. 0.4 (the paper's 8 of 20), "
-                               "or 0 to show exactly what was below")
+                               "use the fraction of final steps to regenerate, e.g. 0.4 (the "
+                               "paper's 8 of 20), or 0 to show exactly what was below")
     _check_fraction("unblended_fraction", unblended_fraction, False,
-                    "use 0 to keep everything outside the region exact, or e.g. 0.2 (the paper's tau/2)")
+                    "use 0 to keep everything outside the region exact, or e.g. 0.2 (the paper's "
+                    "tau/2)")
     if unblended_fraction > regenerate_fraction:
-        raise LayerMemoryError("unblended_fraction", f"{unblended_fraction} is more than regenerate_fraction "
-                               f"{regenerate_fraction}", "leave unblended at most the steps that are regenerated")
+        raise LayerMemoryError("unblended_fraction", f"{unblended_fraction} is more than "
+                                                     f"regenerate_fraction {regenerate_fraction}",
+                               "leave unblended at most the steps that are regenerated")
 
 
 def delete_layer(memory: LayerMemory, model, layer, regenerate_fraction: float = 0.4, seed: int = 0,
@@ -211,16 +232,19 @@ def delete_layer(memory: LayerMemory, model, layer, regenerate_fraction: float =
     model_checks.require_same_model(memory, model)
     check_heal(regenerate_fraction, unblended_fraction)
     layers = list(memory.layers)
-    upper = stack.recompose(layers[index + 1:], layers[index].trajectory, layers[index - 1].trajectory)
+    upper = stack.recompose(layers[index + 1:], layers[index].trajectory,
+                            layers[index - 1].trajectory)
     remaining = layers[:index] + upper
     if index == len(layers) - 1:
-        return memory.with_layers(tuple(remaining))  # the layer below is exactly the memory before it
+        # the layer below is exactly the memory before it
+        return memory.with_layers(tuple(remaining))
     region = deletion_region(memory, index, grow_pixels)
     if regenerate_fraction == 0.0:
         return memory.with_layers(tuple(remaining))  # exactly what was below, nothing regenerated
     if not bool(region.any()):
-        log.info("DeleteLayer: layer %d is hidden behind newer layers everywhere; removed without sampling.", index)
+        log.info("DeleteLayer: layer %d is hidden behind newer layers everywhere; removed without "
+                 "sampling.", index)
         return memory.with_layers(tuple(remaining))
-    healed = heal(memory, model, remaining, index, region, regenerate_fraction, unblended_fraction, seed,
-                   "DeleteLayer")
+    healed = heal(memory, model, remaining, index, region, regenerate_fraction, unblended_fraction,
+                  seed, "DeleteLayer")
     return memory.with_layers(tuple(healed))

@@ -19,28 +19,37 @@ ASPECT_TOLERANCE = 0.02
 NEGLIGIBLE = 1e-3
 
 
-def to_latent_mask(mask: torch.Tensor, latent_hw: tuple[int, int], input_name: str = "mask") -> torch.Tensor:
-    """Resize a ComfyUI MASK ([H, W] or [1, H, W], values 0..1) to the latent grid as float32 [h, w]."""
+def to_latent_mask(mask: torch.Tensor, latent_hw: tuple[int, int],
+                   input_name: str = "mask") -> torch.Tensor:
+    """Resize a ComfyUI MASK ([H, W] or [1, H, W], values
+    0..1) to the latent grid as float32 [h, w]."""
     if not isinstance(mask, torch.Tensor):
-        raise LayerMemoryError(input_name, f"expected a MASK tensor, got {type(mask).__name__}", "connect a MASK output")
+        raise LayerMemoryError(input_name, f"expected a MASK tensor, got {type(mask).__name__}",
+                               "connect a MASK output")
     if mask.dim() == 3:
         if mask.shape[0] != 1:
-            raise LayerMemoryError(input_name, f"got a batch of {mask.shape[0]} masks", "pass one mask (batch size 1)")
+            raise LayerMemoryError(input_name, f"got a batch of {mask.shape[0]} masks",
+                                   "pass one mask (batch size 1)")
         mask = mask[0]
     if mask.dim() != 2 or mask.shape[0] < 1 or mask.shape[1] < 1:
-        raise LayerMemoryError(input_name, f"expected a [H, W] mask, got shape {tuple(mask.shape)}", "connect a MASK output")
+        raise LayerMemoryError(input_name,
+                               f"expected a [H, W] mask, got shape {tuple(mask.shape)}",
+                               "connect a MASK output")
     h, w = latent_hw
     mh, mw = mask.shape
     if abs((mw / mh) / (w / h) - 1.0) > ASPECT_TOLERANCE:
         raise LayerMemoryError(
             input_name,
-            f"mask is {mw}x{mh} (w x h) but the memory's image is {w * 8}x{h * 8}, another aspect ratio",
-            f"draw the mask on a {w * 8}x{h * 8} canvas (any size with that aspect ratio is resized)",
+            f"mask is {mw}x{mh} (w x h) but the memory's image is {w * 8}x{h * 8}, another aspect "
+            "ratio",
+            f"draw the mask on a {w * 8}x{h * 8} canvas (any size with that aspect ratio is "
+            "resized)",
         )
     m = mask.detach().to(device="cpu", dtype=torch.float32).clamp(0.0, 1.0)[None, None]
     if (mh, mw) != (h, w):
         mode = "area" if mh >= h and mw >= w else "bilinear"
-        m = F.interpolate(m, size=(h, w), mode=mode, **({} if mode == "area" else {"align_corners": False}))
+        m = F.interpolate(m, size=(h, w), mode=mode,
+                          **({} if mode == "area" else {"align_corners": False}))
     m = m[0, 0].clamp(0.0, 1.0)
     return torch.where(m < NEGLIGIBLE, torch.zeros_like(m), m).contiguous()
 
@@ -84,13 +93,14 @@ def require_not_empty(mask: torch.Tensor, input_name: str = "mask") -> None:
     if not bool((mask > 0).any()):
         raise LayerMemoryError(
             input_name,
-            "the mask is empty at latent resolution (all zeros after resizing to the image / 8 grid), so the layer would change nothing",
+            "the mask is empty at latent resolution (all zeros after resizing to the image / 8 "
+            "grid), so the layer would change nothing",
             "paint the region where the object goes (an all-ones mask replaces the whole picture)",
         )
 
 
-def prepare_layer_mask(mask: torch.Tensor, latent_hw: tuple[int, int], grow_pixels: int, feather_pixels: int,
-                       input_name: str = "mask") -> torch.Tensor:
+def prepare_layer_mask(mask: torch.Tensor, latent_hw: tuple[int, int], grow_pixels: int,
+                       feather_pixels: int, input_name: str = "mask") -> torch.Tensor:
     """User MASK -> latent mask used by BCG: resized, grown, feathered, checked for emptiness."""
     m = to_latent_mask(mask, latent_hw, input_name)
     m = grow(m, grow_pixels)

@@ -42,7 +42,8 @@ class Schedule:
 
     def same_sigmas(self, sigmas: torch.Tensor) -> bool:
         s = sigmas.detach().to("cpu", torch.float32).reshape(-1)
-        return s.shape == self.sigmas.shape and bool(torch.allclose(s, self.sigmas, rtol=1e-6, atol=1e-7))
+        return (s.shape == self.sigmas.shape
+                and bool(torch.allclose(s, self.sigmas, rtol=1e-6, atol=1e-7)))
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,8 @@ class ModelFingerprint:
     depth: int
     micro_condition: bool
     latent_channels: int
-    weight_signature: tuple[float, ...]  # sums over a few bias vectors; see model_checks.fingerprint
+    # sums over a few bias vectors; see model_checks.fingerprint
+    weight_signature: tuple[float, ...]
     family: str = "pixart"  # "pixart", "sd15" or "sdxl": a memory is only used with its own family
 
     def mismatch(self, other: ModelFingerprint) -> str | None:
@@ -63,7 +65,8 @@ class ModelFingerprint:
                 return f"{field} {b!r} != memory's {a!r}"
         a, b = tuple(self.weight_signature), tuple(other.weight_signature)
         scale = max([1e-6] + [abs(v) for v in a])
-        # Tolerant to storage dtype (fp16/bf16/fp8 rounding averages out in the sums), not to other weights.
+        # Tolerant to storage dtype (fp16/bf16/fp8 rounding
+        # averages out in the sums), not to other weights.
         if len(a) != len(b) or any(abs(x - y) > 1e-3 * scale for x, y in zip(a, b, strict=True)):
             return "its weights differ from the checkpoint the memory was made with"
         return None
@@ -91,7 +94,8 @@ class LayerMemory:
         return self.latent_shape[2] * 8, self.latent_shape[1] * 8
 
     def composite_latent(self, index: int = -1) -> dict:
-        """The composite after layer `index` as a ComfyUI LATENT (the model's process_latent_out)."""
+        """The composite after layer `index` as a ComfyUI
+        LATENT (the model's process_latent_out)."""
         final = self.layers[index].trajectory.final
         return {"samples": final[None] / self.latent_scale}
 
@@ -104,14 +108,16 @@ class LayerMemory:
     def truncated(self, count: int) -> LayerMemory:
         return replace(self, layers=self.layers[:count])
 
-    def resolve(self, spec: str | int, input_name: str = "layer", allow_background: bool = False) -> int:
+    def resolve(self, spec: str | int, input_name: str = "layer",
+                allow_background: bool = False) -> int:
         """A layer index from an index (negative counts from the top) or a layer name."""
         n = len(self.layers)
         text = str(spec).strip()
         low = 0 if allow_background else 1
         if low >= n:
-            raise LayerMemoryError(input_name, f"layer {text!r} is out of range: this memory holds only the "
-                                   "background (layer 0, which stays), so there is no layer to choose",
+            raise LayerMemoryError(input_name, f"layer {text!r} is out of range: this memory holds "
+                                               "only the background (layer 0, which stays), so "
+                                               "there is no layer to choose",
                                    "add a layer with AddLayer first")
         digits = text[1:] if text.startswith("-") else text
         if digits.isascii() and digits.isdigit():  # ASCII only: int() would also read '\uff11' as 1
@@ -128,7 +134,8 @@ class LayerMemory:
         if not low <= index < n:
             raise LayerMemoryError(
                 input_name,
-                f"layer index {text} is out of range; this memory has layers 0..{n - 1} (0 is the background)",
+                f"layer index {text} is out of range; this memory has layers 0..{n - 1} (0 is the "
+                "background)",
                 f"use an index from {low} to {n - 1}, or -1 for the top layer",
             )
         return index

@@ -42,34 +42,38 @@ class _PictureRun:
         self.picture = picture  # [1, C, h, w], model-internal latent space
         self.trajectory: Trajectory | None = None
 
-    def __call__(self, executor, guider, sigmas, extra_args, callback, noise, latent_image, denoise_mask,
-                 disable_pbar):
+    def __call__(self, executor, guider, sigmas, extra_args, callback, noise, latent_image,
+                 denoise_mask, disable_pbar):
         sampler = executor.class_obj
         if not isinstance(sampler, comfy.samplers.KSAMPLER):
-            raise LayerMemoryError("sampler_name", f"{type(sampler).__name__} is not a k-diffusion sampler",
+            raise LayerMemoryError("sampler_name",
+                                   f"{type(sampler).__name__} is not a k-diffusion sampler",
                                    "pick one of ComfyUI's KSampler samplers, e.g. dpmpp_2m")
         picture = self.picture.to(noise.device, noise.dtype)
         recorder = TrajectoryRecorder()
         model_k = _PictureDenoiser(guider, sigmas, picture, recorder)
         model_sampling = guider.inner_model.model_sampling
-        x = model_sampling.noise_scaling(sigmas[0], noise, picture, sampler.max_denoise(guider, sigmas))
+        x = model_sampling.noise_scaling(sigmas[0], noise, picture,
+                                         sampler.max_denoise(guider, sigmas))
 
         def k_callback(d):
             recorder.step_done(d["i"])
 
-        sampler.sampler_function(model_k, x, sigmas, extra_args=extra_args, callback=k_callback, disable=True,
-                                 **sampler.extra_options)
+        sampler.sampler_function(model_k, x, sigmas, extra_args=extra_args, callback=k_callback,
+                                 disable=True, **sampler.extra_options)
         self.trajectory = recorder.finish(picture)  # the final latent is the picture itself
         return picture
 
 
 def check_picture(image: torch.Tensor, family: str = "pixart", input_name: str = "image") -> None:
-    """One finite picture of a size the model's family takes (PixArt: >= 512 px, multiples of 16)."""
+    """One finite picture of a size the model's family
+    takes (PixArt: >= 512 px, multiples of 16)."""
     if not isinstance(image, torch.Tensor) or image.dim() != 4 or image.shape[-1] < 3:
         raise LayerMemoryError(input_name, "expected an IMAGE ([batch, height, width, channels])",
                                "connect a LoadImage (or any IMAGE) output")
     if image.shape[0] != 1:
-        raise LayerMemoryError(input_name, f"got a batch of {image.shape[0]} pictures; a memory holds one",
+        raise LayerMemoryError(input_name,
+                               f"got a batch of {image.shape[0]} pictures; a memory holds one",
                                "pick one picture (e.g. ImageFromBatch with length 1)")
     height, width = int(image.shape[1]), int(image.shape[2])
     try:
@@ -77,18 +81,21 @@ def check_picture(image: torch.Tensor, family: str = "pixart", input_name: str =
     except LayerMemoryError as e:
         step = families.FAMILIES[family].size_multiple
         low = families.FAMILIES[family].min_size
-        raise LayerMemoryError(
-            input_name, f"the picture is {width}x{height}: {e.problem}",
-            f"crop or pad it first, e.g. ImageCrop to {max(low, width - width % step)}x"
-            f"{max(low, height - height % step)}, or ImageScale / 'Pad Image for Outpainting' up to at least "
-            f"{low} px") from None
+        raise LayerMemoryError(input_name, f"the picture is {width}x{height}: {e.problem}",
+                               "crop or pad it first, e.g. ImageCrop to "
+                               f"{max(low, width - width % step)}x"
+                               f"{max(low, height - height % step)}, or ImageScale / 'Pad Image "
+                               f"for Outpainting' up to at least {low} px") from None
     if not bool(torch.isfinite(image).all()):
-        raise LayerMemoryError(input_name, "the picture has NaN or infinite values", "load the picture again")
+        raise LayerMemoryError(input_name, "the picture has NaN or infinite values",
+                               "load the picture again")
 
 
-def memory_from_latent(model, latent: torch.Tensor, positive, negative, steps: int, cfg: float, sampler_name: str,
-                       scheduler: str, seed: int, name: str = "picture") -> LayerMemory:
-    """A one-layer memory whose background is `latent` ([1, C, h, w], ComfyUI's user latent space)."""
+def memory_from_latent(model, latent: torch.Tensor, positive, negative, steps: int, cfg: float,
+                       sampler_name: str, scheduler: str, seed: int,
+                       name: str = "picture") -> LayerMemory:
+    """A one-layer memory whose background is `latent`
+    ([1, C, h, w], ComfyUI's user latent space)."""
     family = model_checks.require_supported(model)
     pos = Conditioning.from_comfy(positive, "positive", family)
     neg = Conditioning.from_comfy(negative, "negative", family)
@@ -97,21 +104,25 @@ def memory_from_latent(model, latent: torch.Tensor, positive, negative, steps: i
     layer_ops.check_schedule(steps, sampler_name, scheduler)
     fp = model_checks.fingerprint(model)
     if c != fp.latent_channels:
-        raise LayerMemoryError("vae", f"the picture's latent has {c} channels, the model takes {fp.latent_channels}",
+        raise LayerMemoryError("vae", f"the picture's latent has {c} channels, the model takes "
+                                      f"{fp.latent_channels}",
                                "use the VAE that belongs to this model")
     picture = model.model.process_latent_in(latent.to(torch.float32)).to("cpu", torch.float32)
     schedule = make_schedule(model, sampler_name, scheduler, steps, cfg)
     patcher = model.clone()
     run = _PictureRun(picture)
-    patcher.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.SAMPLER_SAMPLE, WRAPPER_KEY, run)
+    patcher.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.SAMPLER_SAMPLE, WRAPPER_KEY,
+                                 run)
     guider = comfy.samplers.CFGGuider(patcher)
     guider.set_conds(pos.to_comfy(), neg.to_comfy())
     guider.set_cfg(schedule.cfg)
     noise = comfy.sample.prepare_noise(torch.zeros(1, c, h, w), seed)
     guider.sample(noise, torch.zeros(1, c, h, w), comfy.samplers.sampler_object(sampler_name),
                   schedule.sigmas.clone(), disable_pbar=True, seed=seed)
-    layer = Layer(name=name or "picture", positive=pos, negative=neg, seed=int(seed), latent_mask=torch.ones(h, w),
-                  token_mask=torch.ones(h // 2, w // 2, dtype=torch.bool), trajectory=run.trajectory)
+    layer = Layer(name=name or "picture", positive=pos, negative=neg, seed=int(seed),
+                  latent_mask=torch.ones(h, w),
+                  token_mask=torch.ones(h // 2, w // 2, dtype=torch.bool),
+                  trajectory=run.trajectory)
     scale = float(model.model.latent_format.scale_factor)
-    return LayerMemory(fingerprint=fp, schedule=schedule, latent_shape=(c, h, w), latent_scale=scale,
-                       layers=(layer,))
+    return LayerMemory(fingerprint=fp, schedule=schedule, latent_shape=(c, h, w),
+                       latent_scale=scale, layers=(layer,))

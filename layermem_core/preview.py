@@ -15,7 +15,8 @@ OUTLINE_THRESHOLD = 0.5  # a soft (feathered) mask is outlined where it is at le
 
 
 def palette(n: int) -> list[tuple[int, int, int]]:
-    """n well separated, saturated colours (golden-ratio hues), the same for a layer index every time."""
+    """n well separated, saturated colours (golden-ratio
+    hues), the same for a layer index every time."""
     colours = []
     for i in range(n):
         h = (0.02 + i * 0.618033988749895) % 1.0
@@ -85,10 +86,12 @@ def annotate(image: torch.Tensor, masks: list[torch.Tensor], line_width: int = 0
         x0, y0 = min(x0, max(0, w - bw)), min(y0, max(0, h - bh))
         draw.rectangle((x0, y0, x0 + bw - 1, y0 + bh - 1), fill=colour)
         luminance = 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2]
-        draw.text((x0 + pad - left, y0 + pad - top), text, font=font, fill=(0, 0, 0) if luminance > 140 else (255, 255, 255))
+        draw.text((x0 + pad - left, y0 + pad - top), text, font=font,
+                  fill=(0, 0, 0) if luminance > 140 else (255, 255, 255))
     return torch.from_numpy(np.asarray(pil, dtype=np.float32) / 255.0)
 
 
-def annotate_batch(images: torch.Tensor, masks: list[torch.Tensor], line_width: int = 0) -> torch.Tensor:
+def annotate_batch(images: torch.Tensor, masks: list[torch.Tensor],
+                   line_width: int = 0) -> torch.Tensor:
     """annotate() for every image of an IMAGE batch [B, H, W, 3]."""
     return torch.stack([annotate(img, masks, line_width) for img in images])

@@ -41,7 +41,8 @@ def changed_region(old: Trajectory, new: Trajectory) -> torch.Tensor:
 
 def reblend(composite: Trajectory, old_below: Trajectory, new_below: Trajectory, mask: torch.Tensor,
             region: torch.Tensor) -> Trajectory:
-    """Layer composite `composite` (made over `old_below`) rebuilt over `new_below` inside `region`."""
+    """Layer composite `composite` (made over `old_below`)
+    rebuilt over `new_below` inside `region`."""
     t, o, b = _points(composite), _points(old_below), _points(new_below)
     m = mask.to(t.dtype)
     soft = t + (1.0 - m) * (b - o)

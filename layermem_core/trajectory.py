@@ -18,7 +18,8 @@ import torch
 @dataclass(frozen=True, eq=False)
 class Trajectory:
     sigmas: torch.Tensor  # [calls] float64, sigma of each model call
-    steps: torch.Tensor  # [calls] int64, sampler callbacks seen before the call (= the step for one-call samplers)
+    # [calls] int64, sampler callbacks seen before the call (= the step for one-call samplers)
+    steps: torch.Tensor
     x: torch.Tensor  # [calls, C, h, w] model input, model-internal latent space
     final: torch.Tensor  # [C, h, w] sampler output, model-internal latent space
 
@@ -27,12 +28,14 @@ class Trajectory:
         return int(self.sigmas.numel())
 
     def call_starting_at(self, sigma: float) -> int:
-        """The stored call a run that starts at `sigma` lines up with: the last call made at that sigma.
+        """The stored call a run that starts at `sigma` lines up with: the last call made at that
+        sigma.
 
         A step's first model call is at the step's sigma; a two-call sampler such as heun may also
         have evaluated that sigma as the second call of the step before, which comes earlier.
         """
-        hits = torch.isclose(self.sigmas, torch.tensor(float(sigma), dtype=self.sigmas.dtype), rtol=1e-6, atol=1e-9).nonzero()
+        hits = torch.isclose(self.sigmas, torch.tensor(float(sigma), dtype=self.sigmas.dtype),
+                             rtol=1e-6, atol=1e-9).nonzero()
         if hits.numel() == 0:
             raise IndexError(f"no model call was recorded at sigma {sigma}")
         return int(hits[-1, 0])
@@ -54,7 +57,8 @@ class Trajectory:
         )
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.sigmas, self.steps, self.x, self.final))
+        return sum(t.numel() * t.element_size()
+                   for t in (self.sigmas, self.steps, self.x, self.final))
 
 
 class TrajectoryRecorder:
@@ -73,7 +77,8 @@ class TrajectoryRecorder:
         self._x.append(x[0].detach().clone())
 
     def step_done(self, step_index: int) -> None:
-        """Called from the sampler callback after step `step_index` (counted from the run's start)."""
+        """Called from the sampler callback after step
+        `step_index` (counted from the run's start)."""
         self.step = self.first_step + step_index + 1
 
     def finish(self, final: torch.Tensor) -> Trajectory:

@@ -12,7 +12,8 @@ from .loader import LoadPixArt
 from .memory_nodes import AddLayerNode, DeleteLayerNode, LayerMemoryNode
 
 NODES: list[type[io.ComfyNode]] = [
-    LoadPixArt, LayerMemoryNode, LayerMemoryFromImage, AddLayerNode, EditLayer, BCGBlend, DeleteLayerNode,
+    LoadPixArt, LayerMemoryNode, LayerMemoryFromImage, AddLayerNode, EditLayer, BCGBlend,
+    DeleteLayerNode,
     ListLayers, PreviewLayers, LayerMemoryHistory, RenameLayer, SaveLayerMemory, LoadLayerMemory,
 ]
 

@@ -1,4 +1,5 @@
-"""EditLayer (reroll, re-prompt, move a layer in place) and LayerMemoryFromImage (edit your own picture)."""
+"""EditLayer (reroll, re-prompt, move a layer in place)
+and LayerMemoryFromImage (edit your own picture)."""
 from __future__ import annotations
 
 import comfy.samplers
@@ -6,7 +7,15 @@ from comfy_api.latest import io
 
 from ..layermem_core import edit_ops, model_checks, picture
 from ..layermem_core.errors import LayerMemoryError
-from .types import CATEGORY, grow_input, latent_output, memory_input, memory_output, model_input, seed_input
+from .types import (
+    CATEGORY,
+    grow_input,
+    latent_output,
+    memory_input,
+    memory_output,
+    model_input,
+    seed_input,
+)
 
 
 class EditLayer(io.ComfyNode):
@@ -16,41 +25,54 @@ class EditLayer(io.ComfyNode):
             node_id="EditLayer",
             display_name="Edit Layer (reroll, re-prompt, move)",
             category=CATEGORY,
-            description="Samples one layer again at its place in the stack: a new seed rerolls it, a new prompt "
-                        "re-prompts it, a new mask moves or resizes it (unconnected inputs keep the layer's own). "
-                        "Newer layers stay in front, bit-exact inside their masks; where the old mask is no longer "
-                        "covered, what lay below comes back and is healed as in DeleteLayer. Layer 0 re-samples "
-                        "the background around the objects, which stay bit-exact inside their masks.",
+            description="Samples one layer again at its place in the stack: a new seed rerolls it, "
+                        "a new prompt re-prompts it, a new mask moves or resizes it (unconnected "
+                        "inputs keep the layer's own). Newer layers stay in front, bit-exact "
+                        "inside their masks; where the old mask is no longer covered, what lay "
+                        "below comes back and is healed as in DeleteLayer. Layer 0 re-samples the "
+                        "background around the objects, which stay bit-exact inside their masks.",
             inputs=[
                 memory_input(),
                 model_input(),
                 io.String.Input("layer", default="-1",
-                                tooltip="Layer to edit: index (0 = background, 1 = first object, -1 = top) or name."),
-                seed_input("New noise seed for the layer (the same seed with nothing else changed does nothing)."),
+                                tooltip="Layer to edit: index (0 = background, 1 = first object, "
+                                        "-1 = top) or name."),
+                seed_input("New noise seed for the layer (the same seed with nothing else changed "
+                           "does nothing)."),
                 io.Conditioning.Input("positive", optional=True,
-                                      tooltip="New prompt for the layer; unconnected: keep its prompt."),
+                                      tooltip="New prompt for the layer; unconnected: keep its "
+                                              "prompt."),
                 io.Mask.Input("mask", optional=True,
-                              tooltip="New region (move / resize); unconnected: keep its mask. Not for layer 0."),
-                grow_input(0, "Grow the new mask by this many latent pixels (8 image pixels each)."),
+                              tooltip="New region (move / resize); unconnected: keep its mask. Not "
+                                      "for layer 0."),
+                grow_input(0,
+                           "Grow the new mask by this many latent pixels (8 image pixels each)."),
                 io.Int.Input("feather", default=0, min=0, max=32, optional=True,
                              tooltip="Soften the new mask's edge over this many latent pixels."),
-                io.Float.Input("regenerate_fraction", default=0.4, min=0.0, max=1.0, step=0.05, optional=True,
-                               tooltip="Fraction of final steps regenerated where the old mask is no longer "
-                                       "covered (as DeleteLayer); 0 shows exactly what was below."),
+                io.Float.Input("regenerate_fraction", default=0.4, min=0.0, max=1.0, step=0.05,
+                               optional=True,
+                               tooltip="Fraction of final steps regenerated where the old mask is "
+                                       "no longer covered (as DeleteLayer); 0 shows exactly what "
+                                       "was below."),
                 io.Boolean.Input("use_mqd", default=True, optional=True,
-                                 tooltip="Route each region's cross-attention to its own layer's prompt."),
+                                 tooltip="Route each region's cross-attention to its own layer's "
+                                         "prompt."),
                 io.Conditioning.Input("negative", optional=True,
-                                      tooltip="New negative prompt; unconnected: keep the layer's."),
-                io.String.Input("name", default="", optional=True, tooltip="New name; empty keeps the name."),
+                                      tooltip="New negative prompt; unconnected: keep the "
+                                              "layer's."),
+                io.String.Input("name", default="", optional=True,
+                                tooltip="New name; empty keeps the name."),
             ],
             outputs=[memory_output(), latent_output()],
         )
 
     @classmethod
     def execute(cls, memory, model, layer, seed, positive=None, mask=None, grow=0, feather=0,
-                regenerate_fraction=0.4, use_mqd=True, negative=None, name: str = "") -> io.NodeOutput:
-        new = edit_ops.edit_layer(memory, model, layer, positive=positive, mask=mask, seed=seed, grow_pixels=grow,
-                                  feather_pixels=feather, use_mqd=use_mqd, negative=negative, name=name,
+                regenerate_fraction=0.4, use_mqd=True, negative=None,
+                name: str = "") -> io.NodeOutput:
+        new = edit_ops.edit_layer(memory, model, layer, positive=positive, mask=mask, seed=seed,
+                                  grow_pixels=grow, feather_pixels=feather, use_mqd=use_mqd,
+                                  negative=negative, name=name,
                                   regenerate_fraction=regenerate_fraction)
         return io.NodeOutput(new, new.composite_latent())
 
@@ -62,37 +84,48 @@ class LayerMemoryFromImage(io.ComfyNode):
             node_id="LayerMemoryFromImage",
             display_name="Layer Memory from Image",
             category=CATEGORY,
-            description="Starts a layer-wise memory whose background is your picture (encoded with the VAE), on a "
-                        "fixed schedule like LayerMemory, without a model call. Add, edit and delete layers on it: "
-                        "outside all masks the final composite is the encoded picture's latent, bit for bit.",
+            description="Starts a layer-wise memory whose background is your picture (encoded with "
+                        "the VAE), on a fixed schedule like LayerMemory, without a model call. "
+                        "Add, edit and delete layers on it: outside all masks the final composite "
+                        "is the encoded picture's latent, bit for bit.",
             inputs=[
                 model_input(),
                 io.Vae.Input("vae", tooltip="The VAE of this model; encodes the picture."),
-                io.Image.Input("image", tooltip="One picture, at least 512 px a side, sides multiples of 16 "
-                                                "(crop or pad it first otherwise)."),
-                io.Conditioning.Input("positive", tooltip="What the picture shows: the background prompt that "
-                                                          "uncovered regions attend to under MQD."),
-                io.Conditioning.Input("negative", tooltip="Negative prompt; later layers reuse it."),
-                io.Int.Input("steps", default=20, min=1, max=200, tooltip="Denoising steps for every later layer."),
+                io.Image.Input("image", tooltip="One picture, at least 512 px a side, sides "
+                                                "multiples of 16 (crop or pad it first "
+                                                "otherwise)."),
+                io.Conditioning.Input("positive", tooltip="What the picture shows: the background "
+                                                          "prompt that uncovered regions attend to "
+                                                          "under MQD."),
+                io.Conditioning.Input("negative", tooltip="Negative prompt; later layers reuse "
+                                                          "it."),
+                io.Int.Input("steps", default=20, min=1, max=200,
+                             tooltip="Denoising steps for every later layer."),
                 io.Float.Input("cfg", default=4.5, min=0.0, max=30.0, step=0.1, round=0.01,
                                tooltip="Classifier-free guidance scale for every later layer."),
-                io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES, default="dpmpp_2m",
-                               tooltip="Sampler for every later layer (fixed-step samplers keep the picture exact)."),
-                io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="karras",
+                io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES,
+                               default="dpmpp_2m",
+                               tooltip="Sampler for every later layer (fixed-step samplers keep "
+                                       "the picture exact)."),
+                io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES,
+                               default="karras",
                                tooltip="Sigma schedule for every later layer."),
-                seed_input("Seed of the noise on the picture's stored path (ancestral samplers use it too)."),
-                io.String.Input("name", default="picture", optional=True, tooltip="Name of the background layer."),
+                seed_input("Seed of the noise on the picture's stored path (ancestral samplers use "
+                           "it too)."),
+                io.String.Input("name", default="picture", optional=True,
+                                tooltip="Name of the background layer."),
             ],
             outputs=[memory_output(), latent_output()],
         )
 
     @classmethod
-    def execute(cls, model, vae, image, positive, negative, steps, cfg, sampler_name, scheduler, seed,
-                name: str = "picture") -> io.NodeOutput:
+    def execute(cls, model, vae, image, positive, negative, steps, cfg, sampler_name, scheduler,
+                seed, name: str = "picture") -> io.NodeOutput:
         picture.check_picture(image, model_checks.require_supported(model))
         if vae is None:
-            raise LayerMemoryError("vae", "no VAE is connected", "connect the VAE output of LoadPixArt or VAELoader")
+            raise LayerMemoryError("vae", "no VAE is connected",
+                                   "connect the VAE output of LoadPixArt or VAELoader")
         latent = vae.encode(image[:, :, :, :3])
-        memory = picture.memory_from_latent(model, latent, positive, negative, steps, cfg, sampler_name, scheduler,
-                                            seed, name=name)
+        memory = picture.memory_from_latent(model, latent, positive, negative, steps, cfg,
+                                            sampler_name, scheduler, seed, name=name)
         return io.NodeOutput(memory, memory.composite_latent())

@@ -22,18 +22,21 @@ class LayerMemoryHistory(io.ComfyNode):
             node_id="LayerMemoryHistory",
             display_name="Layer History (undo)",
             category=CATEGORY,
-            description="Goes back to the scene as it was right after layer k, without any sampling: returns the "
-                        "composite stored for that layer and the memory holding layers 0..k only (undo everything "
-                        "added after it). The input memory is not changed, so other branches keep all layers.",
+            description="Goes back to the scene as it was right after layer k, without any "
+                        "sampling: returns the composite stored for that layer and the memory "
+                        "holding layers 0..k only (undo everything added after it). The input "
+                        "memory is not changed, so other branches keep all layers.",
             inputs=[
                 memory_input(),
-                _layer_input("-1", "The last layer to keep: index (0 = background, 1 = first object), a negative "
-                                   "index from the top (-1 = all layers, -2 = undo the top layer), or a layer name "
-                                   "(the top-most layer of that name)."),
+                _layer_input("-1", "The last layer to keep: index (0 = background, 1 = first "
+                                   "object), a negative index from the top (-1 = all layers, -2 = "
+                                   "undo the top layer), or a layer name (the top-most layer of "
+                                   "that name)."),
             ],
             outputs=[
-                LayerMemoryType.Output(display_name="memory", tooltip="The memory truncated after layer k: continue "
-                                                                      "editing from there (AddLayer, DeleteLayer...)."),
+                LayerMemoryType.Output(display_name="memory",
+                                       tooltip="The memory truncated after layer k: continue "
+                                               "editing from there (AddLayer, DeleteLayer...)."),
                 latent_output(),
             ],
         )
@@ -53,17 +56,20 @@ class RenameLayer(io.ComfyNode):
             node_id="RenameLayer",
             display_name="Rename Layer",
             category=CATEGORY,
-            description="Gives a layer a new name, usable wherever a layer is chosen (DeleteLayer, Layer History). "
-                        "Only the name changes: no tensor is touched or copied, and the input memory keeps its names.",
+            description="Gives a layer a new name, usable wherever a layer is chosen (DeleteLayer, "
+                        "Layer History). Only the name changes: no tensor is touched or copied, "
+                        "and the input memory keeps its names.",
             inputs=[
                 memory_input(),
-                _layer_input("-1", "The layer to rename: index (0 = background, 1 = first object, -1 = top) or its "
-                                   "current name."),
-                io.String.Input("new_name", default="", tooltip="The new name. Not a number (numbers choose layers by "
-                                                                "index); if several layers share a name, a name picks "
-                                                                "the top-most of them."),
+                _layer_input("-1", "The layer to rename: index (0 = background, 1 = first object, "
+                                   "-1 = top) or its current name."),
+                io.String.Input("new_name", default="",
+                                tooltip="The new name. Not a number (numbers choose layers by "
+                                        "index); if several layers share a name, a name picks the "
+                                        "top-most of them."),
             ],
-            outputs=[LayerMemoryType.Output(display_name="memory", tooltip="A new memory with the layer renamed.")],
+            outputs=[LayerMemoryType.Output(display_name="memory",
+                                            tooltip="A new memory with the layer renamed.")],
         )
 
     @classmethod
@@ -72,13 +78,15 @@ class RenameLayer(io.ComfyNode):
         index = memory.resolve(layer, "layer", allow_background=True)
         name = str(new_name).strip()
         if not name:
-            raise LayerMemoryError("new_name", "the new name is empty", "type a name, e.g. 'red car'")
+            raise LayerMemoryError("new_name", "the new name is empty",
+                                   "type a name, e.g. 'red car'")
         try:
             int(name)
         except ValueError:
             pass
         else:
-            raise LayerMemoryError("new_name", f"{name!r} is a number, which DeleteLayer would read as a layer index",
+            raise LayerMemoryError("new_name", f"{name!r} is a number, which DeleteLayer would "
+                                               "read as a layer index",
                                    "use a name with a letter in it, e.g. 'object 2'")
         renamed = memory.renamed(index, name)
         return io.NodeOutput(renamed, ui=ui.PreviewText(layer_table(renamed)))
@@ -100,21 +108,26 @@ class PreviewLayers(io.ComfyNode):
             node_id="PreviewLayers",
             display_name="Preview Layers",
             category=CATEGORY,
-            description="Decodes the memory and shows where every layer is: the final composite with each layer's "
-                        "mask outlined in its own colour and numbered in mask order (1 = first object, drawn under "
-                        "later ones), and the composite after each layer (0 = background only) as a batch.",
+            description="Decodes the memory and shows where every layer is: the final composite "
+                        "with each layer's mask outlined in its own colour and numbered in mask "
+                        "order (1 = first object, drawn under later ones), and the composite after "
+                        "each layer (0 = background only) as a batch.",
             inputs=[
                 memory_input(),
-                io.Vae.Input("vae", tooltip="The VAE that decodes this model's latents (SD1.5 VAE for PixArt-alpha, "
-                                            "SDXL VAE for PixArt-Sigma; taesd/taesdxl for quick looks)."),
+                io.Vae.Input("vae", tooltip="The VAE that decodes this model's latents (SD1.5 VAE "
+                                            "for PixArt-alpha, SDXL VAE for PixArt-Sigma; "
+                                            "taesd/taesdxl for quick looks)."),
                 io.Int.Input("line_width", default=0, min=0, max=32, optional=True,
-                             tooltip="Outline width in image pixels; 0 picks one from the image size."),
+                             tooltip="Outline width in image pixels; 0 picks one from the image "
+                                     "size."),
             ],
             outputs=[
-                io.Image.Output(display_name="outlined", tooltip="The final composite with every layer's mask "
-                                                                 "outlined and numbered."),
-                io.Image.Output(display_name="per_layer", tooltip="One image per layer: the composite right after it "
-                                                                  "(batch index = layer index)."),
+                io.Image.Output(display_name="outlined",
+                                tooltip="The final composite with every layer's mask outlined and "
+                                        "numbered."),
+                io.Image.Output(display_name="per_layer",
+                                tooltip="One image per layer: the composite right after it (batch "
+                                        "index = layer index)."),
             ],
             is_output_node=True,
         )
@@ -123,10 +136,14 @@ class PreviewLayers(io.ComfyNode):
     def execute(cls, memory, vae, line_width: int = 0) -> io.NodeOutput:
         memory = require_memory(memory)
         if vae is None:
-            raise LayerMemoryError("vae", "no VAE is connected", "connect the VAE output of LoadPixArt or VAELoader")
-        latents = torch.cat([memory.composite_latent(i)["samples"] for i in range(len(memory.layers))])
+            raise LayerMemoryError("vae", "no VAE is connected",
+                                   "connect the VAE output of LoadPixArt or VAELoader")
+        latents = torch.cat([memory.composite_latent(i)["samples"]
+                             for i in range(len(memory.layers))])
         per_layer = decode(vae, latents)
-        outlined = preview.annotate(per_layer[-1], [layer.latent_mask for layer in memory.layers[1:]],
+        outlined = preview.annotate(per_layer[-1],
+                                    [layer.latent_mask for layer in memory.layers[1:]],
                                     line_width)[None]
-        shown = torch.cat([outlined, per_layer]) if per_layer.shape[1:] == outlined.shape[1:] else outlined
+        shown = (torch.cat([outlined, per_layer]) if per_layer.shape[1:] == outlined.shape[1:]
+                 else outlined)
         return io.NodeOutput(outlined, per_layer, ui=ui.PreviewImage(shown, cls=cls))

@@ -16,16 +16,23 @@ def _assert_exact_outside(new, below, where):
     a, b = new.top.trajectory, below.top.trajectory
     assert torch.equal(a.sigmas, b.sigmas) and a.calls == b.calls
     assert torch.equal(a.x[..., where], b.x[..., where]), "model inputs differ outside the mask"
-    assert torch.equal(a.final[..., where], b.final[..., where]), "final latent differs outside the mask"
-    assert torch.equal(new.composite_latent()["samples"][..., where], below.composite_latent()["samples"][..., where])
-    assert not torch.equal(a.final[..., ~where], b.final[..., ~where]), "the masked region was not sampled"
+    assert torch.equal(a.final[..., where], b.final[..., where]), (
+        "final latent differs outside the mask")
+    assert torch.equal(new.composite_latent()["samples"][..., where],
+                       below.composite_latent()["samples"][..., where])
+    assert not torch.equal(a.final[..., ~where], b.final[..., ~where]), (
+        "the masked region was not sampled")
 
 
-@pytest.mark.parametrize("sampler,scheduler", [("euler", "normal"), ("dpmpp_2m", "karras"), ("heun", "simple"),
-                                               ("uni_pc", "sgm_uniform"), ("ddim", "ddim_uniform")])
+@pytest.mark.parametrize("sampler,scheduler",
+                         [("euler", "normal"), ("dpmpp_2m", "karras"), ("heun", "simple"),
+                          ("uni_pc", "sgm_uniform"), ("ddim", "ddim_uniform")])
 def test_deterministic_samplers_are_bit_exact_outside(host, alpha, sampler, scheduler):
-    bg = host.layer_ops.start_memory(alpha, scenes.cond(1), scenes.negative(), 512, 512, 3, 3, 4.5, sampler, scheduler)
-    added = host.layer_ops.add_layer(bg, alpha, scenes.cond(2), scenes.box_mask(512, 0.3, 0.2, 0.7, 0.6), seed=4, grow_pixels=1)
+    bg = host.layer_ops.start_memory(alpha, scenes.cond(1), scenes.negative(), 512, 512, 3, 3, 4.5,
+                                     sampler, scheduler)
+    added = host.layer_ops.add_layer(bg, alpha, scenes.cond(2),
+                                     scenes.box_mask(512, 0.3, 0.2, 0.7, 0.6), seed=4,
+                                     grow_pixels=1)
     _assert_exact_outside(added, bg, _outside(added))
 
 
@@ -37,8 +44,10 @@ def test_second_layer_follows_first_layer_outside(three_layers):
 @pytest.mark.parametrize("sampler", ["euler_ancestral", "dpmpp_2m_sde"])
 def test_ancestral_and_sde_samplers_blend(host, alpha, sampler):
     """Fresh noise each step: forced points (model inputs, final) still match outside."""
-    bg = host.layer_ops.start_memory(alpha, scenes.cond(1), scenes.negative(), 512, 512, 3, 3, 4.5, sampler, "karras")
-    added = host.layer_ops.add_layer(bg, alpha, scenes.cond(2), scenes.box_mask(512, 0.3, 0.2, 0.7, 0.6), seed=4)
+    bg = host.layer_ops.start_memory(alpha, scenes.cond(1), scenes.negative(), 512, 512, 3, 3, 4.5,
+                                     sampler, "karras")
+    added = host.layer_ops.add_layer(bg, alpha, scenes.cond(2),
+                                     scenes.box_mask(512, 0.3, 0.2, 0.7, 0.6), seed=4)
     _assert_exact_outside(added, bg, _outside(added))
 
 
@@ -47,7 +56,8 @@ def test_soft_mask_blends_by_value(host):
     prediction is the model's own, off it (latent blending) it is lerp(final, prediction, m)."""
     bcg, trajectory = host.bcg, host.trajectory
     g = torch.Generator().manual_seed(0)
-    ref = trajectory.Trajectory(torch.tensor([2.0], dtype=torch.float64), torch.tensor([0]), torch.randn(1, 4, 8, 8, generator=g),
+    ref = trajectory.Trajectory(torch.tensor([2.0], dtype=torch.float64), torch.tensor([0]),
+                                torch.randn(1, 4, 8, 8, generator=g),
                                 torch.randn(4, 8, 8, generator=g))
     mask = torch.linspace(0, 1, 64).view(8, 8)
     m = mask[None, None]
@@ -72,7 +82,8 @@ def test_soft_mask_blends_by_value(host):
     def denoiser(run_sigmas):
         spec = bcg.BCGSpec(free_mask=mask, reference=ref, schedule_sigmas=torch.tensor([2.0, 0.0]))
         replay = bcg._Replay(spec, run_sigmas, torch.device("cpu"), torch.float32)
-        return bcg.BCGDenoiser(inner, run_sigmas, replay, trajectory.TrajectoryRecorder(), torch.zeros(1, 4, 8, 8)), replay
+        return bcg.BCGDenoiser(inner, run_sigmas, replay, trajectory.TrajectoryRecorder(),
+                               torch.zeros(1, 4, 8, 8)), replay
 
     den, replay = denoiser(torch.tensor([2.0, 0.0]))
     assert replay.exact
@@ -98,8 +109,9 @@ def test_bcgblend_with_stock_sampler_is_exact(host, alpha, background):
     assert patched is not alpha and not alpha.get_wrappers("sampler_sample", "layer_memory_bcg")
     s = background.schedule
     latent = torch.zeros(1, 4, 64, 64)
-    out = comfy.sample.sample(patched, comfy.sample.prepare_noise(latent, 7), s.steps, s.cfg, s.sampler_name, s.scheduler,
-                              scenes.cond(9), scenes.negative(), latent, seed=7)
+    out = comfy.sample.sample(patched, comfy.sample.prepare_noise(latent, 7), s.steps, s.cfg,
+                              s.sampler_name, s.scheduler, scenes.cond(9), scenes.negative(),
+                              latent, seed=7)
     outside = host.masks.to_latent_mask(mask, (64, 64)) == 0
     ref = background.composite_latent()["samples"]
     assert torch.equal(out[..., outside], ref[..., outside])
@@ -110,11 +122,12 @@ def test_bcgblend_other_schedule_falls_back_and_says_so(host, alpha, background,
     import comfy.sample
 
     mask = scenes.box_mask(512, 0.2, 0.2, 0.6, 0.6)
-    patched = host.nodes.NODE_CLASS_MAPPINGS["BCGBlend"].execute(alpha, background, mask, 0, 0).result[0]
+    patched = (host.nodes.NODE_CLASS_MAPPINGS["BCGBlend"]
+               .execute(alpha, background, mask, 0, 0).result[0])
     latent = torch.zeros(1, 4, 64, 64)
     with caplog.at_level(logging.WARNING):
-        out = comfy.sample.sample(patched, comfy.sample.prepare_noise(latent, 7), 2, 4.5, "euler", "normal",
-                                  scenes.cond(9), scenes.negative(), latent, seed=7)
+        out = comfy.sample.sample(patched, comfy.sample.prepare_noise(latent, 7), 2, 4.5, "euler",
+                                  "normal", scenes.cond(9), scenes.negative(), latent, seed=7)
     assert "falling back to latent blending" in caplog.text
     assert torch.isfinite(out).all()
 
@@ -123,10 +136,12 @@ def test_bcgblend_refuses_batch_and_size(host, alpha, background):
     import comfy.sample
 
     mask = scenes.box_mask(512, 0.2, 0.2, 0.6, 0.6)
-    patched = host.nodes.NODE_CLASS_MAPPINGS["BCGBlend"].execute(alpha, background, mask, 0, 0).result[0]
+    patched = (host.nodes.NODE_CLASS_MAPPINGS["BCGBlend"]
+               .execute(alpha, background, mask, 0, 0).result[0])
     s = background.schedule
     for shape, text in (((2, 4, 64, 64), "batch size 2"), ((1, 4, 96, 64), "memory is 512x512")):
         latent = torch.zeros(shape)
         with pytest.raises(host.errors.LayerMemoryError, match=text):
-            comfy.sample.sample(patched, comfy.sample.prepare_noise(latent, 1), s.steps, s.cfg, s.sampler_name, s.scheduler,
-                                scenes.cond(9), scenes.negative(), latent, seed=1)
+            comfy.sample.sample(patched, comfy.sample.prepare_noise(latent, 1), s.steps, s.cfg,
+                                s.sampler_name, s.scheduler, scenes.cond(9), scenes.negative(),
+                                latent, seed=1)

@@ -9,10 +9,12 @@ pytestmark = pytest.mark.host
 def test_delete_middle_layer(host, alpha, three_layers):
     memory = three_layers[3]
     region = host.layer_ops.deletion_region(memory, 2, 2)
-    new = host.layer_ops.delete_layer(memory, alpha, "object 2", regenerate_fraction=0.67, seed=0, grow_pixels=2)
+    new = host.layer_ops.delete_layer(memory, alpha, "object 2", regenerate_fraction=0.67, seed=0,
+                                      grow_pixels=2)
     assert [l.name for l in new.layers] == ["background", "object 1", "object 3"]
     old_top, new_top = memory.top.trajectory, new.top.trajectory
-    # changed: the healed region, and the deleted layer's support wherever a newer mask does not fully hide it
+    # changed: the healed region, and the deleted layer's
+    # support wherever a newer mask does not fully hide it
     # (its soft rim blended (1 - m) of the deleted layer in)
     hidden = memory.layers[3].latent_mask >= 1
     outside = ~region & ~((memory.layers[2].latent_mask > 0) & ~hidden)
@@ -31,7 +33,8 @@ def test_delete_middle_layer(host, alpha, three_layers):
     assert region[visible].all()
     # later layers' stored trajectories are updated in the region, untouched elsewhere
     assert torch.equal(new.top.trajectory.final, new_top.final)
-    assert torch.equal(new.layers[1].trajectory.final, memory.layers[1].trajectory.final), "layers below are kept"
+    assert torch.equal(new.layers[1].trajectory.final, memory.layers[1].trajectory.final), (
+        "layers below are kept")
     assert torch.equal(new.layers[2].latent_mask, memory.layers[3].latent_mask)
 
 
@@ -47,12 +50,14 @@ def test_delete_top_layer_costs_no_sampling(host, alpha, three_layers, monkeypat
 def test_delete_from_first_step_gives_back_the_background(host, alpha, background):
     """Regenerating from the first step restores the background outside the grown region (and the
     newer layer); with the layer on top of the background alone, deletion is an exact undo."""
-    added = host.layer_ops.add_layer(background, alpha, scenes.cond(2), scenes.box_mask(512, 0.3, 0.3, 0.7, 0.7), seed=5)
+    added = host.layer_ops.add_layer(background, alpha, scenes.cond(2),
+                                     scenes.box_mask(512, 0.3, 0.3, 0.7, 0.7), seed=5)
     # add a second layer far away, so the deleted one is not the top (the top would be a plain undo)
     mask2 = scenes.box_mask(512, 0.0, 0.85, 0.15, 1.0)
     two = host.layer_ops.add_layer(added, alpha, scenes.cond(3), mask2, seed=6)
     region = host.layer_ops.deletion_region(two, 1, 2)
-    gone = host.layer_ops.delete_layer(two, alpha, 1, regenerate_fraction=1.0, seed=0, grow_pixels=2)
+    gone = host.layer_ops.delete_layer(two, alpha, 1, regenerate_fraction=1.0, seed=0,
+                                       grow_pixels=2)
     keep = ~region & ~(two.top.latent_mask > 0)
     bg = background.top.trajectory
     assert torch.equal(gone.top.trajectory.final[..., keep], bg.final[..., keep])
@@ -63,8 +68,10 @@ def test_delete_from_first_step_gives_back_the_background(host, alpha, backgroun
 
 def test_add_and_delete_after_a_deletion_stay_consistent(host, alpha, three_layers):
     deleted = host.layer_ops.delete_layer(three_layers[3], alpha, 1, 0.4, 0)
-    more = host.layer_ops.add_layer(deleted, alpha, scenes.cond(60), scenes.box_mask(512, 0.6, 0.0, 1.0, 0.3), seed=9)
+    more = host.layer_ops.add_layer(deleted, alpha, scenes.cond(60),
+                                    scenes.box_mask(512, 0.6, 0.0, 1.0, 0.3), seed=9)
     outside = more.top.latent_mask == 0
-    assert torch.equal(more.top.trajectory.final[..., outside], deleted.top.trajectory.final[..., outside])
+    assert torch.equal(more.top.trajectory.final[..., outside],
+                       deleted.top.trajectory.final[..., outside])
     again = host.layer_ops.delete_layer(more, alpha, "object 2", 0.4, 0)
     assert [l.name for l in again.layers] == ["background", "object 3", "layer 3"]

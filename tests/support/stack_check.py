@@ -1,10 +1,11 @@
 """An independent check of a layer stack's invariant, for the host tests of the editing verbs.
 
-Every composite k is made of layers 0..k only: T_k = lerp(T_{k-1}, S_k, m_k) with S_k the layer's own
-sample, which no later edit may change (apart from healed patches, where a region freed at level k
-was regenerated and shows the same at every level above). `StackModel` records each layer's S_k when
-the layer is made and checks every stored point of every composite against it after each edit; a
-removed layer whose content survived anywhere breaks one of the three equalities below.
+Every composite k is made of layers 0..k only: T_k = lerp(T_{k-1}, S_k, m_k) with S_k the layer's
+own sample, which no later edit may change (apart from healed patches, where a region freed at
+level k was regenerated and shows the same at every level above). `StackModel` records each
+layer's S_k when the layer is made and checks every stored point of every composite against it
+after each edit; a removed layer whose content survived anywhere breaks one of the three
+equalities below.
 """
 from __future__ import annotations
 
@@ -26,10 +27,12 @@ def own_sample(layers, k: int) -> torch.Tensor:
 
 
 class StackModel:
-    """Own samples and healed regions by layer identity (the layer's name, unique in these tests)."""
+    """Own samples and healed regions by layer identity
+    (the layer's name, unique in these tests)."""
 
     def __init__(self, memory):
-        self.samples = {layer.name: own_sample(memory.layers, k) for k, layer in enumerate(memory.layers)}
+        self.samples = {layer.name: own_sample(memory.layers, k)
+                        for k, layer in enumerate(memory.layers)}
         self.patches: dict[str, torch.Tensor] = {}
 
     def made(self, memory, k: int) -> None:
@@ -41,16 +44,20 @@ class StackModel:
 
     def check(self, memory) -> None:
         layers = memory.layers
-        assert torch.equal(points(layers[0].trajectory), self.samples[layers[0].name]), "background changed"
+        assert torch.equal(points(layers[0].trajectory), self.samples[layers[0].name]), (
+            "background changed")
         for k in range(1, len(layers)):
             t, b = points(layers[k].trajectory), points(layers[k - 1].trajectory)
             m, name = layers[k].latent_mask, layers[k].name
             s = self.samples[name]
-            hard, off = m >= 1, (m <= 0) & ~self.patches.get(name, torch.zeros_like(m, dtype=torch.bool))
+            hard, off = (m >= 1,
+                         (m <= 0) & ~self.patches.get(name, torch.zeros_like(m, dtype=torch.bool)))
             soft = (m > 0) & (m < 1)
-            assert torch.equal(t[..., hard], s[..., hard]), f"layer {k} ({name}) changed where its mask is on"
-            assert torch.equal(t[..., off], b[..., off]), f"composite {k} ({name}) differs from the one below " \
-                                                          "where its mask is off: content of a layer not below it"
+            assert torch.equal(t[..., hard], s[..., hard]), (
+                f"layer {k} ({name}) changed where its mask is on")
+            assert torch.equal(t[..., off], b[..., off]), (
+                f"composite {k} ({name}) differs from the one below where its mask is off: "
+                "content of a layer not below it")
             if bool(soft.any()):
                 got = own_sample(layers, k)[..., soft]
                 scale = s[..., soft].abs().max().clamp_min(1.0)

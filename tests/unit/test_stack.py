@@ -22,8 +22,8 @@ class FakeLayer:  # what recompose reads of a Layer, and dataclasses.replace can
 
 
 def traj(points: torch.Tensor) -> Trajectory:
-    return Trajectory(torch.arange(CALLS, 0, -1, dtype=torch.float64), torch.arange(CALLS), points[:-1].clone(),
-                      points[-1].clone())
+    return Trajectory(torch.arange(CALLS, 0, -1, dtype=torch.float64), torch.arange(CALLS),
+                      points[:-1].clone(), points[-1].clone())
 
 
 def points(t: Trajectory) -> torch.Tensor:
@@ -31,10 +31,12 @@ def points(t: Trajectory) -> torch.Tensor:
 
 
 def random_mask(g: torch.Generator) -> torch.Tensor:
-    """A box off the grid with a soft rim (values 0 < m < 1), as area-resized and feathered masks have."""
+    """A box off the grid with a soft rim (values 0 < m < 1), as area-resized and feathered
+    masks have."""
     m = torch.zeros(H, W)
     y0, x0 = (int(v) for v in torch.randint(0, H - 5, (2,), generator=g))
-    y1, x1 = y0 + 3 + int(torch.randint(0, 4, (1,), generator=g)), x0 + 3 + int(torch.randint(0, 4, (1,), generator=g))
+    y1, x1 = (y0 + 3 + int(torch.randint(0, 4, (1,), generator=g)),
+              x0 + 3 + int(torch.randint(0, 4, (1,), generator=g)))
     m[y0:y1, x0:x1] = 1.0
     rim = torch.nn.functional.max_pool2d(m[None, None], 3, 1, 1)[0, 0] - m
     return m + rim * (0.2 + 0.6 * torch.rand(H, W, generator=g))
@@ -57,7 +59,8 @@ def check(layers, samples, mask_list):
         got = points(layer.trajectory)
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5, msg=f"composite {k}")
         hard = mask_list[k] >= 1
-        assert torch.equal(got[..., hard], want[..., hard]), f"composite {k} not exact where its mask is on"
+        assert torch.equal(got[..., hard], want[..., hard]), (
+            f"composite {k} not exact where its mask is on")
 
 
 def test_delete_any_layer_matches_the_fold_without_it():
@@ -82,13 +85,16 @@ def test_insert_matches_the_fold_with_it_and_keeps_the_rest_bit_exact():
         layers = build(samples, mask_list)
         p = 1 + trial % (n - 1)
         s_new, m_new = torch.randn(CALLS + 1, C, H, W, generator=g), random_mask(g)
-        inserted = FakeLayer(m_new, traj(torch.lerp(points(layers[p - 1].trajectory), s_new, m_new)))
+        inserted = FakeLayer(m_new,
+                             traj(torch.lerp(points(layers[p - 1].trajectory), s_new, m_new)))
         upper = stack.recompose(layers[p:], layers[p - 1].trajectory, inserted.trajectory)
         new_layers = layers[:p] + [inserted] + upper
-        check(new_layers, samples[:p] + [s_new] + samples[p:], mask_list[:p] + [m_new] + mask_list[p:])
+        check(new_layers, samples[:p] + [s_new] + samples[p:],
+              mask_list[:p] + [m_new] + mask_list[p:])
         untouched = m_new == 0
         for old, new in zip(layers[p:], upper, strict=True):
-            assert torch.equal(points(old.trajectory)[..., untouched], points(new.trajectory)[..., untouched])
+            assert torch.equal(points(old.trajectory)[..., untouched],
+                               points(new.trajectory)[..., untouched])
 
 
 def test_deleting_in_any_order_never_brings_a_layer_back():
@@ -109,7 +115,8 @@ def test_deleting_in_any_order_never_brings_a_layer_back():
 
 def test_write_tail_goes_into_the_region_of_every_composite_and_outside_only_at_the_top():
     g = torch.Generator().manual_seed(4)
-    layers = [FakeLayer(torch.ones(H, W), traj(torch.randn(CALLS + 1, C, H, W, generator=g))) for _ in range(3)]
+    layers = [FakeLayer(torch.ones(H, W), traj(torch.randn(CALLS + 1, C, H, W, generator=g)))
+              for _ in range(3)]
     region = torch.zeros(H, W, dtype=torch.bool)
     region[2:5, 3:9] = True
     tail = traj(torch.randn(CALLS + 1, C, H, W, generator=g))
