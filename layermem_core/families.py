@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from .errors import LayerMemoryError
 
 
@@ -111,14 +109,8 @@ def make_mqd_run(family: str, layers) -> object:
     prompts = [layer.positive.embedding for layer in layers]
     if family == "pixart":
         from .mqd import MQDRun
-        from .routing import RoutingPlan, token_owners
 
-        owners = (
-            token_owners([layer.token_mask for layer in layers[1:]])
-            if len(layers) > 1
-            else torch.zeros(layers[0].token_mask.numel(), dtype=torch.long)
-        )
-        return MQDRun(RoutingPlan.from_owners(owners), prompts)
+        return MQDRun.for_layers(layers)
     from .mqd_unet import UNetMQDRun
 
     return UNetMQDRun([layer.latent_mask for layer in layers[1:]], prompts)

@@ -19,7 +19,6 @@ from . import checks, families, masks, model_checks, sampling, stack
 from .bcg import BCGSpec
 from .errors import LayerMemoryError
 from .memory import Conditioning, Layer, LayerMemory
-from .routing import RoutingPlan, token_owners
 from .trajectory import Trajectory
 
 log = logging.getLogger("LayerMemory")
@@ -83,16 +82,6 @@ def start_memory(model, positive, negative, width: int, height: int, seed: int, 
     scale = float(model.model.latent_format.scale_factor)
     return LayerMemory(fingerprint=fp, schedule=schedule, latent_shape=latent_shape,
                        latent_scale=scale, layers=(layer,))
-
-
-def routing_for(layers: list[Layer]) -> tuple[RoutingPlan, list[torch.Tensor]]:
-    """MQD's routing over `layers` (background first):
-    owner i is layers[i]; the newest mask wins."""
-    if len(layers) > 1:
-        owners = token_owners([layer.token_mask for layer in layers[1:]])
-    else:
-        owners = torch.zeros(layers[0].token_mask.numel(), dtype=torch.long)
-    return RoutingPlan.from_owners(owners), [layer.positive.embedding for layer in layers]
 
 
 def _unblended_from(steps: int, fraction: float) -> int | None:

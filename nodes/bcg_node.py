@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..layermem_core import bcg, masks, model_checks
+from ..layermem_core import bcg, checks, masks, model_checks
 from .types import CATEGORY, grow_input, memory_input, model_input
 
 
@@ -38,6 +38,7 @@ class BCGBlend(io.ComfyNode):
     def execute(cls, model, memory, mask, grow=0, feather=0) -> io.NodeOutput:
         memory = model_checks.require_memory(memory)
         model_checks.require_same_model(memory, model)
+        checks.require_finite_mask(mask)
         latent_mask = masks.prepare_layer_mask(mask, memory.latent_hw, grow, feather)
         patched = model.clone()
         bcg.install(patched,
