@@ -27,3 +27,12 @@ def three_layers(host, alpha, background):
                                                  scenes.box_mask(512, *box), seed=30 + i,
                                                  name=f"object {i + 1}"))
     return memories
+
+
+@pytest.fixture
+def no_sampling(host, monkeypatch):
+    """Makes any sampling fail: bad input must be refused before a run starts."""
+    def forbidden(*a, **k):
+        raise AssertionError("sampling started before the input was checked")
+
+    monkeypatch.setattr(host.sampling, "run", forbidden)

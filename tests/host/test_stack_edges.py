@@ -4,22 +4,9 @@ import logging
 import pytest
 import scenes
 import torch
+from refusals import refused as _refused
 
 pytestmark = pytest.mark.host
-
-
-@pytest.fixture
-def no_sampling(host, monkeypatch):
-    def forbidden(*a, **k):
-        raise AssertionError("sampling started before the input was checked")
-
-    monkeypatch.setattr(host.sampling, "run", forbidden)
-
-
-def _refused(host, fn, *args, match, input_name, **kwargs):
-    with pytest.raises(host.errors.LayerMemoryError, match=match) as e:
-        fn(*args, **kwargs)
-    assert e.value.input_name == input_name and "Fix:" in str(e.value)
 
 
 def test_bad_positions_masks_and_fractions_are_refused_before_sampling(host, alpha, three_layers,

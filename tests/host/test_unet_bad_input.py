@@ -5,6 +5,7 @@ import pytest
 import scenes
 import torch
 import unet_scenes as us
+from refusals import refused as _refused
 
 pytestmark = pytest.mark.host
 
@@ -40,21 +41,6 @@ def memories(host, models):
             scheduler="normal",
         )
     return out
-
-
-@pytest.fixture
-def no_sampling(host, monkeypatch):
-    def forbidden(*a, **k):
-        raise AssertionError("sampling started before the input was checked")
-
-    monkeypatch.setattr(host.sampling, "run", forbidden)
-
-
-def _refused(host, fn, *args, match, input_name, **kwargs):
-    with pytest.raises(host.errors.LayerMemoryError, match=match) as e:
-        fn(*args, **kwargs)
-    assert e.value.input_name == input_name and "Fix:" in str(e.value)
-    return e.value
 
 
 def test_families_are_detected(host, models):
