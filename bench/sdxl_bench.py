@@ -121,77 +121,60 @@ BOXES = [
 ]
 
 
-def run(h, us, model, size: int, steps: int, repeats: int) -> dict:
+def _memory(lo, model, size: int, steps: int):
+    """A background and four objects (the AddLayer(5) setting: the timed edit adds the fifth)."""
+    import scenes
+
+    memory = lo.start_memory(model, _cond(1, size), _cond(2, size), size, size, seed=1, steps=steps,
+                             cfg=6.0, sampler_name="dpmpp_2m", scheduler="karras")
+    for i in range(4):
+        memory = lo.add_layer(memory, model, _cond(10 + i, size),
+                              scenes.box_mask(size, *BOXES[i]), seed=20 + i)
+    return memory
+
+
+def _timings(h, model, memory, size: int, repeats: int) -> dict:
+    """Seconds (median) of txt2img, AddLayer(5) with and without MQD, BCG and latent-blending
+    edits, and DeleteLayer, on the same memory, prompt and mask."""
     import comfy.sample
     import scenes
 
-    lo, hw, neg = h.layer_ops, size // 8, _cond(2, size)
+    lo, hw, s = h.layer_ops, size // 8, memory.schedule
     latent = torch.zeros(1, 4, hw, hw)
     noise = comfy.sample.prepare_noise(latent, 40)
-    memory = lo.start_memory(
-        model,
-        _cond(1, size),
-        neg,
-        size,
-        size,
-        seed=1,
-        steps=steps,
-        cfg=6.0,
-        sampler_name="dpmpp_2m",
-        scheduler="karras",
-    )
-    for i in range(4):
-        memory = lo.add_layer(
-            memory, model, _cond(10 + i, size), scenes.box_mask(size, *BOXES[i]), seed=20 + i
-        )
-    s, pos, mask = memory.schedule, _cond(30, size), scenes.box_mask(size, *BOXES[4])
+    pos, neg, mask = _cond(30, size), _cond(2, size), scenes.box_mask(size, *BOXES[4])
 
     def sample(m, image, **kw):
-        return comfy.sample.sample(
-            m,
-            noise,
-            s.steps,
-            s.cfg,
-            s.sampler_name,
-            s.scheduler,
-            pos,
-            neg,
-            image,
-            seed=40,
-            disable_pbar=True,
-            **kw,
-        )
+        return comfy.sample.sample(m, noise, s.steps, s.cfg, s.sampler_name, s.scheduler, pos, neg,
+                                   image, seed=40, disable_pbar=True, **kw)
 
     patched = h.nodes.NODE_CLASS_MAPPINGS["BCGBlend"].execute(model, memory, mask, 0, 0).result[0]
     latent_mask = h.masks.to_latent_mask(mask, (hw, hw))[None, None]
-    t = {
+    composite = memory.composite_latent()["samples"]
+    return {
         "txt2img": timed(lambda: sample(model, latent), repeats),
         "add_layer_5": timed(lambda: lo.add_layer(memory, model, pos, mask, seed=40), repeats),
         "add_layer_5_no_mqd": timed(
-            lambda: lo.add_layer(memory, model, pos, mask, seed=40, use_mqd=False), repeats
-        ),
+            lambda: lo.add_layer(memory, model, pos, mask, seed=40, use_mqd=False), repeats),
         "bcg_edit": timed(lambda: sample(patched, latent), repeats),
-        "latent_blending_edit": timed(
-            lambda: sample(model, memory.composite_latent()["samples"], noise_mask=latent_mask),
-            repeats,
-        ),
+        "latent_blending_edit": timed(lambda: sample(model, composite, noise_mask=latent_mask),
+                                      repeats),
         "delete_layer_2": timed(lambda: lo.delete_layer(memory, model, "2", 0.4, seed=3), repeats),
     }
-    t.update(forwards(h, us, model, memory, hw, repeats * 10))
+
+
+def run(h, us, model, size: int, steps: int, repeats: int) -> dict:
+    memory = _memory(h.layer_ops, model, size, steps)
+    t = _timings(h, model, memory, size, repeats)
+    t.update(forwards(h, us, model, memory, size // 8, repeats * 10))
     ratios = {
         "add_layer_5 / txt2img": t["add_layer_5"] / t["txt2img"],
         "bcg_edit / latent_blending_edit": t["bcg_edit"] / t["latent_blending_edit"],
         "delete_layer_2 / add_layer_5": t["delete_layer_2"] / t["add_layer_5"],
         "mqd_forward / stock_forward": t["forward_mqd"] / t["forward_stock"],
     }
-    return {
-        "size": size,
-        "steps": steps,
-        "repeats": repeats,
-        "seconds": t,
-        "ratios": ratios,
-        "memory_nbytes": memory.nbytes(),
-    }
+    return {"size": size, "steps": steps, "repeats": repeats, "seconds": t, "ratios": ratios,
+            "memory_nbytes": memory.nbytes()}
 
 
 @torch.no_grad()

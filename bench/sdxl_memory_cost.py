@@ -44,18 +44,9 @@ def main() -> None:
     model, size = us.model("sdxl"), args.size
     cond = lambda seed: us.cond("sdxl", seed, tokens=args.tokens)  # noqa: E731
     t0 = time.time()
-    memory = host.layer_ops.start_memory(
-        model,
-        cond(1),
-        cond(2),
-        size,
-        size,
-        seed=1,
-        steps=args.steps,
-        cfg=6.0,
-        sampler_name="dpmpp_2m",
-        scheduler="karras",
-    )
+    memory = host.layer_ops.start_memory(model, cond(1), cond(2), size, size, seed=1,
+                                         steps=args.steps, cfg=6.0, sampler_name="dpmpp_2m",
+                                         scheduler="karras")
     rows = [_row(host, memory, work, time.time() - t0)]
     for i in range(args.layers):
         t0 = time.time()
@@ -64,19 +55,19 @@ def main() -> None:
             memory, model, cond(10 + i), scenes.box_mask(size, *box), seed=20 + i
         )
         rows.append(_row(host, memory, work, time.time() - t0))
-    print(
-        f"SDXL {size} px, {args.steps} steps dpmpp_2m, {args.tokens}-token prompts, "
-        f"{memory.top.trajectory.calls} model calls per layer"
-    )
+    _report(rows, size, args.steps, args.tokens, memory.top.trajectory.calls)
+
+
+def _report(rows: list, size: int, steps: int, tokens: int, calls: int) -> None:
+    print(f"SDXL {size} px, {steps} steps dpmpp_2m, {tokens}-token prompts, "
+          f"{calls} model calls per layer")
     print("layers | RAM MB | file fp32 MB | file fp16 MB | CPU s for this layer")
     for n, (ram, f32, f16, secs) in enumerate(rows, start=1):
         print(f"{n:6d} | {ram / 1e6:6.2f} | {f32 / 1e6:12.2f} | {f16 / 1e6:12.2f} | {secs:6.1f}")
     if len(rows) > 2:
         d = [b - a for a, b in zip(rows[1][:3], rows[2][:3], strict=True)]
-        print(
-            f"per added layer: RAM {d[0] / 1e6:.2f} MB, fp32 file {d[1] / 1e6:.2f} MB, "
-            f"fp16 file {d[2] / 1e6:.2f} MB"
-        )
+        print(f"per added layer: RAM {d[0] / 1e6:.2f} MB, fp32 file {d[1] / 1e6:.2f} MB, "
+              f"fp16 file {d[2] / 1e6:.2f} MB")
 
 
 def _row(host, memory, work: Path, seconds: float) -> tuple[int, int, int, float]:

@@ -144,27 +144,28 @@ def memory_section(work: ops.Workload, clock: timing.Clock, background) -> dict:
     out["expected_bytes_per_layer_1024px_20_steps"] = expected_layer_bytes(
         20, 128, 128, work.tokens
     )
-    five = memory.with_layers(memory.layers[:5])
-    out["saved_bytes"] = {
-        "layers": len(five.layers),
-        **{
-            dtype: len(work.h.serialization.to_bytes(five, dtype))
-            for dtype in work.h.serialization.TRAJECTORY_DTYPES
-        },
-    }
+    out["saved_bytes"] = _saved_bytes(work, memory.with_layers(memory.layers[:5]))
     if clock.cuda:
-        base, first, last = rows[0], rows[1], rows[-1]
-        out["vram_allocated_growth_pct"] = (
-            100.0
-            * (last["vram_allocated_mb"] - base["vram_allocated_mb"])
-            / base["vram_allocated_mb"]
-        )
-        out["vram_peak_growth_pct"] = (
-            100.0
-            * (last["vram_max_allocated_mb"] - first["vram_max_allocated_mb"])
-            / first["vram_max_allocated_mb"]
-        )
+        out.update(_vram_growth(rows))
     return out
+
+
+def _saved_bytes(work: ops.Workload, five) -> dict:
+    """File size of the first five layers, per trajectory storage dtype."""
+    ser = work.h.serialization
+    return {"layers": len(five.layers),
+            **{dtype: len(ser.to_bytes(five, dtype)) for dtype in ser.TRAJECTORY_DTYPES}}
+
+
+def _vram_growth(rows: list[dict]) -> dict:
+    """Allocated and peak device memory growth over the chain, in percent."""
+    base, first, last = rows[0], rows[1], rows[-1]
+    return {
+        "vram_allocated_growth_pct": 100.0 * (last["vram_allocated_mb"] - base["vram_allocated_mb"])
+        / base["vram_allocated_mb"],
+        "vram_peak_growth_pct": 100.0 * (last["vram_max_allocated_mb"] - first["vram_max_allocated_mb"])
+        / first["vram_max_allocated_mb"],
+    }
 
 
 def expected_layer_bytes(calls: int, h: int, w: int, tokens: int) -> int:
