@@ -2,20 +2,12 @@
 and LayerMemoryFromImage (edit your own picture)."""
 from __future__ import annotations
 
-import comfy.samplers
 from comfy_api.latest import io
 
 from ..layermem_core import edit_ops, model_checks, picture
 from ..layermem_core.errors import LayerMemoryError
-from .types import (
-    CATEGORY,
-    grow_input,
-    latent_output,
-    memory_input,
-    memory_output,
-    model_input,
-    seed_input,
-)
+from ..layermem_core.labels import CATEGORY
+from .types import grow_input, layer_outputs, memory_input, model_input, schedule_inputs, seed_input
 
 
 class EditLayer(io.ComfyNode):
@@ -63,7 +55,7 @@ class EditLayer(io.ComfyNode):
                 io.String.Input("name", default="", optional=True,
                                 tooltip="New name; empty keeps the name."),
             ],
-            outputs=[memory_output(), latent_output()],
+            outputs=layer_outputs(),
         )
 
     @classmethod
@@ -99,23 +91,13 @@ class LayerMemoryFromImage(io.ComfyNode):
                                                           "under MQD."),
                 io.Conditioning.Input("negative", tooltip="Negative prompt; later layers reuse "
                                                           "it."),
-                io.Int.Input("steps", default=20, min=1, max=200,
-                             tooltip="Denoising steps for every later layer."),
-                io.Float.Input("cfg", default=4.5, min=0.0, max=30.0, step=0.1, round=0.01,
-                               tooltip="Classifier-free guidance scale for every later layer."),
-                io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES,
-                               default="dpmpp_2m",
-                               tooltip="Sampler for every later layer (fixed-step samplers keep "
-                                       "the picture exact)."),
-                io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES,
-                               default="karras",
-                               tooltip="Sigma schedule for every later layer."),
+                *schedule_inputs("every later layer"),
                 seed_input("Seed of the noise on the picture's stored path (ancestral samplers use "
                            "it too)."),
                 io.String.Input("name", default="picture", optional=True,
                                 tooltip="Name of the background layer."),
             ],
-            outputs=[memory_output(), latent_output()],
+            outputs=layer_outputs(),
         )
 
     @classmethod

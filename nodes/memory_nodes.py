@@ -1,20 +1,12 @@
 """LayerMemory (start a scene), AddLayer and DeleteLayer."""
 from __future__ import annotations
 
-import comfy.samplers
 import nodes as comfy_nodes
 from comfy_api.latest import io
 
 from ..layermem_core import layer_ops
-from .types import (
-    CATEGORY,
-    grow_input,
-    latent_output,
-    memory_input,
-    memory_output,
-    model_input,
-    seed_input,
-)
+from ..layermem_core.labels import CATEGORY
+from .types import grow_input, layer_outputs, memory_input, model_input, schedule_inputs, seed_input
 
 
 class LayerMemoryNode(io.ComfyNode):
@@ -40,22 +32,11 @@ class LayerMemoryNode(io.ComfyNode):
                              tooltip="Image height in pixels. PixArt: a multiple of 16, at least "
                                      "512. SD 1.5 / SDXL: a multiple of 8."),
                 seed_input("Noise seed of the background."),
-                io.Int.Input("steps", default=20, min=1, max=200,
-                             tooltip="Denoising steps; every later layer uses the same."),
-                io.Float.Input("cfg", default=4.5, min=0.0, max=30.0, step=0.1, round=0.01,
-                               tooltip="Classifier-free guidance scale for every layer."),
-                io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES,
-                               default="dpmpp_2m",
-                               tooltip="Sampler for every layer. Fixed-step samplers (euler, "
-                                       "dpmpp_2m, ancestral and SDE ones too) keep earlier layers "
-                                       "bit-exact outside each new mask; dpm_adaptive falls back "
-                                       "to latent blending."),
-                io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES,
-                               default="karras", tooltip="Sigma schedule for every layer."),
+                *schedule_inputs("every layer"),
                 io.String.Input("name", default="background", optional=True,
                                 tooltip="Name of the background layer."),
             ],
-            outputs=[memory_output(), latent_output()],
+            outputs=layer_outputs(),
         )
 
     @classmethod
@@ -108,7 +89,7 @@ class AddLayerNode(io.ComfyNode):
                                      "up one place. Newer layers stay in front of it, bit-exact "
                                      "inside their masks."),
             ],
-            outputs=[memory_output(), latent_output()],
+            outputs=layer_outputs(),
         )
 
     @classmethod
@@ -157,7 +138,7 @@ class DeleteLayerNode(io.ComfyNode):
                                        "region bit-exact; 0.2 with regenerate_fraction 0.4 is the "
                                        "paper's deletion (blend until tau/2, then free)."),
             ],
-            outputs=[memory_output(), latent_output()],
+            outputs=layer_outputs(),
         )
 
     @classmethod

@@ -1,12 +1,13 @@
 """The custom edge type and the input definitions several nodes share."""
 from __future__ import annotations
 
+import comfy.samplers
 from comfy_api.latest import io
 
 from ..layermem_core.labels import CATEGORY
 
 __all__ = ["CATEGORY", "LayerMemoryType", "memory_input", "model_input", "seed_input", "grow_input",
-           "memory_output", "latent_output"]
+           "schedule_inputs", "memory_output", "latent_output", "layer_outputs"]
 
 LayerMemoryType = io.Custom("LAYER_MEMORY")
 
@@ -18,8 +19,9 @@ def memory_input(
 
 
 def model_input() -> io.Input:
-    return io.Model.Input("model", tooltip="The PixArt MODEL the memory was made with "
-                                           "(PixArt-alpha 512/1024 or PixArt-Sigma).")
+    return io.Model.Input("model", tooltip="The MODEL the memory was made with: PixArt-alpha or "
+                                           "PixArt-Sigma (LoadPixArt), or an SD 1.5 / SDXL "
+                                           "checkpoint (Load Checkpoint).")
 
 
 def seed_input(tooltip: str = "Noise seed for this sampling run.") -> io.Input:
@@ -39,3 +41,24 @@ def memory_output() -> io.Output:
 def latent_output() -> io.Output:
     return io.Latent.Output(display_name="latent",
                             tooltip="The composite after this step; decode it with VAEDecode.")
+
+
+def layer_outputs() -> list[io.Output]:
+    """What every node that changes a memory returns: the new memory and its top composite."""
+    return [memory_output(), latent_output()]
+
+
+def schedule_inputs(later: str = "every layer") -> list[io.Input]:
+    """Steps, cfg, sampler and scheduler: fixed when a memory starts, replayed by `later`."""
+    return [
+        io.Int.Input("steps", default=20, min=1, max=200,
+                     tooltip=f"Denoising steps; {later} uses the same."),
+        io.Float.Input("cfg", default=4.5, min=0.0, max=30.0, step=0.1, round=0.01,
+                       tooltip=f"Classifier-free guidance scale for {later}."),
+        io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES, default="dpmpp_2m",
+                       tooltip=f"Sampler for {later}. Fixed-step samplers (euler, dpmpp_2m, "
+                               "ancestral and SDE ones too) keep earlier layers bit-exact outside "
+                               "each new mask; dpm_adaptive falls back to latent blending."),
+        io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="karras",
+                       tooltip=f"Sigma schedule for {later}."),
+    ]
