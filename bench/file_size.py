@@ -39,15 +39,20 @@ def synthetic_memory(memory, trajectory, size: int, steps: int, layers: int, tok
     h = w = size // 8
     sigmas = torch.linspace(14.6, 0.03, steps + 1)
     sigmas[-1] = 0
-    neg = memory.Conditioning(torch.randn(1, tokens, memory.EMBED_WIDTH, generator=g), (("height", size), ("width", size)))
-    call_sigmas = sigmas[:-1].to(torch.float64)  # each layer records its own copy, as a real run does
+    neg = memory.Conditioning(torch.randn(1, tokens, memory.EMBED_WIDTH, generator=g),
+                              (("height", size), ("width", size)))
+    # each layer records its own copy, as a real run does
+    call_sigmas = sigmas[:-1].to(torch.float64)
     rows = []
     for i in range(layers):
         mask = torch.ones(h, w) if i == 0 else (torch.rand(h, w, generator=g) > 0.7).float()
-        traj = trajectory.Trajectory(call_sigmas.clone(), torch.arange(steps), torch.randn(steps, 4, h, w, generator=g),
+        traj = trajectory.Trajectory(call_sigmas.clone(), torch.arange(steps),
+                                     torch.randn(steps, 4, h, w, generator=g),
                                      torch.randn(4, h, w, generator=g))
-        pos = memory.Conditioning(torch.randn(1, tokens, memory.EMBED_WIDTH, generator=g), (("height", size), ("width", size)))
-        rows.append(memory.Layer(f"layer {i}", pos, neg, i, mask, torch.rand(h // 2, w // 2, generator=g) > 0.7, traj,
+        pos = memory.Conditioning(torch.randn(1, tokens, memory.EMBED_WIDTH, generator=g),
+                                  (("height", size), ("width", size)))
+        rows.append(memory.Layer(f"layer {i}", pos, neg, i, mask,
+                                 torch.rand(h // 2, w // 2, generator=g) > 0.7, traj,
                                  prompt=f"prompt {i}"))
     fp = memory.ModelFingerprint("pixart_alpha", 28, True, 4, (0.0,))
     schedule = memory.Schedule(sigmas, "dpmpp_2m", "karras", steps, 4.5)
@@ -57,7 +62,8 @@ def synthetic_memory(memory, trajectory, size: int, steps: int, layers: int, tok
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", type=int, default=1024, help="image size in px (square)")
-    p.add_argument("--steps", type=int, default=20, help="model calls in the schedule (steps of a one-call sampler)")
+    p.add_argument("--steps", type=int, default=20,
+                   help="model calls in the schedule (steps of a one-call sampler)")
     p.add_argument("--layers", type=int, default=5, help="layers, the background counted")
     p.add_argument("--tokens", type=int, default=20, help="T5 tokens per prompt")
     a = p.parse_args(argv)
@@ -67,7 +73,8 @@ def main(argv=None) -> int:
     m = synthetic_memory(memory, trajectory, a.size, a.steps, a.layers, a.tokens)
     one = synthetic_memory(memory, trajectory, a.size, a.steps, 1, a.tokens)
     print(f"{a.layers} layers at {a.size} px, {a.steps} model calls, {a.tokens}-token prompts")
-    print(f"  in RAM (LayerMemory.nbytes): {m.nbytes() / 1e6:.2f} MB; per layer after the background: "
+    print(f"  in RAM (LayerMemory.nbytes): {m.nbytes() / 1e6:.2f} MB; "
+          "per layer after the background: "
           f"{(m.nbytes() - one.nbytes()) / (a.layers - 1) / 1e6:.2f} MB")
     for dtype in serialization.TRAJECTORY_DTYPES:
         n = len(serialization.to_bytes(m, dtype))

@@ -18,8 +18,9 @@ sys.path[:0] = [str(REPO / "tools")]
 
 
 class _MallInfo2(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
-                                                "fsmblks", "uordblks", "fordblks", "keepcost")]
+    _fields_ = [(n, ctypes.c_size_t)
+                for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                          "fsmblks", "uordblks", "fordblks", "keepcost")]
 
 
 def _malloc() -> dict[str, int]:
@@ -51,7 +52,8 @@ def _snapshot(memory) -> dict[str, int]:
     gc.collect()
     _trim()
     return {"RSS": psutil.Process().memory_info().rss, "live CPU tensors": _live_tensor_bytes(),
-            "memory.nbytes()": memory.nbytes(), "Python heap": tracemalloc.get_traced_memory()[0], **_malloc()}
+            "memory.nbytes()": memory.nbytes(), "Python heap": tracemalloc.get_traced_memory()[0],
+            **_malloc()}
 
 
 def main(layers: int) -> None:
@@ -65,15 +67,17 @@ def main(layers: int) -> None:
     import random_models
     import scenes
 
-    alpha = comfy.sd.load_diffusion_model(random_models.write_models(str(tmp / "models"))["pixart_alpha_512"])
+    alpha = comfy.sd.load_diffusion_model(
+        random_models.write_models(str(tmp / "models"))["pixart_alpha_512"])
     node = host.nodes.NODE_CLASS_MAPPINGS
-    kept = [node["LayerMemory"].execute(alpha, scenes.cond(1, tokens=20), scenes.negative(), 512, 512, 0, 3, 4.5,
-                                        "dpmpp_2m", "karras").result]
+    kept = [node["LayerMemory"].execute(alpha, scenes.cond(1, tokens=20), scenes.negative(),
+                                        512, 512, 0, 3, 4.5, "dpmpp_2m", "karras").result]
 
     def add(i: int) -> None:
         _trim()
         mask = scenes.box_mask(512, 0.1 + 0.02 * (i % 10), 0.1, 0.6, 0.6)
-        kept.append(node["AddLayer"].execute(kept[-1][0], alpha, scenes.cond(100 + i, tokens=20), mask, i).result)
+        kept.append(node["AddLayer"].execute(kept[-1][0], alpha, scenes.cond(100 + i, tokens=20),
+                                             mask, i).result)
 
     for i in range(2):  # warm-up: lazy initialisation, allocator growth
         add(i)
@@ -87,7 +91,8 @@ def main(layers: int) -> None:
     for key in before:
         print(f"{key:>18}: {(after[key] - before[key]) / layers / 1e6:+.3f} MB per layer")
     mean_i, mean_r = (layers - 1) / 2, sum(rss) / layers
-    slope = sum((i - mean_i) * (r - mean_r) for i, r in enumerate(rss)) / sum((i - mean_i) ** 2 for i in range(layers))
+    slope = (sum((i - mean_i) * (r - mean_r) for i, r in enumerate(rss))
+             / sum((i - mean_i) ** 2 for i in range(layers)))
     print(f"{'RSS (fitted slope)':>18}: {slope / 1e6:+.3f} MB per layer over {layers} layers")
 
 

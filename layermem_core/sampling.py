@@ -15,12 +15,15 @@ from .trajectory import Trajectory
 
 def make_schedule(model, sampler_name: str, scheduler: str, steps: int, cfg: float) -> Schedule:
     """Sigmas exactly as ComfyUI's KSampler computes them (penultimate-sigma rules included)."""
-    ks = comfy.samplers.KSampler(model, steps=steps, device="cpu", sampler=sampler_name, scheduler=scheduler, denoise=1.0)
-    return Schedule(ks.sigmas.detach().to("cpu", torch.float32).clone(), sampler_name, scheduler, steps, float(cfg))
+    ks = comfy.samplers.KSampler(model, steps=steps, device="cpu", sampler=sampler_name,
+                                 scheduler=scheduler, denoise=1.0)
+    return Schedule(ks.sigmas.detach().to("cpu", torch.float32).clone(), sampler_name, scheduler,
+                    steps, float(cfg))
 
 
-def run(model, schedule: Schedule, positive: Conditioning, negative: Conditioning, latent_shape: tuple[int, int, int],
-        seed: int, spec: bcg.BCGSpec, mqd_run: mqd.MQDRun | None = None) -> Trajectory:
+def run(model, schedule: Schedule, positive: Conditioning, negative: Conditioning,
+        latent_shape: tuple[int, int, int], seed: int, spec: bcg.BCGSpec,
+        mqd_run: mqd.MQDRun | None = None) -> Trajectory:
     """Sample from `spec.start_step` to the end of the schedule; returns the recorded trajectory.
 
     The caller's `model` is never changed: patches go on a clone, and the clone's object

@@ -46,7 +46,8 @@ def fresh_model(family: str, seed: int):
     return random_models.load_unet(path, variant)
 
 
-def cond(family: str, seed: int, tokens: int = 77, pooled: bool = True, size: int | None = None) -> list:
+def cond(family: str, seed: int, tokens: int = 77, pooled: bool = True,
+         size: int | None = None) -> list:
     """A CONDITIONING as the family's CLIP text encode gives it (random embedding)."""
     g = torch.Generator().manual_seed(seed)
     extras: dict = {}

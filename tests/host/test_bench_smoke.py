@@ -26,7 +26,8 @@ def _timing(entry):
 @pytest.fixture(scope="module")
 def smoke(comfy_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "smoke.json"
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--cpu-smoke", "--comfyui", str(comfy_root), "--out", str(out)],
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--cpu-smoke", "--comfyui", str(comfy_root),
+                           "--out", str(out)],
                           cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, (f"run_bench.py --cpu-smoke failed ({proc.returncode}):\n"
                                   f"{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
@@ -38,13 +39,15 @@ def test_writes_every_section(smoke):
     result, _ = smoke
     assert result["kind"] == "cpu-smoke"
     env = result["environment"]
-    assert env["device"].startswith("CPU") and env["torch"] and env["pack_commit"] and env["comfyui"]["version"]
+    assert (env["device"].startswith("CPU") and env["torch"] and env["pack_commit"]
+            and env["comfyui"]["version"])
     cfg = result["config"]
     assert cfg["size"] == 512 and cfg["depth"] == 1 and cfg["batch"] == 1
     assert cfg["scene_file"] == "multi_edit_bench_dev70.json"  # shipped in bench/data/
     m = result["measurements"]
     edits = m["edits"]
-    names = {"txt2img", "bcg_edit", "lb_edit", "delete_layer"} | {f"add_layer_{n}" for n in cfg["layers_in_memory"]}
+    names = ({"txt2img", "bcg_edit", "lb_edit", "delete_layer"}
+             | {f"add_layer_{n}" for n in cfg["layers_in_memory"]})
     assert set(edits) == names
     for entry in edits.values():
         _timing(entry)
@@ -54,7 +57,8 @@ def test_writes_every_section(smoke):
         assert edits[f"add_layer_{n}"]["mqd_groups"] >= 2
     assert set(edits["bcg_edit"]["parts"]) == {"patch_and_sample", "vae_decode"}
     assert set(edits["lb_edit"]["parts"]) == {"vae_encode", "sample", "vae_decode"}
-    for part in list(edits["bcg_edit"]["parts"].values()) + list(edits["lb_edit"]["parts"].values()):
+    for part in (list(edits["bcg_edit"]["parts"].values())
+                 + list(edits["lb_edit"]["parts"].values())):
         _timing(part)
     assert m["cfg_batch_sizes_seen"] == [2], "cond and uncond should run as one CFG batch of 2"
     dl = edits["delete_layer"]
@@ -69,10 +73,12 @@ def test_writes_every_section(smoke):
     assert nbytes == sorted(nbytes) and nbytes[-1] > nbytes[0]
     assert all(row["rss_mb"] > 0 for row in growth["rows"])
     # what a layer holds matches what the trajectory of its run should take
-    assert growth["nbytes_per_layer_mb"] * 1e6 == pytest.approx(growth["expected_bytes_per_layer"], rel=0.02)
+    assert (growth["nbytes_per_layer_mb"] * 1e6
+            == pytest.approx(growth["expected_bytes_per_layer"], rel=0.02))
     saved = growth["saved_bytes"]
     assert saved["layers"] == min(5, cfg["chain"] + 1)
-    assert nbytes[saved["layers"] - 1] < saved["float32"] < nbytes[saved["layers"] - 1] + 64 * 1024, \
+    assert (nbytes[saved["layers"] - 1] < saved["float32"]
+            < nbytes[saved["layers"] - 1] + 64 * 1024), \
         "the file is the memory's tensors plus a JSON header"
     assert saved["float16"] < saved["float32"]
 

@@ -41,38 +41,43 @@ def _refused(host, fn, *args, match, input_name, **kwargs):
 
 
 def _start(host, model, size, cfg=4.5):
-    return host.layer_ops.start_memory(model, scenes.cond(1), scenes.negative(), size[0], size[1], 0, 20, cfg,
-                                       "dpmpp_2m", "karras")
+    return host.layer_ops.start_memory(model, scenes.cond(1), scenes.negative(), size[0], size[1],
+                                       0, 20, cfg, "dpmpp_2m", "karras")
 
 
-# ------------------------------------------------------------------------- 1: sizes that cannot fit
+# ----------------------------------------------------------------- 1: sizes that cannot fit
 
 def test_a_size_that_cannot_fit_is_refused_before_sampling(host, alpha, limits, no_sampling):
     text = _refused(host, _start, host, alpha, (16384, 16384), match="16384x16384 needs about",
                     input_name="width/height")
-    assert "GiB is free" in text and "largest size with this aspect ratio that fits is about" in text
+    assert ("GiB is free" in text
+            and "largest size with this aspect ratio that fits is about" in text)
 
 
-def test_the_estimate_against_a_tiny_free_memory(host, alpha, limits, background, monkeypatch, no_sampling):
+def test_the_estimate_against_a_tiny_free_memory(host, alpha, limits, background, monkeypatch,
+                                                 no_sampling):
     """ComfyUI's free-memory query is replaced for this test only (in the pack's module)."""
     monkeypatch.setattr(limits, "query_free", lambda device: 32 * 2 ** 20)
-    text = _refused(host, _start, host, alpha, (512, 512), match="512x512 needs about", input_name="width/height")
+    text = _refused(host, _start, host, alpha, (512, 512), match="512x512 needs about",
+                    input_name="width/height")
     assert "not even 512 px fits" in text
-    _refused(host, host.layer_ops.add_layer, background, alpha, scenes.cond(2), torch.ones(1, 64, 64), 0,
+    _refused(host, host.layer_ops.add_layer, background, alpha, scenes.cond(2),
+             torch.ones(1, 64, 64), 0,
              match="needs about", input_name="width/height")
     mode = limits._attention_mode()
     calls = 20 * limits.MAX_CALLS_PER_STEP
     enough_for_1024 = limits.run_bytes(1024, 768, calls, 4, mode)
     monkeypatch.setattr(limits, "query_free", lambda device: enough_for_1024)
-    text = _refused(host, _start, host, alpha, (2048, 1536), match="2048x1536 needs about", input_name="width/height")
+    text = _refused(host, _start, host, alpha, (2048, 1536), match="2048x1536 needs about",
+                    input_name="width/height")
     assert "fits is about 1024x768" in text, text
     limits.require_fits(alpha, (1024, 768), calls)  # the size it names does fit
 
 
 def test_non_finite_cfg_and_mask_values(host, N, alpha, background, no_sampling):
     for cfg in (float("nan"), float("inf")):
-        _refused(host, N["LayerMemory"].execute, alpha, scenes.cond(1), scenes.negative(), 512, 512, 0, 3, cfg,
-                 "dpmpp_2m", "karras", match="not a finite number", input_name="cfg")
+        _refused(host, N["LayerMemory"].execute, alpha, scenes.cond(1), scenes.negative(), 512, 512,
+                 0, 3, cfg, "dpmpp_2m", "karras", match="not a finite number", input_name="cfg")
     mask = torch.zeros(1, 512, 512)
     mask[0, 100:200, 100:200] = 1.0
     mask[0, 150, 150] = float("nan")
@@ -80,7 +85,7 @@ def test_non_finite_cfg_and_mask_values(host, N, alpha, background, no_sampling)
              input_name="mask")
 
 
-# ------------------------------------------------------------------------- 2 and 3: files and folders
+# ----------------------------------------------------------------- 2 and 3: files and folders
 
 def _file_options(N) -> list:
     spec = N["LoadLayerMemory"].INPUT_TYPES()["required"]["file"]  # what /object_info calls
@@ -121,23 +126,28 @@ def test_no_file_breaks_the_list_and_links_stay_inside(host, N, folders, caplog)
         again = _file_options(N)
     assert options == again
     assert "hard/nested.safetensors" in options, "input files are listed without being read"
-    assert "hard/nested.safetensors [output]" not in options and "hard/good.safetensors [output]" in options
-    assert "hard/outside.safetensors" not in options and "hard/outside.safetensors [output]" not in options
+    assert ("hard/nested.safetensors [output]" not in options
+            and "hard/good.safetensors [output]" in options)
+    assert ("hard/outside.safetensors" not in options
+            and "hard/outside.safetensors [output]" not in options)
     assert "hard/inside.safetensors" in options, "a link to a file in the output folder is fine"
     assert "hard/dangling.safetensors [output]" not in options
     for name in ("outside.safetensors", "dangling.safetensors"):
-        assert sum(name in r.getMessage() for r in caplog.records) == (2 if name == "outside.safetensors" else 1), \
+        assert (sum(name in r.getMessage() for r in caplog.records)
+                == (2 if name == "outside.safetensors" else 1)), \
             "each left-out file is logged once (outside: once per folder)"
 
 
 def test_crafted_and_linked_files_are_refused_with_the_packs_error(host, N, folders, background):
-    _refused(host, N["LoadLayerMemory"].execute, "hard/nested.safetensors", match="nests deeper than",
-             input_name="file")
+    _refused(host, N["LoadLayerMemory"].execute, "hard/nested.safetensors",
+             match="nests deeper than", input_name="file")
     for name in ("hard/outside.safetensors", "hard/outside.safetensors [output]"):
-        assert "outside ComfyUI's input and output folders" in N["LoadLayerMemory"].validate_inputs(name)
-        _refused(host, N["LoadLayerMemory"].execute, name, match="link to a file outside", input_name="file")
-    text = _refused(host, N["LoadLayerMemory"].execute, "hard/text.safetensors", match="not a safetensors file",
-                    input_name="file")
+        assert ("outside ComfyUI's input and output folders"
+                in N["LoadLayerMemory"].validate_inputs(name))
+        _refused(host, N["LoadLayerMemory"].execute, name, match="link to a file outside",
+                 input_name="file")
+    text = _refused(host, N["LoadLayerMemory"].execute, "hard/text.safetensors",
+                    match="not a safetensors file", input_name="file")
     first8 = struct.unpack("<Q", b"hello wo")[0]
     assert str(first8) not in text and "hello" not in text
     loaded = N["LoadLayerMemory"].execute("hard/inside.safetensors").result[0]
@@ -153,15 +163,15 @@ def test_a_2_gib_file_is_refused_without_being_read(host, N, background):
     claiming_2_gib(host.serialization.to_bytes(background), "layers.0.trajectory.x",
                    os.path.join(folder, "claims_2gib.safetensors"))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    _refused(host, N["LoadLayerMemory"].execute, "hard/zeros_2gib.safetensors", match="not a safetensors file",
-             input_name="file")
-    _refused(host, N["LoadLayerMemory"].execute, "hard/claims_2gib.safetensors", match="trajectory x\\) has shape",
-             input_name="file")
+    _refused(host, N["LoadLayerMemory"].execute, "hard/zeros_2gib.safetensors",
+             match="not a safetensors file", input_name="file")
+    _refused(host, N["LoadLayerMemory"].execute, "hard/claims_2gib.safetensors",
+             match="trajectory x\\) has shape", input_name="file")
     grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak
     assert grown < 256 * 1024, f"peak RSS grew by {grown} KiB"
 
 
-# ------------------------------------------------------------------------- 4: bad values in files
+# ----------------------------------------------------------------- 4: bad values in files
 
 def _bad_value_files(good: bytes) -> dict:
     def share(d):
@@ -171,13 +181,22 @@ def _bad_value_files(good: bytes) -> dict:
         return lambda t: t[name].view(-1).__setitem__(index, value)
 
     return {
-        "nan_latent": (rewrite(good, edit_tensors=set_("layers.2.trajectory.x", 7, float("nan"))), "latents hold NaN"),
-        "inf_final": (rewrite(good, edit_tensors=set_("layers.1.trajectory.final", 0, float("inf"))), "latents hold NaN"),
-        "nan_mask": (rewrite(good, edit_tensors=set_("layers.2.latent_mask", 3, float("nan"))), "latent mask"),
-        "inf_sigma": (rewrite(good, edit_tensors=set_("layers.3.trajectory.sigmas", 0, float("inf"))), "sigmas"),
-        "inf_schedule": (rewrite(good, lambda d: d["schedule"]["sigma_values"].__setitem__(0, 1e999),
-                                 edit_tensors=set_("schedule.sigmas", 0, float("inf"))), "Infinity"),
-        "nan_embedding": (rewrite(good, edit_tensors=set_("layers.1.positive", 0, float("nan"))), "embedding"),
+        "nan_latent": (rewrite(good, edit_tensors=set_("layers.2.trajectory.x", 7, float("nan"))),
+                       "latents hold NaN"),
+        "inf_final": (rewrite(good,
+                              edit_tensors=set_("layers.1.trajectory.final", 0, float("inf"))),
+                      "latents hold NaN"),
+        "nan_mask": (rewrite(good, edit_tensors=set_("layers.2.latent_mask", 3, float("nan"))),
+                     "latent mask"),
+        "inf_sigma": (rewrite(good,
+                              edit_tensors=set_("layers.3.trajectory.sigmas", 0, float("inf"))),
+                      "sigmas"),
+        "inf_schedule": (rewrite(good,
+                                 lambda d: d["schedule"]["sigma_values"].__setitem__(0, 1e999),
+                                 edit_tensors=set_("schedule.sigmas", 0, float("inf"))),
+                         "Infinity"),
+        "nan_embedding": (rewrite(good, edit_tensors=set_("layers.1.positive", 0, float("nan"))),
+                          "embedding"),
         "600_layers_sharing_3": (rewrite(good, share), "tensors of its own"),
     }
 
@@ -189,7 +208,8 @@ def test_files_with_bad_values_are_refused(host, N, three_layers):
     for case, (data, reason) in _bad_value_files(good).items():
         with open(os.path.join(folder, case + ".safetensors"), "wb") as f:
             f.write(data)
-        _refused(host, N["LoadLayerMemory"].execute, f"values/{case}.safetensors", match=reason, input_name="file")
+        _refused(host, N["LoadLayerMemory"].execute, f"values/{case}.safetensors", match=reason,
+                 input_name="file")
 
 
 def test_a_memory_with_nan_is_not_saved(host, N, background):
@@ -198,15 +218,17 @@ def test_a_memory_with_nan_is_not_saved(host, N, background):
     x = t.x.clone()
     x[0, 0, 0, 0] = float("nan")
     bad = background.with_layers((replace(background.top, trajectory=replace(t, x=x)),))
-    _refused(host, N["SaveLayerMemory"].execute, bad, "lm_test/nan", match="cannot save", input_name="memory")
+    _refused(host, N["SaveLayerMemory"].execute, bad, "lm_test/nan", match="cannot save",
+             input_name="memory")
 
 
-# ------------------------------------------------------------------------- 5: rough edges
+# ----------------------------------------------------------------- 5: rough edges
 
 def test_prefixes_are_refused_or_normalised_so_every_saved_name_loads(host, N, background):
     for prefix, match in (("a" * 250, "bytes long"), ("scene\x00x", "control character"),
                           (".hidden/scene", "starts with '.'"), ("/etc/scene", "absolute path")):
-        _refused(host, N["SaveLayerMemory"].execute, background, prefix, match=match, input_name="filename_prefix")
+        _refused(host, N["SaveLayerMemory"].execute, background, prefix, match=match,
+                 input_name="filename_prefix")
     for prefix, start in ((" ", "layer_memory/scene_"), ("  my scene /  x ", "my scene/x_")):
         name = N["SaveLayerMemory"].execute(background, prefix).result[0]
         assert name.startswith(start), name
@@ -215,12 +237,13 @@ def test_prefixes_are_refused_or_normalised_so_every_saved_name_loads(host, N, b
         assert scenes.memory_digest(loaded) == scenes.memory_digest(background)
 
 
-def test_delete_on_a_background_only_memory_and_full_width_digits(host, N, alpha, three_layers, no_sampling):
-    text = _refused(host, N["DeleteLayer"].execute, three_layers[0], alpha, "-1", 0.4, 0, match="no layer to choose",
-                    input_name="layer")
+def test_delete_on_a_background_only_memory_and_full_width_digits(host, N, alpha, three_layers,
+                                                                  no_sampling):
+    text = _refused(host, N["DeleteLayer"].execute, three_layers[0], alpha, "-1", 0.4, 0,
+                    match="no layer to choose", input_name="layer")
     assert "from 1 to 0" not in text
-    _refused(host, N["DeleteLayer"].execute, three_layers[3], alpha, "\uff11", 0.4, 0, match="no layer is named",
-             input_name="layer")
-    _refused(host, N["DeleteLayer"].execute, three_layers[3], alpha, "9" * 5000, 0.4, 0, match="out of range",
-             input_name="layer")
+    _refused(host, N["DeleteLayer"].execute, three_layers[3], alpha, "\uff11", 0.4, 0,
+             match="no layer is named", input_name="layer")
+    _refused(host, N["DeleteLayer"].execute, three_layers[3], alpha, "9" * 5000, 0.4, 0,
+             match="out of range", input_name="layer")
     assert json.dumps(three_layers[3].describe())

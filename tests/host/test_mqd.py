@@ -136,7 +136,8 @@ def test_full_mask_layer_with_mqd_matches_plain_cross_attention(host, alpha, bac
     full = torch.ones(1, 512, 512)
     on = host.layer_ops.add_layer(background, alpha, scenes.cond(5), full, seed=3, use_mqd=True)
     off = host.layer_ops.add_layer(background, alpha, scenes.cond(5), full, seed=3, use_mqd=False)
-    torch.testing.assert_close(on.top.trajectory.final, off.top.trajectory.final, rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(on.top.trajectory.final, off.top.trajectory.final, rtol=1e-4,
+                               atol=1e-3)
 
 
 def test_mqd_changes_the_masked_region_only_through_routing(host, alpha, three_layers):
@@ -145,7 +146,8 @@ def test_mqd_changes_the_masked_region_only_through_routing(host, alpha, three_l
     on = host.layer_ops.add_layer(memory, alpha, scenes.cond(7), mask, seed=3, use_mqd=True)
     off = host.layer_ops.add_layer(memory, alpha, scenes.cond(7), mask, seed=3, use_mqd=False)
     inside = on.top.latent_mask > 0
-    assert not torch.allclose(on.top.trajectory.final[:, inside], off.top.trajectory.final[:, inside])
+    assert not torch.allclose(on.top.trajectory.final[:, inside],
+                              off.top.trajectory.final[:, inside])
     assert torch.equal(on.top.trajectory.final[:, ~inside], off.top.trajectory.final[:, ~inside])
 
 
@@ -155,11 +157,13 @@ def test_patch_reaches_every_block(host, models):
     import random_models
     from safetensors.torch import save_file
 
-    target = str(host.folder_paths.get_folder_paths("diffusion_models")[0]) + "/random_alpha_depth2.safetensors"
+    target = (str(host.folder_paths.get_folder_paths("diffusion_models")[0])
+              + "/random_alpha_depth2.safetensors")
     save_file(random_models.pixart_state_dict(random_models.ALPHA_512, depth=2, seed=5), target)
     model = comfy.sd.load_diffusion_model(target)
     clone = model.clone()
-    run = host.mqd.MQDRun(host.routing.RoutingPlan.from_owners(torch.zeros(1024, dtype=torch.long)), [torch.zeros(1, 2, 4096)])
+    run = host.mqd.MQDRun(host.routing.RoutingPlan.from_owners(torch.zeros(1024, dtype=torch.long)),
+                          [torch.zeros(1, 2, 4096)])
     keys = host.mqd.install(clone, run)
     assert keys == ["diffusion_model.blocks.0.cross_attn", "diffusion_model.blocks.1.cross_attn"]
     assert all(isinstance(clone.object_patches[k], host.mqd.MQDCrossAttention) for k in keys)

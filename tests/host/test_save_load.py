@@ -39,7 +39,8 @@ def saved(host, N, three_layers):
     digest = scenes.memory_digest(memory)
     out = N["SaveLayerMemory"].execute(memory, "lm_test/scene")
     name = out.result[0]
-    path = os.path.join(host.folder_paths.get_output_directory(), name.removesuffix(host.labels.OUTPUT_TAG))
+    path = os.path.join(host.folder_paths.get_output_directory(),
+                        name.removesuffix(host.labels.OUTPUT_TAG))
     return name, path, memory, digest, out
 
 
@@ -48,12 +49,14 @@ def test_save_writes_safetensors_with_counter_and_reports_it(host, N, saved, ser
     assert name.startswith("lm_test/scene_") and name.endswith("_.safetensors [output]")
     assert os.path.isfile(path), path
     text = out.ui.as_dict()["text"][0]
-    assert name.removesuffix(host.labels.OUTPUT_TAG) in text and "4 layers" in text and "MiB" in text
+    assert (name.removesuffix(host.labels.OUTPUT_TAG) in text
+            and "4 layers" in text and "MiB" in text)
     meta = ser.peek(path)
     assert meta["format"] == "comfyui-layer-memory" and meta["format_version"] == "2"
     doc = json.loads(meta["layer_memory"])
     assert doc["schedule"]["sampler_name"] == "dpmpp_2m" and doc["schedule"]["steps"] == 3
-    assert [layer["name"] for layer in doc["layers"]] == ["background", "object 1", "object 2", "object 3"]
+    assert ([layer["name"] for layer in doc["layers"]]
+            == ["background", "object 1", "object 2", "object 3"])
     assert [layer["seed"] for layer in doc["layers"]] == [11, 30, 31, 32]
     assert doc["fingerprint"]["image_model"] == memory.fingerprint.image_model
     assert doc["layers"][1]["positive"]["extras"] == [["height", 512], ["width", 512]]
@@ -66,7 +69,8 @@ def test_save_writes_safetensors_with_counter_and_reports_it(host, N, saved, ser
     again = N["SaveLayerMemory"].execute(memory, "lm_test/scene").result[0]
     n1 = int(name.split("_")[-2])
     assert again == name.replace(f"_{n1:05}_", f"_{n1 + 1:05}_")
-    path2 = os.path.join(host.folder_paths.get_output_directory(), again.removesuffix(host.labels.OUTPUT_TAG))
+    path2 = os.path.join(host.folder_paths.get_output_directory(),
+                         again.removesuffix(host.labels.OUTPUT_TAG))
     with open(path, "rb") as f1, open(path2, "rb") as f2:
         assert f1.read() == f2.read()
     with pytest.raises(host.errors.LayerMemoryError, match="filename_prefix"):
@@ -79,9 +83,11 @@ def test_file_size_is_the_tensor_bytes_plus_a_small_header(saved, ser):
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         header = 8 + struct.unpack("<Q", f.read(8))[0]
-    assert size == header + memory.nbytes(), "shared tensors stored once: file = header + memory.nbytes()"
+    assert size == header + memory.nbytes(), \
+        "shared tensors stored once: file = header + memory.nbytes()"
     assert header < 16 * 1024
-    print(f"\n4-layer 512 px, 3 steps: {size} bytes ({size / 2 ** 20:.2f} MiB), header {header} bytes")
+    print(f"\n4-layer 512 px, 3 steps: {size} bytes ({size / 2 ** 20:.2f} MiB), "
+          f"header {header} bytes")
 
 
 def test_load_node_lists_and_round_trips_exactly(host, N, saved, three_layers):
@@ -94,7 +100,8 @@ def test_load_node_lists_and_round_trips_exactly(host, N, saved, three_layers):
     assert_same_memory(memory, loaded)
     assert torch.equal(latent["samples"], memory.composite_latent()["samples"])
     assert "object 3" in table and "background" in table
-    assert loaded.layers[3].negative.embedding is loaded.layers[0].negative.embedding, "sharing restored"
+    assert loaded.layers[3].negative.embedding is loaded.layers[0].negative.embedding, \
+        "sharing restored"
     assert scenes.memory_digest(memory) == digest
 
 
@@ -125,14 +132,16 @@ def test_memory_of_another_model_is_refused_at_use(host, N, models, saved):
     loaded = N["LoadLayerMemory"].execute(name).result[0]
     sigma = models("pixart_sigma_512")
     with pytest.raises(host.errors.LayerMemoryError, match="made with another model") as e:
-        N["AddLayer"].execute(loaded, sigma, scenes.cond(3, micro=False), scenes.box_mask(512, 0.1, 0.1, 0.5, 0.5), 1)
+        N["AddLayer"].execute(loaded, sigma, scenes.cond(3, micro=False),
+                              scenes.box_mask(512, 0.1, 0.1, 0.5, 0.5), 1)
     assert "image_model" in str(e.value) and "Fix:" in str(e.value)
 
 
 def test_float16_storage_halves_trajectories_and_still_works(host, N, alpha, saved, ser):
     name, path, memory, *_ = saved
     half = N["SaveLayerMemory"].execute(memory, "lm_test/half", host.labels.STORAGE_HALF).result[0]
-    half_path = os.path.join(host.folder_paths.get_output_directory(), half.removesuffix(host.labels.OUTPUT_TAG))
+    half_path = os.path.join(host.folder_paths.get_output_directory(),
+                             half.removesuffix(host.labels.OUTPUT_TAG))
     traj = sum(layer.trajectory.x.nbytes for layer in memory.layers)
     assert os.path.getsize(path) - os.path.getsize(half_path) == pytest.approx(traj / 2, abs=16)
     loaded = N["LoadLayerMemory"].execute(half).result[0]
@@ -145,7 +154,7 @@ def test_float16_storage_halves_trajectories_and_still_works(host, N, alpha, sav
     assert len(added.layers) == 5
 
 
-# ------------------------------------------------------------------------------------------ bad files
+# ---------------------------------------------------------------------------------------- bad files
 
 def _bad_files(good: bytes, model_path: str) -> dict:
     n = struct.unpack("<Q", good[:8])[0]
@@ -159,15 +168,21 @@ def _bad_files(good: bytes, model_path: str) -> dict:
     return {
         "truncated": (good[: len(good) // 2], "truncated"),
         "header only": (good[: 8 + n], "truncated"),
-        "corrupt": (bytes(torch.randint(0, 256, (4096,), generator=gen, dtype=torch.uint8).tolist()), "not a safetensors file"),
+        "corrupt": (bytes(torch.randint(0, 256, (4096,), generator=gen,
+                                        dtype=torch.uint8).tolist()),
+                    "not a safetensors file"),
         "corrupt header": (good[:8] + b"\x00\xff" + good[10:], "not a safetensors file"),
         "model file": (model, "not a layer-memory file"),
-        "newer version": (rebuilt(edit_meta=lambda m: m.update(format_version="4")), "format version 4, newer than"),
-        "missing metadata key": (rebuilt(lambda d: d["schedule"].pop("cfg")), r"layer_memory\.schedule\.cfg is missing"),
-        "missing layer key": (rebuilt(lambda d: d["layers"][2].pop("token_mask")), r"layers\[2\]\.token_mask is missing"),
+        "newer version": (rebuilt(edit_meta=lambda m: m.update(format_version="4")),
+                          "format version 4, newer than"),
+        "missing metadata key": (rebuilt(lambda d: d["schedule"].pop("cfg")),
+                                 r"layer_memory\.schedule\.cfg is missing"),
+        "missing layer key": (rebuilt(lambda d: d["layers"][2].pop("token_mask")),
+                              r"layers\[2\]\.token_mask is missing"),
         "missing tensor": (rebuilt(edit_tensors=lambda t: t.pop("layers.3.trajectory.final")),
                            "'layers.3.trajectory.final'.*missing"),
-        "inconsistent shapes": (rebuilt(edit_tensors=lambda t: t.update({"layers.2.latent_mask": torch.zeros(32, 32)})),
+        "inconsistent shapes": (rebuilt(edit_tensors=lambda t: t.update(
+            {"layers.2.latent_mask": torch.zeros(32, 32)})),
                                 r"shape \[32, 32\], expected \[64, 64\]"),
         "wrong latent size": (rebuilt(lambda d: d.update(latent_shape=[4, 128, 128])), "expected"),
     }
@@ -194,7 +209,8 @@ def test_every_bad_file_is_refused_naming_file_and_reason(host, N, saved):
         text = str(e.value)
         assert file in text and "Fix:" in text and re.search(reason, text), (case, text)
     # a model file saved to the output folder is not offered as a memory
-    shutil.copy(host.model_paths["pixart_alpha_512"], os.path.join(host.folder_paths.get_output_directory(), "model.safetensors"))
+    shutil.copy(host.model_paths["pixart_alpha_512"],
+                os.path.join(host.folder_paths.get_output_directory(), "model.safetensors"))
     assert "model.safetensors [output]" not in file_options(N)
     assert scenes.memory_digest(memory) == digest
 
@@ -223,7 +239,8 @@ def test_executor_reloads_when_the_file_changes(host, N, three_layers, ser):
     executor = classic_executor()
 
     def run(pid):
-        executor.execute(copy.deepcopy(prompt), pid, {}, [listing.id])  # ComfyUI writes is_changed into it
+        # ComfyUI writes is_changed into it
+        executor.execute(copy.deepcopy(prompt), pid, {}, [listing.id])
         assert executor.success, executor.status_messages
         return load.id in cached_nodes(executor), cached_output(executor, load.id)
 
@@ -233,8 +250,11 @@ def test_executor_reloads_when_the_file_changes(host, N, three_layers, ser):
     ser.save(three_layers[1], path)  # replaced with another scene
     third_cached, third = run("c")
     assert not third_cached and len(third.layers) == 2 and len(first.layers) == 4
-    # an "[output]" name that the list did not have yet is accepted too (validate_inputs owns the check)
-    ser.save(three_layers[1], os.path.join(host.folder_paths.get_output_directory(), "fresh.safetensors"))
+    # an "[output]" name that the list did not have yet is accepted too
+    # (validate_inputs owns the check)
+    ser.save(three_layers[1],
+             os.path.join(host.folder_paths.get_output_directory(), "fresh.safetensors"))
     g2 = GraphBuilder()
-    g2.node("ListLayers", memory=g2.node("LoadLayerMemory", file="fresh.safetensors [output]").out(0))
+    g2.node("ListLayers",
+            memory=g2.node("LoadLayerMemory", file="fresh.safetensors [output]").out(0))
     assert asyncio.run(execution.validate_prompt("w", g2.finalize(), None))[0]

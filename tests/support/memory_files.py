@@ -72,7 +72,9 @@ def small_memory(layers: int = 3, calls: int = 3, h: int = 8, w: int = 8):
         pos = Conditioning(torch.randn(1, 2 + i, 4096, generator=g),
                            (("flag", True), ("height", 64), ("ratio", 0.5)))
         out.append(Layer(f"l{i}", pos, neg, 2 ** 64 - 1 - i, mask,
-                         torch.rand(h // 2, w // 2, generator=g) > 0.5, traj, prompt=f"prompt {i} ✓"))
+                         torch.rand(h // 2, w // 2, generator=g) > 0.5, traj,
+                         prompt=f"prompt {i} ✓"))
     fp = ModelFingerprint("pixart_alpha", 1, True, 4, (123.456789012345, -0.1, 1e-30))
-    sched = Schedule(torch.tensor([10.0, 1.2345678, 0.1, 0.0])[: calls + 1], "dpmpp_2m", "karras", calls, 4.5)
+    sched = Schedule(torch.tensor([10.0, 1.2345678, 0.1, 0.0])[: calls + 1], "dpmpp_2m", "karras",
+                     calls, 4.5)
     return LayerMemory(fp, sched, (4, h, w), 0.18215, tuple(out))

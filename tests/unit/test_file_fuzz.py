@@ -30,7 +30,8 @@ def _join(header: dict, body: bytes, raw: str | None = None) -> bytes:
 def _nodes(value, path=()):
     """Every (path, value) in a JSON value."""
     yield path, value
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    items = (value.items() if isinstance(value, dict)
+             else enumerate(value) if isinstance(value, list) else ())
     for k, v in items:
         yield from _nodes(v, path + (k,))
 
@@ -88,7 +89,8 @@ def mutate(seed: int) -> bytes:
         return GOOD[:cut] + bytes(rng.randrange(256) for _ in range(max(0, cut - len(GOOD))))
     if kind == 2:  # header length field
         n = struct.unpack("<Q", GOOD[:8])[0]
-        new = rng.choice([0, 1, n - 1, n + 1, n + 8, 2 ** 63, 2 ** 64 - 1, len(GOOD), 100 * 2 ** 20])
+        new = rng.choice([0, 1, n - 1, n + 1, n + 8, 2 ** 63, 2 ** 64 - 1, len(GOOD),
+                          100 * 2 ** 20])
         return struct.pack("<Q", new) + GOOD[8:]
     if kind == 3:  # the safetensors header
         raw = _mutate_json(rng, header)
@@ -111,13 +113,15 @@ def _equals_its_bytes(memory, data: bytes) -> None:
     stored = safetensors.torch.load(data)
     doc = json.loads(ser.read_metadata(data)["layer_memory"])
     assert torch.equal(memory.schedule.sigmas, stored[doc["schedule"]["sigmas"]])
-    assert memory.schedule.cfg == doc["schedule"]["cfg"] and list(memory.latent_shape) == doc["latent_shape"]
+    assert (memory.schedule.cfg == doc["schedule"]["cfg"]
+            and list(memory.latent_shape) == doc["latent_shape"])
     for layer, ld in zip(memory.layers, doc["layers"], strict=True):
         assert (layer.name, layer.seed, layer.prompt) == (ld["name"], ld["seed"], ld["prompt"])
         assert torch.equal(layer.positive.embedding, stored[ld["positive"]["embedding"]])
         assert torch.equal(layer.latent_mask, stored[ld["latent_mask"]])
         for field in ("sigmas", "steps", "x", "final"):
-            assert torch.equal(getattr(layer.trajectory, field), stored[ld["trajectory"][field]].float()
+            assert torch.equal(getattr(layer.trajectory, field),
+                               stored[ld["trajectory"][field]].float()
                                if field == "x" else stored[ld["trajectory"][field]])
 
 
@@ -132,7 +136,8 @@ def test_mutated_files_are_refused_or_load_what_they_say(chunk):
         except LayerMemoryError as e:
             text = str(e)
             assert "fuzz.safetensors" in text and "Fix:" in text, (seed, text)
-            assert "could not be decoded" not in text, (seed, text)  # the last-resort message: a missed case
+            # the last-resort message: a missed case
+            assert "could not be decoded" not in text, (seed, text)
             refused += 1
         else:
             _equals_its_bytes(memory, data)

@@ -5,7 +5,8 @@ from comfyui_layer_memory.layermem_core import limits
 from comfyui_layer_memory.layermem_core.errors import LayerMemoryError
 
 
-class PixArtMS(torch.nn.Module):  # named like ComfyUI's class: the estimator picks the PixArt formula
+# named like ComfyUI's class: the estimator picks the PixArt formula
+class PixArtMS(torch.nn.Module):
     pass
 
 
@@ -32,20 +33,23 @@ def test_estimate_grows_with_size_and_with_materialised_attention():
     sizes = [(512, 512), (1024, 1024), (2048, 1024), (2048, 2048)]
     needs = [limits.run_bytes(w, h, 60, 2) for w, h in sizes]
     assert needs == sorted(needs) and len(set(needs)) == 4
-    full, split, blocked = (limits.run_bytes(2048, 2048, 60, 2, a) for a in ("full", "split", "blocked"))
+    full, split, blocked = (limits.run_bytes(2048, 2048, 60, 2, a)
+                            for a in ("full", "split", "blocked"))
     assert full > max(split, blocked)
     tokens = (2048 // 16) ** 2
     assert full >= limits.CFG_BATCH * limits.HEADS * tokens ** 2 * 4, "N^2 scores per head, float32"
 
 
-@pytest.mark.parametrize("inner", [_Inner(PixArtMS()), _Inner(torch.nn.Linear(1, 1), per_pixel=4096)],
+@pytest.mark.parametrize("inner",
+                         [_Inner(PixArtMS()), _Inner(torch.nn.Linear(1, 1), per_pixel=4096)],
                          ids=["pixart", "comfy estimate"])
 def test_refusal_names_a_largest_size_that_fits(monkeypatch, inner):
     model = _Model(inner)
     need_at, _ = limits._estimator(model, 60)
     free = need_at(1024, 768)
     monkeypatch.setattr(limits, "query_free", lambda device: free)
-    with pytest.raises(LayerMemoryError, match=r"4096x3072 needs about .* fits is about 1024x768") as e:
+    with pytest.raises(LayerMemoryError,
+                       match=r"4096x3072 needs about .* fits is about 1024x768") as e:
         limits.require_fits(model, (4096, 3072), 60)
     assert e.value.input_name == "width/height"
     limits.require_fits(model, (1024, 768), 60)

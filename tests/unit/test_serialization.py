@@ -27,7 +27,8 @@ def test_round_trip_is_exact_and_shares_what_was_shared():
     data = ser.to_bytes(m)
     back = ser.from_bytes(data, "m.safetensors")
     _same(m, back)
-    assert back.layers[2].negative.embedding is back.layers[0].negative.embedding, "shared negative stays one tensor"
+    assert back.layers[2].negative.embedding is back.layers[0].negative.embedding, \
+        "shared negative stays one tensor"
     assert back.layers[2].trajectory.sigmas is back.layers[0].trajectory.sigmas
     assert ser.to_bytes(back) == data, "saving the loaded memory gives the same bytes"
     tensors = safetensors.torch.load(data)
@@ -64,7 +65,8 @@ def test_float16_trajectories():
     half = ser.to_bytes(m, "float16")
     full = ser.to_bytes(m)
     saved = sum(layer.trajectory.x.numel() * 2 for layer in m.layers)
-    assert abs(len(full) - len(half) - saved) <= 16, "x takes half the bytes; only the header (offsets, dtypes) differs"
+    assert abs(len(full) - len(half) - saved) <= 16, \
+        "x takes half the bytes; only the header (offsets, dtypes) differs"
     back = ser.from_bytes(half, "h")
     t, tb = m.layers[1].trajectory, back.layers[1].trajectory
     assert tb.x.dtype == torch.float32 and torch.equal(tb.x, t.x.half().float())
@@ -100,7 +102,8 @@ def _as_version_1(data: bytes, with_denoised: bool = True) -> bytes:
     def tensors(t):
         for i in range(n_layers):
             if with_denoised:
-                t[f"layers.{i}.trajectory.denoised"] = torch.full_like(t[f"layers.{i}.trajectory.x"], 7.0)
+                t[f"layers.{i}.trajectory.denoised"] = torch.full_like(
+                    t[f"layers.{i}.trajectory.x"], 7.0)
 
     return rewrite(data, doc, lambda m: m.update(format_version="1"), tensors)
 
@@ -111,53 +114,76 @@ def test_version_1_files_load_without_their_denoised_predictions():
     _same(m, back)
     with pytest.raises(LayerMemoryError, match="'layers.0.trajectory.denoised' .* is missing"):
         ser.from_bytes(_as_version_1(ser.to_bytes(m), with_denoised=False), "v1.safetensors")
-    assert "denoised" not in json.dumps(json.loads(ser.encode(m)[1]["layer_memory"])), "version 2 writes none"
+    assert "denoised" not in json.dumps(json.loads(ser.encode(m)[1]["layer_memory"])), \
+        "version 2 writes none"
 
 
 BAD = {
     "empty": (b"", "too short"),
     "truncated header": (GOOD[:100], "truncated"),
     "truncated data": (GOOD[:-10], "truncated"),
-    "random bytes": (bytes(torch.randint(0, 256, (5000,), generator=torch.Generator().manual_seed(1)).tolist()),
+    "random bytes": (bytes(torch.randint(0, 256, (5000,),
+                                         generator=torch.Generator().manual_seed(1)).tolist()),
                      "not a safetensors file"),
     "json but not safetensors": (struct.pack("<Q", 2) + b"[]", "not a JSON object"),
     "trailing garbage": (GOOD + b"\0" * 16, "not a valid safetensors file"),
-    "nan in x": (rewrite(GOOD, edit_tensors=lambda t: t["layers.1.trajectory.x"].view(-1).__setitem__(3, float("nan"))),
+    "nan in x": (rewrite(GOOD, edit_tensors=lambda t: t["layers.1.trajectory.x"].view(-1)
+                         .__setitem__(3, float("nan"))),
                  "layer 1's stored latents hold NaN"),
-    "foreign safetensors": (safetensors.torch.save({"diffusion_model.x": torch.zeros(2)}), "not a layer-memory file"),
-    "foreign with metadata": (safetensors.torch.save({"a": torch.zeros(2)}, metadata={"format": "pt"}),
+    "foreign safetensors": (safetensors.torch.save({"diffusion_model.x": torch.zeros(2)}),
+                            "not a layer-memory file"),
+    "foreign with metadata": (safetensors.torch.save({"a": torch.zeros(2)},
+                                                     metadata={"format": "pt"}),
                               "not a layer-memory file"),
-    "newer version": (rewrite(GOOD, edit_meta=lambda m: m.update(format_version="4")), "newer than this pack reads"),
-    "version not a number": (rewrite(GOOD, edit_meta=lambda m: m.update(format_version="x")), "not a number"),
-    "no layer_memory key": (rewrite(GOOD, edit_meta=lambda m: m.pop("layer_memory")), "'layer_memory' is missing"),
-    "layer_memory not json": (rewrite(GOOD, edit_meta=lambda m: m.update(layer_memory="{")), "not JSON"),
-    "missing fingerprint": (rewrite(GOOD, lambda d: d.pop("fingerprint")), "layer_memory.fingerprint is missing"),
-    "missing seed": (rewrite(GOOD, lambda d: _pop(d, "layers", 1, "seed")), r"layer_memory.layers\[1\].seed is missing"),
-    "missing trajectory key": (rewrite(GOOD, lambda d: _pop(d, "layers", 2, "trajectory", "x")), "trajectory.x is missing"),
+    "newer version": (rewrite(GOOD, edit_meta=lambda m: m.update(format_version="4")),
+                      "newer than this pack reads"),
+    "version not a number": (rewrite(GOOD, edit_meta=lambda m: m.update(format_version="x")),
+                             "not a number"),
+    "no layer_memory key": (rewrite(GOOD, edit_meta=lambda m: m.pop("layer_memory")),
+                            "'layer_memory' is missing"),
+    "layer_memory not json": (rewrite(GOOD, edit_meta=lambda m: m.update(layer_memory="{")),
+                              "not JSON"),
+    "missing fingerprint": (rewrite(GOOD, lambda d: d.pop("fingerprint")),
+                            "layer_memory.fingerprint is missing"),
+    "missing seed": (rewrite(GOOD, lambda d: _pop(d, "layers", 1, "seed")),
+                     r"layer_memory.layers\[1\].seed is missing"),
+    "missing trajectory key": (rewrite(GOOD, lambda d: _pop(d, "layers", 2, "trajectory", "x")),
+                               "trajectory.x is missing"),
     "seed of wrong type": (rewrite(GOOD, lambda d: d["layers"][0].update(seed="7")), "seed"),
     "negative seed": (rewrite(GOOD, lambda d: d["layers"][0].update(seed=-1)), "seed"),
     "no layers": (rewrite(GOOD, lambda d: d.update(layers=[])), "no layers"),
     "missing tensor": (rewrite(GOOD, edit_tensors=lambda t: t.pop("layers.1.trajectory.final")),
                        "'layers.1.trajectory.final' .* is missing"),
-    "unreferenced tensor": (rewrite(GOOD, edit_tensors=lambda t: t.update(extra=torch.zeros(1))), "does not use"),
-    "x of wrong shape": (rewrite(GOOD, edit_tensors=lambda t: t.update({"layers.2.trajectory.x": torch.zeros(3, 4, 8, 6)})),
+    "unreferenced tensor": (rewrite(GOOD, edit_tensors=lambda t: t.update(extra=torch.zeros(1))),
+                            "does not use"),
+    "x of wrong shape": (rewrite(GOOD, edit_tensors=lambda t: t.update(
+        {"layers.2.trajectory.x": torch.zeros(3, 4, 8, 6)})),
                          r"shape \[3, 4, 8, 6\], expected \[3, 4, 8, 8\]"),
-    "fewer calls in x": (rewrite(GOOD, edit_tensors=lambda t: t.update({"layers.1.trajectory.x": torch.zeros(2, 4, 8, 8)})),
+    "fewer calls in x": (rewrite(GOOD, edit_tensors=lambda t: t.update(
+        {"layers.1.trajectory.x": torch.zeros(2, 4, 8, 8)})),
                          "expected"),
     "token mask wrong size": (rewrite(GOOD, edit_tensors=lambda t: t.update(
         {"layers.1.token_mask": torch.zeros(8, 8, dtype=torch.bool)})), "token_mask"),
     "mask wrong dtype": (rewrite(GOOD, edit_tensors=lambda t: t.update(
-        {"layers.1.latent_mask": torch.zeros(8, 8, dtype=torch.float64)})), "float64, expected float32"),
-    "embedding not T5 wide": (rewrite(GOOD, edit_tensors=lambda t: t.update({"layers.1.positive": torch.zeros(1, 3, 768)})),
+        {"layers.1.latent_mask": torch.zeros(8, 8, dtype=torch.float64)})),
+                         "float64, expected float32"),
+    "embedding not T5 wide": (rewrite(GOOD, edit_tensors=lambda t: t.update(
+        {"layers.1.positive": torch.zeros(1, 3, 768)})),
                               "positive prompt embedding"),
-    "latent shape vs fingerprint": (rewrite(GOOD, lambda d: d.update(latent_shape=[16, 8, 8])), "16 channels"),
-    "sigmas disagree": (rewrite(GOOD, lambda d: d["schedule"].update(sigma_values=[10.0, 1.0, 0.1, 0.0])), "sigmas"),
-    "steps disagree with sigmas": (rewrite(GOOD, lambda d: d["schedule"].update(steps=5)), "schedule.sigmas"),
+    "latent shape vs fingerprint": (rewrite(GOOD, lambda d: d.update(latent_shape=[16, 8, 8])),
+                                    "16 channels"),
+    "sigmas disagree": (rewrite(GOOD,
+                                lambda d: d["schedule"].update(sigma_values=[10.0, 1.0, 0.1, 0.0])),
+                        "sigmas"),
+    "steps disagree with sigmas": (rewrite(GOOD, lambda d: d["schedule"].update(steps=5)),
+                                   "schedule.sigmas"),
     "layers with different call counts": (rewrite(
         GOOD, lambda d: d["layers"][2]["trajectory"].update(sigmas="other", steps="other_steps"),
-        edit_tensors=lambda t: t.update(other=torch.ones(2, dtype=torch.float64), other_steps=torch.zeros(2, dtype=torch.long))),
+        edit_tensors=lambda t: t.update(other=torch.ones(2, dtype=torch.float64),
+                                        other_steps=torch.zeros(2, dtype=torch.long))),
         "2 model calls, the background's 3"),
-    "extras malformed": (rewrite(GOOD, lambda d: d["layers"][1]["positive"].update(extras=[["a"]])), "extras"),
+    "extras malformed": (rewrite(GOOD, lambda d: d["layers"][1]["positive"].update(extras=[["a"]])),
+                         "extras"),
 }
 
 
@@ -210,7 +236,7 @@ def test_files_are_standard_safetensors_with_aligned_tensors(tmp_path):
             assert entry["data_offsets"][0] % tensors[name].element_size() == 0, name
 
 
-# ------------------------------------------------------------------------------- hardening (issue 12)
+# ----------------------------------------------------------------------- hardening (issue 12)
 
 def _raw_header(data: bytes, edit_text) -> bytes:
     """`data` with its safetensors header text replaced by edit_text(text)."""
@@ -232,35 +258,53 @@ def _doc_text(edit):
 
 
 HARDENING = {
-    "deep nesting in the header": (_raw_header(GOOD, lambda t: '{"a":' + "[" * 100_000 + "]" * 100_000 + "," + t[1:]),
+    "deep nesting in the header": (_raw_header(GOOD, lambda t: '{"a":' + "[" * 100_000
+                                               + "]" * 100_000 + "," + t[1:]),
                                    "nests deeper than"),
-    "deep nesting in the document": (rewrite(GOOD, lambda d: d.update(extra=json.loads("[" * 500 + "]" * 500))),
+    "deep nesting in the document": (rewrite(GOOD, lambda d: d.update(
+        extra=json.loads("[" * 500 + "]" * 500))),
                                      "nests deeper than"),
-    "NaN literal": (rewrite(GOOD, edit_meta=_doc_text(lambda t: t.replace('"cfg":4.5', '"cfg":NaN'))), "non-number NaN"),
-    "cfg 1e999 (inf)": (rewrite(GOOD, edit_meta=_doc_text(lambda t: t.replace('"cfg":4.5', '"cfg":1e999'))),
+    "NaN literal": (rewrite(GOOD,
+                            edit_meta=_doc_text(lambda t: t.replace('"cfg":4.5', '"cfg":NaN'))),
+                    "non-number NaN"),
+    "cfg 1e999 (inf)": (rewrite(GOOD, edit_meta=_doc_text(
+        lambda t: t.replace('"cfg":4.5', '"cfg":1e999'))),
                         r"schedule\.cfg is not valid"),
-    "duplicate key": (rewrite(GOOD, edit_meta=_doc_text(lambda t: t.replace('"cfg":4.5', '"cfg":4.5,"cfg":5'))),
+    "duplicate key": (rewrite(GOOD, edit_meta=_doc_text(
+        lambda t: t.replace('"cfg":4.5', '"cfg":4.5,"cfg":5'))),
                       "same key twice"),
-    "huge integer": (rewrite(GOOD, edit_meta=_doc_text(lambda t: t.replace('"cfg":4.5', '"cfg":' + "9" * 5000))),
+    "huge integer": (rewrite(GOOD, edit_meta=_doc_text(
+        lambda t: t.replace('"cfg":4.5', '"cfg":' + "9" * 5000))),
                      "not JSON"),
-    "inf sigma": (rewrite(GOOD, edit_tensors=lambda t: t["layers.0.trajectory.sigmas"].__setitem__(0, float("inf"))),
+    "inf sigma": (rewrite(GOOD, edit_tensors=lambda t: t["layers.0.trajectory.sigmas"]
+                          .__setitem__(0, float("inf"))),
                   "trajectory sigmas are not finite"),
-    "sigma above the schedule": (rewrite(GOOD, edit_tensors=lambda t: t["layers.0.trajectory.sigmas"].__setitem__(0, 50.0)),
+    "sigma above the schedule": (rewrite(GOOD, edit_tensors=lambda t: (
+        t["layers.0.trajectory.sigmas"].__setitem__(0, 50.0))),
                                  "trajectory sigmas are not finite numbers from 0"),
-    "NaN in a mask": (rewrite(GOOD, edit_tensors=lambda t: t["layers.1.latent_mask"].__setitem__((0, 0), float("nan"))),
+    "NaN in a mask": (rewrite(GOOD, edit_tensors=lambda t: t["layers.1.latent_mask"]
+                              .__setitem__((0, 0), float("nan"))),
                       "latent mask has values outside 0..1"),
-    "mask above 1": (rewrite(GOOD, edit_tensors=lambda t: t["layers.2.latent_mask"].__setitem__((1, 1), 2.0)),
+    "mask above 1": (rewrite(GOOD, edit_tensors=lambda t: t["layers.2.latent_mask"]
+                             .__setitem__((1, 1), 2.0)),
                      "latent mask has values outside 0..1"),
-    "inf in an embedding": (rewrite(GOOD, edit_tensors=lambda t: t["layers.0.negative"].view(-1).__setitem__(5, float("-inf"))),
+    "inf in an embedding": (rewrite(GOOD, edit_tensors=lambda t: t["layers.0.negative"].view(-1)
+                                    .__setitem__(5, float("-inf"))),
                             "negative prompt embedding holds NaN"),
-    "inf final latent": (rewrite(GOOD, edit_tensors=lambda t: t["layers.2.trajectory.final"].view(-1).__setitem__(0, float("inf"))),
+    "inf final latent": (rewrite(GOOD, edit_tensors=lambda t: t["layers.2.trajectory.final"]
+                                 .view(-1).__setitem__(0, float("inf"))),
                          "stored latents hold NaN"),
-    "60 layers sharing 3 layers' tensors": (rewrite(GOOD, _layers_pointing_at_the_first_three), "tensors of its own"),
-    "bool tensor holding 2": (_raw_header(GOOD, lambda t: t), None),  # replaced below (needs the offset)
-    "unknown family": (rewrite(GOOD, lambda d: d["fingerprint"].update(family="flux")), "family is not one"),
+    "60 layers sharing 3 layers' tensors": (rewrite(GOOD, _layers_pointing_at_the_first_three),
+                                            "tensors of its own"),
+    # replaced below (needs the offset)
+    "bool tensor holding 2": (_raw_header(GOOD, lambda t: t), None),
+    "unknown family": (rewrite(GOOD, lambda d: d["fingerprint"].update(family="flux")),
+                       "family is not one"),
     "sdxl family with T5 width": (rewrite(GOOD, lambda d: d["fingerprint"].update(family="sdxl"),
-                                          edit_meta=lambda m: m.update(format_version="3")), r"expected \[1, \*, 2048\]"),
-    "version with a full-width digit": (rewrite(GOOD, edit_meta=lambda m: m.update(format_version="\uff12")), "not a number"),
+                                          edit_meta=lambda m: m.update(format_version="3")),
+                                  r"expected \[1, \*, 2048\]"),
+    "version with a full-width digit": (rewrite(GOOD, edit_meta=lambda m: m.update(
+        format_version="\uff12")), "not a number"),
 }
 
 
@@ -286,7 +330,8 @@ def test_crafted_files_are_refused_without_echoing_contents(case):
     assert "9999" not in text and "could not be decoded" not in text
 
 
-def test_a_header_length_is_never_echoed_and_no_tensor_byte_is_read_before_the_checks(tmp_path, monkeypatch):
+def test_a_header_length_is_never_echoed_and_no_tensor_byte_is_read_before_the_checks(tmp_path,
+                                                                                      monkeypatch):
     big = struct.pack("<Q", 0x4142434445464748) + b"\0" * 64
     with pytest.raises(LayerMemoryError) as e:
         ser.from_bytes(big, "x.safetensors")
@@ -302,7 +347,9 @@ def test_a_header_length_is_never_echoed_and_no_tensor_byte_is_read_before_the_c
 
     monkeypatch.setattr(safetensors_io, "read_tensors", forbidden)
     monkeypatch.setattr(ser, "read_tensors", forbidden)
-    with pytest.raises(LayerMemoryError, match=r"trajectory x\) has shape \[2097152, 4, 8, 8\], expected \[3, 4, 8, 8\]"):
+    with pytest.raises(LayerMemoryError,
+                       match=r"trajectory x\) has shape \[2097152, 4, 8, 8\], "
+                             r"expected \[3, 4, 8, 8\]"):
         ser.load(str(path))
 
 
@@ -315,7 +362,8 @@ def test_shared_negative_and_sigmas_still_load_and_sharing_is_kept():
 def test_values_that_could_not_be_loaded_back_are_not_saved():
     m = _memory(2)
     m.layers[1].trajectory.x[0, 0, 0, 0] = float("nan")  # test-local memory
-    with pytest.raises(LayerMemoryError, match="cannot save this memory: layer 1's stored latents hold NaN"):
+    with pytest.raises(LayerMemoryError,
+                       match="cannot save this memory: layer 1's stored latents hold NaN"):
         ser.to_bytes(m)
 
 
@@ -326,11 +374,14 @@ def test_format_version_2_for_pixart_3_for_other_families_and_pooled():
     g = torch.Generator().manual_seed(3)
 
     def sdxl_cond(c):
-        return Conditioning(torch.randn(1, 3, 2048, generator=g), c.extras, torch.randn(1, 1280, generator=g))
+        return Conditioning(torch.randn(1, 3, 2048, generator=g), c.extras,
+                            torch.randn(1, 1280, generator=g))
 
     neg = sdxl_cond(m.layers[0].negative)
-    layers = tuple(replace(layer, positive=sdxl_cond(layer.positive), negative=neg) for layer in m.layers)
-    sdxl = replace(m, fingerprint=replace(m.fingerprint, family="sdxl", image_model="sdxl"), layers=layers)
+    layers = tuple(replace(layer, positive=sdxl_cond(layer.positive), negative=neg)
+                   for layer in m.layers)
+    sdxl = replace(m, fingerprint=replace(m.fingerprint, family="sdxl", image_model="sdxl"),
+                   layers=layers)
     data = ser.to_bytes(sdxl)
     assert ser.read_metadata(data)["format_version"] == "3"
     back = ser.from_bytes(data, "sdxl.safetensors")
@@ -354,7 +405,8 @@ def test_names_with_any_text_round_trip():
 
 def test_float16_storage_refuses_latents_it_cannot_hold():
     m = _memory(2)
-    m.layers[1].trajectory.x[0, 0, 0, 0] = 1e6  # finite in float32, inf in float16 (test-local memory)
+    # finite in float32, inf in float16 (test-local memory)
+    m.layers[1].trajectory.x[0, 0, 0, 0] = 1e6
     with pytest.raises(LayerMemoryError, match="trajectory_storage.*beyond the range of float16"):
         ser.to_bytes(m, "float16")
     assert ser.from_bytes(ser.to_bytes(m), "f32").layers[1].trajectory.x[0, 0, 0, 0] == 1e6
