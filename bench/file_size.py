@@ -34,7 +34,8 @@ def import_core():
 
 
 def synthetic_memory(memory, trajectory, size: int, steps: int, layers: int, tokens: int):
-    """A LayerMemory of random tensors with the shapes of a real one (`memory`, `trajectory`: the core modules)."""
+    """A LayerMemory of random tensors with the shapes of a real one (`memory`, `trajectory`: the
+    core modules)."""
     g = torch.Generator().manual_seed(0)
     h = w = size // 8
     sigmas = torch.linspace(14.6, 0.03, steps + 1)

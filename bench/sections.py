@@ -161,9 +161,11 @@ def _vram_growth(rows: list[dict]) -> dict:
     """Allocated and peak device memory growth over the chain, in percent."""
     base, first, last = rows[0], rows[1], rows[-1]
     return {
-        "vram_allocated_growth_pct": 100.0 * (last["vram_allocated_mb"] - base["vram_allocated_mb"])
+        "vram_allocated_growth_pct": 100.0 * (last["vram_allocated_mb"]
+                                              - base["vram_allocated_mb"])
         / base["vram_allocated_mb"],
-        "vram_peak_growth_pct": 100.0 * (last["vram_max_allocated_mb"] - first["vram_max_allocated_mb"])
+        "vram_peak_growth_pct": 100.0 * (last["vram_max_allocated_mb"]
+                                         - first["vram_max_allocated_mb"])
         / first["vram_max_allocated_mb"],
     }
 

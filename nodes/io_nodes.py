@@ -138,7 +138,8 @@ class LoadLayerMemory(io.ComfyNode):
 
     @classmethod
     def fingerprint_inputs(cls, file: str):
-        """Re-run when the file is replaced or edited (size, modification time, inode), without hashing it."""
+        """Re-run when the file is replaced or edited (size, modification time, inode), without
+        hashing it."""
         try:
             path, _ = resolve_file(file)
             st = os.stat(path)

@@ -1,4 +1,5 @@
-"""Small helpers to build conditioning, masks and fingerprints of memories in tests and benchmarks."""
+"""Small helpers to build conditioning, masks and fingerprints of memories in tests and
+benchmarks."""
 from __future__ import annotations
 
 import hashlib

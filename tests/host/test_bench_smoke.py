@@ -1,4 +1,5 @@
-"""Issue 4: the benchmark script runs end to end (CPU-sized) and writes every section. No timing assertions.
+"""Issue 4: the benchmark script runs end to end (CPU-sized) and writes every section. No timing
+assertions.
 
 It runs in a subprocess: the script boots ComfyUI in-process itself, and a second boot inside the
 test session's process (which may already host one) is not something ComfyUI supports.

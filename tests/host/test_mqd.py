@@ -132,7 +132,8 @@ def test_mask_order_routing_of_a_scene(host, three_layers):
 
 
 def test_full_mask_layer_with_mqd_matches_plain_cross_attention(host, alpha, background):
-    """A layer covering everything routes every token to its own prompt: MQD on == off (float tolerance)."""
+    """A layer covering everything routes every token to its own prompt: MQD on == off (float
+    tolerance)."""
     full = torch.ones(1, 512, 512)
     on = host.layer_ops.add_layer(background, alpha, scenes.cond(5), full, seed=3, use_mqd=True)
     off = host.layer_ops.add_layer(background, alpha, scenes.cond(5), full, seed=3, use_mqd=False)

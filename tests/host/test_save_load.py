@@ -1,4 +1,5 @@
-"""Issue 5: keep and share a layered scene. SaveLayerMemory / LoadLayerMemory inside the real ComfyUI."""
+"""Issue 5: keep and share a layered scene. SaveLayerMemory / LoadLayerMemory inside the real
+ComfyUI."""
 import asyncio
 import copy
 import importlib
@@ -34,7 +35,8 @@ def file_options(N) -> list:
 
 @pytest.fixture(scope="module")
 def saved(host, N, three_layers):
-    """The four-layer scene saved through the node: (node output name, path, memory, digest before saving)."""
+    """The four-layer scene saved through the node: (node output name, path, memory, digest before
+    saving)."""
     memory = three_layers[-1]
     digest = scenes.memory_digest(memory)
     out = N["SaveLayerMemory"].execute(memory, "lm_test/scene")
@@ -224,7 +226,8 @@ def test_missing_and_escaping_paths(host, N):
 
 
 def test_executor_reloads_when_the_file_changes(host, N, three_layers, ser):
-    """In ComfyUI's executor: cached while the file is unchanged, re-executed once it is replaced."""
+    """In ComfyUI's executor: cached while the file is unchanged, re-executed once it is
+    replaced."""
     import execution
     from comfy_execution.graph_utils import GraphBuilder
 

@@ -12,7 +12,8 @@ import torch
 
 def rewrite(data: bytes, edit_doc: Callable | None = None, edit_meta: Callable | None = None,
             edit_tensors: Callable | None = None) -> bytes:
-    """`data` (a saved memory) with its JSON document, its metadata strings and/or its tensors edited in place
+    """`data` (a saved memory) with its JSON document, its metadata strings and/or its tensors
+    edited in place
     by the given callables, written back as a well-formed safetensors file."""
     tensors = safetensors.torch.load(data)
     n = struct.unpack("<Q", data[:8])[0]

@@ -1,4 +1,5 @@
-"""The file format on its own (no ComfyUI): exact round trip, shared tensors, every kind of bad file."""
+"""The file format on its own (no ComfyUI): exact round trip, shared tensors, every kind of bad
+file."""
 import json
 import struct
 
@@ -92,7 +93,8 @@ def _pop(d, *path):
 
 
 def _as_version_1(data: bytes, with_denoised: bool = True) -> bytes:
-    """`data` as format version 1 wrote it: with a per-call denoised prediction in each trajectory."""
+    """`data` as format version 1 wrote it: with a per-call denoised prediction in each
+    trajectory."""
     n_layers = len(json.loads(ser.read_metadata(data)["layer_memory"])["layers"])
 
     def doc(d):
