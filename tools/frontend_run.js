@@ -36,7 +36,8 @@ function parseArgs(argv) {
   return args;
 }
 
-/** UI workflows in run order: the file names start with it (1_layered_scene, 2_continue_scene). */
+/** UI workflows in run order: the file names start with it (1_layered_scene, 2_continue_scene,
+ * ...). */
 function workflows() {
   const dir = path.join(REPO, 'workflows');
   return fs.readdirSync(dir).filter((f) => /^\d+_.*\.json$/.test(f)).sort()
@@ -188,7 +189,8 @@ async function pictures(page, wf, docsDir) {
     }, [type, scale]);
     await page.waitForTimeout(1500);
   };
-  await focus(wf.name.includes('continue') ? 'ListLayers' : 'SaveLayerMemory', 0.8);
+  const target = { continue_scene: 'ListLayers', edit_picture: 'PreviewLayers' };
+  await focus(target[wf.name.replace(/^\d+_/, '')] ?? 'SaveLayerMemory', 0.8);
   const shot = path.join(docsDir, `${wf.name.replace(/^\d+_/, '')}.jpg`);
   await page.screenshot({ path: shot, type: 'jpeg', quality: 65 });
   const box = await page.locator('#graph-canvas').boundingBox();
