@@ -34,6 +34,7 @@ from workflow_parts import (
     SDXL,
     SIZE,
     VAE_OUT,
+    X_COMPOSITE,
     X_DECODE,
     X_LAYER,
     X_MASK,
@@ -42,7 +43,6 @@ from workflow_parts import (
     X_TEXT,
     Family,
     box_layer,
-    box_mask,
     box_pixels,
     canvas,
     decode_save,
@@ -118,15 +118,19 @@ def _edits(g: Graph, notes: list, memory: int, first: int, out: str) -> int:
     row_group(g, f"Step {step}: reroll the {REROLL}", y, x0=X_LAYER)
 
     step, y = step + 1, y + ROW
-    source, composite, move, decode, save, note_id = range(first + 8, first + 14)
-    x0, y0, x1, y1 = box_pixels(next(o[1] for o in OBJECTS if o[0] == MOVE))
-    dx, dy = MOVE_BY
-    box_mask(g, (source, composite), f"{MOVE}, moved", (x0 + dx, y0 + dy, x1 + dx, y1 + dy), 9, y)
+    composite, move, decode, save, note_id = range(first + 9, first + 14)
+    index = next(k for k, o in enumerate(OBJECTS) if o[0] == MOVE)
+    x0, y0 = box_pixels(OBJECTS[index][1])[:2]
+    # the same box size (the layer's own SolidMask: same node, same cached output), a new place
+    g.add(Node(composite, "MaskComposite", {"x": x0 + MOVE_BY[0], "y": y0 + MOVE_BY[1],
+                                            "operation": "add"},
+               {"destination": (9, 0), "source": (11 + 7 * index, 0)},
+               title=f"Box mask: {MOVE}, moved", pos=(X_COMPOSITE, y), size=(270, 130)))
     edit_layer(g, move, reroll, MOVE, MOVE_SEED, y, f"Move the {MOVE} (new mask)",
                {"mask": (composite, 0)})
     decode_save(g, decode, save, (move, 1), y, f"{out}/{step}_{MOVE}_moved")
     note(g, note_id, notes[step], (X_NOTE, y), (420, 250))
-    row_group(g, f"Step {step}: move the {MOVE}", y, x0=X_MASK)
+    row_group(g, f"Step {step}: move the {MOVE}", y, x0=X_COMPOSITE)
     return move
 
 

@@ -189,11 +189,11 @@ def append_layer(prompt: dict) -> tuple[dict, set[str]]:
     p = copy.deepcopy(prompt)
     top = _top_memory(p)
     # the scene's size: LayerMemory's, or (a loaded memory, a picture) the prompts'
-    memory = next((n for n in p.values() if n["class_type"] == "LayerMemory"),
-                  next(n for n in p.values() if n["class_type"] == headless.TEST_ENCODER))["inputs"]
-    width, height = memory["width"], memory["height"]
     # the new prompt: a copy of an object's prompt node (the model family's test encoder)
     encoder = copy.deepcopy(p[_first(p, "AddLayer")["positive"][0]])
+    memory = next((n["inputs"] for n in p.values() if n["class_type"] == "LayerMemory"),
+                  encoder["inputs"])
+    width, height = memory["width"], memory["height"]
     encoder["inputs"]["text"] = "a red hot-air balloon drifting low over the plain"
     encoder["_meta"] = {"title": "Prompt: balloon"}
     top_inputs = p[top]["inputs"]
@@ -348,8 +348,9 @@ def _box_of(prompt: dict, layer: str) -> tuple[int, int, int, int]:
             composite["y"] + size["height"])
 
 
-# TAESD's decoder sees this far: pixels farther than this from a mask decode from unchanged latents
-DECODER_REACH_PX = 48
+# The random TAESD decoder sees about 8 latent pixels (64 px) around a changed latent (measured: a
+# 128x256 box changed the image up to 65 px outside it); farther pixels decode unchanged latents.
+DECODER_REACH_PX = 80
 
 
 def test_picture_survives_outside_the_mask(server):
@@ -380,7 +381,7 @@ def test_picture_survives_outside_the_mask(server):
     far = np.ones_like(inside)
     far[max(0, y0 - DECODER_REACH_PX):y1 + DECODER_REACH_PX,
         max(0, x0 - DECODER_REACH_PX):x1 + DECODER_REACH_PX] = False
-    assert far.mean() > 0.4
+    assert far.mean() > 0.3
     assert np.abs(last - first)[far].max() <= 2.0, "the picture changed outside the mask"
     assert np.abs(added - first)[inside].mean() > 1.0, "Add Layer changed nothing in its box"
     assert np.abs(last - added)[inside].mean() > 1.0, "the re-prompt changed nothing in the box"

@@ -29,8 +29,8 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 MODEL_FILE_INPUTS = {"unet_name", "text_encoder", "vae_name", "ckpt_name", "clip_name", "lora_name", "control_net_name"}
 MODEL_SUFFIXES = (".safetensors", ".sft", ".pth", ".pt", ".ckpt", ".bin", ".gguf")
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
-OUTPUT_TAG = " [output]"
-EXAMPLE_INPUTS = REPO / "example_inputs"  # pictures LoadImage nodes of the examples open  # LoadLayerMemory's mark for a file in the output folder
+OUTPUT_TAG = " [output]"  # LoadLayerMemory's mark for a file in the output folder
+EXAMPLE_INPUTS = REPO / "example_inputs"  # pictures LoadImage nodes of the examples open
 
 
 def _load(path: Path) -> dict:
