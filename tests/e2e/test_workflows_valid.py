@@ -241,7 +241,7 @@ def test_templates_have_thumbnails():
     """The template browser asks for <name>.jpg beside each template (grey placeholder otherwise)."""
     for ui in UI_FILES:
         thumb = ui.with_suffix(".jpg")
-        assert thumb.is_file(), f"{_rel(thumb)} missing: run node tools/screenshots.js (see its header)"
+        assert thumb.is_file(), f"{_rel(thumb)} missing: run python3 tools/screenshots.py (see its header)"
         assert thumb.read_bytes()[:3] == b"\xff\xd8\xff" and thumb.stat().st_size < 200_000
 
 
