@@ -81,6 +81,12 @@ def _fill(memory_prefix: str) -> dict:
             "ckpt": SDXL_CKPT, "picture": picture_workflow.PICTURE}
 
 
+def _for_sdxl(text: str, out: str, cfg: float) -> str:
+    """A layered_scene note for the SDXL graph: its output folder and cfg."""
+    return (text.replace("layered_scene/", f"{out}/").replace("the paper's: ", "")
+            .replace("cfg 4.5", f"cfg {cfg}"))
+
+
 def _background(g: Graph, fam: Family, notes: list, out: str) -> None:
     """Step 1 of layered_scene: nodes 3 to 9 (9: the canvas of every box mask)."""
     fam.encode(g, 3, BACKGROUND, "Background prompt", (X_TEXT, 0), 400, POSITIVE_COLOR)
@@ -158,7 +164,7 @@ def build(fam: Family = PIXART) -> Graph:
     steps = read_notes("layered_scene", _fill(prefix))
     if sdxl:
         readme = read_notes("sdxl_layered_scene", _fill(prefix))[0]
-        steps = [readme] + [(t, x.replace("layered_scene/", f"{out}/")) for t, x in steps[1:]]
+        steps = [readme] + [(t, _for_sdxl(x, out, fam.cfg)) for t, x in steps[1:]]
     else:
         steps[0] = read_notes("layered_scene", _fill(prefix), models_note(
             "Models: put the files here, then press `r` to refresh the lists"))[0]
