@@ -528,3 +528,22 @@ def test_ui_and_api_describe_the_same_graph(path, specs):
     if ui_links != api_links:
         problems.append(f"links only in UI: {sorted(ui_links - api_links)}; only in API: {sorted(api_links - ui_links)}")
     assert not problems, "\n".join(problems)
+
+
+# ------------------------------------------------------------------------------------------ random-model rewrite
+REAL_MODEL_NODES = {"CheckpointLoaderSimple", "CLIPTextEncodeSDXL", "CLIPTextEncodePixArtAlpha"}
+
+
+@pytest.mark.parametrize("path", API_FILES, ids=_rel)
+def test_random_rewrite_leaves_no_real_model_and_no_large_size(path):
+    """The rewritten workflow loads only the random test models (PixArt through LoadPixArt's random
+    file names, SDXL through the test loader) and works at 512 px, so the CPU tests stay small."""
+    prompt, changes = headless.rewrite_for_random_models(headless.load_api_workflow(path))
+    assert changes
+    assert not {n["class_type"] for n in prompt.values()} & REAL_MODEL_NODES
+    for nid, node in prompt.items():
+        if node["class_type"] == "LoadPixArt":
+            assert node["inputs"]["unet_name"] in (headless.RANDOM_ALPHA, headless.RANDOM_SIGMA)
+        for name in ("width", "height", "target_width", "target_height"):
+            value = node["inputs"].get(name)
+            assert not isinstance(value, int) or value <= 512, (nid, name, value)
