@@ -49,8 +49,8 @@ def draw() -> Image.Image:
     d = ImageDraw.Draw(img)
     _sky(d)
     _ground(d, rng)
-    _acacia(d, 120, 300, 1.0)
-    _acacia(d, 650, 292, 0.6)
+    _acacia(d, 230, 300, 1.0)  # inside the centre square that Upscale Image keeps
+    _acacia(d, 560, 288, 0.6)
     return img.filter(ImageFilter.GaussianBlur(0.8))
 
 
