@@ -38,8 +38,9 @@ def _ground(draw: ImageDraw.ImageDraw, rng: random.Random) -> None:
 def _acacia(draw: ImageDraw.ImageDraw, x: int, y: int, s: float) -> None:
     dark = (55, 50, 35)
     draw.line([(x, y), (x + 4 * s, y - 60 * s)], fill=dark, width=max(2, int(6 * s)))
-    draw.line([(x + 4 * s, y - 60 * s), (x - 30 * s, y - 85 * s)], fill=dark, width=max(1, int(3 * s)))
-    draw.line([(x + 4 * s, y - 60 * s), (x + 40 * s, y - 88 * s)], fill=dark, width=max(1, int(3 * s)))
+    branch = max(1, int(3 * s))
+    draw.line([(x + 4 * s, y - 60 * s), (x - 30 * s, y - 85 * s)], fill=dark, width=branch)
+    draw.line([(x + 4 * s, y - 60 * s), (x + 40 * s, y - 88 * s)], fill=dark, width=branch)
     draw.ellipse([x - 75 * s, y - 110 * s, x + 85 * s, y - 78 * s], fill=(70, 85, 45))
 
 

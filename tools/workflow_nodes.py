@@ -142,5 +142,6 @@ MODEL_LINKS = [
 ]
 SDXL_LINKS = [
     {"name": SDXL_CKPT, "directory": "checkpoints",
-     "url": f"{HF}/stabilityai/stable-diffusion-xl-base-1.0/resolve/main/sd_xl_base_1.0.safetensors"},
+     "url": f"{HF}/stabilityai/stable-diffusion-xl-base-1.0/resolve/main/"
+            "sd_xl_base_1.0.safetensors"},
 ]

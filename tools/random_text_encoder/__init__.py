@@ -88,8 +88,9 @@ def small_sdxl_model():
 
 class LayerMemTestSDXLLoader:
     CATEGORY = "testing/layer_memory"
-    DESCRIPTION = ("TEST ONLY. A small random SDXL UNet (MODEL), no CLIP (use LayerMemTestEncodeSDXL) "
-                   "and TAESDXL (VAE), in CheckpointLoaderSimple's output order.")
+    DESCRIPTION = ("TEST ONLY. A small random SDXL UNet (MODEL), no CLIP (use "
+                   "LayerMemTestEncodeSDXL) and TAESDXL (VAE), in CheckpointLoaderSimple's "
+                   "output order.")
     RETURN_TYPES = ("MODEL", "CLIP", "VAE")
     FUNCTION = "load"
 
@@ -107,8 +108,9 @@ class LayerMemTestSDXLLoader:
 
 class LayerMemTestEncodeSDXL:
     CATEGORY = "testing/layer_memory"
-    DESCRIPTION = ("TEST ONLY. A deterministic random SDXL-shaped conditioning ([1, 77, 2048], pooled "
-                   "[1, 1280]) from a hash of the text, with CLIPTextEncodeSDXL's size extras.")
+    DESCRIPTION = ("TEST ONLY. A deterministic random SDXL-shaped conditioning ([1, 77, 2048], "
+                   "pooled [1, 1280]) from a hash of the text, with CLIPTextEncodeSDXL's size "
+                   "extras.")
     RETURN_TYPES = ("CONDITIONING",)
     FUNCTION = "encode"
 
