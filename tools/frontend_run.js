@@ -113,10 +113,14 @@ async function run(page) {
     const w = window;
     w.__lm = { progress: 0, executed: [], errors: [], done: false, started: false };
     const api = w.app.api ?? w.comfyAPI?.api?.api;
-    api.addEventListener('execution_start', () => { w.__lm.started = true; });
-    api.addEventListener('executed', (e) => w.__lm.executed.push(e.detail.node));
-    api.addEventListener('execution_error', (e) => w.__lm.errors.push(e.detail.exception_message));
-    api.addEventListener('execution_success', () => { w.__lm.done = true; });
+    if (!w.__lmHooked) { // once per page: the handlers fill the current run's w.__lm
+      w.__lmHooked = true;
+      api.addEventListener('execution_start', () => { w.__lm.started = true; });
+      api.addEventListener('executed', (e) => w.__lm.executed.push(e.detail.node));
+      api.addEventListener('execution_error',
+        (e) => w.__lm.errors.push(e.detail.exception_message));
+      api.addEventListener('execution_success', () => { w.__lm.done = true; });
+    }
     w.__lm.timer = setInterval(() => {
       for (const n of w.app.graph.nodes) {
         if (n.progress > 0 && n.progress < 1) w.__lm.progress++;
