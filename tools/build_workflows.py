@@ -3,9 +3,10 @@
     python tools/build_workflows.py          # (re)write the workflows/ files
     python tools/build_workflows.py --check  # exit 1 if a file differs from what this writes
 
-`workflows/<n>_<name>.json` is the UI format (drag it onto the canvas, or open it from Workflow >
-Browse Templates); `workflows/api/<name>_api.json` is the API format a pipeline posts to
-`/prompt`. What the graphs hold: tools/example_workflows.py, their notes:
+Every workflow comes from here, the SDXL one included. `workflows/<n>_<name>.json` is the UI
+format (drag it onto the canvas, or open it from Workflow > Browse Templates);
+`workflows/api/<name>_api.json` is the API format a pipeline posts to `/prompt`. What the graphs
+hold: tools/example_workflows.py and tools/picture_workflow.py, their notes:
 tools/workflow_notes/, the serializer: tools/workflow_graph.py, the node types:
 tools/workflow_nodes.py. tests/e2e/test_workflows_valid.py checks the files against the real
 ComfyUI and this pack, and that this script reproduces them.
@@ -21,14 +22,14 @@ import json
 import sys
 from pathlib import Path
 
-from example_workflows import RUN_ORDER, UI_NAMES, build, build_continue
+from example_workflows import GRAPHS, RUN_ORDER, UI_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = REPO / "workflows"
 WORKFLOW_IDS = {"layered_scene": "5f0c6b52-7a1e-4c1e-9a53-1a7e2c0d4b11",
-                "continue_scene": "9b3e2d41-5c6f-4a8e-b1d7-2f4a6c8e0d23"}
-GRAPHS = {"layered_scene": build, "continue_scene": build_continue}
-assert tuple(GRAPHS) == RUN_ORDER
+                "continue_scene": "9b3e2d41-5c6f-4a8e-b1d7-2f4a6c8e0d23",
+                "edit_picture": "3c8f1a27-6d4e-4b9a-8e15-7a2b9c4d6e31",
+                "sdxl_layered_scene": "0b6d7a4e-2c1f-5e8a-9d3b-4f6a8c2e1d57"}
 __all__ = ["RUN_ORDER", "UI_NAMES", "outputs", "ui_path", "api_path", "main"]
 
 
@@ -59,8 +60,14 @@ def main(argv=None) -> int:
     p.add_argument("--check", action="store_true",
                    help="only compare; exit 1 when a file is missing or differs")
     args = p.parse_args(argv)
-    stale = []
-    for path, text in outputs().items():
+    written = outputs()
+    extra = sorted({*WORKFLOWS.glob("*.json"), *(WORKFLOWS / "api").glob("*.json")} - set(written))
+    for path in extra:  # a workflow this script no longer writes (renamed or removed)
+        if not args.check:
+            path.unlink()
+            print(f"removed {path.relative_to(REPO)}")
+    stale = list(extra) if args.check else []
+    for path, text in written.items():
         current = path.read_text(encoding="utf-8") if path.exists() else None
         if current == text:
             continue
@@ -71,7 +78,8 @@ def main(argv=None) -> int:
             print(f"wrote {path.relative_to(REPO)}")
     if args.check and stale:
         names = ", ".join(str(p.relative_to(REPO)) for p in stale)
-        print(f"out of date: {names} (run python tools/build_workflows.py)")
+        print(f"out of date or not written by this script: {names} "
+              "(run python tools/build_workflows.py)")
         return 1
     if not stale:
         print("workflows are up to date")

@@ -1,35 +1,67 @@
 """The example workflows: what each graph holds, where its nodes sit, and its notes.
 
-- `layered_scene`: builds the savanna scene layer by layer, deletes a layer, saves the scene as a
-  layer memory file (`output/layer_memory/savanna_00001_.safetensors`) and previews its layers;
-- `continue_scene`: loads that file and adds one more layer, so it runs after `layered_scene`
-  (`RUN_ORDER`). Template file names carry the order (`UI_NAMES`: 1_layered_scene,
-  2_continue_scene): ComfyUI lists a pack's templates in file-system order (glob, unsorted)
-  and frontend 1.27 shows them as listed, so the names say which comes first.
+- `layered_scene`: builds the savanna scene layer by layer, deletes a layer, rerolls one (new
+  seed), moves one (new mask), saves the scene as a layer memory file
+  (`output/layer_memory/savanna_00001_.safetensors`) and previews its layers;
+- `continue_scene`: loads that file and adds one more layer, so it runs after `layered_scene`;
+- `edit_picture` (tools/picture_workflow.py): starts from a picture (LoadImage), adds a layer and
+  re-prompts it;
+- `sdxl_layered_scene`: layered_scene with an SDXL checkpoint (CheckpointLoaderSimple,
+  CLIPTextEncodeSDXL).
+
+`RUN_ORDER` is the order in which they run in one ComfyUI; template file names carry it
+(`UI_NAMES`: 1_layered_scene, 2_continue_scene, ...): ComfyUI lists a pack's templates in
+file-system order (glob, unsorted) and frontend 1.27 shows them as listed.
 
 The notes on the canvas are the Markdown files in tools/workflow_notes/<workflow>/ (in name order:
-00 is the read-me, then one per step; the first line `# ...` is the note's title), with
-{placeholders} filled from this module.
+00 is the read-me, then one per step; the first line `# ...` is the note's title).
 """
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-from workflow_graph import Graph, Group, Node
-from workflow_nodes import MODEL_LINKS, NODE_DEFS, T5, UNET, VAE
-
-NOTES_DIR = Path(__file__).resolve().parent / "workflow_notes"
+import picture_workflow
+from workflow_graph import Graph, Node
+from workflow_nodes import NODE_DEFS, SDXL_CKPT
+from workflow_parts import (
+    MODEL,
+    NEGATIVE_COLOR,
+    NOTES_DIR,
+    PIXART,
+    POSITIVE_COLOR,
+    ROW,
+    SCENE_SIZE,
+    SDXL,
+    SIZE,
+    VAE_OUT,
+    X_COMPOSITE,
+    X_DECODE,
+    X_LAYER,
+    X_MASK,
+    X_NOTE,
+    X_README,
+    X_TEXT,
+    Family,
+    box_layer,
+    box_pixels,
+    canvas,
+    decode_save,
+    edit_layer,
+    models_note,
+    note,
+    read_notes,
+    row_group,
+)
 
 # ---------------------------------------------------------------- the scene
 # Multi-Edit Bench (dev70) scene "1" (workflow_notes/scene.json): background first, then the objects
-# in mask order. Boxes are the bench's normalised [x0, y0, x1, y1] (x right, y down) times 1024,
-# rounded to multiples of 16 so that they stay on the latent grid at 1024 px and at 512 px.
+# in mask order. Boxes are the bench's normalised [x0, y0, x1, y1] (x right, y down).
 SCENE = json.loads((NOTES_DIR / "scene.json").read_text(encoding="utf-8"))
-SIZE = 1024
 BACKGROUND, NEGATIVE = SCENE["background"], SCENE["negative"]
 OBJECTS = tuple((o["name"], tuple(o["box"]), o["prompt"]) for o in SCENE["objects"])
 DELETE = "2"  # the middle object (leopard); 0 is the background
+REROLL, REROLL_SEED = "cheetah", 111  # a new seed for the first object
+MOVE, MOVE_SEED, MOVE_BY = "lion", 131, (192, 32)  # the lion's box, moved right and down (px)
 # The second workflow puts the deleted object back, as a new top layer (scene 1 has no fourth).
 RESTORE = OBJECTS[int(DELETE) - 1]
 RESTORE_SEED = 202
@@ -38,184 +70,162 @@ RESTORE_SEED = 202
 # "<path> [output]".
 MEMORY_PREFIX = "layer_memory/savanna"
 MEMORY_FILE = f"{MEMORY_PREFIX}_00001_.safetensors [output]"
-MEMORY_PATH = MEMORY_FILE.removesuffix(" [output]")
 TRAJECTORY_STORAGE = "float32 (exact)"
-# The order in which the workflows must run in one ComfyUI: continue_scene loads what
-# layered_scene saves. The template files carry it in their names.
-RUN_ORDER = ("layered_scene", "continue_scene")
+RUN_ORDER = ("layered_scene", "continue_scene", "edit_picture", "sdxl_layered_scene")
 UI_NAMES = {name: f"{i + 1}_{name}" for i, name in enumerate(RUN_ORDER)}
 
 
-def box_pixels(box, size: int = SIZE, grid: int = 16) -> tuple[int, int, int, int]:
-    return tuple(int(round(c * size / grid)) * grid for c in box)
+def _fill(memory_prefix: str) -> dict:
+    memory_file = f"{memory_prefix}_00001_.safetensors [output]"
+    return {"memory_file": memory_file, "memory_path": memory_file.removesuffix(" [output]"),
+            "ckpt": SDXL_CKPT, "picture": picture_workflow.PICTURE}
 
 
-# ---------------------------------------------------------------- the layout
-POSITIVE_COLOR = ("#232", "#353")
-NEGATIVE_COLOR = ("#322", "#533")
-ROW = 540  # canvas height of one step
-X_README, X_NOTE, X_TEXT, X_MASK, X_COMPOSITE = -1400, -480, 0, 440, 740
-X_LAYER, X_DECODE, X_SAVE = 1060, 1440, 1680
-SAVE_SIZE = (360, 420)
-SCENE_SIZE = (600, 400)  # PreviewLayers: room for its images
-CLIP, MODEL, VAE_OUT = (1, 1), (1, 0), (1, 2)  # LoadPixArt's outputs
+def _for_sdxl(text: str, out: str, cfg: float) -> str:
+    """A layered_scene note for the SDXL graph: its output folder and cfg."""
+    return (text.replace("layered_scene/", f"{out}/").replace("the paper's: ", "")
+            .replace("cfg 4.5", f"cfg {cfg}"))
 
 
-def _fill(text: str) -> str:
-    return text.format(memory_file=MEMORY_FILE, memory_path=MEMORY_PATH, unet=UNET, t5=T5, vae=VAE)
-
-
-def notes(workflow: str, models_title: str) -> list[tuple[str, str]]:
-    """(title, Markdown text) of each note of a workflow, the read-me first."""
-    models = (NOTES_DIR / "models.md").read_text(encoding="utf-8")
-    models = _fill(models.replace("{title}", models_title))
-    found = []
-    for path in sorted((NOTES_DIR / workflow).glob("*.md")):
-        first, _, body = path.read_text(encoding="utf-8").partition("\n")
-        assert first.startswith("# "), f"{path}: the first line must be '# <note title>'"
-        text = _fill(body.strip("\n").replace("{models}", "{{models}}")).replace("{models}", models)
-        found.append((first[2:].strip(), text))
-    return found
-
-
-LAYERED_NOTES = notes("layered_scene",
-                      "Models: put the files here, then press `r` to refresh the lists")
-CONTINUE_NOTES = notes("continue_scene", "Models: the same files as layered_scene")
-
-
-def _note(g: Graph, id: int, note: tuple[str, str], pos, size) -> None:
-    g.note(id, note[1], pos=pos, size=size, title=note[0])
-
-
-def _row_group(g: Graph, title: str, y: int, x0: int = X_TEXT) -> None:
-    width = X_SAVE + SAVE_SIZE[0] + 20 - (x0 - 20)
-    g.groups.append(Group(title, (x0 - 20, y - 80, width, ROW - 20)))
-
-
-def _loader(g: Graph) -> None:
-    models = {"unet_name": UNET, "text_encoder": T5, "vae_name": VAE, "weight_dtype": "default"}
-    g.add(Node(1, "LoadPixArt", models, {}, pos=(X_TEXT, -360), size=(400, 150),
-               properties={"models": MODEL_LINKS}))
-
-
-def _encode(g: Graph, id: int, text: str, title: str, x: int, y: int, width: int, color) -> None:
-    g.add(Node(id, "CLIPTextEncodePixArtAlpha", {"width": SIZE, "height": SIZE, "text": text},
-               {"clip": CLIP}, title=title, pos=(x, y), size=(width, 200), color=color))
-
-
-def _decode_save(g: Graph, decode: int, save: int, latent: tuple, y: int, prefix: str) -> None:
-    g.add(Node(decode, "VAEDecode", {}, {"samples": latent, "vae": VAE_OUT}, pos=(X_DECODE, y),
-               size=(200, 50)))
-    g.add(Node(save, "SaveImage", {"filename_prefix": prefix}, {"images": (decode, 0)},
-               pos=(X_SAVE, y), size=SAVE_SIZE))
-
-
-def _canvas(g: Graph, id: int, y: int) -> None:
-    """The empty mask every box mask is pasted on."""
-    g.add(Node(id, "SolidMask", {"value": 0.0, "width": SIZE, "height": SIZE}, {},
-               title="Canvas (empty mask)", pos=(X_MASK, y + 260), size=(270, 110)))
-
-
-def _box_layer(g: Graph, ids, y: int, obj: tuple, seed: int, memory: int, canvas: int,
-               title: str, save_prefix: str) -> None:
-    """Prompt, box mask (SolidMask + MaskComposite on the canvas), AddLayer, decode and save."""
-    name, box, prompt = obj
-    text, source, composite, layer, decode, save = ids
-    x0, y0, x1, y1 = box_pixels(box)
-    _encode(g, text, prompt, f"Prompt: {name}", X_TEXT, y, 400, POSITIVE_COLOR)
-    g.add(Node(source, "SolidMask", {"value": 1.0, "width": x1 - x0, "height": y1 - y0}, {},
-               title=f"Box size: {name}", pos=(X_MASK, y), size=(270, 110)))
-    g.add(Node(composite, "MaskComposite", {"x": x0, "y": y0, "operation": "add"},
-               {"destination": (canvas, 0), "source": (source, 0)}, title=f"Box mask: {name}",
-               pos=(X_COMPOSITE, y), size=(270, 130)))
-    widgets = {"seed": seed, "use_mqd": True, "grow": 0, "feather": 0, "unblended_fraction": 0.0,
-               "name": name}
-    links = {"memory": (memory, 0), "model": MODEL, "positive": (text, 0), "mask": (composite, 0)}
-    g.add(Node(layer, "AddLayer", widgets, links, title=title, pos=(X_LAYER, y), size=(340, 290)))
-    _decode_save(g, decode, save, (layer, 1), y, save_prefix)
-
-
-def _background(g: Graph) -> None:
+def _background(g: Graph, fam: Family, notes: list, out: str) -> None:
     """Step 1 of layered_scene: nodes 3 to 9 (9: the canvas of every box mask)."""
-    _encode(g, 3, BACKGROUND, "Background prompt", X_TEXT, 0, 400, POSITIVE_COLOR)
-    _encode(g, 4, NEGATIVE, "Negative prompt", X_MASK, 0, 570, NEGATIVE_COLOR)
-    widgets = {"width": SIZE, "height": SIZE, "seed": 42, "steps": 20, "cfg": 4.5,
+    fam.encode(g, 3, BACKGROUND, "Background prompt", (X_TEXT, 0), 400, POSITIVE_COLOR)
+    fam.encode(g, 4, NEGATIVE, "Negative prompt", (X_MASK, 0), 570, NEGATIVE_COLOR)
+    widgets = {"width": SIZE, "height": SIZE, "seed": 42, "steps": 20, "cfg": fam.cfg,
                "sampler_name": "dpmpp_2m", "scheduler": "karras", "name": "background"}
     links = {"model": MODEL, "positive": (3, 0), "negative": (4, 0)}
     g.add(Node(5, "LayerMemory", widgets, links, pos=(X_LAYER, 0), size=(340, 330)))
-    _decode_save(g, 6, 7, (5, 1), 0, "layered_scene/1_background")
-    _note(g, 8, LAYERED_NOTES[1], (X_NOTE, 0), (420, 330))
-    _row_group(g, "Step 1: background", 0)
-    _canvas(g, 9, 0)
+    decode_save(g, 6, 7, (5, 1), 0, f"{out}/1_background")
+    note(g, 8, notes[1], (X_NOTE, 0), (420, 330))
+    row_group(g, "Step 1: background", 0)
+    canvas(g, 9, 0)
 
 
-def _delete_and_save(g: Graph, memory: int, next_id: int) -> None:
-    """The last two steps of layered_scene: delete the middle object, save the memory for
-    continue_scene and preview its layers."""
-    y = (len(OBJECTS) + 1) * ROW
+def _edits(g: Graph, notes: list, memory: int, first: int, out: str) -> int:
+    """Steps 5 to 7: delete the leopard, reroll the cheetah, move the lion; returns the last
+    memory's node id."""
+    step = len(OBJECTS) + 2
+    y = (step - 1) * ROW
     deleted = OBJECTS[int(DELETE) - 1][0]
-    delete, decode, save, note, keep, preview, note2 = range(next_id, next_id + 7)
+    delete, decode, save, note_id = range(first, first + 4)
     g.add(Node(delete, "DeleteLayer", {"layer": DELETE, "regenerate_fraction": 0.4, "seed": 0,
-                                       "grow": 2},
+                                       "grow": 2, "unblended_fraction": 0.0},
                {"memory": (memory, 0), "model": MODEL}, title=f"Delete layer {DELETE} ({deleted})",
-               pos=(X_LAYER, y), size=(340, 200)))
-    _decode_save(g, decode, save, (delete, 1), y,
-                 f"layered_scene/{len(OBJECTS) + 2}_without_{deleted}")
-    _note(g, note, LAYERED_NOTES[len(OBJECTS) + 2], (X_NOTE, y), (420, 250))
-    _row_group(g, f"Step {len(OBJECTS) + 2}: delete the {deleted}", y, x0=X_LAYER)
-    y += ROW
+               pos=(X_LAYER, y), size=(340, 230)))
+    decode_save(g, decode, save, (delete, 1), y, f"{out}/{step}_without_{deleted}")
+    note(g, note_id, notes[step], (X_NOTE, y), (420, 250))
+    row_group(g, f"Step {step}: delete the {deleted}", y, x0=X_LAYER)
+
+    step, y = step + 1, y + ROW
+    reroll, decode, save, note_id = range(first + 4, first + 8)
+    edit_layer(g, reroll, delete, REROLL, REROLL_SEED, y, f"Reroll the {REROLL} (new seed)")
+    decode_save(g, decode, save, (reroll, 1), y, f"{out}/{step}_{REROLL}_rerolled")
+    note(g, note_id, notes[step], (X_NOTE, y), (420, 330))
+    row_group(g, f"Step {step}: reroll the {REROLL}", y, x0=X_LAYER)
+
+    step, y = step + 1, y + ROW
+    composite, move, decode, save, note_id = range(first + 9, first + 14)
+    index = next(k for k, o in enumerate(OBJECTS) if o[0] == MOVE)
+    x0, y0 = box_pixels(OBJECTS[index][1])[:2]
+    # the same box size (the layer's own SolidMask: same node, same cached output), a new place
+    g.add(Node(composite, "MaskComposite", {"x": x0 + MOVE_BY[0], "y": y0 + MOVE_BY[1],
+                                            "operation": "add"},
+               {"destination": (9, 0), "source": (11 + 7 * index, 0)},
+               title=f"Box mask: {MOVE}, moved", pos=(X_COMPOSITE, y), size=(270, 130)))
+    edit_layer(g, move, reroll, MOVE, MOVE_SEED, y, f"Move the {MOVE} (new mask)",
+               {"mask": (composite, 0)})
+    decode_save(g, decode, save, (move, 1), y, f"{out}/{step}_{MOVE}_moved")
+    note(g, note_id, notes[step], (X_NOTE, y), (420, 250))
+    row_group(g, f"Step {step}: move the {MOVE}", y, x0=X_COMPOSITE)
+    return move
+
+
+def _save(g: Graph, notes: list, memory: int, first: int, prefix: str) -> None:
+    """The last step of layered_scene: save the memory for continue_scene, preview its layers."""
+    step = len(OBJECTS) + 5
+    y = (step - 1) * ROW
+    keep, preview, note_id = range(first, first + 3)
     g.add(Node(keep, "SaveLayerMemory",
-               {"filename_prefix": MEMORY_PREFIX, "trajectory_storage": TRAJECTORY_STORAGE},
-               {"memory": (delete, 0)}, title="Save the scene (for continue_scene)",
+               {"filename_prefix": prefix, "trajectory_storage": TRAJECTORY_STORAGE},
+               {"memory": (memory, 0)}, title="Save the scene (for continue_scene)",
                pos=(X_LAYER, y), size=(340, 130)))
-    g.add(Node(preview, "PreviewLayers", {"line_width": 0}, {"memory": (delete, 0), "vae": VAE_OUT},
-               pos=(X_DECODE, y), size=SCENE_SIZE))
-    _note(g, note2, LAYERED_NOTES[-1], (X_NOTE, y), (420, 420))
-    _row_group(g, f"Step {len(OBJECTS) + 3}: save the scene", y, x0=X_LAYER)
+    g.add(Node(preview, "PreviewLayers", {"line_width": 0},
+               {"memory": (memory, 0), "vae": VAE_OUT}, pos=(X_DECODE, y), size=SCENE_SIZE))
+    note(g, note_id, notes[-1], (X_NOTE, y), (420, 420))
+    row_group(g, f"Step {step}: save the scene", y, x0=X_LAYER)
 
 
-def build() -> Graph:
-    """layered_scene: background, three objects, delete one, save the memory, preview it."""
+def build(fam: Family = PIXART) -> Graph:
+    """layered_scene: background, three objects, delete one, reroll one, move one, save the
+    memory, preview it. With SDXL: sdxl_layered_scene (the same graph, other loader/encoder)."""
+    sdxl = fam.name == "sdxl"
+    out = "sdxl_layered_scene" if sdxl else "layered_scene"
+    prefix = f"{MEMORY_PREFIX}_sdxl" if sdxl else MEMORY_PREFIX
+    steps = read_notes("layered_scene", _fill(prefix))
+    if sdxl:
+        readme = read_notes("sdxl_layered_scene", _fill(prefix))[0]
+        steps = [readme] + [(t, _for_sdxl(x, out, fam.cfg)) for t, x in steps[1:]]
+    else:
+        steps[0] = read_notes("layered_scene", _fill(prefix), models_note(
+            "Models: put the files here, then press `r` to refresh the lists"))[0]
     g = Graph(NODE_DEFS)
-    _loader(g)
-    _note(g, 2, LAYERED_NOTES[0], (X_README, -360), (880, 760))
-    _background(g)
+    fam.loader(g)
+    note(g, 2, steps[0], (X_README, -360), (880, 760))
+    _background(g, fam, steps, out)
     memory, next_id = 5, 10
     for k, obj in enumerate(OBJECTS):
         y = (k + 1) * ROW
         ids = range(next_id, next_id + 6)
-        _box_layer(g, ids, y, obj, 100 + k + 1, memory, 9, f"Add layer {k + 1}: {obj[0]}",
-                   f"layered_scene/{k + 2}_{obj[0]}")
-        _note(g, next_id + 6, LAYERED_NOTES[k + 2], (X_NOTE, y), (420, 330))
-        _row_group(g, f"Step {k + 2}: add the {obj[0]}", y)
+        box_layer(g, fam, ids, y, obj, 100 + k + 1, memory, 9, f"Add layer {k + 1}: {obj[0]}",
+                  f"{out}/{k + 2}_{obj[0]}")
+        note(g, next_id + 6, steps[k + 2], (X_NOTE, y), (420, 330))
+        row_group(g, f"Step {k + 2}: add the {obj[0]}", y)
         memory, next_id = ids[3], next_id + 7
-    _delete_and_save(g, memory, next_id)
+    memory = _edits(g, steps, memory, next_id, out)
+    _save(g, steps, memory, next_id + 14, prefix)
     return g
+
+
+def build_sdxl() -> Graph:
+    return build(SDXL)
 
 
 def build_continue() -> Graph:
     """continue_scene: load the memory layered_scene saved, add the deleted object back on top."""
+    notes = read_notes("continue_scene", _fill(MEMORY_PREFIX),
+                       models_note("Models: the same files as layered_scene"))
     g = Graph(NODE_DEFS)
-    _loader(g)
-    _note(g, 2, CONTINUE_NOTES[0], (X_README, -360), (880, 880))
+    PIXART.loader(g)
+    note(g, 2, notes[0], (X_README, -360), (880, 880))
     # step 1: load
     g.add(Node(3, "LoadLayerMemory", {"file": MEMORY_FILE}, {}, title="Load the saved scene",
                pos=(X_LAYER, 0), size=(340, 130)))
-    _decode_save(g, 4, 5, (3, 1), 0, "continue_scene/1_loaded")
-    _note(g, 6, CONTINUE_NOTES[1], (X_NOTE, 0), (420, 330))
-    _row_group(g, "Step 1: load the saved scene", 0, x0=X_LAYER)
+    decode_save(g, 4, 5, (3, 1), 0, "continue_scene/1_loaded")
+    note(g, 6, notes[1], (X_NOTE, 0), (420, 330))
+    row_group(g, "Step 1: load the saved scene", 0, x0=X_LAYER)
     # step 2: one more layer
     name = RESTORE[0]
-    _canvas(g, 7, ROW)
-    _box_layer(g, range(8, 14), ROW, RESTORE, RESTORE_SEED, 3, 7,
-               f"Add layer: {name} (back, in front)", f"continue_scene/2_{name}")
-    _note(g, 14, CONTINUE_NOTES[2], (X_NOTE, ROW), (420, 400))
-    _row_group(g, f"Step 2: add the {name} back", ROW)
+    canvas(g, 7, ROW)
+    box_layer(g, PIXART, range(8, 14), ROW, RESTORE, RESTORE_SEED, 3, 7,
+              f"Add layer: {name} (back, in front)", f"continue_scene/2_{name}")
+    note(g, 14, notes[2], (X_NOTE, ROW), (420, 400))
+    row_group(g, f"Step 2: add the {name} back", ROW)
     # step 3: inspect
     y = 2 * ROW
     g.add(Node(15, "ListLayers", {}, {"memory": (11, 0)}, pos=(X_LAYER, y), size=(340, 300)))
     g.add(Node(16, "PreviewLayers", {"line_width": 0}, {"memory": (11, 0), "vae": VAE_OUT},
                pos=(X_DECODE, y), size=SCENE_SIZE))
-    _note(g, 17, CONTINUE_NOTES[3], (X_NOTE, y), (420, 300))
-    _row_group(g, "Step 3: look at the layers", y, x0=X_LAYER)
+    note(g, 17, notes[3], (X_NOTE, y), (420, 300))
+    row_group(g, "Step 3: look at the layers", y, x0=X_LAYER)
     return g
+
+
+def build_picture() -> Graph:
+    notes = read_notes("edit_picture", _fill(MEMORY_PREFIX),
+                       models_note("Models: the same files as layered_scene"))
+    return picture_workflow.build(notes, NEGATIVE)
+
+
+GRAPHS = {"layered_scene": build, "continue_scene": build_continue,
+          "edit_picture": build_picture, "sdxl_layered_scene": build_sdxl}
+assert tuple(GRAPHS) == RUN_ORDER

@@ -36,7 +36,8 @@ function parseArgs(argv) {
   return args;
 }
 
-/** UI workflows in run order: the file names start with it (1_layered_scene, 2_continue_scene). */
+/** UI workflows in run order: the file names start with it (1_layered_scene, 2_continue_scene,
+ * ...). */
 function workflows() {
   const dir = path.join(REPO, 'workflows');
   return fs.readdirSync(dir).filter((f) => /^\d+_.*\.json$/.test(f)).sort()
@@ -112,10 +113,14 @@ async function run(page) {
     const w = window;
     w.__lm = { progress: 0, executed: [], errors: [], done: false, started: false };
     const api = w.app.api ?? w.comfyAPI?.api?.api;
-    api.addEventListener('execution_start', () => { w.__lm.started = true; });
-    api.addEventListener('executed', (e) => w.__lm.executed.push(e.detail.node));
-    api.addEventListener('execution_error', (e) => w.__lm.errors.push(e.detail.exception_message));
-    api.addEventListener('execution_success', () => { w.__lm.done = true; });
+    if (!w.__lmHooked) { // once per page: the handlers fill the current run's w.__lm
+      w.__lmHooked = true;
+      api.addEventListener('execution_start', () => { w.__lm.started = true; });
+      api.addEventListener('executed', (e) => w.__lm.executed.push(e.detail.node));
+      api.addEventListener('execution_error',
+        (e) => w.__lm.errors.push(e.detail.exception_message));
+      api.addEventListener('execution_success', () => { w.__lm.done = true; });
+    }
     w.__lm.timer = setInterval(() => {
       for (const n of w.app.graph.nodes) {
         if (n.progress > 0 && n.progress < 1) w.__lm.progress++;
@@ -188,7 +193,8 @@ async function pictures(page, wf, docsDir) {
     }, [type, scale]);
     await page.waitForTimeout(1500);
   };
-  await focus(wf.name.includes('continue') ? 'ListLayers' : 'SaveLayerMemory', 0.8);
+  const target = { continue_scene: 'ListLayers', edit_picture: 'PreviewLayers' };
+  await focus(target[wf.name.replace(/^\d+_/, '')] ?? 'SaveLayerMemory', 0.8);
   const shot = path.join(docsDir, `${wf.name.replace(/^\d+_/, '')}.jpg`);
   await page.screenshot({ path: shot, type: 'jpeg', quality: 65 });
   const box = await page.locator('#graph-canvas').boundingBox();

@@ -32,6 +32,7 @@ class NodeDef:
     outputs: tuple = ()
     pack: str | None = "comfy-core"  # cnr_id (registry id) of core nodes; none for this pack's
     display: str = ""  # the title ComfyUI shows (the API format's _meta.title)
+    ui_extra: tuple = ()  # values of frontend-only widgets after the others (LoadImage's upload)
 
 
 @dataclass
@@ -173,7 +174,7 @@ class Graph:
             values.append(n.widgets[name])
             if control:
                 values.append(SEED_CONTROL)
-        entry["widgets_values"] = values
+        entry["widgets_values"] = values + list(d.ui_extra)
         return entry
 
     def _node(self, id: int) -> Node:

@@ -45,14 +45,50 @@ NODE_DEFS: dict[str, NodeDef] = {
                  ("negative", "CONDITIONING", True)),
         widgets=(("seed", "INT", False, True), ("use_mqd", "BOOLEAN", False, False),
                  ("grow", "INT", False, False), ("feather", "INT", False, False),
-                 ("unblended_fraction", "FLOAT", False, False), ("name", "STRING", True, False)),
+                 ("unblended_fraction", "FLOAT", False, False), ("name", "STRING", True, False),
+                 ("position", "INT", True, False)),
         outputs=LAYER_OUT),
     "DeleteLayer": _pack(
         "Delete Layer",
         sockets=(MEMORY, MODEL),
         widgets=(("layer", "STRING", False, False), ("regenerate_fraction", "FLOAT", False, False),
-                 ("seed", "INT", False, True), ("grow", "INT", False, False)),
+                 ("seed", "INT", False, True), ("grow", "INT", False, False),
+                 ("unblended_fraction", "FLOAT", True, False)),
         outputs=LAYER_OUT),
+    "EditLayer": _pack(
+        "Edit Layer (reroll, re-prompt, move)",
+        sockets=(MEMORY, MODEL, ("positive", "CONDITIONING", True), ("mask", "MASK", True),
+                 ("negative", "CONDITIONING", True)),
+        widgets=(("layer", "STRING", False, False), ("seed", "INT", False, True),
+                 ("grow", "INT", False, False), ("feather", "INT", True, False),
+                 ("regenerate_fraction", "FLOAT", True, False), ("use_mqd", "BOOLEAN", True, False),
+                 ("name", "STRING", True, False)),
+        outputs=LAYER_OUT),
+    "LayerMemoryFromImage": _pack(
+        "Layer Memory from Image",
+        sockets=(MODEL, ("vae", "VAE", False), ("image", "IMAGE", False),
+                 ("positive", "CONDITIONING", False), ("negative", "CONDITIONING", False)),
+        widgets=(("steps", "INT", False, False), ("cfg", "FLOAT", False, False),
+                 ("sampler_name", "COMBO", False, False), ("scheduler", "COMBO", False, False),
+                 ("seed", "INT", False, True), ("name", "STRING", True, False)),
+        outputs=LAYER_OUT),
+    "LoadImage": NodeDef(widgets=(("image", "COMBO", False, False),),
+                         outputs=(("IMAGE", "IMAGE"), ("MASK", "MASK")), display="Load Image",
+                         ui_extra=("image",)),
+    "ImageScale": NodeDef(
+        sockets=(("image", "IMAGE", False),),
+        widgets=(("upscale_method", "COMBO", False, False), ("width", "INT", False, False),
+                 ("height", "INT", False, False), ("crop", "COMBO", False, False)),
+        outputs=(("IMAGE", "IMAGE"),), display="Upscale Image"),
+    "CheckpointLoaderSimple": NodeDef(
+        widgets=(("ckpt_name", "COMBO", False, False),),
+        outputs=(("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")), display="Load Checkpoint"),
+    "CLIPTextEncodeSDXL": NodeDef(
+        sockets=(("clip", "CLIP", False),),
+        widgets=tuple((n, "INT", False, False) for n in (
+            "width", "height", "crop_w", "crop_h", "target_width", "target_height"))
+        + (("text_g", "STRING", False, False), ("text_l", "STRING", False, False)),
+        outputs=(("CONDITIONING", "CONDITIONING"),), display="CLIPTextEncodeSDXL"),
     "SolidMask": NodeDef(
         widgets=(("value", "FLOAT", False, False), ("width", "INT", False, False),
                  ("height", "INT", False, False)),
@@ -91,6 +127,7 @@ NODE_DEFS: dict[str, NodeDef] = {
 UNET = "PixArt-XL-2-1024-MS.safetensors"
 T5 = "t5xxl_fp16.safetensors"
 VAE = "vae-ft-mse-840000-ema-pruned.safetensors"
+SDXL_CKPT = "sd_xl_base_1.0.safetensors"
 HF = "https://huggingface.co"
 MODEL_LINKS = [
     # The diffusers-layout transformer; ComfyUI's loader converts it (comfy/model_detection.py).
@@ -102,4 +139,9 @@ MODEL_LINKS = [
     {"name": VAE, "directory": "vae",
      "url": f"{HF}/stabilityai/sd-vae-ft-mse-original/resolve/main/"
             "vae-ft-mse-840000-ema-pruned.safetensors"},
+]
+SDXL_LINKS = [
+    {"name": SDXL_CKPT, "directory": "checkpoints",
+     "url": f"{HF}/stabilityai/stable-diffusion-xl-base-1.0/resolve/main/"
+            "sd_xl_base_1.0.safetensors"},
 ]

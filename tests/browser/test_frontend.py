@@ -25,7 +25,8 @@ if str(REPO / "tools") not in sys.path:
     sys.path.insert(0, str(REPO / "tools"))
 
 import headless  # noqa: E402
-from workflow_nodes import MODEL_LINKS  # noqa: E402
+from build_workflows import UI_NAMES  # noqa: E402
+from workflow_nodes import MODEL_LINKS, SDXL_LINKS  # noqa: E402
 
 pytestmark = [pytest.mark.e2e]
 
@@ -35,6 +36,7 @@ SCRIPT = REPO / "tools" / "frontend_run.js"
 PACK_EXTENSION = "layer_memory.ui"
 LINK_COLOUR = "#E0A030"  # web/layer_memory.js
 SCRIPT_TIMEOUT_S = 1800
+TEMPLATES = list(UI_NAMES.values())  # in run order: continue_scene loads what layered_scene saved
 
 
 def _browser_missing() -> str | None:
@@ -73,7 +75,7 @@ def report(comfy_root, tmp_path_factory) -> dict:
 
 def _workflows(report: dict) -> dict[str, dict]:
     found = {w["name"]: w for w in report["workflows"]}
-    assert list(found) == ["1_layered_scene", "2_continue_scene"], list(found)
+    assert list(found) == TEMPLATES, list(found)
     return found
 
 
@@ -93,7 +95,7 @@ def test_layer_memory_wires_have_their_own_colour(report):
     assert report["link_colour"] == LINK_COLOUR
 
 
-@pytest.mark.parametrize("name", ["1_layered_scene", "2_continue_scene"])
+@pytest.mark.parametrize("name", TEMPLATES)
 def test_template_opens_and_runs(report, name):
     wf = _workflows(report)[name]
     assert wf["missing_nodes"] == []
@@ -102,11 +104,11 @@ def test_template_opens_and_runs(report, name):
     assert wf["progress_samples"] > 0, "no progress bar seen on any node while sampling"
     # the Missing Models dialog offers every model file (this server has only the random models)
     dialog = "\n".join(wf["dialogs"])
-    for model in MODEL_LINKS:
+    for model in SDXL_LINKS if "sdxl" in name else MODEL_LINKS:
         assert f"{model['directory']} / {model['name']}" in dialog, dialog[:500]
 
 
-@pytest.mark.parametrize("name", ["1_layered_scene", "2_continue_scene"])
+@pytest.mark.parametrize("name", TEMPLATES)
 def test_images_on_image_nodes(report, name):
     wf = _workflows(report)[name]
     shown = [n for n in wf["nodes"] if n["type"] in ("SaveImage", "PreviewLayers")]

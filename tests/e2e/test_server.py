@@ -41,9 +41,11 @@ UI_FILES = sorted(p for p in (REPO / "workflows").glob("*.json")
 # enough for every node to run its real code path; keeps the module well under 3 minutes on a CPU
 STEPS = 2
 NODE_IDS = ["LoadPixArt", "LayerMemory", "AddLayer", "BCGBlend", "DeleteLayer", "ListLayers",
-            "SaveLayerMemory", "LoadLayerMemory", "PreviewLayers"]
+            "SaveLayerMemory", "LoadLayerMemory", "PreviewLayers", "EditLayer",
+            "LayerMemoryFromImage"]
 # nodes whose output 0 is a memory
-MEMORY_MAKERS = ("LayerMemory", "LoadLayerMemory", "AddLayer", "DeleteLayer")
+MEMORY_MAKERS = ("LayerMemory", "LoadLayerMemory", "AddLayer", "DeleteLayer", "EditLayer",
+                 "LayerMemoryFromImage")
 _FIRST_RUNS: dict[Path, headless.RunResult] = {}
 # the workflow the server ran last (as is): its nodes are in ComfyUI's cache
 _LAST_RUN: list[Path] = []
@@ -186,10 +188,14 @@ def append_layer(prompt: dict) -> tuple[dict, set[str]]:
     and save."""
     p = copy.deepcopy(prompt)
     top = _top_memory(p)
-    # the scene's size: LayerMemory's, or (a loaded memory) the prompts'
-    memory = next((n for n in p.values() if n["class_type"] == "LayerMemory"),
-                  next(n for n in p.values() if n["class_type"] == headless.TEST_ENCODER))["inputs"]
+    # the scene's size: LayerMemory's, or (a loaded memory, a picture) the prompts'
+    # the new prompt: a copy of an object's prompt node (the model family's test encoder)
+    encoder = copy.deepcopy(p[_first(p, "AddLayer")["positive"][0]])
+    memory = next((n["inputs"] for n in p.values() if n["class_type"] == "LayerMemory"),
+                  encoder["inputs"])
     width, height = memory["width"], memory["height"]
+    encoder["inputs"]["text"] = "a red hot-air balloon drifting low over the plain"
+    encoder["_meta"] = {"title": "Prompt: balloon"}
     top_inputs = p[top]["inputs"]
     model = top_inputs["model"] if "model" in top_inputs else _first(p, "AddLayer")["model"]
     vae = _first(p, "VAEDecode")["vae"]
@@ -201,9 +207,7 @@ def append_layer(prompt: dict) -> tuple[dict, set[str]]:
     first = max(int(k) for k in p) + 100
     ids = [str(first + i) for i in range(6)]
     text, source, composite, layer, decode, save = ids
-    p[text] = {"class_type": headless.TEST_ENCODER, "_meta": {"title": "Prompt: balloon"},
-               "inputs": {"text": "a red hot-air balloon drifting low over the plain",
-                          "width": width, "height": height}}
+    p[text] = encoder
     p[source] = {"class_type": "SolidMask",
                  "inputs": {"value": 1.0, "width": box[0], "height": box[1]}}
     p[composite] = {"class_type": "MaskComposite",
@@ -212,7 +216,8 @@ def append_layer(prompt: dict) -> tuple[dict, set[str]]:
     p[layer] = {"class_type": "AddLayer", "_meta": {"title": "Add layer: balloon"},
                 "inputs": {"memory": [top, 0], "model": model, "positive": [text, 0],
                            "mask": [composite, 0], "seed": 7, "use_mqd": True, "grow": 0,
-                           "feather": 0, "unblended_fraction": 0.0, "name": "balloon"}}
+                           "feather": 0, "unblended_fraction": 0.0, "name": "balloon",
+                           "position": -1}}
     p[decode] = {"class_type": "VAEDecode", "inputs": {"samples": [layer, 1], "vae": vae}}
     p[save] = {"class_type": "SaveImage",
                "inputs": {"images": [decode, 0], "filename_prefix": "e2e_appended/balloon"}}
@@ -277,12 +282,14 @@ def _saved_layers(p1: dict, r1: headless.RunResult, p2: dict, server) -> int:
 
 
 def _same_picture(server, r1, p1: dict, r2, p2: dict) -> None:
-    """The loaded scene is the first workflow's last picture, pixel for pixel."""
+    """The loaded scene is the first workflow's last picture (the memory it saved), pixel for
+    pixel."""
     from PIL import Image
 
-    (delete,) = _nodes(p1, "DeleteLayer")
+    (save,) = _nodes(p1, "SaveLayerMemory")
+    last = p1[save]["inputs"]["memory"][0]
     (load,) = _nodes(p2, "LoadLayerMemory")
-    with Image.open(_image_of(server, r1, _saver_of(p1, delete, 1))) as a, \
+    with Image.open(_image_of(server, r1, _saver_of(p1, last, 1))) as a, \
             Image.open(_image_of(server, r2, _saver_of(p2, load, 1))) as b:
         assert a.size == b.size == (512, 512) and a.tobytes() == b.tobytes(), \
             "the loaded memory decodes differently"
@@ -331,3 +338,63 @@ def test_second_workflow_continues_the_scene_the_first_saved(server):
     assert load in r2.executed, "LoadLayerMemory did not run"
     _same_picture(server, r1, p1, r2, p2)
     _new_layer_listed_and_saved(server, p1, r1, p2, r2, saved_layers)
+
+
+def _box_of(prompt: dict, layer: str) -> tuple[int, int, int, int]:
+    """The pixel box of a layer's mask: a SolidMask pasted on the canvas by MaskComposite."""
+    composite = prompt[prompt[layer]["inputs"]["mask"][0]]["inputs"]
+    size = prompt[composite["source"][0]]["inputs"]
+    return (composite["x"], composite["y"], composite["x"] + size["width"],
+            composite["y"] + size["height"])
+
+
+# The random TAESD decoder sees about 8 latent pixels (64 px) around a changed latent (measured: a
+# 128x256 box changed the image up to 65 px outside it); farther pixels decode unchanged latents.
+DECODER_REACH_PX = 80
+
+
+def test_picture_survives_outside_the_mask(server):
+    """edit_picture: outside the giraffe's (then elephant's) box the last image is the first one
+    (the picture after LayerMemoryFromImage), up to the decoder's reach; inside it changed, and the
+    re-prompt changed it again."""
+    import numpy as np
+    from PIL import Image
+
+    path = API_DIR / "edit_picture_api.json"
+    p = _prompt(path)
+    result = _first_run(server, path)
+    assert result.ok, result.describe_error()
+    (start,) = _nodes(p, "LayerMemoryFromImage")
+    (add,) = _nodes(p, "AddLayer")
+    (edit,) = _nodes(p, "EditLayer")
+    assert "mask" not in p[edit]["inputs"], "the re-prompt keeps the layer's mask"
+    (load,) = _nodes(p, "LoadImage")
+    assert (server.base / "input" / p[load]["inputs"]["image"]).is_file()
+    pictures = []
+    for node in (start, add, edit):
+        with Image.open(_image_of(server, result, _saver_of(p, node, 1))) as im:
+            pictures.append(np.asarray(im.convert("RGB"), dtype=np.float32))
+    first, added, last = pictures
+    x0, y0, x1, y1 = _box_of(p, add)
+    inside = np.zeros(first.shape[:2], dtype=bool)
+    inside[y0:y1, x0:x1] = True
+    far = np.ones_like(inside)
+    far[max(0, y0 - DECODER_REACH_PX):y1 + DECODER_REACH_PX,
+        max(0, x0 - DECODER_REACH_PX):x1 + DECODER_REACH_PX] = False
+    assert far.mean() > 0.3
+    assert np.abs(last - first)[far].max() <= 2.0, "the picture changed outside the mask"
+    assert np.abs(added - first)[inside].mean() > 1.0, "Add Layer changed nothing in its box"
+    assert np.abs(last - added)[inside].mean() > 1.0, "the re-prompt changed nothing in the box"
+
+
+def test_sdxl_workflow_ran_on_the_sdxl_stand_in(server):
+    """The SDXL example ran through the test SDXL loader and encoder (not a PixArt model), every
+    edit step included."""
+    path = API_DIR / "sdxl_layered_scene_api.json"
+    p = _prompt(path)
+    assert {n["class_type"] for n in p.values()} >= {
+        "LayerMemTestSDXLLoader", "LayerMemTestEncodeSDXL", "EditLayer", "DeleteLayer"}
+    assert not _nodes(p, "LoadPixArt") and not _nodes(p, headless.TEST_ENCODER)
+    result = _first_run(server, path)
+    assert result.ok, result.describe_error()
+    assert set(_nodes(p, "EditLayer")) <= set(result.executed)

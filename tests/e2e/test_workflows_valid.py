@@ -30,6 +30,7 @@ MODEL_FILE_INPUTS = {"unet_name", "text_encoder", "vae_name", "ckpt_name", "clip
 MODEL_SUFFIXES = (".safetensors", ".sft", ".pth", ".pt", ".ckpt", ".bin", ".gguf")
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
 OUTPUT_TAG = " [output]"  # LoadLayerMemory's mark for a file in the output folder
+EXAMPLE_INPUTS = REPO / "example_inputs"  # pictures LoadImage nodes of the examples open
 
 
 def _load(path: Path) -> dict:
@@ -76,6 +77,10 @@ class Spec:
     def is_widget(self, name: str) -> bool:
         typ, opts, _ = self.inputs[name]
         return self.kind(typ) in WIDGET_TYPES and not opts.get("forceInput")
+
+    def has_upload(self, name: str) -> bool:
+        """LoadImage's picture combo: the frontend adds an upload widget whose value it saves."""
+        return bool(self.inputs[name][1].get("image_upload"))
 
     def has_control(self, name: str) -> bool:
         """The frontend's rule: INT inputs get a 'control after generate' widget when asked or named seed/noise_seed."""
@@ -165,7 +170,20 @@ def saved_memories(host, models) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def specs(host, saved_memories):
+def example_inputs(host) -> set[str]:
+    """The pictures the workflows load (example_inputs/), in the host's input folder as a user
+    (or the headless server) puts them there."""
+    import shutil
+
+    folder = Path(host.folder_paths.get_input_directory())
+    folder.mkdir(parents=True, exist_ok=True)
+    for picture in EXAMPLE_INPUTS.glob("*.*"):
+        shutil.copyfile(picture, folder / picture.name)
+    return {p.name for p in EXAMPLE_INPUTS.glob("*.*")}
+
+
+@pytest.fixture(scope="module")
+def specs(host, saved_memories, example_inputs):
     """Node specs, read after the memories the workflows load are saved (LoadLayerMemory lists the files)."""
     cache: dict[str, Spec] = {}
 
@@ -223,7 +241,7 @@ def test_templates_have_thumbnails():
     """The template browser asks for <name>.jpg beside each template (grey placeholder otherwise)."""
     for ui in UI_FILES:
         thumb = ui.with_suffix(".jpg")
-        assert thumb.is_file(), f"{_rel(thumb)} missing: run node tools/screenshots.js (see its header)"
+        assert thumb.is_file(), f"{_rel(thumb)} missing: run python3 tools/screenshots.py (see its header)"
         assert thumb.read_bytes()[:3] == b"\xff\xd8\xff" and thumb.stat().st_size < 200_000
 
 
@@ -283,7 +301,7 @@ def test_ui_workflow_is_valid(path, specs):
             problems.append(f"{where}: outputs {outputs} != {list(zip(spec.output_names, spec.outputs, strict=False))}")
         # widget values in widget order, with the control value right after a seed
         values = list(node.get("widgets_values", []))
-        expected = sum(1 + spec.has_control(w) for w in spec.widgets)
+        expected = sum(1 + spec.has_control(w) + spec.has_upload(w) for w in spec.widgets)
         if len(values) != expected:
             problems.append(f"{where}: {len(values)} widget values, the node has {expected} widgets")
             continue
@@ -294,6 +312,8 @@ def test_ui_workflow_is_valid(path, specs):
                 problems.append(f"{where}: {w}: {why}")
             if spec.has_control(w) and (control := next(it)) not in CONTROL_VALUES:
                 problems.append(f"{where}: control value {control!r} after {w}")
+        if any(spec.has_upload(w) for w in spec.widgets) and values[-1] != "image":
+            problems.append(f"{where}: the upload widget's value is {values[-1]!r}, not 'image'")
         # every required socket is linked
         linked = {i["name"] for i in node.get("inputs", []) if i.get("link") is not None}
         for name in spec.sockets:
@@ -398,6 +418,10 @@ def test_ui_workflow_explains_itself(path):
                         if w != workflow_name(path) and f"**{w}**" in text]
             assert saved_by, "no note names the workflow that saves the file this one loads"
             assert "`ComfyUI/input/`" in text, "no note says where to put a memory file from someone else"
+        if node["type"] == "LoadImage":  # the example picture: which one, where it is, where it goes
+            picture = node["widgets_values"][0]
+            assert (EXAMPLE_INPUTS / picture).is_file(), f"{picture} is not in example_inputs/"
+            assert picture in text and "example_inputs/" in text and "`ComfyUI/input/`" in text
 
 
 # ------------------------------------------------------------------------------------------ API format
@@ -431,7 +455,7 @@ def test_api_workflow_is_valid(path, specs):
 
 
 @pytest.mark.parametrize("path", API_FILES, ids=_rel)
-def test_comfyui_validation_accepts_api_workflow(path, host_with_test_nodes, saved_memories):
+def test_comfyui_validation_accepts_api_workflow(path, host_with_test_nodes, saved_memories, example_inputs):
     """ComfyUI's own /prompt validation, as is (model files may be missing here) and rewritten for the test models.
 
     A memory loaded from the output folder exists (`saved_memories`), as after the workflow that saves it ran."""
@@ -504,3 +528,22 @@ def test_ui_and_api_describe_the_same_graph(path, specs):
     if ui_links != api_links:
         problems.append(f"links only in UI: {sorted(ui_links - api_links)}; only in API: {sorted(api_links - ui_links)}")
     assert not problems, "\n".join(problems)
+
+
+# ------------------------------------------------------------------------------------------ random-model rewrite
+REAL_MODEL_NODES = {"CheckpointLoaderSimple", "CLIPTextEncodeSDXL", "CLIPTextEncodePixArtAlpha"}
+
+
+@pytest.mark.parametrize("path", API_FILES, ids=_rel)
+def test_random_rewrite_leaves_no_real_model_and_no_large_size(path):
+    """The rewritten workflow loads only the random test models (PixArt through LoadPixArt's random
+    file names, SDXL through the test loader) and works at 512 px, so the CPU tests stay small."""
+    prompt, changes = headless.rewrite_for_random_models(headless.load_api_workflow(path))
+    assert changes
+    assert not {n["class_type"] for n in prompt.values()} & REAL_MODEL_NODES
+    for nid, node in prompt.items():
+        if node["class_type"] == "LoadPixArt":
+            assert node["inputs"]["unet_name"] in (headless.RANDOM_ALPHA, headless.RANDOM_SIGMA)
+        for name in ("width", "height", "target_width", "target_height"):
+            value = node["inputs"].get(name)
+            assert not isinstance(value, int) or value <= 512, (nid, name, value)

@@ -23,6 +23,8 @@ MODEL_FOLDERS = {"checkpoints": ["checkpoints"], "diffusion_models": ["diffusion
                  "vae_approx": ["vae_approx"], "loras": ["loras"], "embeddings": ["embeddings"],
                  "controlnet": ["controlnet"], "clip_vision": ["clip_vision"],
                  "upscale_models": ["upscale_models"]}
+# pictures the example workflows load (LoadImage), copied into the server's input folder
+EXAMPLE_INPUTS = REPO / "example_inputs"
 RANDOM_MODEL_FOLDERS = {"diffusion_models": ["diffusion_models"], "vae_approx": ["vae_approx"]}
 
 
@@ -46,6 +48,9 @@ def prepare(base: Path, output_dir: Path, with_test_nodes: bool) -> None:
         (base / sub).mkdir(parents=True, exist_ok=True)
     output_dir.mkdir(parents=True, exist_ok=True)
     link(REPO, base / "custom_nodes" / PACK_NAME)
+    for picture in sorted(EXAMPLE_INPUTS.glob("*.*")):
+        if not (base / "input" / picture.name).exists():
+            shutil.copyfile(picture, base / "input" / picture.name)
     if with_test_nodes:
         link(TEST_NODES_DIR, base / "custom_nodes" / TEST_NODES_NAME)
 

@@ -9,7 +9,11 @@
   the first LayerMemory), e.g. 1024 -> 512. A workflow without LayerMemory (one that continues a
   memory from LoadLayerMemory) takes the scene size from its first PixArt text encoder instead:
   the loaded memory is then the one a rewritten workflow saved, at `size`;
-- steps of LayerMemory (and KSampler / KSamplerAdvanced / BasicScheduler) -> `steps`.
+- steps of LayerMemory, LayerMemoryFromImage (and KSampler / KSamplerAdvanced / BasicScheduler)
+  -> `steps`; ImageScale (the picture's size before LayerMemoryFromImage) scaled like the scene;
+- CheckpointLoaderSimple with an SDXL file (name with "xl"): LayerMemTestSDXLLoader (a small
+  random SDXL UNet and TAESDXL); CLIPTextEncodeSDXL: LayerMemTestEncodeSDXL with the same text
+  (text_g) and scaled sizes.
 
 SaveLayerMemory and LoadLayerMemory stay as they are: a memory saved by a rewritten workflow was
 made with the random model, and the rewritten workflow that loads it (same file name) uses that
@@ -27,6 +31,9 @@ from .base_folder import TEST_ENCODER
 from .models import RANDOM_ALPHA, RANDOM_SIGMA
 from .results import node_label
 from .workflows import is_link
+
+TEST_SDXL_LOADER = "LayerMemTestSDXLLoader"  # tools/random_text_encoder/
+TEST_SDXL_ENCODER = "LayerMemTestEncodeSDXL"
 
 
 @dataclass
@@ -85,6 +92,23 @@ def _test_encoder(rw: Rewrite, node_id: str, node: dict) -> None:
     rw.changes.append(f"{node_label(rw.original, node_id)}: -> {TEST_ENCODER} (same text, {w}x{h})")
 
 
+def _test_sdxl_loader(rw: Rewrite, node_id: str, node: dict) -> None:
+    name = str(node["inputs"].get("ckpt_name", ""))
+    if "xl" not in name.lower():
+        return  # SD 1.5 and other checkpoints have no test stand-in yet
+    node["class_type"] = TEST_SDXL_LOADER
+    rw.changes.append(f"{node_label(rw.original, node_id)}: -> {TEST_SDXL_LOADER} ({name})")
+
+
+def _test_sdxl_encoder(rw: Rewrite, node_id: str, node: dict) -> None:
+    inputs = node["inputs"]
+    sizes = {name: rw.scaled(inputs[name]) if isinstance(inputs.get(name), int)
+             else inputs.get(name) for name in ("width", "height", "crop_w", "crop_h", "target_width", "target_height")}
+    node["class_type"] = TEST_SDXL_ENCODER
+    node["inputs"] = {"text": inputs.get("text_g", ""), **sizes}
+    rw.changes.append(f"{node_label(rw.original, node_id)}: -> {TEST_SDXL_ENCODER} (same text)")
+
+
 def _scene_size(rw: Rewrite, node_id: str, node: dict) -> None:
     rw.scale_inputs(node_id, node, ("width", "height"), grid=16, minimum=rw.size)
 
@@ -111,6 +135,10 @@ RULES: dict[str, tuple[Rule, ...]] = {
     "CLIPTextEncodePixArtAlpha": (_test_encoder,),
     "CLIPTextEncode": (_test_encoder,),
     "LayerMemory": (_scene_size, _steps),
+    "LayerMemoryFromImage": (_steps,),
+    "ImageScale": (_scene_size,),
+    "CheckpointLoaderSimple": (_test_sdxl_loader,),
+    "CLIPTextEncodeSDXL": (_test_sdxl_encoder,),
     "EmptyLatentImage": (_scaled("width", "height", grid=8, minimum=8),),
     "KSampler": (_steps,),
     "KSamplerAdvanced": (_steps,),

@@ -1,4 +1,4 @@
-"""Test-only ComfyUI nodes: a stand-in for PixArt's T5-XXL text encoder.
+"""Test-only ComfyUI nodes: stand-ins for PixArt's T5-XXL text encoder and for an SDXL checkpoint.
 
 A real T5-XXL (4.7B parameters) cannot run in CPU tests, so `headless.ComfyServer(random_models=
 True)` (and `tools/run_workflow.py --random-models`) links this folder into ComfyUI's
@@ -10,6 +10,8 @@ itself does not import this; it lives in tools/ because the headless runner need
 from __future__ import annotations
 
 import hashlib
+import sys
+from pathlib import Path
 
 import torch
 
@@ -47,7 +49,89 @@ class LayerMemTestEncode:
         return ([[embedding(text), {"width": width, "height": height}]],)
 
 
-NODE_CLASS_MAPPINGS = {"LayerMemTestEncode": LayerMemTestEncode}
+# ------------------------------------------------------------------ SDXL
+# `headless.rewrite_for_random_models` swaps CheckpointLoaderSimple (an SDXL file) for
+# LayerMemTestSDXLLoader and CLIPTextEncodeSDXL for LayerMemTestEncodeSDXL, so that the SDXL
+# example runs on a CPU: the small random SDXL UNet of tools/random_models.py (SDXL_SMALL, built
+# through ComfyUI's own SDXL classes, weights from a fixed seed: no file) and TAESDXL as the VAE.
+SDXL_CONTEXT, SDXL_POOLED = 2048, 1280
+SDXL_SIZES = ("width", "height", "crop_w", "crop_h", "target_width", "target_height")
+_MODELS: dict[str, object] = {}
+
+
+def sdxl_embedding(text: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """([1, L, 2048], [1, 1280]): CLIP-L + CLIP-G shaped, seeded by the text like `embedding`."""
+    seed = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[8:16], "little")
+    g = torch.Generator().manual_seed(seed)
+    cond = torch.randn(1, 77, SDXL_CONTEXT, generator=g) * 0.5
+    return cond, torch.randn(1, SDXL_POOLED, generator=g) * 0.5
+
+
+def small_sdxl_model():
+    """The random SDXL_SMALL UNet as a ModelPatcher, built once per process."""
+    if "sdxl" not in _MODELS:
+        import comfy.model_management as mm
+        import comfy.model_patcher
+
+        tools = str(Path(__file__).resolve().parents[1])
+        if tools not in sys.path:
+            sys.path.insert(0, tools)
+        import random_models as rm
+
+        model = rm._model_config(rm.SDXL_SMALL).get_model({})
+        model.load_model_weights(rm.unet_state_dict(rm.SDXL_SMALL, seed=101), rm.UNET_PREFIX)
+        _MODELS["sdxl"] = comfy.model_patcher.ModelPatcher(
+            model.to(mm.unet_offload_device()), load_device=mm.get_torch_device(),
+            offload_device=mm.unet_offload_device())
+    return _MODELS["sdxl"]
+
+
+class LayerMemTestSDXLLoader:
+    CATEGORY = "testing/layer_memory"
+    DESCRIPTION = ("TEST ONLY. A small random SDXL UNet (MODEL), no CLIP (use "
+                   "LayerMemTestEncodeSDXL) and TAESDXL (VAE), in CheckpointLoaderSimple's "
+                   "output order.")
+    RETURN_TYPES = ("MODEL", "CLIP", "VAE")
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"ckpt_name": ("STRING", {
+            "default": "", "tooltip": "The checkpoint the workflow named; kept for the record."})}}
+
+    def load(self, ckpt_name: str):
+        import nodes
+
+        vae = nodes.VAELoader().load_vae("taesdxl")[0]
+        return (small_sdxl_model(), None, vae)
+
+
+class LayerMemTestEncodeSDXL:
+    CATEGORY = "testing/layer_memory"
+    DESCRIPTION = ("TEST ONLY. A deterministic random SDXL-shaped conditioning ([1, 77, 2048], "
+                   "pooled [1, 1280]) from a hash of the text, with CLIPTextEncodeSDXL's size "
+                   "extras.")
+    RETURN_TYPES = ("CONDITIONING",)
+    FUNCTION = "encode"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        size = {"default": 1024, "min": 0, "max": 16384}
+        required = {"text": ("STRING", {"multiline": True, "tooltip": "Prompt text (its hash)."})}
+        required.update({name: ("INT", {**size, "default": 0 if name.startswith("crop") else 1024})
+                         for name in SDXL_SIZES})
+        return {"required": required}
+
+    def encode(self, text: str, **sizes: int):
+        cond, pooled = sdxl_embedding(text)
+        return ([[cond, {"pooled_output": pooled, **sizes}]],)
+
+
+NODE_CLASS_MAPPINGS = {"LayerMemTestEncode": LayerMemTestEncode,
+                       "LayerMemTestSDXLLoader": LayerMemTestSDXLLoader,
+                       "LayerMemTestEncodeSDXL": LayerMemTestEncodeSDXL}
 NODE_DISPLAY_NAME_MAPPINGS = {
     "LayerMemTestEncode": "Layer Memory test text encoder (random, TEST ONLY)",
+    "LayerMemTestSDXLLoader": "Layer Memory test SDXL loader (random, TEST ONLY)",
+    "LayerMemTestEncodeSDXL": "Layer Memory test SDXL text encoder (random, TEST ONLY)",
 }

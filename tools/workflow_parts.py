@@ -1,0 +1,144 @@
+"""Building blocks shared by the example workflows: the model family's loader and text encoder,
+the canvas layout, notes, groups, box masks and the decode + save pair.
+
+A `Family` says how one model family loads and encodes prompts: PixArt (the pack's LoadPixArt,
+CLIPTextEncodePixArtAlpha) or SDXL (the stock CheckpointLoaderSimple, CLIPTextEncodeSDXL). Both
+loaders have MODEL, CLIP and VAE as outputs 0, 1 and 2, so the rest of a graph is the same.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from workflow_graph import Graph, Group, Node
+from workflow_nodes import MODEL_LINKS, SDXL_CKPT, SDXL_LINKS, T5, UNET, VAE
+
+NOTES_DIR = Path(__file__).resolve().parent / "workflow_notes"
+SIZE = 1024
+POSITIVE_COLOR = ("#232", "#353")
+NEGATIVE_COLOR = ("#322", "#533")
+ROW = 540  # canvas height of one step
+X_README, X_NOTE, X_TEXT, X_MASK, X_COMPOSITE = -1400, -480, 0, 440, 740
+X_LAYER, X_DECODE, X_SAVE = 1060, 1440, 1680
+SAVE_SIZE = (360, 420)
+SCENE_SIZE = (600, 400)  # PreviewLayers: room for its images
+MODEL, CLIP, VAE_OUT = (1, 0), (1, 1), (1, 2)  # the loader's outputs (node 1)
+
+
+@dataclass(frozen=True)
+class Family:
+    """How a model family loads (node 1) and encodes a prompt."""
+
+    name: str  # "pixart" or "sdxl"
+    cfg: float
+
+    def loader(self, g: Graph) -> None:
+        if self.name == "sdxl":
+            g.add(Node(1, "CheckpointLoaderSimple", {"ckpt_name": SDXL_CKPT}, {},
+                       title="Load SDXL checkpoint (model, CLIP, VAE)", pos=(X_TEXT, -360),
+                       size=(400, 110), properties={"models": SDXL_LINKS}))
+            return
+        models = {"unet_name": UNET, "text_encoder": T5, "vae_name": VAE, "weight_dtype": "default"}
+        g.add(Node(1, "LoadPixArt", models, {}, pos=(X_TEXT, -360), size=(400, 150),
+                   properties={"models": MODEL_LINKS}))
+
+    def encode(self, g: Graph, id: int, text: str, title: str, pos: tuple, width: int,
+               color) -> None:
+        if self.name == "sdxl":
+            widgets = {"width": SIZE, "height": SIZE, "crop_w": 0, "crop_h": 0,
+                       "target_width": SIZE, "target_height": SIZE, "text_g": text, "text_l": text}
+            kind, height = "CLIPTextEncodeSDXL", 330
+        else:
+            widgets, kind, height = {"width": SIZE, "height": SIZE, "text": text}, \
+                "CLIPTextEncodePixArtAlpha", 200
+        g.add(Node(id, kind, widgets, {"clip": CLIP}, title=title, pos=pos,
+                   size=(width, height), color=color))
+
+
+PIXART = Family("pixart", 4.5)
+SDXL = Family("sdxl", 6.0)
+
+
+def read_notes(workflow: str, fill: dict, models: str = "") -> list[tuple[str, str]]:
+    """(title, Markdown text) of each note of a workflow, the read-me first.
+
+    Notes are tools/workflow_notes/<workflow>/*.md in name order; the first line `# ...` is the
+    title; {placeholders} are filled from `fill`, {models} with `models`."""
+    found = []
+    for path in sorted((NOTES_DIR / workflow).glob("*.md")):
+        first, _, body = path.read_text(encoding="utf-8").partition("\n")
+        assert first.startswith("# "), f"{path}: the first line must be '# <note title>'"
+        text = body.strip("\n").replace("{models}", "{{models}}").format(**fill)
+        found.append((first[2:].strip(), text.replace("{models}", models)))
+    return found
+
+
+def models_note(title: str) -> str:
+    """The PixArt model files note (tools/workflow_notes/models.md)."""
+    text = (NOTES_DIR / "models.md").read_text(encoding="utf-8")
+    return text.replace("{title}", title).format(unet=UNET, t5=T5, vae=VAE)
+
+
+def note(g: Graph, id: int, n: tuple[str, str], pos, size) -> None:
+    g.note(id, n[1], pos=pos, size=size, title=n[0])
+
+
+def row_group(g: Graph, title: str, y: int, x0: int = X_TEXT) -> None:
+    width = X_SAVE + SAVE_SIZE[0] + 20 - (x0 - 20)
+    g.groups.append(Group(title, (x0 - 20, y - 80, width, ROW - 20)))
+
+
+def decode_save(g: Graph, decode: int, save: int, latent: tuple, y: int, prefix: str) -> None:
+    g.add(Node(decode, "VAEDecode", {}, {"samples": latent, "vae": VAE_OUT}, pos=(X_DECODE, y),
+               size=(200, 50)))
+    g.add(Node(save, "SaveImage", {"filename_prefix": prefix}, {"images": (decode, 0)},
+               pos=(X_SAVE, y), size=SAVE_SIZE))
+
+
+def canvas(g: Graph, id: int, y: int) -> None:
+    """The empty mask every box mask is pasted on."""
+    g.add(Node(id, "SolidMask", {"value": 0.0, "width": SIZE, "height": SIZE}, {},
+               title="Canvas (empty mask)", pos=(X_MASK, y + 260), size=(270, 110)))
+
+
+def box_pixels(box, size: int = SIZE, grid: int = 16) -> tuple[int, int, int, int]:
+    """A normalised [x0, y0, x1, y1] box in pixels, on a 16 px grid (latent grid at 1024 and
+    512 px)."""
+    return tuple(int(round(c * size / grid)) * grid for c in box)
+
+
+def box_mask(g: Graph, ids, name: str, box_px: tuple, canvas_id: int, y: int) -> int:
+    """SolidMask of the box's size pasted on the canvas by MaskComposite; returns the mask's
+    node id."""
+    source, composite = ids
+    x0, y0, x1, y1 = box_px
+    g.add(Node(source, "SolidMask", {"value": 1.0, "width": x1 - x0, "height": y1 - y0}, {},
+               title=f"Box size: {name}", pos=(X_MASK, y), size=(270, 110)))
+    g.add(Node(composite, "MaskComposite", {"x": x0, "y": y0, "operation": "add"},
+               {"destination": (canvas_id, 0), "source": (source, 0)}, title=f"Box mask: {name}",
+               pos=(X_COMPOSITE, y), size=(270, 130)))
+    return composite
+
+
+def box_layer(g: Graph, fam: Family, ids, y: int, obj: tuple, seed: int, memory: int,
+              canvas_id: int, title: str, save_prefix: str) -> None:
+    """Prompt, box mask, AddLayer (on top), decode and save. ids: text, box size, box mask,
+    layer, decode, save."""
+    name, box, prompt = obj
+    text, source, composite, layer, decode, save = ids
+    fam.encode(g, text, prompt, f"Prompt: {name}", (X_TEXT, y), 400, POSITIVE_COLOR)
+    box_mask(g, (source, composite), name, box_pixels(box), canvas_id, y)
+    widgets = {"seed": seed, "use_mqd": True, "grow": 0, "feather": 0, "unblended_fraction": 0.0,
+               "name": name, "position": -1}
+    links = {"memory": (memory, 0), "model": MODEL, "positive": (text, 0), "mask": (composite, 0)}
+    g.add(Node(layer, "AddLayer", widgets, links, title=title, pos=(X_LAYER, y), size=(340, 310)))
+    decode_save(g, decode, save, (layer, 1), y, save_prefix)
+
+
+def edit_layer(g: Graph, id: int, memory: int, layer: str, seed: int, y: int, title: str,
+               links: dict | None = None, name: str = "") -> None:
+    """EditLayer: a new seed rerolls; a `positive` or `mask` link re-prompts or moves."""
+    widgets = {"layer": layer, "seed": seed, "grow": 0, "feather": 0, "regenerate_fraction": 0.4,
+               "use_mqd": True, "name": name}
+    g.add(Node(id, "EditLayer", widgets, {"memory": (memory, 0), "model": MODEL, **(links or {})},
+               title=title, pos=(X_LAYER, y), size=(340, 310)))
