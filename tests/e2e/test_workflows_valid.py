@@ -1,4 +1,5 @@
-"""Every workflow in workflows/ is a valid graph for ComfyUI and this pack, and its UI and API versions agree.
+"""Every workflow in workflows/ is a valid graph for ComfyUI and this pack, and its UI and API
+versions agree.
 
 Node definitions come from the real ComfyUI booted in-process (`host` fixture: ComfyUI's nodes,
 comfy_extras and this pack), so a renamed input, a changed type or a new required input in the pack
@@ -26,7 +27,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.host]
 WORKFLOW_DIR = REPO / "workflows"
 FRONTEND_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}  # exist only in the browser
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
-MODEL_FILE_INPUTS = {"unet_name", "text_encoder", "vae_name", "ckpt_name", "clip_name", "lora_name", "control_net_name"}
+MODEL_FILE_INPUTS = {"unet_name", "text_encoder", "vae_name", "ckpt_name", "clip_name", "lora_name",
+                     "control_net_name"}
 MODEL_SUFFIXES = (".safetensors", ".sft", ".pth", ".pt", ".ckpt", ".bin", ".gguf")
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
 OUTPUT_TAG = " [output]"  # LoadLayerMemory's mark for a file in the output folder
@@ -55,7 +57,7 @@ def api_twin(ui_path: Path) -> Path:
     return ui_path.parent / "api" / f"{workflow_name(ui_path)}_api.json"
 
 
-# ------------------------------------------------------------------------------------------ node definitions
+# ------------------------------------------------------------ node definitions
 class Spec:
     """One node type as the server describes it (/object_info): ordered inputs, output types."""
 
@@ -66,7 +68,9 @@ class Spec:
         self.inputs: dict[str, tuple] = {}  # name -> (type, options, required)
         for group, required in (("required", True), ("optional", False)):
             for name, spec in (info.get(group) or {}).items():
-                self.inputs[name] = (spec[0], spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}, required)
+                self.inputs[name] = (spec[0],
+                                     spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {},
+                                     required)
         self.outputs = list(cls.RETURN_TYPES)
         self.output_names = list(getattr(cls, "RETURN_NAMES", None) or cls.RETURN_TYPES)
 
@@ -83,7 +87,8 @@ class Spec:
         return bool(self.inputs[name][1].get("image_upload"))
 
     def has_control(self, name: str) -> bool:
-        """The frontend's rule: INT inputs get a 'control after generate' widget when asked or named seed/noise_seed."""
+        """The frontend's rule: INT inputs get a 'control after generate' widget when asked or
+        named seed/noise_seed."""
         typ, opts, _ = self.inputs[name]
         flag = opts.get("control_after_generate")
         if self.kind(typ) == "INT":
@@ -110,10 +115,12 @@ class Spec:
             if name in MODEL_FILE_INPUTS and isinstance(value, str) and (
                     value.endswith(MODEL_SUFFIXES) or value in self.options(name)):
                 return None  # a model file the user downloads; this host has other files
-            return None if value in self.options(name) else f"{value!r} is not one of {self.options(name)[:12]}"
+            return (None if value in self.options(name)
+                    else f"{value!r} is not one of {self.options(name)[:12]}")
         if kind == "INT" and not (isinstance(value, int) and not isinstance(value, bool)):
             return f"{value!r} is not an INT"
-        if kind == "FLOAT" and not (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        if kind == "FLOAT" and not (isinstance(value, (int, float))
+                                    and not isinstance(value, bool)):
             return f"{value!r} is not a FLOAT"
         if kind == "BOOLEAN" and not isinstance(value, bool):
             return f"{value!r} is not a BOOLEAN"
@@ -128,7 +135,8 @@ class Spec:
 
 
 def types_match(out_type: str, in_type) -> bool:
-    """ComfyUI's rule: equal, '*' on either side, or overlapping comma-separated unions; a combo takes COMBO."""
+    """ComfyUI's rule: equal, '*' on either side, or overlapping comma-separated unions; a combo
+    takes COMBO."""
     in_type = Spec.kind(in_type)
     if out_type == "*" or in_type == "*":
         return True
@@ -136,20 +144,23 @@ def types_match(out_type: str, in_type) -> bool:
 
 
 def _loaded_files(prompt: dict) -> set[str]:
-    """LoadLayerMemory files a workflow takes from the output folder (what an earlier workflow saved)."""
+    """LoadLayerMemory files a workflow takes from the output folder (what an earlier workflow
+    saved)."""
     return {n["inputs"]["file"] for n in prompt.values()
-            if n["class_type"] == "LoadLayerMemory" and str(n["inputs"].get("file", "")).endswith(OUTPUT_TAG)}
+            if n["class_type"] == "LoadLayerMemory"
+            and str(n["inputs"].get("file", "")).endswith(OUTPUT_TAG)}
 
 
 @pytest.fixture(scope="module")
 def saved_memories(host, models) -> set[str]:
     """The memory files the workflows load from the output folder, really saved there first.
 
-    continue_scene loads the file layered_scene's SaveLayerMemory writes, which exists only after that
-    workflow ran. Here a small real memory (random PixArt-alpha 512, 2 steps) is saved in the host's
-    output folder by the SaveLayerMemory node with the prefix the file name implies, and the name the
-    node returns must be the workflow's: the validations below then check the workflows as ComfyUI sees
-    them after the first workflow ran, LoadLayerMemory's own validate_inputs (the file exists) included."""
+    continue_scene loads the file layered_scene's SaveLayerMemory writes, which exists only after
+    that workflow ran. Here a small real memory (random PixArt-alpha 512, 2 steps) is saved in the
+    host's output folder by the SaveLayerMemory node with the prefix the file name implies, and the
+    name the node returns must be the workflow's: the validations below then check the workflows as
+    ComfyUI sees them after the first workflow ran, LoadLayerMemory's own validate_inputs (the file
+    exists) included."""
     import scenes
 
     save = host.nodes.NODE_CLASS_MAPPINGS["SaveLayerMemory"]
@@ -158,12 +169,15 @@ def saved_memories(host, models) -> set[str]:
     memory = None
     for file in sorted(wanted):
         found = re.fullmatch(r"(.+)_(\d{5})_\.safetensors" + re.escape(OUTPUT_TAG), file)
-        assert found, f"{file!r} is not a name SaveLayerMemory writes (<prefix>_<counter>_.safetensors [output])"
+        assert found, (f"{file!r} is not a name SaveLayerMemory writes "
+                       "(<prefix>_<counter>_.safetensors [output])")
         if (output / file.removesuffix(OUTPUT_TAG)).is_file():
             continue
         if memory is None:
-            memory = host.layer_ops.start_memory(models("pixart_alpha_512"), scenes.cond(1), scenes.negative(), 512, 512,
-                                                 seed=1, steps=2, cfg=4.5, sampler_name="dpmpp_2m", scheduler="karras")
+            memory = host.layer_ops.start_memory(models("pixart_alpha_512"), scenes.cond(1),
+                                                 scenes.negative(), 512, 512, seed=1, steps=2,
+                                                 cfg=4.5, sampler_name="dpmpp_2m",
+                                                 scheduler="karras")
         name = save.execute(memory, found.group(1), "float32 (exact)").result[0]
         assert name == file, f"SaveLayerMemory named the file {name!r}; the workflow loads {file!r}"
     return wanted
@@ -184,7 +198,8 @@ def example_inputs(host) -> set[str]:
 
 @pytest.fixture(scope="module")
 def specs(host, saved_memories, example_inputs):
-    """Node specs, read after the memories the workflows load are saved (LoadLayerMemory lists the files)."""
+    """Node specs, read after the memories the workflows load are saved (LoadLayerMemory lists the
+    files)."""
     cache: dict[str, Spec] = {}
 
     def get(class_type: str) -> Spec:
@@ -199,14 +214,16 @@ def specs(host, saved_memories, example_inputs):
 
 @pytest.fixture(scope="module")
 def host_with_test_nodes(host):
-    """The host plus tests/support/test_nodes (LayerMemTestEncode), for the random-model version of each workflow."""
+    """The host plus tests/support/test_nodes (LayerMemTestEncode), for the random-model version of
+    each workflow."""
     if headless.TEST_ENCODER not in host.nodes.NODE_CLASS_MAPPINGS:
-        ok = asyncio.run(host.nodes.load_custom_node(str(headless.TEST_NODES_DIR), module_parent="custom_nodes"))
+        ok = asyncio.run(host.nodes.load_custom_node(str(headless.TEST_NODES_DIR),
+                                                     module_parent="custom_nodes"))
         assert ok, "tests/support/test_nodes failed to load"
     return host
 
 
-# ------------------------------------------------------------------------------------------ files and folders
+# ------------------------------------------------------------ files and folders
 def test_every_workflow_has_both_formats():
     assert UI_FILES and API_FILES, f"no workflows found in {WORKFLOW_DIR}"
     for ui in UI_FILES:
@@ -217,17 +234,21 @@ def test_every_workflow_has_both_formats():
 
 
 def test_comfyui_serves_ui_files_only(comfy_root):
-    """ComfyUI lists every *.json directly inside these pack folders as a template and opens it as a UI graph."""
+    """ComfyUI lists every *.json directly inside these pack folders as a template and opens it as
+    a UI graph."""
     source = (comfy_root / "app" / "custom_node_manager.py").read_text(encoding="utf-8")
     found = re.search(r"example_workflow_folder_names\s*=\s*\[([^\]]*)\]", source)
     assert found, "ComfyUI's template folder list moved; re-check how packs serve example workflows"
     served = set(re.findall(r"[\"']([^\"']+)[\"']", found.group(1)))
-    assert "workflows" in served, f"ComfyUI no longer serves a pack's workflows/ folder (serves {sorted(served)})"
+    assert "workflows" in served, ("ComfyUI no longer serves a pack's workflows/ folder "
+                                   f"(serves {sorted(served)})")
     for ui in UI_FILES:
-        assert ui.parent == WORKFLOW_DIR, f"{_rel(ui)} is not directly in workflows/, ComfyUI would not list it"
+        assert ui.parent == WORKFLOW_DIR, (f"{_rel(ui)} is not directly in workflows/, "
+                                           "ComfyUI would not list it")
     for api in API_FILES:
         assert api.parent.name not in served or api.parent.parent != REPO, \
-            f"{_rel(api)} would be listed as a template, and the frontend cannot open the API format"
+            (f"{_rel(api)} would be listed as a template, "
+             "and the frontend cannot open the API format")
 
 
 def test_templates_sort_in_run_order():
@@ -238,10 +259,12 @@ def test_templates_sort_in_run_order():
 
 
 def test_templates_have_thumbnails():
-    """The template browser asks for <name>.jpg beside each template (grey placeholder otherwise)."""
+    """The template browser asks for <name>.jpg beside each template (grey placeholder
+    otherwise)."""
     for ui in UI_FILES:
         thumb = ui.with_suffix(".jpg")
-        assert thumb.is_file(), f"{_rel(thumb)} missing: run python3 tools/screenshots.py (see its header)"
+        assert thumb.is_file(), (f"{_rel(thumb)} missing: "
+                                 "run python3 tools/screenshots.py (see its header)")
         assert thumb.read_bytes()[:3] == b"\xff\xd8\xff" and thumb.stat().st_size < 200_000
 
 
@@ -262,17 +285,20 @@ def test_node_table_matches_the_node_schemas(host, specs):
             or getattr(cls, "DISPLAY_NAME", None) or class_type
         for what, mine, real in (("sockets", list(d.sockets), sockets),
                                  ("widgets", list(d.widgets), widgets),
-                                 ("outputs", list(d.outputs), outputs), ("display", d.display, display)):
+                                 ("outputs", list(d.outputs), outputs),
+                                 ("display", d.display, display)):
             if mine != real:
-                problems.append(f"{class_type} {what}: {mine} in workflow_nodes.py, {real} in ComfyUI")
+                problems.append(f"{class_type} {what}: {mine} in workflow_nodes.py, "
+                                f"{real} in ComfyUI")
     assert not problems, "\n".join(problems)
 
 
 def test_generator_reproduces_the_files():
-    assert build_workflows.main(["--check"]) == 0, "run python tools/build_workflows.py and commit the result"
+    assert build_workflows.main(["--check"]) == 0, ("run python tools/build_workflows.py "
+                                                    "and commit the result")
 
 
-# ------------------------------------------------------------------------------------------ UI format
+# ------------------------------------------------------------ UI format
 @pytest.mark.parametrize("path", UI_FILES, ids=_rel)
 def test_ui_workflow_is_valid(path, specs):
     wf = _load(path)
@@ -289,7 +315,8 @@ def test_ui_workflow_is_valid(path, specs):
         if node["type"] in FRONTEND_ONLY:
             continue
         spec = specs(node["type"])
-        # sockets first, then one socket per widget, in the node's input order (how the frontend saves)
+        # sockets first, then one socket per widget, in the node's input order
+        # (how the frontend saves)
         names = [i["name"] for i in node.get("inputs", [])]
         if names != spec.sockets + spec.widgets:
             problems.append(f"{where}: inputs {names} != {spec.sockets + spec.widgets}")
@@ -298,12 +325,14 @@ def test_ui_workflow_is_valid(path, specs):
                 problems.append(f"{where}: input {slot['name']} widget flag is wrong")
         outputs = [(o["name"], o["type"]) for o in node.get("outputs", [])]
         if outputs != list(zip(spec.output_names, spec.outputs, strict=False)):
-            problems.append(f"{where}: outputs {outputs} != {list(zip(spec.output_names, spec.outputs, strict=False))}")
+            problems.append(f"{where}: outputs {outputs} != "
+                            f"{list(zip(spec.output_names, spec.outputs, strict=False))}")
         # widget values in widget order, with the control value right after a seed
         values = list(node.get("widgets_values", []))
         expected = sum(1 + spec.has_control(w) + spec.has_upload(w) for w in spec.widgets)
         if len(values) != expected:
-            problems.append(f"{where}: {len(values)} widget values, the node has {expected} widgets")
+            problems.append(f"{where}: {len(values)} widget values, "
+                            f"the node has {expected} widgets")
             continue
         it = iter(values)
         for w in spec.widgets:
@@ -334,15 +363,18 @@ def test_ui_workflow_is_valid(path, specs):
         if typ != out_types[o_slot]:
             problems.append(f"{where}: link type {typ} != output type {out_types[o_slot]}")
         if not types_match(out_types[o_slot], in_type):
-            problems.append(f"{where}: {out_types[o_slot]} into {dst['type']}.{slot['name']} ({Spec.kind(in_type)})")
+            problems.append(f"{where}: {out_types[o_slot]} into {dst['type']}.{slot['name']} "
+                            f"({Spec.kind(in_type)})")
         if slot.get("link") != link_id:
             problems.append(f"{where}: target input does not point back to the link")
         if link_id not in (src["outputs"][o_slot].get("links") or []):
             problems.append(f"{where}: origin output does not list the link")
     for node in wf["nodes"]:  # no dangling references from slots
         for i, slot in enumerate(node.get("inputs", [])):
-            if slot.get("link") is not None and links.get(slot["link"], [None] * 5)[3:5] != [node["id"], i]:
-                problems.append(f"node {node['id']} input {slot['name']} points at a missing link {slot['link']}")
+            if (slot.get("link") is not None
+                    and links.get(slot["link"], [None] * 5)[3:5] != [node["id"], i]):
+                problems.append(f"node {node['id']} input {slot['name']} "
+                                f"points at a missing link {slot['link']}")
         for o, slot in enumerate(node.get("outputs", [])):
             for link_id in slot.get("links") or []:
                 if links.get(link_id, [None] * 3)[1:3] != [node["id"], o]:
@@ -356,15 +388,19 @@ def _num(v) -> bool:
 
 @pytest.mark.parametrize("path", UI_FILES, ids=_rel)
 def test_ui_workflow_matches_the_frontend_schema(path):
-    """The required parts of the frontend's zod schema for version 0.4 (zComfyWorkflow, comfyui-frontend-package 1.27)."""
+    """The required parts of the frontend's zod schema for version 0.4 (zComfyWorkflow,
+    comfyui-frontend-package 1.27)."""
     wf = _load(path)
-    uuid_re = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+    uuid_re = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}"
+                         r"-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
     assert "id" not in wf or uuid_re.match(wf["id"])
-    assert isinstance(wf["last_node_id"], (int, str)) and _num(wf["last_link_id"]) and _num(wf["version"])
+    assert (isinstance(wf["last_node_id"], (int, str)) and _num(wf["last_link_id"])
+            and _num(wf["version"]))
     for node in wf["nodes"]:
         for key in ("id", "type", "pos", "size", "flags", "order", "mode", "properties"):
             assert key in node, f"node {node.get('id')} lacks {key}"
-        assert all(len(node[k]) == 2 and all(map(_num, node[k])) for k in ("pos", "size")), node["id"]
+        assert all(len(node[k]) == 2 and all(map(_num, node[k]))
+                   for k in ("pos", "size")), node["id"]
         for slot in node.get("inputs", []):
             assert isinstance(slot["name"], str) and isinstance(slot["type"], str)
             assert slot.get("link") is None or _num(slot["link"])
@@ -373,23 +409,29 @@ def test_ui_workflow_matches_the_frontend_schema(path):
             assert slot.get("links") is None or all(map(_num, slot["links"]))
         assert isinstance(node.get("widgets_values", []), (list, dict))
         for model in node["properties"].get("models", []):
-            assert {"name", "url", "directory"} <= set(model) and model["url"].startswith("https://huggingface.co/")
-            assert model["name"].endswith((".safetensors", ".sft")), "the frontend only offers these for download"
+            assert ({"name", "url", "directory"} <= set(model)
+                    and model["url"].startswith("https://huggingface.co/"))
+            assert model["name"].endswith((".safetensors", ".sft")), \
+                "the frontend only offers these for download"
     for link in wf["links"]:
-        assert len(link) == 6 and all(map(_num, (link[0], link[2], link[4]))) and isinstance(link[5], str)
+        assert (len(link) == 6 and all(map(_num, (link[0], link[2], link[4])))
+                and isinstance(link[5], str))
     for group in wf.get("groups", []):
-        assert isinstance(group["title"], str) and len(group["bounding"]) == 4 and all(map(_num, group["bounding"]))
+        assert (isinstance(group["title"], str) and len(group["bounding"]) == 4
+                and all(map(_num, group["bounding"])))
     ds = wf.get("extra", {}).get("ds")
     assert ds is None or (_num(ds["scale"]) and len(ds["offset"]) == 2)
     # opens with titles, widgets and notes drawn: frontend 1.27 switches to low detail below
     # MinFontSizeForLOD (default 8 px) / NODE_TEXT_SIZE (14 px) = 0.571
-    assert ds and ds["scale"] >= 8 / 14, f"opens at zoom {ds and ds['scale']}, below the low-detail threshold"
+    assert ds and ds["scale"] >= 8 / 14, (f"opens at zoom {ds and ds['scale']}, "
+                                          "below the low-detail threshold")
     # the Missing Models dialog can offer every model file the graph names
     for node in wf["nodes"]:
         offered = {m["name"] for m in node["properties"].get("models", [])}
         for value in node.get("widgets_values") or []:
             if isinstance(value, str) and value.endswith(MODEL_SUFFIXES):
-                assert value in offered, f"node {node['id']}: {value} has no download URL in properties.models"
+                assert value in offered, (f"node {node['id']}: {value} "
+                                          "has no download URL in properties.models")
 
 
 @pytest.mark.parametrize("path", UI_FILES, ids=_rel)
@@ -405,8 +447,9 @@ def test_ui_workflow_explains_itself(path):
                     assert value in text, f"no note tells where {value} goes"
     for folder in ("diffusion_models", "text_encoders", "vae"):
         assert f"{folder}/" in text
-    displays = {"LayerMemory": "Layer Memory", "AddLayer": "Add Layer", "DeleteLayer": "Delete Layer",
-                "SaveLayerMemory": "Save Layer Memory", "LoadLayerMemory": "Load Layer Memory",
+    displays = {"LayerMemory": "Layer Memory", "AddLayer": "Add Layer",
+                "DeleteLayer": "Delete Layer", "SaveLayerMemory": "Save Layer Memory",
+                "LoadLayerMemory": "Load Layer Memory",
                 "PreviewLayers": "Preview Layers", "ListLayers": "List Layers"}
     for step in sorted({n["type"] for n in wf["nodes"]} & set(displays)):
         assert displays[step] in text, f"no note explains {displays[step]}"
@@ -417,14 +460,16 @@ def test_ui_workflow_explains_itself(path):
             saved_by = [w for w in build_workflows.RUN_ORDER
                         if w != workflow_name(path) and f"**{w}**" in text]
             assert saved_by, "no note names the workflow that saves the file this one loads"
-            assert "`ComfyUI/input/`" in text, "no note says where to put a memory file from someone else"
-        if node["type"] == "LoadImage":  # the example picture: which one, where it is, where it goes
+            assert "`ComfyUI/input/`" in text, \
+                "no note says where to put a memory file from someone else"
+        # the example picture: which one, where it is, where it goes
+        if node["type"] == "LoadImage":
             picture = node["widgets_values"][0]
             assert (EXAMPLE_INPUTS / picture).is_file(), f"{picture} is not in example_inputs/"
             assert picture in text and "example_inputs/" in text and "`ComfyUI/input/`" in text
 
 
-# ------------------------------------------------------------------------------------------ API format
+# ------------------------------------------------------------ API format
 @pytest.mark.parametrize("path", API_FILES, ids=_rel)
 def test_api_workflow_is_valid(path, specs):
     prompt = headless.load_api_workflow(path)
@@ -443,7 +488,8 @@ def test_api_workflow_is_valid(path, specs):
                     continue
                 out_types = specs(prompt[src_id]["class_type"]).outputs
                 if slot >= len(out_types) or not types_match(out_types[slot], spec.inputs[name][0]):
-                    problems.append(f"{where}: {name} gets output {slot} of node {src_id}, wrong type")
+                    problems.append(f"{where}: {name} gets output {slot} of node {src_id}, "
+                                    "wrong type")
             elif not spec.is_widget(name):
                 problems.append(f"{where}: {name} needs a link, got {value!r}")
             elif why := spec.check_value(name, value):
@@ -455,10 +501,13 @@ def test_api_workflow_is_valid(path, specs):
 
 
 @pytest.mark.parametrize("path", API_FILES, ids=_rel)
-def test_comfyui_validation_accepts_api_workflow(path, host_with_test_nodes, saved_memories, example_inputs):
-    """ComfyUI's own /prompt validation, as is (model files may be missing here) and rewritten for the test models.
+def test_comfyui_validation_accepts_api_workflow(path, host_with_test_nodes, saved_memories,
+                                                 example_inputs):
+    """ComfyUI's own /prompt validation, as is (model files may be missing here) and rewritten for
+    the test models.
 
-    A memory loaded from the output folder exists (`saved_memories`), as after the workflow that saves it ran."""
+    A memory loaded from the output folder exists (`saved_memories`), as after the workflow that
+    saves it ran."""
     import execution
 
     host = host_with_test_nodes
@@ -466,40 +515,48 @@ def test_comfyui_validation_accepts_api_workflow(path, host_with_test_nodes, sav
     assert _loaded_files(prompt) <= saved_memories
     ok, error, _outputs, node_errors = asyncio.run(execution.validate_prompt("check", prompt, None))
     unexpected = [(nid, e) for nid, info in node_errors.items() for e in info["errors"]
-                  if not (e["type"] == "value_not_in_list" and e.get("extra_info", {}).get("input_name") in MODEL_FILE_INPUTS)]
+                  if not (e["type"] == "value_not_in_list"
+                          and e.get("extra_info", {}).get("input_name") in MODEL_FILE_INPUTS)]
     assert not unexpected, unexpected
     assert ok or node_errors, error
     rewritten, _ = headless.rewrite_for_random_models(prompt)
-    ok, error, outputs, node_errors = asyncio.run(execution.validate_prompt("check", rewritten, None))
+    ok, error, outputs, node_errors = asyncio.run(execution.validate_prompt("check", rewritten,
+                                                                            None))
     assert ok, (error, node_errors)
     output_nodes = {nid for nid, n in prompt.items()
-                    if getattr(host.nodes.NODE_CLASS_MAPPINGS[n["class_type"]], "OUTPUT_NODE", False)}
-    assert {n["class_type"] for n in prompt.values()} & {"SaveImage"}, "the workflow saves no images"
+                    if getattr(host.nodes.NODE_CLASS_MAPPINGS[n["class_type"]], "OUTPUT_NODE",
+                               False)}
+    assert {n["class_type"] for n in prompt.values()} & {"SaveImage"}, \
+        "the workflow saves no images"
     assert set(outputs) == output_nodes, "every output node validates and runs"
 
 
-@pytest.mark.parametrize("path", [p for p in API_FILES if _loaded_files(headless.load_api_workflow(p))], ids=_rel)
+@pytest.mark.parametrize("path", [p for p in API_FILES
+                                  if _loaded_files(headless.load_api_workflow(p))], ids=_rel)
 def test_comfyui_validation_refuses_a_missing_memory(path, host_with_test_nodes):
-    """Without the saved file ComfyUI refuses the workflow before anything runs, saying where files go."""
+    """Without the saved file ComfyUI refuses the workflow before anything runs, saying where files
+    go."""
     import execution
 
     prompt, _ = headless.rewrite_for_random_models(headless.load_api_workflow(path))
     loads = [nid for nid, n in prompt.items() if n["class_type"] == "LoadLayerMemory"]
     for nid in loads:
         prompt[nid]["inputs"]["file"] = "layer_memory/never_saved_00001_.safetensors" + OUTPUT_TAG
-    ok, _error, _outputs, node_errors = asyncio.run(execution.validate_prompt("check", prompt, None))
+    ok, _error, _outputs, node_errors = asyncio.run(execution.validate_prompt("check", prompt,
+                                                                              None))
     assert not ok
     for nid in loads:
         messages = [e["details"] for e in node_errors[nid]["errors"]]
         assert any("does not exist" in m and "input folder" in m for m in messages), messages
 
 
-# ------------------------------------------------------------------------------------------ UI == API
+# ------------------------------------------------------------ UI == API
 @pytest.mark.parametrize("path", UI_FILES, ids=_rel)
 def test_ui_and_api_describe_the_same_graph(path, specs):
     ui, api = _load(path), headless.load_api_workflow(api_twin(path))
     ui_nodes = {str(n["id"]): n for n in ui["nodes"] if n["type"] not in FRONTEND_ONLY}
-    assert set(ui_nodes) == set(api), f"node ids differ: {sorted(set(ui_nodes) ^ set(api), key=int)}"
+    assert set(ui_nodes) == set(api), \
+        f"node ids differ: {sorted(set(ui_nodes) ^ set(api), key=int)}"
     problems = []
     for nid, node in ui_nodes.items():
         a = api[nid]
@@ -515,8 +572,10 @@ def test_ui_and_api_describe_the_same_graph(path, specs):
             if spec.has_control(w):
                 next(values, None)
         api_widgets = [(k, v) for k, v in a["inputs"].items() if not isinstance(v, list)]
-        if sorted(api_widgets, key=lambda kv: spec.widgets.index(kv[0]) if kv[0] in spec.widgets else -1) != ui_widgets:
-            problems.append(f"node {nid} ({node['type']}): widgets UI {ui_widgets} != API {api_widgets}")
+        if sorted(api_widgets, key=lambda kv: spec.widgets.index(kv[0])
+                  if kv[0] in spec.widgets else -1) != ui_widgets:
+            problems.append(f"node {nid} ({node['type']}): widgets UI {ui_widgets} "
+                            f"!= API {api_widgets}")
         if node.get("title") and a.get("_meta", {}).get("title") != node["title"]:
             problems.append(f"node {nid}: title {node['title']!r} in UI, {a.get('_meta')} in API")
     # links: [id, origin, origin_slot, target, target_slot, type] <-> inputs[name] = [origin, slot]
@@ -524,13 +583,15 @@ def test_ui_and_api_describe_the_same_graph(path, specs):
     by_id = {n["id"]: n for n in ui["nodes"]}
     for _id, origin, o_slot, target, t_slot, _typ in ui["links"]:
         ui_links.add((str(origin), o_slot, str(target), by_id[target]["inputs"][t_slot]["name"]))
-    api_links = {(v[0], v[1], nid, name) for nid, n in api.items() for name, v in n["inputs"].items() if isinstance(v, list)}
+    api_links = {(v[0], v[1], nid, name) for nid, n in api.items()
+                 for name, v in n["inputs"].items() if isinstance(v, list)}
     if ui_links != api_links:
-        problems.append(f"links only in UI: {sorted(ui_links - api_links)}; only in API: {sorted(api_links - ui_links)}")
+        problems.append(f"links only in UI: {sorted(ui_links - api_links)}; "
+                        f"only in API: {sorted(api_links - ui_links)}")
     assert not problems, "\n".join(problems)
 
 
-# ------------------------------------------------------------------------------------------ random-model rewrite
+# ------------------------------------------------------------ random-model rewrite
 REAL_MODEL_NODES = {"CheckpointLoaderSimple", "CLIPTextEncodeSDXL", "CLIPTextEncodePixArtAlpha"}
 
 

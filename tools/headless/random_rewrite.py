@@ -103,7 +103,8 @@ def _test_sdxl_loader(rw: Rewrite, node_id: str, node: dict) -> None:
 def _test_sdxl_encoder(rw: Rewrite, node_id: str, node: dict) -> None:
     inputs = node["inputs"]
     sizes = {name: rw.scaled(inputs[name]) if isinstance(inputs.get(name), int)
-             else inputs.get(name) for name in ("width", "height", "crop_w", "crop_h", "target_width", "target_height")}
+             else inputs.get(name)
+             for name in ("width", "height", "crop_w", "crop_h", "target_width", "target_height")}
     node["class_type"] = TEST_SDXL_ENCODER
     node["inputs"] = {"text": inputs.get("text_g", ""), **sizes}
     rw.changes.append(f"{node_label(rw.original, node_id)}: -> {TEST_SDXL_ENCODER} (same text)")
