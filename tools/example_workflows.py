@@ -47,6 +47,7 @@ from workflow_parts import (
     canvas,
     decode_save,
     edit_layer,
+    inspect_row,
     models_note,
     note,
     read_notes,
@@ -212,11 +213,7 @@ def build_continue() -> Graph:
     row_group(g, f"Step 2: add the {name} back", ROW)
     # step 3: inspect
     y = 2 * ROW
-    g.add(Node(15, "ListLayers", {}, {"memory": (11, 0)}, pos=(X_LAYER, y), size=(340, 300)))
-    g.add(Node(16, "PreviewLayers", {"line_width": 0}, {"memory": (11, 0), "vae": VAE_OUT},
-               pos=(X_DECODE, y), size=SCENE_SIZE))
-    note(g, 17, notes[3], (X_NOTE, y), (420, 300))
-    row_group(g, "Step 3: look at the layers", y, x0=X_LAYER)
+    inspect_row(g, (15, 16, 17), 11, y, notes[3], 300, "Step 3: look at the layers")
     return g
 
 

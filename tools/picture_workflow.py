@@ -15,10 +15,8 @@ from workflow_parts import (
     PIXART,
     POSITIVE_COLOR,
     ROW,
-    SCENE_SIZE,
     SIZE,
     VAE_OUT,
-    X_DECODE,
     X_LAYER,
     X_MASK,
     X_NOTE,
@@ -28,6 +26,7 @@ from workflow_parts import (
     canvas,
     decode_save,
     edit_layer,
+    inspect_row,
     note,
     row_group,
 )
@@ -95,9 +94,5 @@ def build(notes: list[tuple[str, str]], negative: str) -> Graph:
     row_group(g, f"Step 3: add a {ADD[0]}", 2 * ROW)
     _reprompt(g, notes)
     y = 4 * ROW
-    g.add(Node(25, "ListLayers", {}, {"memory": (21, 0)}, pos=(X_LAYER, y), size=(340, 260)))
-    g.add(Node(26, "PreviewLayers", {"line_width": 0}, {"memory": (21, 0), "vae": VAE_OUT},
-               pos=(X_DECODE, y), size=SCENE_SIZE))
-    note(g, 27, notes[5], (X_NOTE, y), (420, 260))
-    row_group(g, "Step 5: look at the layers", y, x0=X_LAYER)
+    inspect_row(g, (25, 26, 27), 21, y, notes[5], 260, "Step 5: look at the layers")
     return g

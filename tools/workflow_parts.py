@@ -142,3 +142,15 @@ def edit_layer(g: Graph, id: int, memory: int, layer: str, seed: int, y: int, ti
                "use_mqd": True, "name": name}
     g.add(Node(id, "EditLayer", widgets, {"memory": (memory, 0), "model": MODEL, **(links or {})},
                title=title, pos=(X_LAYER, y), size=(340, 310)))
+
+
+def inspect_row(g: Graph, ids: tuple[int, int, int], memory: int, y: int, text: tuple[str, str],
+                height: int, title: str) -> None:
+    """ListLayers and PreviewLayers on `memory`, with a note: the last row of a workflow."""
+    table, preview, note_id = ids
+    g.add(Node(table, "ListLayers", {}, {"memory": (memory, 0)}, pos=(X_LAYER, y),
+               size=(340, height)))
+    g.add(Node(preview, "PreviewLayers", {"line_width": 0}, {"memory": (memory, 0), "vae": VAE_OUT},
+               pos=(X_DECODE, y), size=SCENE_SIZE))
+    note(g, note_id, text, (X_NOTE, y), (420, height))
+    row_group(g, title, y, x0=X_LAYER)
