@@ -106,14 +106,14 @@ def require_size(family: str, width: int, height: int) -> None:
 
 def make_mqd_run(family: str, layers) -> object:
     """The MQD state of one run over `layers` (background first, the newest last)."""
-    prompts = [layer.positive.embedding for layer in layers]
     if family == "pixart":
         from .mqd import MQDRun
 
         return MQDRun.for_layers(layers)
     from .mqd_unet import UNetMQDRun
 
-    return UNetMQDRun([layer.latent_mask for layer in layers[1:]], prompts)
+    return UNetMQDRun([layer.latent_mask for layer in layers[1:]],
+                      [layer.positive.embedding for layer in layers])
 
 
 def install_mqd(patcher, run) -> list:
