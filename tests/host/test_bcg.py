@@ -1,4 +1,7 @@
-"""Point 2: BCG keeps everything outside the (grown) mask exactly as the layer below."""
+"""Point 2: BCG's blend, and BCGBlend with ComfyUI's own samplers.
+
+Bit-exactness outside the mask for every sampler family and model kind is in
+test_family_invariants.py."""
 import logging
 
 import pytest
@@ -6,49 +9,6 @@ import scenes
 import torch
 
 pytestmark = pytest.mark.host
-
-
-def _outside(memory):
-    return memory.top.latent_mask == 0
-
-
-def _assert_exact_outside(new, below, where):
-    a, b = new.top.trajectory, below.top.trajectory
-    assert torch.equal(a.sigmas, b.sigmas) and a.calls == b.calls
-    assert torch.equal(a.x[..., where], b.x[..., where]), "model inputs differ outside the mask"
-    assert torch.equal(a.final[..., where], b.final[..., where]), (
-        "final latent differs outside the mask")
-    assert torch.equal(new.composite_latent()["samples"][..., where],
-                       below.composite_latent()["samples"][..., where])
-    assert not torch.equal(a.final[..., ~where], b.final[..., ~where]), (
-        "the masked region was not sampled")
-
-
-@pytest.mark.parametrize("sampler,scheduler",
-                         [("euler", "normal"), ("dpmpp_2m", "karras"), ("heun", "simple"),
-                          ("uni_pc", "sgm_uniform"), ("ddim", "ddim_uniform")])
-def test_deterministic_samplers_are_bit_exact_outside(host, alpha, sampler, scheduler):
-    bg = host.layer_ops.start_memory(alpha, scenes.cond(1), scenes.negative(), 512, 512, 3, 3, 4.5,
-                                     sampler, scheduler)
-    added = host.layer_ops.add_layer(bg, alpha, scenes.cond(2),
-                                     scenes.box_mask(512, 0.3, 0.2, 0.7, 0.6), seed=4,
-                                     grow_pixels=1)
-    _assert_exact_outside(added, bg, _outside(added))
-
-
-def test_second_layer_follows_first_layer_outside(three_layers):
-    for below, new in zip(three_layers[1:], three_layers[2:], strict=False):
-        _assert_exact_outside(new, below, _outside(new))
-
-
-@pytest.mark.parametrize("sampler", ["euler_ancestral", "dpmpp_2m_sde"])
-def test_ancestral_and_sde_samplers_blend(host, alpha, sampler):
-    """Fresh noise each step: forced points (model inputs, final) still match outside."""
-    bg = host.layer_ops.start_memory(alpha, scenes.cond(1), scenes.negative(), 512, 512, 3, 3, 4.5,
-                                     sampler, "karras")
-    added = host.layer_ops.add_layer(bg, alpha, scenes.cond(2),
-                                     scenes.box_mask(512, 0.3, 0.2, 0.7, 0.6), seed=4)
-    _assert_exact_outside(added, bg, _outside(added))
 
 
 def test_soft_mask_blends_by_value(host):
