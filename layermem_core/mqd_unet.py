@@ -10,128 +10,42 @@ Ownership at each resolution level: every layer's latent mask is area-pooled to 
 (h, w) (an average over the factor x factor latent pixels: 1, 2, 4, 8) and thresholded at
 `masks.TOKEN_THRESHOLD` (0.5, PixArt's rule at its 2x2 token grid). Newest first: the newest
 layer owns its tokens, each older layer keeps what no newer mask covers, the background owns
-the rest. The map is built lazily once per (h, w) and run.
+the rest.
 
 One attention call per block for the whole CFG batch: conditional rows see the keys of every
-layer's prompt concatenated (projected once per run per block with the block's own
-to_k / to_v, so LoRA weight patches apply) under an additive bias that is 0 on the owner's
-keys and -inf elsewhere; unconditional rows see their own (negative) keys, padded with -inf.
-The call is torch's scaled_dot_product_attention whatever attention backend the user chose:
-sage attention ignores masks and flash refuses them, so routing through them would be wrong.
-"""
+layer's prompt concatenated (projected with the block's own to_k / to_v, so LoRA weight
+patches apply) under an additive bias that is 0 on the owner's keys and -inf elsewhere;
+unconditional rows see their own (negative) keys, padded with -inf. The call is torch's
+scaled_dot_product_attention whatever attention backend the user chose: sage attention
+ignores masks and flash refuses them, so routing through them would be wrong.
 
+Everything that depends only on the run (every block's prompt K/V, every level's bias for the
+call's batch layout) is built by an APPLY_MODEL wrapper, outside the model's forward and so
+outside any torch.compile region (ComfyUI's TorchCompileModel); the patches only read it, with
+no tensor value read on the host. Under torch.compile keys are padded to a multiple of
+`COMPILED_KEY_BUCKET` and the model's own context is cut to one token (all-conditional calls)
+or padded to the same length, so another edit with the same number of layers and prompts of
+other lengths in the same bucket gives the same shapes and re-traces nothing.
+"""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from .masks import TOKEN_THRESHOLD
+from .mqd_unet_run import (  # noqa: F401 (the run's API, re-exported for callers and tests)
+    COMPILED_KEY_BUCKET,
+    ROUTED,
+    UNetMQDRun,
+    attn2_blocks,
+    conditional_rows,
+    level_hw,
+    owner_map,
+    pad_keys,
+)
 
-COND = 0  # ComfyUI's marker for a conditional chunk in cond_or_uncond
-
-
-def owner_map(latent_masks: list[torch.Tensor], hw: tuple[int, int]) -> torch.Tensor:
-    """Owner per token of an (h, w) level, row-major; 0 = background, i = latent_masks[i - 1].
-
-    `latent_masks` are the layers above the background, oldest first, on the latent grid.
-    """
-    h, w = hw
-    owners = torch.zeros(h * w, dtype=torch.long)
-    for i, mask in enumerate(latent_masks, start=1):
-        pooled = F.interpolate(mask[None, None].float(), size=(h, w), mode="area")[0, 0]
-        owners[(pooled >= TOKEN_THRESHOLD).reshape(-1)] = i
-    return owners
-
-
-class UNetMQDRun:
-    """State of one sampling run: masks, prompts, and per-run caches (owner bias, prompt K/V)."""
-
-    def __init__(self, latent_masks: list[torch.Tensor], prompts: list[torch.Tensor]):
-        if len(prompts) != len(latent_masks) + 1:
-            raise ValueError("one prompt per layer: the background's first, then one per mask")
-        self.latent_masks = [m.detach().to("cpu", torch.float32) for m in latent_masks]
-        self.latent_hw = tuple(latent_masks[0].shape) if latent_masks else (0, 0)
-        self.prompts = prompts  # [1, L_i, D] per owner; background first
-        lengths = [int(p.shape[1]) for p in prompts]
-        self.key_owner = torch.repeat_interleave(torch.arange(len(prompts)), torch.tensor(lengths))
-        self._bias: dict[tuple, torch.Tensor] = {}
-        self._kv: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
-
-    @property
-    def total_keys(self) -> int:
-        return int(self.key_owner.numel())
-
-    def owner_bias(self, hw: tuple[int, int], device, dtype) -> torch.Tensor:
-        """[h*w, L_total]: 0 where the key belongs to the token's owner, -inf elsewhere."""
-        key = (hw, str(device), dtype)
-        bias = self._bias.get(key)
-        if bias is None:
-            owners = owner_map(self.latent_masks, hw)
-            allowed = owners[:, None] == self.key_owner[None, :]
-            bias = (
-                torch.zeros(allowed.shape, dtype=dtype)
-                .masked_fill(~allowed, float("-inf"))
-                .to(device)
-            )
-            self._bias[key] = bias
-        return bias
-
-    def batch_bias(
-        self, hw: tuple[int, int], rows: tuple[bool, ...], own_keys: int, length: int, device, dtype
-    ) -> torch.Tensor:
-        """[B, 1, N, length] for one batch layout: conditional rows route by owner over the
-        prompts' keys, unconditional rows see their own `own_keys` keys; padding is -inf."""
-        key = (hw, rows, own_keys, length, str(device), dtype)
-        bias = self._bias.get(key)
-        if bias is None:
-            routed = F.pad(
-                self.owner_bias(hw, device, dtype),
-                (0, length - self.total_keys),
-                value=float("-inf"),
-            )
-            own = torch.zeros(length, dtype=dtype, device=device)
-            own = own.masked_fill(torch.arange(length, device=device) >= own_keys, float("-inf"))
-            bias = torch.stack([routed if c else own.expand_as(routed) for c in rows])[:, None]
-            self._bias[key] = bias
-        return bias
-
-    def prompt_kv(self, block: tuple, attn2, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every layer's prompt through this block's to_k / to_v, concatenated: [1, L, inner]."""
-        key = (block, str(device), dtype)
-        kv = self._kv.get(key)
-        if kv is None:
-            context = torch.cat([p.to(device=device, dtype=dtype) for p in self.prompts], dim=1)
-            kv = (attn2.to_k(context), attn2.to_v(context))
-            self._kv[key] = kv
-        return kv
-
-
-def conditional_rows(cond_or_uncond, batch: int) -> list[bool] | None:
-    """Per batch row: conditional? None when the batch does not split into ComfyUI's chunks."""
-    marks = list(cond_or_uncond or [])
-    if not marks or batch % len(marks):
-        return None
-    per = batch // len(marks)
-    return [m == COND for m in marks for _ in range(per)]
-
-
-def _level_hw(extra_options: dict, tokens: int, latent_hw: tuple[int, int]) -> tuple[int, int]:
-    """The level's grid: from activations_shape, else the latent grid downsampled until it fits."""
-    shape = extra_options.get("activations_shape")
-    if shape is not None and int(shape[-2]) * int(shape[-1]) == tokens:
-        return int(shape[-2]), int(shape[-1])
-    h, w = latent_hw
-    for _ in range(6):  # the UNet's stride-2 convolutions round up: 13 -> 7 -> 4
-        if h * w == tokens:
-            return h, w
-        h, w = (h + 1) // 2, (w + 1) // 2
-    raise RuntimeError(
-        f"cannot tell the attention level's grid for {tokens} tokens (activations_shape {shape})"
-    )
-
-
-def _pad_keys(t: torch.Tensor, length: int) -> torch.Tensor:
-    return F.pad(t, (0, 0, 0, length - t.shape[1])) if t.shape[1] < length else t
+WRAPPER_KEY = "layer_memory_mqd_unet"
+TORCH_COMPILE_KWARGS = "torch_compile_kwargs"  # set in model_options by TorchCompileModel
+_level_hw = level_hw  # its name before the run moved to mqd_unet_run (tests import it)
 
 
 class RoutedAttn2:
@@ -144,22 +58,23 @@ class RoutedAttn2:
 
     def __call__(self, q, k, v, extra_options):
         heads = int(extra_options["n_heads"])
-        rows = conditional_rows(extra_options.get("cond_or_uncond"), q.shape[0])
-        if not rows or not any(rows):
+        run = self.run
+        call = run.current
+        if call is None:  # not inside the run's wrapper (a direct call): route from the options
+            call = run.layout(extra_options.get("cond_or_uncond"), q.shape[0], int(k.shape[1]),
+                              q.device)
+        if call is None:
             return _sdpa(q, k, v, heads, None, extra_options)
-        kp, vp = self.run.prompt_kv(self.block, self.attn2, q.device, q.dtype)
-        hw = _level_hw(extra_options, q.shape[1], self.run.latent_hw)
-        length = max(kp.shape[1], k.shape[1])
-        bias = self.run.batch_bias(hw, tuple(rows), int(k.shape[1]), length, q.device, q.dtype)
-        keys = [
-            _pad_keys(kp, length) if c else _pad_keys(k[b : b + 1], length)
-            for b, c in enumerate(rows)
-        ]
-        values = [
-            _pad_keys(vp, length) if c else _pad_keys(v[b : b + 1], length)
-            for b, c in enumerate(rows)
-        ]
-        return _sdpa(q, torch.cat(keys), torch.cat(values), heads, bias, extra_options)
+        bias = run.level_bias(call, level_hw(extra_options, q.shape[1], run.latent_hw),
+                              q.device, q.dtype)
+        kp, vp = run.prompt_kv(self.block, self.attn2, q.device, q.dtype)
+        if call.kind == ROUTED:
+            b = q.shape[0]
+            return _sdpa(q, kp.expand(b, -1, -1), vp.expand(b, -1, -1), heads, bias, extra_options)
+        length = call.length
+        keys = torch.where(call.cond, pad_keys(kp, length), pad_keys(k, length))
+        values = torch.where(call.cond, pad_keys(vp, length), pad_keys(v, length))
+        return _sdpa(q, keys, values, heads, bias, extra_options)
 
 
 def _sdpa(q, k, v, heads: int, bias, extra_options: dict) -> torch.Tensor:
@@ -175,36 +90,19 @@ def _sdpa(q, k, v, heads: int, bias, extra_options: dict) -> torch.Tensor:
     return out.transpose(1, 2).reshape(b, n, inner).to(dtype)
 
 
-def attn2_blocks(diffusion_model) -> list[tuple[tuple[str, int, int], str]]:
-    """(patch key, module path) of every transformer block with a cross-attention, in UNet order."""
-    from comfy.ldm.modules.attention import SpatialTransformer
-
-    found = []
-    groups = [("input", i, blk) for i, blk in enumerate(diffusion_model.input_blocks)]
-    groups.append(("middle", 0, diffusion_model.middle_block))
-    groups += [("output", i, blk) for i, blk in enumerate(diffusion_model.output_blocks)]
-    prefix = {"input": "input_blocks", "middle": "middle_block", "output": "output_blocks"}
-    for name, number, seq in groups:
-        for j, layer in enumerate(seq):
-            if not isinstance(layer, SpatialTransformer):
-                continue
-            for t, tb in enumerate(layer.transformer_blocks):
-                if getattr(tb, "attn2", None) is not None:
-                    base = prefix[name] if name == "middle" else f"{prefix[name]}.{number}"
-                    found.append(
-                        (
-                            (name, number, t),
-                            f"diffusion_model.{base}.{j}.transformer_blocks.{t}.attn2",
-                        )
-                    )
-    return found
-
-
 def install(patcher, run: UNetMQDRun) -> list[tuple[str, int, int]]:
     """Set an attn2 replace patch for every cross-attention on `patcher` (a clone the caller
-    owns); the patches live in the clone's model_options and go away with it."""
+    owns) and the run's APPLY_MODEL wrapper; both live in the clone's model_options and go
+    away with it. A model compiled by TorchCompileModel gets the compile-sized key bucket."""
+    import comfy.patcher_extension
+
+    if TORCH_COMPILE_KWARGS in patcher.model_options:
+        run.use_key_bucket(COMPILED_KEY_BUCKET)
     keys = []
     for key, path in attn2_blocks(patcher.get_model_object("diffusion_model")):
         patcher.set_model_attn2_replace(RoutedAttn2(run, key, patcher.get_model_object(path)), *key)
         keys.append(key)
+    apply_model = comfy.patcher_extension.WrappersMP.APPLY_MODEL
+    patcher.remove_wrappers_with_key(apply_model, WRAPPER_KEY)
+    patcher.add_wrapper_with_key(apply_model, WRAPPER_KEY, run.apply_model_wrapper)
     return keys

@@ -13,7 +13,9 @@
   -> `steps`; ImageScale (the picture's size before LayerMemoryFromImage) scaled like the scene;
 - CheckpointLoaderSimple with an SDXL file (name with "xl"): LayerMemTestSDXLLoader (a small
   random SDXL UNet and TAESDXL); CLIPTextEncodeSDXL: LayerMemTestEncodeSDXL with the same text
-  (text_g) and scaled sizes.
+  (text_g) and scaled sizes;
+- CheckpointLoaderSimple with any other file (SD 1.5): LayerMemTestSD15Loader (a small random
+  SD 1.5 UNet and TAESD); CLIPTextEncode fed by it: LayerMemTestEncodeSD15 with the same text.
 
 SaveLayerMemory and LoadLayerMemory stay as they are: a memory saved by a rewritten workflow was
 made with the random model, and the rewritten workflow that loads it (same file name) uses that
@@ -34,6 +36,8 @@ from .workflows import is_link
 
 TEST_SDXL_LOADER = "LayerMemTestSDXLLoader"  # tools/random_text_encoder/
 TEST_SDXL_ENCODER = "LayerMemTestEncodeSDXL"
+TEST_SD15_LOADER = "LayerMemTestSD15Loader"
+TEST_SD15_ENCODER = "LayerMemTestEncodeSD15"
 
 
 @dataclass
@@ -46,6 +50,7 @@ class Rewrite:
     size: int
     steps: int
     pixart_loaders: set[str]
+    sd15_loaders: set[str]  # CheckpointLoaderSimple nodes of a non-SDXL checkpoint
     changes: list[str] = field(default_factory=list)
 
     def scaled(self, value: int, grid: int = 1, minimum: int = 0) -> int:
@@ -92,12 +97,25 @@ def _test_encoder(rw: Rewrite, node_id: str, node: dict) -> None:
     rw.changes.append(f"{node_label(rw.original, node_id)}: -> {TEST_ENCODER} (same text, {w}x{h})")
 
 
-def _test_sdxl_loader(rw: Rewrite, node_id: str, node: dict) -> None:
+def _is_sdxl_file(name) -> bool:
+    return "xl" in str(name).lower()
+
+
+def _test_checkpoint_loader(rw: Rewrite, node_id: str, node: dict) -> None:
     name = str(node["inputs"].get("ckpt_name", ""))
-    if "xl" not in name.lower():
-        return  # SD 1.5 and other checkpoints have no test stand-in yet
-    node["class_type"] = TEST_SDXL_LOADER
-    rw.changes.append(f"{node_label(rw.original, node_id)}: -> {TEST_SDXL_LOADER} ({name})")
+    loader = TEST_SDXL_LOADER if _is_sdxl_file(name) else TEST_SD15_LOADER
+    node["class_type"] = loader
+    rw.changes.append(f"{node_label(rw.original, node_id)}: -> {loader} ({name})")
+
+
+def _test_sd15_encoder(rw: Rewrite, node_id: str, node: dict) -> None:
+    clip = node["inputs"].get("clip")
+    if node["class_type"] != "CLIPTextEncode" or not (
+            is_link(clip) and clip[0] in rw.sd15_loaders):
+        return  # another model's CLIP (or already rewritten for PixArt)
+    node["class_type"] = TEST_SD15_ENCODER
+    node["inputs"] = {"text": node["inputs"].get("text", "")}
+    rw.changes.append(f"{node_label(rw.original, node_id)}: -> {TEST_SD15_ENCODER} (same text)")
 
 
 def _test_sdxl_encoder(rw: Rewrite, node_id: str, node: dict) -> None:
@@ -134,11 +152,11 @@ def _line_width(rw: Rewrite, node_id: str, node: dict) -> None:
 RULES: dict[str, tuple[Rule, ...]] = {
     "LoadPixArt": (_random_loader,),
     "CLIPTextEncodePixArtAlpha": (_test_encoder,),
-    "CLIPTextEncode": (_test_encoder,),
+    "CLIPTextEncode": (_test_encoder, _test_sd15_encoder),
     "LayerMemory": (_scene_size, _steps),
     "LayerMemoryFromImage": (_steps,),
     "ImageScale": (_scene_size,),
-    "CheckpointLoaderSimple": (_test_sdxl_loader,),
+    "CheckpointLoaderSimple": (_test_checkpoint_loader,),
     "CLIPTextEncodeSDXL": (_test_sdxl_encoder,),
     "EmptyLatentImage": (_scaled("width", "height", grid=8, minimum=8),),
     "KSampler": (_steps,),
@@ -161,7 +179,9 @@ def _start(prompt: dict, original: dict, steps: int, size: int) -> Rewrite:
     sizes = _sizes(prompt, "LayerMemory") or _sizes(prompt, "CLIPTextEncodePixArtAlpha")
     scale = size / min(sizes[0]) if sizes and min(sizes[0]) > size else 1.0
     rw = Rewrite(original, scale, (size, size), size, steps,
-                 {nid for nid, n in prompt.items() if n["class_type"] == "LoadPixArt"})
+                 {nid for nid, n in prompt.items() if n["class_type"] == "LoadPixArt"},
+                 {nid for nid, n in prompt.items() if n["class_type"] == "CheckpointLoaderSimple"
+                  and not _is_sdxl_file(n["inputs"].get("ckpt_name", ""))})
     if sizes:
         rw.image_size = (rw.scaled(sizes[0][0], 16, size), rw.scaled(sizes[0][1], 16, size))
     return rw

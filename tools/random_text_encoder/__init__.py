@@ -1,4 +1,4 @@
-"""Test-only ComfyUI nodes: stand-ins for PixArt's T5-XXL text encoder and for an SDXL checkpoint.
+"""Test-only ComfyUI nodes: stand-ins for PixArt's T5-XXL, and for SDXL and SD 1.5 checkpoints.
 
 A real T5-XXL (4.7B parameters) cannot run in CPU tests, so `headless.ComfyServer(random_models=
 True)` (and `tools/run_workflow.py --random-models`) links this folder into ComfyUI's
@@ -67,9 +67,9 @@ def sdxl_embedding(text: str) -> tuple[torch.Tensor, torch.Tensor]:
     return cond, torch.randn(1, SDXL_POOLED, generator=g) * 0.5
 
 
-def small_sdxl_model():
-    """The random SDXL_SMALL UNet as a ModelPatcher, built once per process."""
-    if "sdxl" not in _MODELS:
+def small_unet_model(family: str = "sdxl"):
+    """The random SD15_SMALL / SDXL_SMALL UNet as a ModelPatcher, built once per process."""
+    if family not in _MODELS:
         import comfy.model_management as mm
         import comfy.model_patcher
 
@@ -78,12 +78,13 @@ def small_sdxl_model():
             sys.path.insert(0, tools)
         import random_models as rm
 
-        model = rm._model_config(rm.SDXL_SMALL).get_model({})
-        model.load_model_weights(rm.unet_state_dict(rm.SDXL_SMALL, seed=101), rm.UNET_PREFIX)
-        _MODELS["sdxl"] = comfy.model_patcher.ModelPatcher(
+        variant, seed = {"sdxl": (rm.SDXL_SMALL, 101), "sd15": (rm.SD15_SMALL, 102)}[family]
+        model = rm._model_config(variant).get_model({})
+        model.load_model_weights(rm.unet_state_dict(variant, seed=seed), rm.UNET_PREFIX)
+        _MODELS[family] = comfy.model_patcher.ModelPatcher(
             model.to(mm.unet_offload_device()), load_device=mm.get_torch_device(),
             offload_device=mm.unet_offload_device())
-    return _MODELS["sdxl"]
+    return _MODELS[family]
 
 
 class LayerMemTestSDXLLoader:
@@ -103,7 +104,7 @@ class LayerMemTestSDXLLoader:
         import nodes
 
         vae = nodes.VAELoader().load_vae("taesdxl")[0]
-        return (small_sdxl_model(), None, vae)
+        return (small_unet_model("sdxl"), None, vae)
 
 
 class LayerMemTestEncodeSDXL:
@@ -127,11 +128,69 @@ class LayerMemTestEncodeSDXL:
         return ([[cond, {"pooled_output": pooled, **sizes}]],)
 
 
+# ------------------------------------------------------------------ SD 1.5
+# `headless.rewrite_for_random_models` swaps CheckpointLoaderSimple (any other checkpoint file)
+# for LayerMemTestSD15Loader and a CLIPTextEncode fed by it for LayerMemTestEncodeSD15: the small
+# random SD 1.5 UNet of tools/random_models.py (SD15_SMALL, ComfyUI's own SD15 classes, weights
+# from a fixed seed) and TAESD as the VAE.
+SD15_CONTEXT = 768
+CLIP_CHUNK = 77  # ComfyUI's CLIP gives 77 tokens per chunk of up to 75 words
+CHUNK_WORDS = 75
+
+
+def sd15_embedding(text: str) -> torch.Tensor:
+    """[1, 77 * chunks, 768], CLIP-L shaped (one chunk per 75 words), seeded by the text."""
+    seed = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[16:24], "little")
+    chunks = max(1, -(-len(text.split()) // CHUNK_WORDS))
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(1, CLIP_CHUNK * chunks, SD15_CONTEXT, generator=g) * 0.5
+
+
+class LayerMemTestSD15Loader:
+    CATEGORY = "testing/layer_memory"
+    DESCRIPTION = ("TEST ONLY. A small random SD 1.5 UNet (MODEL), no CLIP (use "
+                   "LayerMemTestEncodeSD15) and TAESD (VAE), in CheckpointLoaderSimple's output "
+                   "order.")
+    RETURN_TYPES = ("MODEL", "CLIP", "VAE")
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"ckpt_name": ("STRING", {
+            "default": "", "tooltip": "The checkpoint the workflow named; kept for the record."})}}
+
+    def load(self, ckpt_name: str):
+        import nodes
+
+        vae = nodes.VAELoader().load_vae("taesd")[0]
+        return (small_unet_model("sd15"), None, vae)
+
+
+class LayerMemTestEncodeSD15:
+    CATEGORY = "testing/layer_memory"
+    DESCRIPTION = ("TEST ONLY. A deterministic random SD 1.5-shaped conditioning ([1, 77 per 75 "
+                   "words, 768]) from a hash of the text, like CLIPTextEncode with SD 1.5's CLIP.")
+    RETURN_TYPES = ("CONDITIONING",)
+    FUNCTION = "encode"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"text": ("STRING", {
+            "multiline": True, "tooltip": "Prompt text (its hash and word count)."})}}
+
+    def encode(self, text: str):
+        return ([[sd15_embedding(text), {}]],)
+
+
 NODE_CLASS_MAPPINGS = {"LayerMemTestEncode": LayerMemTestEncode,
                        "LayerMemTestSDXLLoader": LayerMemTestSDXLLoader,
-                       "LayerMemTestEncodeSDXL": LayerMemTestEncodeSDXL}
+                       "LayerMemTestEncodeSDXL": LayerMemTestEncodeSDXL,
+                       "LayerMemTestSD15Loader": LayerMemTestSD15Loader,
+                       "LayerMemTestEncodeSD15": LayerMemTestEncodeSD15}
 NODE_DISPLAY_NAME_MAPPINGS = {
     "LayerMemTestEncode": "Layer Memory test text encoder (random, TEST ONLY)",
     "LayerMemTestSDXLLoader": "Layer Memory test SDXL loader (random, TEST ONLY)",
     "LayerMemTestEncodeSDXL": "Layer Memory test SDXL text encoder (random, TEST ONLY)",
+    "LayerMemTestSD15Loader": "Layer Memory test SD 1.5 loader (random, TEST ONLY)",
+    "LayerMemTestEncodeSD15": "Layer Memory test SD 1.5 text encoder (random, TEST ONLY)",
 }
