@@ -29,6 +29,8 @@ other lengths in the same bucket gives the same shapes and re-traces nothing.
 """
 from __future__ import annotations
 
+import logging
+
 import torch
 import torch.nn.functional as F
 
@@ -45,7 +47,6 @@ from .mqd_unet_run import (  # noqa: F401 (the run's API, re-exported for caller
 
 WRAPPER_KEY = "layer_memory_mqd_unet"
 TORCH_COMPILE_KWARGS = "torch_compile_kwargs"  # set in model_options by TorchCompileModel
-_level_hw = level_hw  # its name before the run moved to mqd_unet_run (tests import it)
 
 
 class RoutedAttn2:
@@ -98,6 +99,7 @@ def install(patcher, run: UNetMQDRun) -> list[tuple[str, int, int]]:
 
     if TORCH_COMPILE_KWARGS in patcher.model_options:
         run.use_key_bucket(COMPILED_KEY_BUCKET)
+    _warn_replaced(patcher)
     keys = []
     for key, path in attn2_blocks(patcher.get_model_object("diffusion_model")):
         patcher.set_model_attn2_replace(RoutedAttn2(run, key, patcher.get_model_object(path)), *key)
@@ -106,3 +108,14 @@ def install(patcher, run: UNetMQDRun) -> list[tuple[str, int, int]]:
     patcher.remove_wrappers_with_key(apply_model, WRAPPER_KEY)
     patcher.add_wrapper_with_key(apply_model, WRAPPER_KEY, run.apply_model_wrapper)
     return keys
+
+
+def _warn_replaced(patcher) -> None:
+    """Say so when MQD takes the place of attn2 patches another node set (not silently)."""
+    options = patcher.model_options.get("transformer_options", {})
+    theirs = options.get("patches_replace", {}).get("attn2", {})
+    if theirs:
+        logging.warning(
+            "[layer memory] MQD replaces %d attn2 patch(es) another node set on this MODEL "
+            "(IP-Adapter, regional prompting, ...) for this run; set use_mqd off to keep them.",
+            len(theirs))

@@ -57,3 +57,37 @@ def test_patched_model_with_one_prompt_everywhere_equals_stock(host, family):
             **kwargs,
         ),
     )
+
+
+def test_another_nodes_attn2_patch_is_replaced_loudly_or_kept(host, caplog):
+    """A MODEL with an attn2 replace patch from another node (IP-Adapter does this): MQD takes
+    its place for the run and says so; use_mqd off leaves it working and says nothing."""
+    import scenes
+
+    family = "sd15"
+    size = us.SIZE[family]
+    calls = []
+
+    def theirs(q, k, v, extra_options):
+        calls.append(extra_options["block"])
+        heads = extra_options["n_heads"]
+        b, n, inner = q.shape
+        q, k, v = (t.reshape(b, -1, heads, inner // heads).transpose(1, 2) for t in (q, k, v))
+        out = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+        return out.transpose(1, 2).reshape(b, n, inner)
+
+    model = us.model(family).clone()
+    model.set_model_attn2_replace(theirs, "input", 1)
+    bg = host.layer_ops.start_memory(model, us.cond(family, 1), us.cond(family, 2), size, size,
+                                     seed=1, steps=2, cfg=5.0, sampler_name="euler",
+                                     scheduler="normal")
+    assert calls, "their patch runs in a plain run"
+    mask = scenes.box_mask(size, 0.2, 0.2, 0.6, 0.6)
+    calls.clear()
+    with caplog.at_level("WARNING"):
+        host.layer_ops.add_layer(bg, model, us.cond(family, 3), mask, seed=2)
+    assert not calls and "MQD replaces 1 attn2 patch" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        host.layer_ops.add_layer(bg, model, us.cond(family, 3), mask, seed=2, use_mqd=False)
+    assert calls and "MQD replaces" not in caplog.text

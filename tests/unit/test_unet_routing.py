@@ -98,9 +98,9 @@ def test_old_call_is_pixart():
 
 
 def test_level_grid_without_activations_shape():
-    from comfyui_layer_memory.layermem_core.mqd_unet import _level_hw
+    from comfyui_layer_memory.layermem_core.mqd_unet_run import level_hw
 
-    assert _level_hw({"activations_shape": [2, 320, 16, 12]}, 192, (32, 24)) == (16, 12)
-    assert _level_hw({}, 7 * 5, (25, 18)) == (7, 5)
+    assert level_hw({"activations_shape": [2, 320, 16, 12]}, 192, (32, 24)) == (16, 12)
+    assert level_hw({}, 7 * 5, (25, 18)) == (7, 5)
     with pytest.raises(RuntimeError):
-        _level_hw({}, 33, (32, 32))
+        level_hw({}, 33, (32, 32))
