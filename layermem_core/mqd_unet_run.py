@@ -20,7 +20,6 @@ COMPILED_KEY_BUCKET = 4 * 77
 STOCK, ROUTED, OWN = "stock", "routed", "own"  # kinds of a model call's batch layout
 
 
-
 def _round_up(n: int, to: int) -> int:
     return -(-n // to) * to
 
