@@ -225,12 +225,16 @@ def _forward_counts(work: ops.Workload, patcher, memory, kw: dict) -> dict:
 def meta_check(work: ops.Workload, memory) -> dict:
     """The small UNet counted on real CPU tensors and on meta: the full UNet's per-call counts
     are only as good as this match."""
+    import comfy.model_management as mm
+
+    mm.load_models_gpu([work.model])
+    device = work.model.load_device
     real = _forward_counts(
-        work, work.model, memory, sdxl_workload.forward_inputs(work, memory, "cpu", torch.float32)
+        work, work.model, memory, sdxl_workload.forward_inputs(work, memory, device, torch.float32)
     )
     meta_kw = meta_inputs(2, work.size // 8, int(memory.top.positive.embedding.shape[1]),
                           torch.float32)
     meta = _forward_counts(
         work, sdxl_models.meta_patcher(sdxl_models.small_meta_model()), memory, meta_kw
     )
-    return {"real_cpu": real, "meta": meta, "equal": real == meta}
+    return {"real": real, "real_device": str(device), "meta": meta, "equal": real == meta}
