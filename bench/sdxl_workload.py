@@ -70,7 +70,8 @@ def mqd_clone(work: ops.Workload, model, memory):
 def forward_section(
     work: ops.Workload, clock: timing.Clock, memory, iters: int, warmup: int
 ) -> dict:
-    """One UNet forward on a CFG batch of 2: stock vs MQD over the memory's layers."""
+    """One UNet forward on a CFG batch of 2, stock vs MQD over the memory's layers, in
+    interleaved rounds (the same timing as the edits)."""
     import comfy.model_management as mm
 
     mm.load_models_gpu([work.model])
@@ -79,21 +80,20 @@ def forward_section(
     dtype = bm.manual_cast_dtype or bm.get_dtype()
     kw = forward_inputs(work, memory, work.model.load_device, dtype)
     clone, run = mqd_clone(work, work.model, memory)
-
-    def time_forwards(options: dict) -> dict:
-        call = lambda: dm(**kw, transformer_options=dict(options))  # noqa: E731
-        for _ in range(warmup + 1):  # MQD projects the prompts' K/V in its first call
-            call()
-        samples = [clock.run(call)[0] for _ in range(iters)]
-        entry = timing.summary([s["gpu" if clock.cuda else "wall"] for s in samples])
-        entry["cpu"] = timing.summary([s["cpu"] for s in samples])
-        return entry
-
     routed = dict(clone.model_options["transformer_options"], cond_or_uncond=[1, 0])
+    calls = {  # MQD needs no weight patch, only transformer_options: the two can alternate
+        name: (lambda o=options: dm(**kw, transformer_options=dict(o)))
+        for name, options in (("stock", {"cond_or_uncond": [1, 0]}), ("mqd", routed))
+    }
+    calls["mqd"]()  # MQD projects the prompts' K/V in its first call of a run
+    timed = timing.interleaved(clock, calls, iters, warmup)
+    for entry in timed.values():
+        if clock.cuda:  # the forward's own time is the GPU's
+            entry.update(entry["gpu"])
     return {
-        "stock": time_forwards({"cond_or_uncond": [1, 0]}),
-        "mqd": time_forwards(routed),
+        **timed,
         "batch": 2,
         "groups": len(run.prompts),
         "timer": "cuda events" if clock.cuda else "perf_counter",
+        "interleaved": True,
     }
