@@ -81,7 +81,9 @@ class FullUNet:
         self.work, self.hw, self.dtype = work, size // 8, dtype
         self.families = sdxl_workload.core(work.h, "families")
         self.mqd_unet = sdxl_workload.core(work.h, "mqd_unet")
-        self._runs: dict[int, dict] = {}  # id(small run) -> its full-size run's options
+        # id(small run) -> (that run, kept alive so that no later run reuses its id; the
+        # full-size run's transformer_options)
+        self._runs: dict[int, tuple[object, dict]] = {}
         # A call with a layout its run has already seen twice changes no cache: same counts.
         self._memo: dict[tuple, counting.Count] = {}
         self._seen: dict[tuple, int] = {}
@@ -98,8 +100,8 @@ class FullUNet:
             full = self.mqd_unet.UNetMQDRun(masks, run.prompts)  # what make_mqd_run builds
             clone = self.model.clone()
             self.families.install_mqd(clone, full)
-            self._runs[id(run)] = dict(clone.model_options["transformer_options"])
-        return self._runs[id(run)]
+            self._runs[id(run)] = (run, dict(clone.model_options["transformer_options"]))
+        return self._runs[id(run)][1]
 
     def count(self, call: Call) -> counting.Count:
         """Ops and FLOPs of `call` on the full UNet, with ComfyUI's CUDA attention (torch SDPA).
@@ -203,6 +205,7 @@ def count_section(work: ops.Workload, background, top: int, full_size: int) -> d
         "small_size": work.size,
         "full_size": full_size,
         "ratios": ratios,
+        "full_unet_per_call": per_call(work, full, added),
         "meta_check": meta_check(work, memory),
         "method": "composed: full SDXL UNet calls on meta tensors + the rest of a real run "
         "with the small SDXL UNet at the same schedule (not measured end to end)",
@@ -238,3 +241,18 @@ def meta_check(work: ops.Workload, memory) -> dict:
         work, sdxl_models.meta_patcher(sdxl_models.small_meta_model()), memory, meta_kw
     )
     return {"real": real, "real_device": str(device), "meta": meta, "equal": real == meta}
+
+
+def per_call(work: ops.Workload, full: FullUNet, memory) -> dict:
+    """One full-UNet call (CFG batch 2) stock, MQD's first call of a run (it projects the
+    prompts' K/V in every block) and a later one, over `memory`'s layers."""
+    run = sdxl_workload.core(work.h, "families").make_mqd_run("sdxl", list(memory.layers))
+    tokens = int(memory.top.positive.embedding.shape[1])
+    out = {}
+    for name, r in (("stock", None), ("mqd_first", run), ("mqd_later", run)):
+        c = full.count(Call(0, 0, 0, r, 2, (1, 0), tokens))
+        out[name] = {"ops": c.ops, "kernel_ops": c.kernel_ops, "flops": c.flops}
+    out["attn2_blocks"] = len(sdxl_workload.core(work.h, "mqd_unet").attn2_blocks(
+        full.model.model.diffusion_model))
+    out["routed_keys"] = run.total_keys
+    return out

@@ -55,6 +55,13 @@ def _count_rows(fam: str, counts: dict) -> list[str]:
             f"{fam:7s}{'  ' + name:{W}s} {r['ops']:9.3f} {r['kernel_ops']:9.3f} {flops:>11s}"
         )
     if composed:
+        for name, c in counts["full_unet_per_call"].items():
+            if isinstance(c, dict):
+                label = f"  one full-UNet call, {name}"
+                lines.append(
+                    f"{fam:7s}{label:{W}s} {c['ops']:9d} {c['kernel_ops']:9d} "
+                    f"{c['flops'] / 1e9:11.1f}"
+                )
         ok = "equal" if counts["meta_check"]["equal"] else "DIFFER"
         lines.append(
             f"{fam:7s}  composed: full UNet at {counts['full_size']} px (meta) x "
