@@ -29,7 +29,21 @@ SMOKE = {
     "forward_iters": 1,
     "vae": "taesd",
     "compile_backend": "eager",
+    "sdxl_count_steps": 2,
 }
+FAMILIES = ("pixart", "sdxl")
+SDXL_FULL_SIZE = 1024  # the size the SDXL counts are composed at
+
+
+def _sdxl_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sdxl-model", choices=("full", "small"), default=None,
+                   help="SDXL UNet: full-size (default on cuda) or the small CPU one")
+    p.add_argument("--sdxl-size", type=int, default=None,
+                   help="SDXL image size in px (default 1024 for the full UNet, else 256)")
+    p.add_argument("--sdxl-count-steps", type=int, default=20,
+                   help="steps of the SDXL runs whose ops/FLOPs are composed for the full UNet")
+    p.add_argument("--sdxl-count-size", type=int, default=256,
+                   help="px of the small-UNet runs the SDXL counts are composed from")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,7 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     p.add_argument("--cpu-smoke", action="store_true", help="CPU-sized run that checks the script")
-    p.add_argument("--size", type=int, default=1024, help="image width = height in px")
+    p.add_argument("--families", default="pixart,sdxl", help="model families to measure")
+    p.add_argument("--size", type=int, default=1024, help="PixArt image width = height in px")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--depth", type=int, default=28, help="DiT blocks (PixArt-alpha XL-2: 28)")
     p.add_argument("--cfg", type=float, default=4.5)
@@ -74,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
         help="pack commit to record when the tree has no .git",
     )
     p.add_argument("--verbose", action="store_true", help="keep ComfyUI's INFO log")
+    _sdxl_args(p)
     return p
 
 
@@ -91,6 +107,13 @@ def parse_args(argv=None) -> argparse.Namespace:
             if k not in given:
                 setattr(a, k, v)
     a.vae = a.vae or ("sd" if a.device == "cuda" else "taesd")
+    a.families = [f.strip() for f in str(a.families).split(",") if f.strip()]
+    if not a.families or set(a.families) - set(FAMILIES):
+        p.error(f"--families takes a comma list of {', '.join(FAMILIES)}")
+    a.sdxl_model = a.sdxl_model or ("full" if a.device == "cuda" else "small")
+    a.sdxl_size = a.sdxl_size or (1024 if a.sdxl_model == "full" else 256)
+    if a.sdxl_size % 8 or a.sdxl_size < 64 or a.sdxl_count_size % 8:
+        p.error("--sdxl-size and --sdxl-count-size must be multiples of 8 (>= 64)")
     a.layers_in_memory = sorted({int(x) for x in str(a.layers_in_memory).split(",") if x.strip()})
     if not a.layers_in_memory or min(a.layers_in_memory) < 1:
         p.error("--layers-in-memory needs sizes >= 1 (the background is layer 1)")
@@ -116,6 +139,26 @@ def is_gpu_config(a: argparse.Namespace) -> bool:
         and a.chain == 10
         and a.repeats >= 3
     )
+
+
+def is_sdxl_gpu_config(a: argparse.Namespace) -> bool:
+    """The SDXL configuration of issue 11: full UNet, 1024 px, 20 steps, on the GPU."""
+    return (
+        a.device == "cuda"
+        and a.sdxl_model == "full"
+        and a.sdxl_size == 1024
+        and a.steps == 20
+        and a.sampler == "dpmpp_2m"
+        and a.dtype == "fp16"
+        and a.vae == "sd"
+        and max(a.layers_in_memory) == 5
+        and a.repeats >= 3
+    )
+
+
+def is_sdxl_count_config(a: argparse.Namespace) -> bool:
+    """SDXL counts composed for 20 steps, dpmpp_2m, AddLayer(5)."""
+    return a.sdxl_count_steps == 20 and a.sampler == "dpmpp_2m" and max(a.layers_in_memory) == 5
 
 
 def is_count_config(a: argparse.Namespace) -> bool:

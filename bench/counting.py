@@ -9,7 +9,8 @@ a CPU can measure exactly and that carry over to the GPU.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -58,7 +59,9 @@ class OpCounter(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = func.overloadpacket.__name__
         self.counts[name] += 1
-        if "scaled_dot_product" in name and not name.endswith("backward"):
+        # On meta tensors torch runs SDPA's math decomposition, whose matmuls FlopCounterMode
+        # counts itself: adding the formula there would count the attention twice.
+        if "scaled_dot_product" in name and not name.endswith("backward") and not args[0].is_meta:
             q, k, v = (t.shape for t in args[:3])
             self.attention_flops += sdpa_flop_count(q, k, v)
         return func(*args, **(kwargs or {}))
@@ -83,21 +86,40 @@ class Count:
         return {"ops": self.ops, "kernel_ops": self.kernel_ops, "flops": self.flops, "top_ops": top}
 
 
-def count(fn: Callable[[], object], flops: bool = True) -> tuple[Count, object]:
-    """Run `fn` once under the counters; (its counts, its result)."""
+class Tally:
+    """The running totals of an active count; read them at any point (e.g. in a forward hook)."""
+
+    def __init__(self, counter: OpCounter, flop_mode: FlopCounterMode | None):
+        self.counter, self.flop_mode = counter, flop_mode
+
+    def ops(self) -> int:
+        return sum(self.counter.counts.values())
+
+    def kernel_ops(self) -> int:
+        return sum(n for name, n in self.counter.counts.items() if name not in VIEW_OPS)
+
+    def flops(self) -> int:
+        extra = _non_attention_flops(self.flop_mode) if self.flop_mode is not None else 0
+        return int(self.counter.attention_flops + extra)
+
+    def result(self) -> Count:
+        return Count(self.ops(), self.kernel_ops(), self.flops(), dict(self.counter.counts))
+
+
+@contextmanager
+def counting(flops: bool = True) -> Iterator[Tally]:
+    """Count every op (and FLOPs) dispatched inside the block, under inference mode."""
     counter = OpCounter()
     flop_mode = FlopCounterMode(display=False) if flops else None
-    with torch.inference_mode():
-        if flop_mode is not None:
-            with flop_mode, counter:
-                out = fn()
-        else:
-            with counter:
-                out = fn()
-    total = sum(counter.counts.values())
-    kernels = sum(n for name, n in counter.counts.items() if name not in VIEW_OPS)
-    n_flops = counter.attention_flops + (_non_attention_flops(flop_mode) if flop_mode else 0)
-    return Count(total, kernels, int(n_flops), dict(counter.counts)), out
+    with torch.inference_mode(), (flop_mode or nullcontext()), counter:
+        yield Tally(counter, flop_mode)
+
+
+def count(fn: Callable[[], object], flops: bool = True) -> tuple[Count, object]:
+    """Run `fn` once under the counters; (its counts, its result)."""
+    with counting(flops) as tally:
+        out = fn()
+    return tally.result(), out
 
 
 def ratio(a: Count, b: Count) -> dict:

@@ -1,7 +1,8 @@
 """What the benchmark feeds the pack: scenes of the Multi-Edit Bench, prompts, masks.
 
 The scenes ship with the repo (bench/data/), so a fresh clone needs nothing beside it.
-There is no T5 here: a prompt becomes a random T5-shaped embedding seeded by its text.
+There is no T5 or CLIP here: a prompt becomes a random embedding of the encoder's shape, seeded
+by its text.
 """
 
 from __future__ import annotations
@@ -17,16 +18,29 @@ SCENE_FILE = Path(__file__).resolve().parent / "data" / "multi_edit_bench_dev70.
 NEGATIVE_PROMPT = "low quality, blurry, distorted, deformed, watermark, text, jpeg artifacts"
 
 
-def embedding(text: str, tokens: int) -> torch.Tensor:
-    """A deterministic random T5-XXL-shaped embedding [1, tokens, 4096] per prompt text."""
+SDXL_TOKENS = 77  # one CLIP chunk
+
+
+def _generator(text: str) -> torch.Generator:
     seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") & ((1 << 63) - 1)
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(1, tokens, 4096, generator=g) * 0.2
+    return torch.Generator().manual_seed(seed)
 
 
-def cond(text: str, tokens: int, size: int) -> list:
-    """A PixArt-alpha CONDITIONING (embedding plus the width/height extras)."""
-    return [[embedding(text, tokens), {"width": size, "height": size}]]
+def embedding(text: str, tokens: int, width: int = 4096) -> torch.Tensor:
+    """A deterministic random text embedding [1, tokens, width] per prompt text (T5: 4096)."""
+    return torch.randn(1, tokens, width, generator=_generator(text)) * 0.2
+
+
+def cond(text: str, tokens: int, size: int, family: str = "pixart") -> list:
+    """A CONDITIONING as the family's text encoder gives it: PixArt-alpha's T5 embedding with
+    its width/height extras, or CLIPTextEncodeSDXL's 77 x 2048 with pooled output and sizes."""
+    if family == "pixart":
+        return [[embedding(text, tokens), {"width": size, "height": size}]]
+    g = _generator(text + "\0pooled")
+    extras = {"width": size, "height": size, "crop_w": 0, "crop_h": 0,
+              "target_width": size, "target_height": size,
+              "pooled_output": torch.randn(1, 1280, generator=g)}
+    return [[embedding(text, SDXL_TOKENS, 2048), extras]]
 
 
 def box_mask(box, size: int) -> torch.Tensor:

@@ -18,7 +18,7 @@ from . import inputs
 
 @dataclass
 class Workload:
-    """Everything the operations share: host, model, VAE, schedule and the scene."""
+    """Everything the operations share: host, model, VAE, schedule, scene and model family."""
 
     h: object  # the booted host (tools/comfy_host.boot)
     model: object
@@ -31,10 +31,11 @@ class Workload:
     tokens: int
     seed: int
     scene: inputs.Scene
+    family: str = "pixart"  # or "sdxl": what the prompts look like
     memories: dict[int, object] = field(default_factory=dict)
 
     def cond(self, text: str) -> list:
-        return inputs.cond(text, self.tokens, self.size)
+        return inputs.cond(text, self.tokens, self.size, self.family)
 
     def mask(self, obj: dict) -> torch.Tensor:
         return inputs.box_mask(obj["coordinates"], self.size)
@@ -95,7 +96,9 @@ def stacked(work: Workload, background, n_layers: int):
         latent_mask = h.masks.prepare_layer_mask(work.mask(obj), memory.latent_hw, 0, 0)
         layer = h.memory.Layer(
             name=obj["class"],
-            positive=h.memory.Conditioning.from_comfy(work.cond(obj["local_prompt"]), "positive"),
+            positive=h.memory.Conditioning.from_comfy(
+                work.cond(obj["local_prompt"]), "positive", work.family
+            ),
             negative=memory.top.negative,
             seed=work.seed,
             latent_mask=latent_mask,

@@ -13,6 +13,7 @@ def _cpu(entry: dict) -> float:
 def ratios(m: dict, top: int) -> dict:
     e = m["edits"]
     txt, add = e["txt2img"], e[f"add_layer_{top}"]
+    growth = m.get("memory_growth", {})  # PixArt only
     out = {
         "addlayer5_over_txt2img": median(add) / median(txt),
         "addlayer5_over_txt2img_cpu": _cpu(add) / _cpu(txt),
@@ -23,9 +24,9 @@ def ratios(m: dict, top: int) -> dict:
         "delete_over_addlayer5_cpu": _cpu(e["delete_layer"]) / _cpu(add),
         "mqd_forward_overhead_pct": 100.0
         * (median(m["forward"]["mqd"]) / median(m["forward"]["stock"]) - 1.0),
-        "ram_mb_per_layer": m["memory_growth"]["nbytes_per_layer_mb"],
-        "rss_mb_per_layer": m["memory_growth"]["rss_per_layer_mb"],
-        "vram_growth_pct": m["memory_growth"].get("vram_peak_growth_pct"),
+        "ram_mb_per_layer": growth.get("nbytes_per_layer_mb"),
+        "rss_mb_per_layer": growth.get("rss_per_layer_mb"),
+        "vram_growth_pct": growth.get("vram_peak_growth_pct"),
         "addlayer_top_layers_in_memory": top,
     }
     if "gpu" in add:
@@ -48,7 +49,21 @@ def _verdict(value, op: str, limit: float, judged: bool):
     return value <= limit if op == "<=" else value < limit
 
 
-def judge(r: dict, counts: dict | None, gpu_config: bool, count_config: bool) -> dict:
+def count_ratios(counts: dict) -> dict:
+    """The counted ratios the targets judge: PixArt's counted end to end, SDXL's composed."""
+    top = counts["layers_in_memory"]
+    ratio = counts["ratios"].get("composed", counts["ratios"])
+    return {
+        "ops": ratio[f"add_layer_{top}_over_txt2img"]["ops"],
+        "flops": ratio[f"add_layer_{top}_over_txt2img"]["flops"],
+        "delete_flops": ratio[f"delete_over_add_layer_{top}"]["flops"],
+    }
+
+
+def judge(
+    r: dict, counts: dict | None, gpu_config: bool, count_config: bool, skip: tuple = ()
+) -> dict:
+    """Targets with their values; `met` is None where this run's configuration is not theirs."""
     out = {
         k: {
             "target": f"{op} {lim}",
@@ -57,19 +72,15 @@ def judge(r: dict, counts: dict | None, gpu_config: bool, count_config: bool) ->
             "met": _verdict(r.get(k), op, lim, gpu_config),
         }
         for k, (op, lim, text) in TARGETS.items()
+        if k not in skip
     }
     if counts:
-        top = counts["layers_in_memory"]
-        ratio = counts["ratios"]
-        values = {
-            "ops": ratio[f"add_layer_{top}_over_txt2img"]["ops"],
-            "flops": ratio[f"add_layer_{top}_over_txt2img"]["flops"],
-            "delete_flops": ratio[f"delete_over_add_layer_{top}"]["flops"],
-        }
+        values = count_ratios(counts)
+        composed = " (composed)" if "composed" in counts["ratios"] else ""
         for k, (op, lim, text) in COUNT_TARGETS.items():
             out[f"count_{k}"] = {
                 "target": f"{op} {lim}",
-                "description": text,
+                "description": text + composed,
                 "value": values[k],
                 "met": _verdict(values[k], op, lim, count_config),
             }

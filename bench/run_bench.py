@@ -2,13 +2,15 @@
 """Layer-memory benchmark (issues 4 and 13): what an edit costs against what users do today.
 
 One process boots the real ComfyUI in-process (tools/comfy_host), loads a random-weight
-PixArt-alpha with the real key names through ComfyUI's loader, and in ONE run measures:
+PixArt-alpha with the real key names through ComfyUI's loader and a random-weight SDXL UNet
+(ComfyUI's SDXL classes, full size on the GPU), and in ONE run measures both families:
 interleaved rounds of txt2img, AddLayer(1/3/5), the BCG edit, the latent-blending edit and
-DeleteLayer (wall, process CPU and GPU time); one DiT forward stock vs MQD; op counts and
-FLOPs; the compile section (TorchCompileModel); RAM/VRAM over a chain of layers.
+DeleteLayer (wall, process CPU and GPU time); one model forward stock vs MQD; op counts and
+FLOPs (SDXL's composed for the full UNet); for PixArt also the compile section
+(TorchCompileModel) and RAM/VRAM over a chain of layers.
 
     python bench/run_bench.py --device cuda        # the GPU figures, one command
-    python bench/run_bench.py --cpu-smoke          # checks the script (depth 1, 512 px, 2 steps)
+    python bench/run_bench.py --cpu-smoke          # checks the script (small models, 2 steps)
 """
 
 from __future__ import annotations
@@ -26,7 +28,17 @@ for _p in (REPO / "tools", REPO):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
-from bench import config, environment, inputs, models, ops, report, sections, timing  # noqa: E402
+from bench import (  # noqa: E402
+    config,
+    environment,
+    inputs,
+    models,
+    ops,
+    report,
+    sdxl_workload,
+    sections,
+    timing,
+)
 from bench.sections import expected_layer_bytes  # noqa: E402, F401  (tests/unit/test_sizes.py)
 from bench.table import table  # noqa: E402
 
@@ -53,103 +65,139 @@ def boot(args):
     return h, root, work
 
 
-def workload(args, h, workdir: Path) -> tuple[ops.Workload, dict]:
-    model, model_info = models.load_pixart(workdir, args.size, args.depth, args.dtype)
+def workloads(args, h, workdir: Path) -> tuple[dict[str, ops.Workload], dict]:
+    """One Workload per family, sharing the VAE, the scene and the schedule."""
     vae, vae_info = models.load_vae(args.vae)
     scenes = inputs.load_scenes(args.scenes)
-    scene = inputs.pick_scene(
-        h, scenes, max(args.layers_in_memory), args.chain, args.size, args.scene
-    )
-    work = ops.Workload(
-        h,
-        model,
-        vae,
-        args.size,
-        args.steps,
-        args.cfg,
-        args.sampler,
-        args.scheduler,
-        args.tokens,
-        args.seed,
-        scene,
-    )
-    return work, {"model": model_info, "vae": vae_info}
+    top = max(args.layers_in_memory)
+    scene = inputs.pick_scene(h, scenes, top, args.chain, args.size, args.scene)
+    works: dict[str, ops.Workload] = {}
+    info: dict = {"vae": vae_info, "models": {}}
+    if "pixart" in args.families:
+        model, info["models"]["pixart"] = models.load_pixart(
+            workdir, args.size, args.depth, args.dtype
+        )
+        works["pixart"] = ops.Workload(
+            h, model, vae, args.size, args.steps, args.cfg, args.sampler, args.scheduler,
+            args.tokens, args.seed, scene,
+        )
+    if "sdxl" in args.families:
+        model, info["models"]["sdxl"] = sdxl_workload.load_model(
+            args.sdxl_model, workdir, args.dtype
+        )
+        works["sdxl"] = sdxl_workload.workload(
+            args, h, model, vae, scene, args.sdxl_size, args.steps
+        )
+    return works, info
 
 
-def measure(args, work: ops.Workload) -> dict:
+def _forward(args, work: ops.Workload, clock: timing.Clock, background) -> dict:
+    top = max(args.layers_in_memory)
+    memory = ops.stacked(work, background, top + 1)
+    section = sdxl_workload if work.family == "sdxl" else sections
+    return section.forward_section(work, clock, memory, args.forward_iters, args.warmup)
+
+
+def _counts(args, work: ops.Workload, background, workdir: Path) -> dict:
+    """PixArt: counted end to end; SDXL: composed for the full UNet (bench/sdxl_counts.py)."""
+    from bench import sdxl_counts
+    from bench.count_section import count_section
+
+    top = max(args.layers_in_memory)
+    if work.family == "pixart":
+        return count_section(work, background, top)
+    small = work.model if args.sdxl_model == "small" else sdxl_workload.load_model(
+        "small", workdir, args.dtype)[0]
+    cwork = sdxl_workload.workload(
+        args, work.h, small, work.vae, work.scene, args.sdxl_count_size, args.sdxl_count_steps
+    )
+    return sdxl_counts.count_section(cwork, ops.start(cwork), top, config.SDXL_FULL_SIZE)
+
+
+def measure(args, works: dict[str, ops.Workload], workdir: Path) -> dict:
     """Every section, in an order that keeps the edits' timings apart from compile state."""
     from bench.compile_section import compile_section
-    from bench.count_section import count_section
 
     clock = timing.Clock(args.device == "cuda")
     top = max(args.layers_in_memory)
-    log("[1] warm-up txt2img and LayerMemory background")
-    m = sections.batch_probe(work)
-    start, background = clock.run(lambda: ops.start(work))
-    m["start_memory_s"] = start
-    log(f"[2] interleaved edits: {args.warmup} warm-up + {args.repeats} rounds")
-    m["edits"] = sections.edits_section(
-        work, clock, background, args.layers_in_memory, args.repeats, args.warmup
-    )
-    log("[3] one DiT forward, stock vs MQD")
-    m["forward"] = sections.forward_section(
-        work, clock, ops.stacked(work, background, top + 1), args.forward_iters, args.warmup
-    )
-    if not args.no_counts:
-        log("[4] op counts and FLOPs")
-        m["counts"] = count_section(work, background, top)
-    log(f"[5] RAM / VRAM over {args.chain} added layers")
-    m["memory_growth"] = sections.memory_section(work, clock, background)
-    if args.compile_backend != "none":
-        log(f"[6] compile section ({args.compile_backend})")
-        m["compile"] = compile_section(
-            work, clock, background, top, args.compile_backend, args.repeats
-        )
+    m: dict[str, dict] = {fam: {} for fam in works}
+    backgrounds = {}
+    log("[1] warm-up txt2img and LayerMemory background, per family")
+    for fam, work in works.items():
+        m[fam].update(sections.batch_probe(work))
+        m[fam]["start_memory_s"], backgrounds[fam] = clock.run(lambda w=work: ops.start(w))
+    log(f"[2] interleaved edits of {', '.join(works)}: {args.warmup} warm-up + "
+        f"{args.repeats} rounds")
+    tables = {
+        fam: sections.edit_table(w, backgrounds[fam], args.layers_in_memory)
+        for fam, w in works.items()
+    }
+    for fam, edits in sections.edits_section(clock, tables, args.repeats, args.warmup).items():
+        m[fam]["edits"] = edits
+    for fam, work in works.items():
+        log(f"[3] {fam}: one model forward, stock vs MQD")
+        m[fam]["forward"] = _forward(args, work, clock, backgrounds[fam])
+        if not args.no_counts:
+            log(f"[4] {fam}: op counts and FLOPs")
+            m[fam]["counts"] = _counts(args, work, backgrounds[fam], workdir)
+    if "pixart" in works:
+        work = works["pixart"]
+        log(f"[5] pixart: RAM / VRAM over {args.chain} added layers")
+        m["pixart"]["memory_growth"] = sections.memory_section(work, clock, backgrounds["pixart"])
+        if args.compile_backend != "none":
+            log(f"[6] pixart: compile section ({args.compile_backend})")
+            m["pixart"]["compile"] = compile_section(
+                work, clock, backgrounds["pixart"], top, args.compile_backend, args.repeats
+            )
     return m
 
 
-def result_of(args, m: dict, env: dict, info: dict, work: ops.Workload, wall: float) -> dict:
-    gpu_config = config.is_gpu_config(args)
-    r = report.ratios(m, max(args.layers_in_memory))
-    cfg = {
-        k: getattr(args, k)
-        for k in (
-            "size",
-            "steps",
-            "depth",
-            "cfg",
-            "sampler",
-            "scheduler",
-            "tokens",
-            "layers_in_memory",
-            "chain",
-            "repeats",
-            "warmup",
-            "forward_iters",
-            "vae",
-            "seed",
-            "compile_backend",
-        )
+CONFIG_KEYS = ("families", "size", "steps", "depth", "cfg", "sampler", "scheduler", "tokens",
+               "layers_in_memory", "chain", "repeats", "warmup", "forward_iters", "vae", "seed",
+               "compile_backend", "sdxl_model", "sdxl_size", "sdxl_count_steps",
+               "sdxl_count_size")
+
+
+SKIP = {"sdxl": ("ram_mb_per_layer", "vram_growth_pct")}
+
+
+def _judged(args, m: dict) -> tuple[dict, dict]:
+    """Per family: ratios, and targets with verdicts where the configuration is the target's."""
+    top = max(args.layers_in_memory)
+    gpu = {"pixart": config.is_gpu_config(args), "sdxl": config.is_sdxl_gpu_config(args)}
+    cnt = {"pixart": config.is_count_config(args), "sdxl": config.is_sdxl_count_config(args)}
+    ratios = {fam: report.ratios(mf, top) for fam, mf in m.items()}
+    targets = {  # SDXL has no RAM/VRAM section (docs/sdxl.md measures its memory's size)
+        fam: report.judge(ratios[fam], mf.get("counts"), gpu[fam], cnt[fam], SKIP.get(fam, ()))
+        for fam, mf in m.items()
     }
+    return ratios, targets
+
+
+def result_of(args, m: dict, env: dict, info: dict, works: dict, wall: float) -> dict:
+    cfg = {k: getattr(args, k) for k in CONFIG_KEYS}
+    scene = next(iter(works.values())).scene
     cfg.update(
         batch=1,
         checkpoint_dtype=args.dtype,
         scene_file=inputs.SCENE_FILE.name,
-        scene=work.scene.scene_id,
-        scene_objects=[o["class"] for o in work.scene.objects],
-        chain_objects=[o["class"] for o in work.scene.chain_objects],
+        scene=scene.scene_id,
+        scene_objects=[o["class"] for o in scene.objects],
+        chain_objects=[o["class"] for o in scene.chain_objects],
     )
+    gpu_config = config.is_gpu_config(args) or config.is_sdxl_gpu_config(args)
     kind = "gpu" if gpu_config else ("cpu-smoke" if args.cpu_smoke else f"custom-{args.device}")
+    ratios, targets = _judged(args, m)
     return {
-        "benchmark": "layer memory: edit cost vs txt2img and latent blending (issue 13)",
+        "benchmark": "layer memory: edit cost vs txt2img and latent blending (issues 11, 13)",
         "kind": kind,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "environment": env,
         "config": cfg,
         **info,
         "measurements": m,
-        "ratios": r,
-        "targets": report.judge(r, m.get("counts"), gpu_config, config.is_count_config(args)),
+        "ratios": ratios,
+        "targets": targets,
         "bench_wall_s": round(wall, 2),
     }
 
@@ -175,11 +223,11 @@ def main(argv=None) -> int:
 
     env = environment.describe(args.device, root, REPO, args.pack_commit)
     log(f"LayerMemory benchmark on {env['device']}; ComfyUI at {root}")
-    work, info = workload(args, h, workdir)
+    works, info = workloads(args, h, workdir)
     wall = time.perf_counter()
     with torch.inference_mode():  # as ComfyUI's executor runs every node
-        m = measure(args, work)
-    result = result_of(args, m, env, info, work, time.perf_counter() - wall)
+        m = measure(args, works, workdir)
+    result = result_of(args, m, env, info, works, time.perf_counter() - wall)
     path = write(result, args.out)
     print()
     print(table(result))

@@ -11,10 +11,17 @@ from . import ops, timing
 MB = 1e6
 
 
-def edits_section(
-    work: ops.Workload, clock: timing.Clock, background, sizes: list[int], rounds: int, warmup: int
-) -> dict:
-    """txt2img, AddLayer(N) per size, BCG edit, latent-blending edit, DeleteLayer: interleaved."""
+def _mqd_groups(work: ops.Workload, layers: list) -> int:
+    """Groups one MQD attention call routes: PixArt's non-empty owner segments; in a UNet
+    every layer's prompt is one group."""
+    if work.family == "pixart":
+        return len(work.h.mqd.MQDRun.for_layers(layers).plan.segments)
+    return len(layers)
+
+
+def edit_table(work: ops.Workload, background, sizes: list[int]) -> tuple[dict, dict]:
+    """txt2img, AddLayer(N) per size, BCG edit, latent-blending edit, DeleteLayer of one family:
+    (name -> op, name -> details to add to its timing)."""
     top = max(sizes)
     memories = {n: ops.stacked(work, background, n) for n in sizes}
     full = ops.stacked(work, background, top + 1)  # what AddLayer(top) makes, for DeleteLayer
@@ -28,12 +35,30 @@ def edits_section(
             "delete_layer": delete,
         }
     )
-    out = timing.interleaved(clock, table, rounds, warmup, frozenset({"bcg_edit", "lb_edit"}))
-    out["delete_layer"].update(details)
+    extra = {"delete_layer": details}
     for n in sizes:
-        out[f"add_layer_{n}"]["mqd_groups"] = len(
-            work.h.mqd.MQDRun.for_layers(list(memories[n].layers) + [full.layers[n]]).plan.segments
-        )
+        layers = list(memories[n].layers) + [full.layers[n]]
+        extra[f"add_layer_{n}"] = {"mqd_groups": _mqd_groups(work, layers)}
+    return table, extra
+
+
+WITH_PARTS = ("bcg_edit", "lb_edit")
+
+
+def edits_section(
+    clock: timing.Clock, tables: dict[str, tuple[dict, dict]], rounds: int, warmup: int
+) -> dict[str, dict]:
+    """Every family's edits in the same interleaved rounds; family -> op -> timing."""
+    merged = {
+        f"{fam}/{name}": fn for fam, (table, _) in tables.items() for name, fn in table.items()
+    }
+    parts = frozenset(f"{fam}/{name}" for fam in tables for name in WITH_PARTS)
+    timed = timing.interleaved(clock, merged, rounds, warmup, parts)
+    out: dict[str, dict] = {}
+    for fam, (table, extra) in tables.items():
+        out[fam] = {name: timed[f"{fam}/{name}"] for name in table}
+        for name, details in extra.items():
+            out[fam][name].update(details)
     return out
 
 

@@ -1,5 +1,5 @@
-"""Issue 4: the benchmark script runs end to end (CPU-sized) and writes every section. No timing
-assertions.
+"""Issues 4 and 11: the benchmark script runs end to end (CPU-sized) for PixArt and SDXL in one
+run and writes every section. No timing assertions.
 
 It runs in a subprocess: the script boots ComfyUI in-process itself, and a second boot inside the
 test session's process (which may already host one) is not something ComfyUI supports.
@@ -36,16 +36,8 @@ def smoke(comfy_root, tmp_path_factory):
     return json.loads(out.read_text()), proc.stdout
 
 
-def test_writes_every_section(smoke):
-    result, _ = smoke
-    assert result["kind"] == "cpu-smoke"
-    env = result["environment"]
-    assert (env["device"].startswith("CPU") and env["torch"] and env["pack_commit"]
-            and env["comfyui"]["version"])
-    cfg = result["config"]
-    assert cfg["size"] == 512 and cfg["depth"] == 1 and cfg["batch"] == 1
-    assert cfg["scene_file"] == "multi_edit_bench_dev70.json"  # shipped in bench/data/
-    m = result["measurements"]
+def _edits_and_forward(m: dict, cfg: dict) -> None:
+    """One family's interleaved edits and its one-forward section."""
     edits = m["edits"]
     names = ({"txt2img", "bcg_edit", "lb_edit", "delete_layer"}
              | {f"add_layer_{n}" for n in cfg["layers_in_memory"]})
@@ -68,6 +60,23 @@ def test_writes_every_section(smoke):
     _timing(fwd["stock"])
     _timing(fwd["mqd"])
     assert fwd["batch"] == 2 and 2 <= fwd["groups"] <= max(cfg["layers_in_memory"]) + 1
+
+
+def test_writes_every_section(smoke):
+    result, _ = smoke
+    assert result["kind"] == "cpu-smoke"
+    assert result["config"]["families"] == ["pixart", "sdxl"]
+    assert set(result["measurements"]) == set(result["ratios"]) == {"pixart", "sdxl"}
+    env = result["environment"]
+    assert (env["device"].startswith("CPU") and env["torch"] and env["pack_commit"]
+            and env["comfyui"]["version"])
+    cfg = result["config"]
+    assert cfg["size"] == 512 and cfg["depth"] == 1 and cfg["batch"] == 1
+    assert cfg["sdxl_model"] == "small" and cfg["sdxl_size"] == 256
+    assert cfg["scene_file"] == "multi_edit_bench_dev70.json"  # shipped in bench/data/
+    for family in ("pixart", "sdxl"):
+        _edits_and_forward(result["measurements"][family], cfg)
+    m = result["measurements"]["pixart"]
     growth = m["memory_growth"]
     assert growth["layers_added"] == cfg["chain"] and len(growth["rows"]) == cfg["chain"] + 1
     nbytes = [row["memory_nbytes"] for row in growth["rows"]]
@@ -86,7 +95,7 @@ def test_writes_every_section(smoke):
 
 def test_counts_and_compile_sections(smoke):
     result, _ = smoke
-    m = result["measurements"]
+    m = result["measurements"]["pixart"]
     top = max(result["config"]["layers_in_memory"])
     counts = m["counts"]
     for name in ("txt2img", f"add_layer_{top}", f"add_layer_{top}_without_mqd", "delete_layer"):
@@ -100,19 +109,59 @@ def test_counts_and_compile_sections(smoke):
     assert set(comp["first_call_s"]) == {"txt2img", f"add_layer_{top}"}
 
 
+def test_sdxl_counts_composed(smoke):
+    """SDXL's counts: every verb ran on the small UNet and its model calls were replayed on the
+    full UNet (meta); the small UNet counts the same on meta as on real tensors."""
+    result, _ = smoke
+    counts = result["measurements"]["sdxl"]["counts"]
+    top, steps = max(result["config"]["layers_in_memory"]), result["config"]["sdxl_count_steps"]
+    assert counts["full_size"] == 1024 and counts["steps"] == steps == 2
+    assert counts["meta_check"]["equal"], counts["meta_check"]
+    verbs = ("txt2img", f"add_layer_{top}", f"add_layer_{top}_without_mqd", "delete_layer")
+    for name in verbs:
+        c = counts[name]
+        assert c["model_calls"] >= 1, name
+        # the full UNet does more per call than the small one; the rest is the same run's
+        assert c["full_unet_calls"]["flops"] > 10 * c["small_unet_calls"]["flops"] > 0, name
+        assert c["outside_unet"]["ops"] > 0, name
+        for k in ("ops", "kernel_ops", "flops"):
+            assert c["composed"][k] == c["outside_unet"][k] + c["full_unet_calls"][k], (name, k)
+            assert c["small_measured"][k] == c["outside_unet"][k] + c["small_unet_calls"][k]
+    assert counts["txt2img"]["model_calls"] == counts[f"add_layer_{top}"]["model_calls"] == steps
+    assert counts["txt2img"]["mqd_calls"] == 0
+    assert counts[f"add_layer_{top}"]["mqd_calls"] == steps
+    assert counts["delete_layer"]["model_calls"] < steps + 1
+    one = counts["full_unet_per_call"]
+    assert one["attn2_blocks"] == 70 and one["routed_keys"] == 77 * (top + 1)
+    # MQD's later calls reuse the prompts' K/V its first call projected; both see more keys
+    assert one["stock"]["flops"] < one["mqd_later"]["flops"] < one["mqd_first"]["flops"]
+    assert one["mqd_later"]["ops"] < one["mqd_first"]["ops"]
+
+
 def test_ratios_and_targets(smoke):
     result, stdout = smoke
-    r = result["ratios"]
-    for key in ("addlayer5_over_txt2img", "addlayer5_over_txt2img_cpu", "bcg_edit_over_lb_edit",
-                "delete_over_addlayer5", "mqd_forward_overhead_pct", "ram_mb_per_layer",
-                "bcg_sample_over_lb_sample", "rss_mb_per_layer", "compiled_txt2img_over_eager"):
+    for family in ("pixart", "sdxl"):
+        r = result["ratios"][family]
+        for key in ("addlayer5_over_txt2img", "addlayer5_over_txt2img_cpu",
+                    "bcg_edit_over_lb_edit", "delete_over_addlayer5", "mqd_forward_overhead_pct",
+                    "bcg_sample_over_lb_sample"):
+            assert isinstance(r[key], float) and math.isfinite(r[key]), (family, key)
+            assert key == "mqd_forward_overhead_pct" or r[key] > 0, (family, key)
+        assert r["vram_growth_pct"] is None  # no CUDA on the smoke run
+    r = result["ratios"]["pixart"]
+    for key in ("ram_mb_per_layer", "rss_mb_per_layer", "compiled_txt2img_over_eager"):
         assert isinstance(r[key], float) and math.isfinite(r[key]), key
-    assert r["vram_growth_pct"] is None  # no CUDA on the smoke run
+    gpu_only = {"addlayer5_over_txt2img", "bcg_edit_over_lb_edit", "delete_over_addlayer5"}
+    counted = {"count_ops", "count_flops", "count_delete_flops"}
     targets = result["targets"]
-    gpu_only = {"addlayer5_over_txt2img", "bcg_edit_over_lb_edit", "delete_over_addlayer5",
-                "ram_mb_per_layer", "vram_growth_pct"}
-    assert set(targets) == gpu_only | {"count_ops", "count_flops", "count_delete_flops"}
-    assert all(t["met"] is None for t in targets.values()), "a smoke run judges no target"
-    assert all(isinstance(targets[k]["value"], float) for k in targets if k.startswith("count_"))
-    assert "AddLayer," in stdout and "op counts and FLOPs" in stdout and "compile section" in stdout
-    assert "JSON:" in stdout
+    assert set(targets["pixart"]) == gpu_only | {"ram_mb_per_layer", "vram_growth_pct"} | counted
+    assert set(targets["sdxl"]) == gpu_only | counted  # no RAM/VRAM section for SDXL
+    for family, family_targets in targets.items():
+        assert all(t["met"] is None for t in family_targets.values()), "a smoke run judges none"
+        for k in counted:
+            value = family_targets[k]["value"]
+            assert isinstance(value, float) and math.isfinite(value) and value > 0, (family, k)
+    assert "(composed)" in targets["sdxl"]["count_ops"]["description"]
+    for text in ("pixart AddLayer,", "sdxl   AddLayer,", "sdxl   UNet forward",
+                 "op counts and FLOPs", "compile section", "meta vs real counts: equal", "JSON:"):
+        assert text in stdout, text
