@@ -13,6 +13,8 @@ decomposition (counting.OpCounter); `meta_check` counts the small UNet both ways
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -82,16 +84,17 @@ class FullUNet:
         self.families = sdxl_workload.core(work.h, "families")
         self.mqd_unet = sdxl_workload.core(work.h, "mqd_unet")
         # id(small run) -> (that run, kept alive so that no later run reuses its id; the
-        # full-size run's transformer_options)
-        self._runs: dict[int, tuple[object, dict]] = {}
+        # full-size run; its transformer_options)
+        self._runs: dict[int, tuple[object, object, dict]] = {}
         # A call with a layout its run has already seen twice changes no cache: same counts.
         self._memo: dict[tuple, counting.Count] = {}
         self._seen: dict[tuple, int] = {}
 
-    def _options(self, run) -> dict:
-        """transformer_options of the full UNet for calls of `run` (None: stock)."""
+    def _options(self, run) -> tuple[object | None, dict]:
+        """The full-size run and transformer_options of the full UNet for calls of `run`
+        (None: stock)."""
         if run is None:
-            return {}
+            return None, {}
         if id(run) not in self._runs:
             masks = [
                 F.interpolate(m[None, None], size=(self.hw, self.hw), mode="nearest")[0, 0]
@@ -100,8 +103,8 @@ class FullUNet:
             full = self.mqd_unet.UNetMQDRun(masks, run.prompts)  # what make_mqd_run builds
             clone = self.model.clone()
             self.families.install_mqd(clone, full)
-            self._runs[id(run)] = (run, dict(clone.model_options["transformer_options"]))
-        return self._runs[id(run)][1]
+            self._runs[id(run)] = (run, full, dict(clone.model_options["transformer_options"]))
+        return self._runs[id(run)][1:]
 
     def count(self, call: Call) -> counting.Count:
         """Ops and FLOPs of `call` on the full UNet, with ComfyUI's CUDA attention (torch SDPA).
@@ -115,12 +118,27 @@ class FullUNet:
         return self._memo[key]
 
     def _count(self, call: Call) -> counting.Count:
-        options = dict(self._options(call.run), cond_or_uncond=list(call.cond_or_uncond))
+        full_run, options = self._options(call.run)
+        options = dict(options, cond_or_uncond=list(call.cond_or_uncond))
         options["optimized_attention_override"] = sdxl_models.attention_like_cuda
         kw = meta_inputs(call.batch, self.hw, call.context, self.dtype)
         dm = self.model.model.diffusion_model
-        result, _ = counting.count(lambda o=options: dm(**kw, transformer_options=o))
+        # the run's routing (the APPLY_MODEL wrapper's work) is outside the UNet's forward:
+        # the small run counts it with the rest
+        with routed(full_run, dm, options, kw, self.dtype) as kw:
+            result, _ = counting.count(lambda o=options: dm(**kw, transformer_options=o))
         return result
+
+
+@contextlib.contextmanager
+def routed(run, dm, options: dict, kw: dict, dtype) -> Iterator[dict]:
+    """The UNet's inputs for one call routed by `run` as its wrapper routes it (None: as given)."""
+    if run is None:
+        yield kw
+        return
+    marks = options.get("cond_or_uncond")
+    with run.routing(dm, marks, kw["x"], kw["context"], dtype) as context:
+        yield dict(kw, context=context)
 
 
 def meta_inputs(batch: int, hw: int, context: int, dtype: torch.dtype) -> dict:
@@ -215,12 +233,14 @@ def count_section(work: ops.Workload, background, top: int, full_size: int) -> d
 def _forward_counts(work: ops.Workload, patcher, memory, kw: dict) -> dict:
     """Ops and FLOPs of one stock forward and one first MQD forward (CFG batch 2)."""
     dm = patcher.model.diffusion_model
-    clone, _ = sdxl_workload.mqd_clone(work, patcher, memory)
+    clone, run = sdxl_workload.mqd_clone(work, patcher, memory)
     out = {}
-    for name, base in (("stock", {}), ("mqd", clone.model_options["transformer_options"])):
+    for name, r, base in (("stock", None, {}),
+                          ("mqd", run, clone.model_options["transformer_options"])):
         options = dict(base, cond_or_uncond=[1, 0])
         options["optimized_attention_override"] = sdxl_models.attention_like_cuda
-        result, _ = counting.count(lambda o=options: dm(**kw, transformer_options=o))
+        with routed(r, dm, options, kw, kw["x"].dtype) as inputs:
+            result, _ = counting.count(lambda o=options, i=inputs: dm(**i, transformer_options=o))
         out[name] = {"ops": result.ops, "kernel_ops": result.kernel_ops, "flops": result.flops}
     return out
 
@@ -244,8 +264,8 @@ def meta_check(work: ops.Workload, memory) -> dict:
 
 
 def per_call(work: ops.Workload, full: FullUNet, memory) -> dict:
-    """One full-UNet call (CFG batch 2) stock, MQD's first call of a run (it projects the
-    prompts' K/V in every block) and a later one, over `memory`'s layers."""
+    """One full-UNet call (CFG batch 2) stock, MQD's first call of a run and a later one, over
+    `memory`'s layers (the run's routing is built outside the forward, so the two match)."""
     run = sdxl_workload.core(work.h, "families").make_mqd_run("sdxl", list(memory.layers))
     tokens = int(memory.top.positive.embedding.shape[1])
     out = {}

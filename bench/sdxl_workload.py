@@ -81,11 +81,15 @@ def forward_section(
     kw = forward_inputs(work, memory, work.model.load_device, dtype)
     clone, run = mqd_clone(work, work.model, memory)
     routed = dict(clone.model_options["transformer_options"], cond_or_uncond=[1, 0])
-    calls = {  # MQD needs no weight patch, only transformer_options: the two can alternate
-        name: (lambda o=options: dm(**kw, transformer_options=dict(o)))
-        for name, options in (("stock", {"cond_or_uncond": [1, 0]}), ("mqd", routed))
-    }
-    calls["mqd"]()  # MQD projects the prompts' K/V in its first call of a run
+
+    def mqd_call():  # what the run's APPLY_MODEL wrapper does around each model call, then it
+        with run.routing(dm, [1, 0], kw["x"], kw["context"], dtype) as context:
+            return dm(**dict(kw, context=context), transformer_options=dict(routed))
+
+    # MQD needs no weight patch, only transformer_options: the two can alternate
+    calls = {"stock": lambda: dm(**kw, transformer_options={"cond_or_uncond": [1, 0]}),
+             "mqd": mqd_call}
+    calls["mqd"]()  # the run builds its routed context and biases in its first call
     timed = timing.interleaved(clock, calls, iters, warmup)
     for entry in timed.values():
         if clock.cuda:  # the forward's own time is the GPU's

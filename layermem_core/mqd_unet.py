@@ -12,20 +12,21 @@ Ownership at each resolution level: every layer's latent mask is area-pooled to 
 layer owns its tokens, each older layer keeps what no newer mask covers, the background owns
 the rest.
 
-One attention call per block for the whole CFG batch: conditional rows see the keys of every
-layer's prompt concatenated (projected with the block's own to_k / to_v, so LoRA weight
-patches apply) under an additive bias that is 0 on the owner's keys and -inf elsewhere;
-unconditional rows see their own (negative) keys, padded with -inf. The call is torch's
+One attention call per block for the whole CFG batch, with nothing added to the stock one but
+a bias. The run's APPLY_MODEL wrapper gives the model a routed context: conditional rows get
+every layer's prompt concatenated, unconditional rows their own (negative) context, all padded
+to one length. The block's own to_k / to_v (LoRA weight patches included) then project exactly
+the keys each row may see, and the patch adds an additive bias that is 0 on the owner's keys
+(own keys for unconditional rows) and -inf elsewhere. The call is torch's
 scaled_dot_product_attention whatever attention backend the user chose: sage attention
 ignores masks and flash refuses them, so routing through them would be wrong.
 
-Everything that depends only on the run (every block's prompt K/V, every level's bias for the
-call's batch layout) is built by an APPLY_MODEL wrapper, outside the model's forward and so
-outside any torch.compile region (ComfyUI's TorchCompileModel); the patches only read it, with
-no tensor value read on the host. Under torch.compile keys are padded to a multiple of
-`COMPILED_KEY_BUCKET` and the model's own context is cut to one token (all-conditional calls)
-or padded to the same length, so another edit with the same number of layers and prompts of
-other lengths in the same bucket gives the same shapes and re-traces nothing.
+Everything that depends on the call's batch layout (the routed context, every level's bias)
+is built by the wrapper, outside the model's forward and so outside any torch.compile region
+(ComfyUI's TorchCompileModel); the patches only read it, with no tensor value read on the
+host. Under torch.compile keys are padded to a multiple of `COMPILED_KEY_BUCKET`, so another
+edit with the same number of layers and prompts of other lengths in the same bucket gives the
+same shapes and re-traces nothing.
 """
 from __future__ import annotations
 
@@ -50,32 +51,26 @@ TORCH_COMPILE_KWARGS = "torch_compile_kwargs"  # set in model_options by TorchCo
 
 
 class RoutedAttn2:
-    """attn2 replace patch of one transformer block: (q, k, v, extra_options) -> attention."""
+    """attn2 replace patch of one transformer block: (q, k, v, extra_options) -> attention.
 
-    def __init__(self, run: UNetMQDRun, block: tuple, attn2):
+    The run's wrapper already gave the model the routed context, so k and v are the keys each
+    row may see; the patch is the stock attention call plus the level's bias."""
+
+    def __init__(self, run: UNetMQDRun, block: tuple):
         self.run = run
         self.block = block  # (block name, number, transformer index), the patch key
-        self.attn2 = attn2  # the block's CrossAttention (its to_k / to_v project the prompts)
 
     def __call__(self, q, k, v, extra_options):
-        heads = int(extra_options["n_heads"])
         run = self.run
-        call = run.current
-        if call is None:  # not inside the run's wrapper (a direct call): route from the options
-            call = run.layout(extra_options.get("cond_or_uncond"), q.shape[0], int(k.shape[1]),
-                              q.device)
-        if call is None:
-            return _sdpa(q, k, v, heads, None, extra_options)
-        bias = run.level_bias(call, level_hw(extra_options, q.shape[1], run.latent_hw),
-                              q.device, q.dtype)
-        kp, vp = run.prompt_kv(self.block, self.attn2, q.device, q.dtype)
-        if call.kind == ROUTED:
-            b = q.shape[0]
-            return _sdpa(q, kp.expand(b, -1, -1), vp.expand(b, -1, -1), heads, bias, extra_options)
-        length = call.length
-        keys = torch.where(call.cond, pad_keys(kp, length), pad_keys(k, length))
-        values = torch.where(call.cond, pad_keys(vp, length), pad_keys(v, length))
-        return _sdpa(q, keys, values, heads, bias, extra_options)
+        if not run.active:
+            raise RuntimeError(
+                "layer memory: an MQD attn2 patch ran outside its run's APPLY_MODEL wrapper, "
+                "so its keys are not routed; call the model through apply_model")
+        call, bias = run.current, None
+        if call is not None:
+            hw = level_hw(extra_options, q.shape[1], run.latent_hw)
+            bias = run.level_bias(call, hw, q.device, q.dtype)
+        return _sdpa(q, k, v, int(extra_options["n_heads"]), bias, extra_options)
 
 
 def _sdpa(q, k, v, heads: int, bias, extra_options: dict) -> torch.Tensor:
@@ -101,8 +96,8 @@ def install(patcher, run: UNetMQDRun) -> list[tuple[str, int, int]]:
         run.use_key_bucket(COMPILED_KEY_BUCKET)
     _warn_replaced(patcher)
     keys = []
-    for key, path in attn2_blocks(patcher.get_model_object("diffusion_model")):
-        patcher.set_model_attn2_replace(RoutedAttn2(run, key, patcher.get_model_object(path)), *key)
+    for key, _ in attn2_blocks(patcher.get_model_object("diffusion_model")):
+        patcher.set_model_attn2_replace(RoutedAttn2(run, key), *key)
         keys.append(key)
     apply_model = comfy.patcher_extension.WrappersMP.APPLY_MODEL
     patcher.remove_wrappers_with_key(apply_model, WRAPPER_KEY)

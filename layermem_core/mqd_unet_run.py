@@ -1,10 +1,12 @@
-"""Per-run state of UNet MQD: ownership per level, the prompts' K/V, and each call's layout.
+"""Per-run state of UNet MQD: ownership per level, each call's layout and routed context.
 
 Built outside the model's forward by the run's APPLY_MODEL wrapper (so outside any
 torch.compile region); mqd_unet's attn2 patches only read it. See mqd_unet for the routing.
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -61,9 +63,10 @@ class UNetMQDRun:
         lengths = [int(p.shape[1]) for p in prompts]
         self.key_owner = torch.repeat_interleave(torch.arange(len(prompts)), torch.tensor(lengths))
         self.key_bucket = KEY_BUCKET
-        self.current: CallLayout | None = None  # set by the APPLY_MODEL wrapper for one call
+        self.current: CallLayout | None = None  # the routed call in progress (None: stock)
+        self.active = False  # inside `routing`: the patches may read `current`
         self._bias: dict[tuple, torch.Tensor] = {}
-        self._kv: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._contexts: dict[tuple, torch.Tensor] = {}
         self._layouts: dict[tuple, CallLayout] = {}
 
     @property
@@ -113,7 +116,7 @@ class UNetMQDRun:
         """Pad keys to a multiple of `bucket` from now on (drops what was built for another)."""
         if bucket != self.key_bucket:
             self.key_bucket = bucket
-            self._kv.clear()
+            self._contexts.clear()
             self._layouts.clear()
 
     def layout(self, cond_or_uncond, batch: int, own_keys: int, device) -> CallLayout | None:
@@ -142,47 +145,58 @@ class UNetMQDRun:
             call.biases[hw] = bias
         return bias
 
-    def prompt_kv(self, block: tuple, attn2, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every layer's prompt through this block's to_k / to_v, concatenated and padded with
-        zeros to `routed_keys`: [1, routed_keys, inner]."""
-        kv = self._kv.get(block)
-        if kv is None or kv[0].device != device or kv[0].dtype != dtype:
+    def prompt_context(self, length: int, device, dtype) -> torch.Tensor:
+        """Every layer's prompt, concatenated and zero-padded to `length` keys: [1, length, D]."""
+        key = (length, str(device), dtype)
+        context = self._contexts.get(key)
+        if context is None:
             context = torch.cat([p.to(device=device, dtype=dtype) for p in self.prompts], dim=1)
-            context = pad_keys(context, self.routed_keys)
-            kv = self._kv[block] = (attn2.to_k(context), attn2.to_v(context))
-        return kv
+            context = self._contexts[key] = pad_keys(context, length)
+        return context
+
+    def routed_context(self, call: CallLayout, context: torch.Tensor) -> torch.Tensor:
+        """The context the model gets for a routed call: conditional rows get every layer's
+        prompt, the others their own context, all padded to `call.length`. The block's own
+        to_k / to_v then project exactly the keys each row may see (LoRA patches included),
+        and the patch adds nothing but the bias to the stock attention call."""
+        prompts = self.prompt_context(call.length, context.device, context.dtype)
+        if call.kind == ROUTED:
+            return prompts.expand(len(call.rows), -1, -1)
+        return torch.where(call.cond, prompts, pad_keys(context, call.length))
 
     def prepare(self, diffusion_model, call: CallLayout, latent_hw, device, dtype) -> None:
-        """Build what the patches of this call read: every block's prompt K/V and the call's
-        bias at every level of the UNet (outside the model's forward)."""
+        """Build the call's bias at every level of the UNet (outside the model's forward)."""
         dm = getattr(diffusion_model, "_orig_mod", diffusion_model)  # a torch.compile wrapper
-        for block, path in attn2_blocks(dm):
-            self.prompt_kv(block, dm.get_submodule(path.split(".", 1)[1]), device, dtype)
         h, w = latent_hw
         for _ in range(len(getattr(dm, "channel_mult", ())) or 4):
             self.level_bias(call, (h, w), device, dtype)
             h, w = (h + 1) // 2, (w + 1) // 2  # the UNet's stride-2 convolutions round up
 
+    @contextlib.contextmanager
+    def routing(self, diffusion_model, cond_or_uncond, x: torch.Tensor,
+                context: torch.Tensor | None, dtype) -> Iterator[torch.Tensor | None]:
+        """Route one model call: yields the context to give the model; the patches read the
+        call's layout while inside."""
+        call = None
+        if context is not None:
+            call = self.layout(cond_or_uncond, x.shape[0], int(context.shape[1]), x.device)
+        if call is not None:
+            self.prepare(diffusion_model, call, tuple(x.shape[-2:]), x.device, dtype)
+            context = self.routed_context(call, context)
+        self.current, self.active = call, True
+        try:
+            yield context
+        finally:
+            self.current, self.active = None, False
+
     def apply_model_wrapper(self, executor, x, t, c_concat=None, c_crossattn=None, control=None,
                             transformer_options={}, **kwargs):  # noqa: B006 (ComfyUI's signature)
-        """APPLY_MODEL wrapper: route this call (built here, outside any compiled region) and
-        give the model a context of a fixed shape: one token when no block reads it (every row
-        conditional), else padded to the call's key count."""
+        """APPLY_MODEL wrapper: route this call, built here, outside any compiled region."""
         base = executor.class_obj
         dtype = base.manual_cast_dtype or base.get_dtype()
-        call = None
-        if c_crossattn is not None:
-            call = self.layout(transformer_options.get("cond_or_uncond"), x.shape[0],
-                               int(c_crossattn.shape[1]), x.device)
-        if call is not None:
-            self.prepare(base.diffusion_model, call, tuple(x.shape[-2:]), x.device, dtype)
-            c_crossattn = (c_crossattn[:, :1].clone(memory_format=torch.contiguous_format)
-                           if call.kind == ROUTED else pad_keys(c_crossattn, call.length))
-        self.current = call
-        try:
-            return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
-        finally:
-            self.current = None
+        marks = transformer_options.get("cond_or_uncond")
+        with self.routing(base.diffusion_model, marks, x, c_crossattn, dtype) as context:
+            return executor(x, t, c_concat, context, control, transformer_options, **kwargs)
 
 
 def conditional_rows(cond_or_uncond, batch: int) -> list[bool] | None:

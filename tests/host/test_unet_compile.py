@@ -138,21 +138,15 @@ def test_no_graph_break_in_patched_blocks(host, family, order, pytorch_attention
     clone = model.clone()
     mqd_unet.install(clone, run)
     batch, dm = len(order), model.model.diffusion_model
-    call = run.layout(order, batch, 77, torch.device("cpu"))
-    run.prepare(dm, call, hw, torch.device("cpu"), torch.float32)
     context = torch.randn(batch, 77, us.WIDTH[family])
-    context = context[:, :1] if call.kind == mqd_unet.ROUTED else mqd_unet.pad_keys(
-        context, call.length)
+    x = torch.randn(batch, 4, *hw)
     options = dict(clone.model_options["transformer_options"], cond_or_uncond=order)
     kwargs = {"y": torch.randn(batch, 2816)} if family == "sdxl" else {}
-    run.current = call
-    try:
+    with run.routing(dm, order, x, context, torch.float32) as routed:
         with torch.inference_mode():
             explained = torch._dynamo.explain(dm)(
-                torch.randn(batch, 4, *hw), torch.full((batch,), 500.0), context=context,
-                transformer_options=options, **kwargs)
-    finally:
-        run.current = None
+                x, torch.full((batch,), 500.0), context=routed, transformer_options=options,
+                **kwargs)
     for reason in explained.break_reasons:
         files = [frame.filename for frame in reason.user_stack]
         assert not any("layermem_core" in f for f in files), reason.reason

@@ -1,6 +1,6 @@
 """UNet MQD through ComfyUI's own patch plumbing: with one prompt for every layer the routed
-UNet forward is the stock one. (Per group and level against stock attn2, for every model kind:
-test_family_invariants.py.)"""
+UNet forward is the stock one; a patch called outside its run's routing refuses. (Per group and
+level against stock attn2, for every model kind: test_family_invariants.py.)"""
 
 import pytest
 import torch
@@ -35,7 +35,8 @@ def test_patched_model_with_one_prompt_everywhere_equals_stock(host, family):
     latent_hw = (us.SIZE[family] // 8,) * 2
     prompt, negative = us.cond(family, 5)[0][0], us.cond(family, 6)[0][0]
     clone = model.clone()
-    keys = mqd_unet.install(clone, mqd_unet.UNetMQDRun(_masks(latent_hw, 4), [prompt] * 4))
+    run = mqd_unet.UNetMQDRun(_masks(latent_hw, 4), [prompt] * 4)
+    keys = mqd_unet.install(clone, run)
     assert len(keys) == len(mqd_unet.attn2_blocks(model.model.diffusion_model))
     assert "patches_replace" not in model.model_options.get("transformer_options", {})
     dm = model.model.diffusion_model
@@ -45,8 +46,12 @@ def test_patched_model_with_one_prompt_everywhere_equals_stock(host, family):
     t = torch.tensor([700.0, 700.0])
     stock = dm(x, t, context=context, transformer_options={"cond_or_uncond": [1, 0]}, **kwargs)
     options = dict(clone.model_options["transformer_options"], cond_or_uncond=[1, 0])
-    routed = dm(x, t, context=context, transformer_options=options, **kwargs)
+    with run.routing(dm, [1, 0], x, context, torch.float32) as routed_context:
+        assert routed_context.shape[1] >= 4 * prompt.shape[1], "every layer's prompt is a key"
+        routed = dm(x, t, context=routed_context, transformer_options=options, **kwargs)
     torch.testing.assert_close(routed, stock, rtol=1e-4, atol=1e-4)
+    with pytest.raises(RuntimeError, match="outside its run's APPLY_MODEL wrapper"):
+        dm(x, t, context=context, transformer_options=options, **kwargs)
     assert not torch.equal(
         routed,
         dm(
