@@ -100,7 +100,8 @@ class FullUNet:
                 F.interpolate(m[None, None], size=(self.hw, self.hw), mode="nearest")[0, 0]
                 for m in run.latent_masks
             ]
-            full = self.mqd_unet.UNetMQDRun(masks, run.prompts)  # what make_mqd_run builds
+            # what make_mqd_run builds
+            full = self.mqd_unet.UNetMQDRun(masks, run.prompts, run.negative)
             clone = self.model.clone()
             self.families.install_mqd(clone, full)
             self._runs[id(run)] = (run, full, dict(clone.model_options["transformer_options"]))
@@ -123,10 +124,14 @@ class FullUNet:
         options["optimized_attention_override"] = sdxl_models.attention_like_cuda
         kw = meta_inputs(call.batch, self.hw, call.context, self.dtype)
         dm = self.model.model.diffusion_model
-        # the run's routing (the APPLY_MODEL wrapper's work) is outside the UNet's forward:
-        # the small run counts it with the rest
-        with routed(full_run, dm, options, kw, self.dtype) as kw:
-            result, _ = counting.count(lambda o=options: dm(**kw, transformer_options=o))
+        def call_once():
+            # The run's routing (its APPLY_MODEL wrapper's work) is counted with the call: the
+            # first call of a run projects every block's keys/values of the full UNet. The
+            # small run counts its own routing with the rest too (a few ops per call twice).
+            with routed(full_run, dm, options, kw, self.dtype) as inputs:
+                return dm(**inputs, transformer_options=options)
+
+        result, _ = counting.count(call_once)
         return result
 
 

@@ -105,7 +105,8 @@ def require_size(family: str, width: int, height: int) -> None:
 
 
 def make_mqd_run(family: str, layers) -> object:
-    """The MQD state of one run over `layers` (background first, the newest last)."""
+    """The MQD state of one run over `layers` (background first, the newest last; the run
+    samples with the newest layer's negative, as AddLayer and the heal of DeleteLayer do)."""
     if family == "pixart":
         from .mqd import MQDRun
 
@@ -113,7 +114,8 @@ def make_mqd_run(family: str, layers) -> object:
     from .mqd_unet import UNetMQDRun
 
     return UNetMQDRun([layer.latent_mask for layer in layers[1:]],
-                      [layer.positive.embedding for layer in layers])
+                      [layer.positive.embedding for layer in layers],
+                      layers[-1].negative.embedding)
 
 
 def install_mqd(patcher, run) -> list:

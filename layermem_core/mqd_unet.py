@@ -13,20 +13,20 @@ layer owns its tokens, each older layer keeps what no newer mask covers, the bac
 the rest.
 
 One attention call per block for the whole CFG batch, with nothing added to the stock one but
-a bias. The run's APPLY_MODEL wrapper gives the model a routed context: conditional rows get
-every layer's prompt concatenated, unconditional rows their own (negative) context, all padded
-to one length. The block's own to_k / to_v (LoRA weight patches included) then project exactly
-the keys each row may see, and the patch adds an additive bias that is 0 on the owner's keys
-(own keys for unconditional rows) and -inf elsewhere. The call is torch's
-scaled_dot_product_attention whatever attention backend the user chose: sage attention
-ignores masks and flash refuses them, so routing through them would be wrong.
+a bias. Every key a row may see is known before the run: all layers' prompts (conditional
+rows) and the run's negative prompt (unconditional rows). Each block projects them once per
+run with its own to_k / to_v (LoRA weight patches included); per call the patch attends over
+them under an additive bias that is 0 on the owner's keys (the negative's for unconditional
+rows) and -inf elsewhere, and the model's own context shrinks to one token nobody reads. The
+call is torch's scaled_dot_product_attention whatever attention backend the user chose: sage
+attention ignores masks and flash refuses them, so routing through them would be wrong.
 
-Everything that depends on the call's batch layout (the routed context, every level's bias)
-is built by the wrapper, outside the model's forward and so outside any torch.compile region
-(ComfyUI's TorchCompileModel); the patches only read it, with no tensor value read on the
-host. Under torch.compile keys are padded to a multiple of `COMPILED_KEY_BUCKET`, so another
-edit with the same number of layers and prompts of other lengths in the same bucket gives the
-same shapes and re-traces nothing.
+Everything that depends on the run or the call's batch layout (keys, values, every level's
+bias) is built by the run's APPLY_MODEL wrapper, outside the model's forward and so outside
+any torch.compile region (ComfyUI's TorchCompileModel); the patches only read it, with no
+tensor value read on the host. Under torch.compile keys are padded to a multiple of
+`COMPILED_KEY_BUCKET`, so another edit with the same number of layers and prompts of other
+lengths in the same bucket gives the same shapes and re-traces nothing.
 """
 from __future__ import annotations
 
@@ -37,7 +37,6 @@ import torch.nn.functional as F
 
 from .mqd_unet_run import (  # noqa: F401 (the run's API, re-exported for callers and tests)
     COMPILED_KEY_BUCKET,
-    ROUTED,
     UNetMQDRun,
     attn2_blocks,
     conditional_rows,
@@ -53,8 +52,8 @@ TORCH_COMPILE_KWARGS = "torch_compile_kwargs"  # set in model_options by TorchCo
 class RoutedAttn2:
     """attn2 replace patch of one transformer block: (q, k, v, extra_options) -> attention.
 
-    The run's wrapper already gave the model the routed context, so k and v are the keys each
-    row may see; the patch is the stock attention call plus the level's bias."""
+    Routed calls attend over the run's keys and values of this block (projected once per run)
+    under the call's bias: the stock attention call plus a bias, nothing per block besides."""
 
     def __init__(self, run: UNetMQDRun, block: tuple):
         self.run = run
@@ -66,24 +65,27 @@ class RoutedAttn2:
             raise RuntimeError(
                 "layer memory: an MQD attn2 patch ran outside its run's APPLY_MODEL wrapper, "
                 "so its keys are not routed; call the model through apply_model")
-        call, bias = run.current, None
-        if call is not None:
-            hw = level_hw(extra_options, q.shape[1], run.latent_hw)
-            bias = run.level_bias(call, hw, q.device, q.dtype)
-        return _sdpa(q, k, v, int(extra_options["n_heads"]), bias, extra_options)
+        heads, call = int(extra_options["n_heads"]), run.current
+        b, n, inner = q.shape
+        q = q.view(b, n, heads, -1).transpose(1, 2)
+        if call is None:  # no conditional row: the stock attention
+            k, v = (t.view(b, -1, heads, inner // heads).transpose(1, 2) for t in (k, v))
+            return _sdpa(q, k, v, None, extra_options)
+        bias = run.level_bias(call, level_hw(extra_options, n, run.latent_hw), q.device, q.dtype)
+        k, v = (t.expand(b, -1, -1, -1) for t in run.block_kv[self.block])
+        return _sdpa(q, k, v, bias, extra_options)
 
 
-def _sdpa(q, k, v, heads: int, bias, extra_options: dict) -> torch.Tensor:
-    """torch SDPA on [B, N, heads*d] tensors (fp32 when the model asks for fp32 attention)."""
-    b, n, inner = q.shape
-    d = inner // heads
+def _sdpa(q, k, v, bias, extra_options: dict) -> torch.Tensor:
+    """torch SDPA on head-major [B, heads, N, d] tensors, back to [B, N, heads*d] (fp32 when
+    the model asks for fp32 attention)."""
+    b, heads, n, d = q.shape
     dtype = q.dtype
     if extra_options.get("attn_precision") == torch.float32 and dtype != torch.float32:
         q, k, v = q.float(), k.float(), v.float()
         bias = bias.float() if bias is not None else None
-    q, k, v = (t.reshape(t.shape[0], -1, heads, d).transpose(1, 2) for t in (q, k, v))
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-    return out.transpose(1, 2).reshape(b, n, inner).to(dtype)
+    return out.transpose(1, 2).reshape(b, n, heads * d).to(dtype)
 
 
 def install(patcher, run: UNetMQDRun) -> list[tuple[str, int, int]]:

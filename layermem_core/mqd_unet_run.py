@@ -1,7 +1,11 @@
-"""Per-run state of UNet MQD: ownership per level, each call's layout and routed context.
+"""Per-run state of UNet MQD: ownership per level, the run's keys and values, each call's bias.
 
-Built outside the model's forward by the run's APPLY_MODEL wrapper (so outside any
-torch.compile region); mqd_unet's attn2 patches only read it. See mqd_unet for the routing.
+Every key a row may see is known before the run: the prompts of all layers (conditional rows,
+routed by owner) and the run's negative prompt (unconditional rows). Each block projects them
+once per run with its own to_k / to_v (LoRA weight patches included), head-major, padded to a
+bucket; per call the wrapper only picks the call's bias. Built outside the model's forward by
+the run's APPLY_MODEL wrapper (so outside any torch.compile region); mqd_unet's attn2 patches
+only read it. See mqd_unet for the routing.
 """
 from __future__ import annotations
 
@@ -16,10 +20,10 @@ from .masks import TOKEN_THRESHOLD
 
 COND = 0  # ComfyUI's marker for a conditional chunk in cond_or_uncond
 KEY_BUCKET = 8  # eager: keys padded to a multiple of 8 (kernels like an aligned bias)
-# Compiled: a multiple of four CLIP chunks, so a background and a layer of one to three chunks
-# (or four one-chunk layers) share one shape; the padded keys are masked out (-inf).
+# Compiled: a multiple of four CLIP chunks, so a background, a layer and the negative of one
+# chunk each share one shape with other prompts of that size; padded keys are masked (-inf).
 COMPILED_KEY_BUCKET = 4 * 77
-STOCK, ROUTED, OWN = "stock", "routed", "own"  # kinds of a model call's batch layout
+NEGATIVE, PADDING = -2, -1  # key owners besides the layers' indices
 
 
 def _round_up(n: int, to: int) -> int:
@@ -41,132 +45,103 @@ def owner_map(latent_masks: list[torch.Tensor], hw: tuple[int, int]) -> torch.Te
 
 @dataclass
 class CallLayout:
-    """How one model call's batch is routed: what the patches read, built outside the model."""
+    """One model call's batch: conditional rows and their biases (built outside the model)."""
 
-    kind: str  # ROUTED: every row conditional; OWN: some rows see their own context's keys
     rows: tuple[bool, ...]  # conditional per batch row
-    own_keys: int  # real keys of the rows' own context (OWN)
-    length: int  # keys per row: the routed keys (ROUTED) or the padded own context (OWN)
-    cond: torch.Tensor | None = None  # [B, 1, 1] bool on the model's device (OWN)
-    biases: dict = field(default_factory=dict)  # level (h, w) -> [B, 1, h*w, length]
+    biases: dict = field(default_factory=dict)  # level (h, w) -> [B, 1, h*w, keys]
 
 
 class UNetMQDRun:
-    """State of one sampling run: masks, prompts, and per-run caches (K/V, biases, layouts)."""
+    """State of one sampling run: masks, prompts, the negative, and per-run caches."""
 
-    def __init__(self, latent_masks: list[torch.Tensor], prompts: list[torch.Tensor]):
+    def __init__(self, latent_masks: list[torch.Tensor], prompts: list[torch.Tensor],
+                 negative: torch.Tensor):
         if len(prompts) != len(latent_masks) + 1:
             raise ValueError("one prompt per layer: the background's first, then one per mask")
         self.latent_masks = [m.detach().to("cpu", torch.float32) for m in latent_masks]
         self.latent_hw = tuple(latent_masks[0].shape) if latent_masks else (0, 0)
         self.prompts = prompts  # [1, L_i, D] per owner; background first
+        self.negative = negative  # [1, L, D]: the unconditional rows' prompt in this run
         lengths = [int(p.shape[1]) for p in prompts]
-        self.key_owner = torch.repeat_interleave(torch.arange(len(prompts)), torch.tensor(lengths))
+        owners = torch.repeat_interleave(torch.arange(len(prompts)), torch.tensor(lengths))
+        self._real_owner = torch.cat(
+            [owners, torch.full((int(negative.shape[1]),), NEGATIVE, dtype=torch.long)])
         self.key_bucket = KEY_BUCKET
         self.current: CallLayout | None = None  # the routed call in progress (None: stock)
         self.active = False  # inside `routing`: the patches may read `current`
+        self.block_kv: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # [1, heads, L, d]
+        self._prepared_for: tuple | None = None
         self._bias: dict[tuple, torch.Tensor] = {}
-        self._contexts: dict[tuple, torch.Tensor] = {}
         self._layouts: dict[tuple, CallLayout] = {}
 
     @property
     def total_keys(self) -> int:
-        return int(self.key_owner.numel())
+        """Keys of the run, padded to the bucket."""
+        return _round_up(int(self._real_owner.numel()), self.key_bucket)
 
     @property
-    def routed_keys(self) -> int:
-        """The prompts' keys padded to the bucket: the routed rows' key count."""
-        return _round_up(self.total_keys, self.key_bucket)
-
-    def owner_bias(self, hw: tuple[int, int], device, dtype) -> torch.Tensor:
-        """[h*w, L_total]: 0 where the key belongs to the token's owner, -inf elsewhere."""
-        key = (hw, str(device), dtype)
-        bias = self._bias.get(key)
-        if bias is None:
-            owners = owner_map(self.latent_masks, hw)
-            allowed = owners[:, None] == self.key_owner[None, :]
-            bias = (
-                torch.zeros(allowed.shape, dtype=dtype)
-                .masked_fill(~allowed, float("-inf"))
-                .to(device)
-            )
-            self._bias[key] = bias
-        return bias
-
-    def batch_bias(
-        self, hw: tuple[int, int], rows: tuple[bool, ...], own_keys: int, length: int, device, dtype
-    ) -> torch.Tensor:
-        """[B, 1, N, length] for one batch layout: conditional rows route by owner over the
-        prompts' keys, unconditional rows see their own `own_keys` keys; padding is -inf."""
-        key = (hw, rows, own_keys, length, str(device), dtype)
-        bias = self._bias.get(key)
-        if bias is None:
-            routed = F.pad(
-                self.owner_bias(hw, device, dtype),
-                (0, length - self.total_keys),
-                value=float("-inf"),
-            )
-            own = torch.zeros(length, dtype=dtype, device=device)
-            own = own.masked_fill(torch.arange(length, device=device) >= own_keys, float("-inf"))
-            bias = torch.stack([routed if c else own.expand_as(routed) for c in rows])[:, None]
-            self._bias[key] = bias
-        return bias
+    def key_owner(self) -> torch.Tensor:
+        """Owner per key: a layer's index, NEGATIVE, or PADDING."""
+        pad = self.total_keys - int(self._real_owner.numel())
+        return F.pad(self._real_owner, (0, pad), value=PADDING)
 
     def use_key_bucket(self, bucket: int) -> None:
         """Pad keys to a multiple of `bucket` from now on (drops what was built for another)."""
         if bucket != self.key_bucket:
             self.key_bucket = bucket
-            self._contexts.clear()
+            self.block_kv.clear()
+            self._prepared_for = None
+            self._bias.clear()
             self._layouts.clear()
 
-    def layout(self, cond_or_uncond, batch: int, own_keys: int, device) -> CallLayout | None:
-        """The routing of a call with this batch (`own_keys`: its context's tokens); None when
-        no row is conditional or the batch does not split into ComfyUI's chunks (stock)."""
+    def owner_bias(self, hw: tuple[int, int], device, dtype) -> torch.Tensor:
+        """[h*w, keys] for conditional rows: 0 on the token's owner's keys, -inf elsewhere."""
+        key = (hw, str(device), dtype)
+        bias = self._bias.get(key)
+        if bias is None:
+            allowed = owner_map(self.latent_masks, hw)[:, None] == self.key_owner[None, :]
+            bias = self._bias[key] = _bias(allowed, device, dtype)
+        return bias
+
+    def batch_bias(self, hw: tuple[int, int], rows: tuple[bool, ...], device,
+                   dtype) -> torch.Tensor:
+        """[B, 1, h*w, keys]: conditional rows route by owner, unconditional rows see the
+        negative's keys only."""
+        routed = self.owner_bias(hw, device, dtype)
+        negative = _bias((self.key_owner == NEGATIVE)[None, :], device, dtype)
+        return torch.stack([routed if c else negative.expand_as(routed) for c in rows])[:, None]
+
+    def layout(self, cond_or_uncond, batch: int, device) -> CallLayout | None:
+        """The routing of a call with this batch; None when no row is conditional or the batch
+        does not split into ComfyUI's chunks (stock)."""
         rows = conditional_rows(cond_or_uncond, batch)
         if not rows or not any(rows):
             return None
-        if all(rows):
-            kind, key = ROUTED, (tuple(rows), 0, self.routed_keys)
-        else:
-            length = max(self.routed_keys, _round_up(own_keys, self.key_bucket))
-            kind, key = OWN, (tuple(rows), own_keys, length)
-        found = self._layouts.get(key)
-        if found is None:
-            cond = torch.tensor(rows, device=device).view(-1, 1, 1)
-            found = self._layouts[key] = CallLayout(kind, *key, cond=cond)
-        return found
+        key = tuple(rows)
+        if key not in self._layouts:
+            self._layouts[key] = CallLayout(key)
+        return self._layouts[key]
 
     def level_bias(self, call: CallLayout, hw: tuple[int, int], device, dtype) -> torch.Tensor:
-        """The call's bias at level `hw`, built once per run and layout (a run samples on one
-        device in one dtype)."""
+        """The call's bias at level `hw`, built once per run and layout."""
         bias = call.biases.get(hw)
         if bias is None:
-            bias = self.batch_bias(hw, call.rows, call.own_keys, call.length, device, dtype)
-            call.biases[hw] = bias
+            bias = call.biases[hw] = self.batch_bias(hw, call.rows, device, dtype)
         return bias
 
-    def prompt_context(self, length: int, device, dtype) -> torch.Tensor:
-        """Every layer's prompt, concatenated and zero-padded to `length` keys: [1, length, D]."""
-        key = (length, str(device), dtype)
-        context = self._contexts.get(key)
-        if context is None:
-            context = torch.cat([p.to(device=device, dtype=dtype) for p in self.prompts], dim=1)
-            context = self._contexts[key] = pad_keys(context, length)
-        return context
-
-    def routed_context(self, call: CallLayout, context: torch.Tensor) -> torch.Tensor:
-        """The context the model gets for a routed call: conditional rows get every layer's
-        prompt, the others their own context, all padded to `call.length`. The block's own
-        to_k / to_v then project exactly the keys each row may see (LoRA patches included),
-        and the patch adds nothing but the bias to the stock attention call."""
-        prompts = self.prompt_context(call.length, context.device, context.dtype)
-        if call.kind == ROUTED:
-            return prompts.expand(len(call.rows), -1, -1)
-        return torch.where(call.cond, prompts, pad_keys(context, call.length))
-
     def prepare(self, diffusion_model, call: CallLayout, latent_hw, device, dtype) -> None:
-        """Build the call's bias at every level of the UNet (outside the model's forward)."""
+        """Every block's keys and values (once per run) and the call's bias at every level of
+        the UNet: all outside the model's forward."""
         dm = getattr(diffusion_model, "_orig_mod", diffusion_model)  # a torch.compile wrapper
+        if self._prepared_for != (str(device), dtype):
+            context = torch.cat([p.to(device=device, dtype=dtype)
+                                 for p in [*self.prompts, self.negative]], dim=1)
+            context = pad_keys(context, self.total_keys)
+            for block, path in attn2_blocks(dm):
+                attn2 = dm.get_submodule(path.split(".", 1)[1])
+                self.block_kv[block] = tuple(_heads(t, attn2.heads) for t in
+                                             (attn2.to_k(context), attn2.to_v(context)))
+            self._prepared_for = (str(device), dtype)
         h, w = latent_hw
         for _ in range(len(getattr(dm, "channel_mult", ())) or 4):
             self.level_bias(call, (h, w), device, dtype)
@@ -175,14 +150,12 @@ class UNetMQDRun:
     @contextlib.contextmanager
     def routing(self, diffusion_model, cond_or_uncond, x: torch.Tensor,
                 context: torch.Tensor | None, dtype) -> Iterator[torch.Tensor | None]:
-        """Route one model call: yields the context to give the model; the patches read the
-        call's layout while inside."""
-        call = None
-        if context is not None:
-            call = self.layout(cond_or_uncond, x.shape[0], int(context.shape[1]), x.device)
+        """Route one model call: yields the context to give the model (one token of its own
+        when routed: no block reads it, and its shape stays fixed for torch.compile)."""
+        call = self.layout(cond_or_uncond, x.shape[0], x.device) if context is not None else None
         if call is not None:
             self.prepare(diffusion_model, call, tuple(x.shape[-2:]), x.device, dtype)
-            context = self.routed_context(call, context)
+            context = context[:, :1].clone(memory_format=torch.contiguous_format)
         self.current, self.active = call, True
         try:
             yield context
@@ -197,6 +170,15 @@ class UNetMQDRun:
         marks = transformer_options.get("cond_or_uncond")
         with self.routing(base.diffusion_model, marks, x, c_crossattn, dtype) as context:
             return executor(x, t, c_concat, context, control, transformer_options, **kwargs)
+
+
+def _bias(allowed: torch.Tensor, device, dtype) -> torch.Tensor:
+    return torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, float("-inf")).to(device)
+
+
+def _heads(t: torch.Tensor, heads: int) -> torch.Tensor:
+    """[1, L, heads*d] -> [1, heads, L, d], contiguous (what SDPA reads)."""
+    return t.view(t.shape[0], t.shape[1], heads, -1).transpose(1, 2).contiguous()
 
 
 def conditional_rows(cond_or_uncond, batch: int) -> list[bool] | None:

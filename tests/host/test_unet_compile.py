@@ -134,7 +134,8 @@ def test_no_graph_break_in_patched_blocks(host, family, order, pytorch_attention
     hw = (us.SIZE[family] // 8,) * 2
     mask = torch.zeros(hw)
     mask[: hw[0] // 2, : hw[1] // 2] = 1.0
-    run = mqd_unet.UNetMQDRun([mask], [us.cond(family, 1)[0][0], us.cond(family, 2, 154)[0][0]])
+    run = mqd_unet.UNetMQDRun([mask], [us.cond(family, 1)[0][0], us.cond(family, 2, 154)[0][0]],
+                              us.cond(family, 3)[0][0])
     clone = model.clone()
     mqd_unet.install(clone, run)
     batch, dm = len(order), model.model.diffusion_model

@@ -46,15 +46,18 @@ def test_odd_levels_pool_by_area():
 
 def test_bias_routes_each_token_to_its_owners_keys_only():
     a = _box(8, 8, 0, 4, 0, 8)
-    run = UNetMQDRun([a], [torch.zeros(1, 3, 4), torch.zeros(1, 5, 4)])
+    run = UNetMQDRun([a], [torch.zeros(1, 3, 4), torch.zeros(1, 5, 4)], torch.zeros(1, 2, 4))
+    assert run.total_keys == 16  # 3 + 5 prompt keys, 2 negative keys, padded to 8
     bias = run.owner_bias((8, 8), "cpu", torch.float32)
-    assert bias.shape == (64, 8)
+    assert bias.shape == (64, 16)
     top, bottom = bias[:32], bias[32:]
-    assert top[:, 3:].eq(0).all() and top[:, :3].eq(float("-inf")).all()
+    assert top[:, 3:8].eq(0).all() and top[:, :3].eq(float("-inf")).all()
     assert bottom[:, :3].eq(0).all() and bottom[:, 3:].eq(float("-inf")).all()
-    full = run.batch_bias((8, 8), (False, True), 2, 8, "cpu", torch.float32)
-    assert full.shape == (2, 1, 64, 8)
-    assert full[0, 0, :, :2].eq(0).all() and full[0, 0, :, 2:].eq(float("-inf")).all()
+    assert bias[:, 8:].eq(float("-inf")).all(), "negative and padding keys are never routed"
+    full = run.batch_bias((8, 8), (False, True), "cpu", torch.float32)
+    assert full.shape == (2, 1, 64, 16)
+    assert full[0, 0, :, 8:10].eq(0).all(), "unconditional rows see the negative's keys"
+    assert full[0, 0, :, :8].eq(float("-inf")).all() and full[0, 0, :, 10:].eq(float("-inf")).all()
     assert torch.equal(full[1, 0], bias)
 
 
