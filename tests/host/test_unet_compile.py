@@ -111,7 +111,10 @@ def test_add_layer_under_torch_compile(host, backgrounds, family, backend, cfg_m
     assert graphs >= 1, "the compiled diffusion model was not traced"
     assert not _breaks(), f"graph breaks under {backend}: {_breaks()}"
     _assert_exact_outside(first, background)
-    tol = 1e-3 if backend == "inductor" else 1e-5  # inductor fuses and reorders float math
+    # Float rounding only: inductor fuses and reorders float math, and a compiled run pads the
+    # routed keys to another bucket (COMPILED_KEY_BUCKET) than an eager one, so SDPA reduces
+    # over another key count (the padding itself is -inf and adds nothing)
+    tol = 1e-3
     torch.testing.assert_close(first.top.trajectory.final, eager.top.trajectory.final,
                                rtol=tol, atol=tol)
 
