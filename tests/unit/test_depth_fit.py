@@ -1,0 +1,37 @@
+"""bench/depth_fit.py reads the depth-28 op counts off an exact fit: the fit must recover known
+coefficients and refuse points that do not lie on one."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def _depth_fit():
+    spec = importlib.util.spec_from_file_location("layermem_bench_fit", BENCH / "depth_fit.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _points(coefs: dict, pairs) -> dict:
+    return {(d, s): {name: {"ops": s * (a * d + b) + c} for name, (a, b, c) in coefs.items()}
+            for d, s in pairs}
+
+
+def test_fit_recovers_per_block_per_step_and_per_run_counts():
+    fit = _depth_fit()
+    coefs = dict(zip(fit.FITTED, [(78, 194, 9), (61.5, 209, 214), (80, 196, 10)], strict=True))
+    got = fit.fit(_points(coefs, [(2, 2), (4, 2), (2, 4), (3, 3)]), "ops")
+    for name, (a, b, c) in coefs.items():
+        assert got[name] == pytest.approx([a, b, c])
+
+
+def test_fit_refuses_a_point_off_the_line():
+    fit = _depth_fit()
+    coefs = dict.fromkeys(fit.FITTED, (78, 194, 9))
+    points = _points(coefs, [(2, 2), (4, 2), (2, 4), (3, 3)])
+    points[(3, 3)][fit.FITTED[1]]["ops"] += 5
+    with pytest.raises(SystemExit, match="misses a point by 5"):
+        fit.fit(points, "ops")
