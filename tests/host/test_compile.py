@@ -5,32 +5,13 @@ second AddLayer with the same number of layers (other prompt length, other mask)
 nothing. Depth-1 random model, 512 px, the session's 3-step schedule.
 """
 
+import compile_check as cc
 import pytest
 import scenes
 
 pytestmark = pytest.mark.host
 
 BACKENDS = ["eager", "aot_eager", "inductor", "cudagraphs"]
-
-
-def _compiled(model, backend):
-    from comfy_api.torch_helpers import set_torch_compile_wrapper
-
-    m = model.clone()
-    set_torch_compile_wrapper(model=m, backend=backend)
-    return m
-
-
-def _graphs() -> int:
-    from torch._dynamo.utils import counters
-
-    return counters["stats"]["unique_graphs"]
-
-
-def _breaks() -> dict:
-    from torch._dynamo.utils import counters
-
-    return dict(counters["graph_break"])
 
 
 @pytest.fixture
@@ -86,12 +67,12 @@ def test_add_layer_under_torch_compile(
     with torch.inference_mode():
         eager = host.layer_ops.add_layer(background, alpha, **first_edit)
     torch._dynamo.reset()
-    compiled = _compiled(alpha, backend)
+    compiled = cc.compiled(alpha, backend)
     with torch.inference_mode():
         first = host.layer_ops.add_layer(background, compiled, **first_edit)
-    graphs = _graphs()
+    graphs = cc.graphs()
     assert graphs >= 1, "the compiled diffusion model was not traced"
-    assert not _breaks(), f"graph breaks under {backend}"
+    assert not cc.breaks(), f"graph breaks under {backend}"
     inside = first.top.latent_mask > 0
     for got, ref in (
         (first.top.trajectory.final, background.top.trajectory.final),
@@ -106,8 +87,8 @@ def test_add_layer_under_torch_compile(
 
     with torch.inference_mode():
         host.layer_ops.add_layer(background, compiled, **second_edit)
-    assert _graphs() == graphs, "a second AddLayer with the same number of layers re-traced"
-    assert not _breaks()
+    assert cc.graphs() == graphs, "a second AddLayer with the same number of layers re-traced"
+    assert not cc.breaks()
 
 
 @pytest.mark.parametrize(

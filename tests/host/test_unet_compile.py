@@ -6,6 +6,7 @@ another CLIP chunk count, another mask) re-traces nothing. Small random UNets (t
 unet_scenes.py), 2 steps.
 """
 
+import compile_check as cc
 import pytest
 import scenes
 import torch
@@ -21,26 +22,6 @@ CASES = [(f, b, "batched") for f in ("sd15", "sdxl") for b in BACKENDS
     ("sd15", "eager", "unbatched"),
     ("sdxl", "inductor", "unbatched"),
 ]
-
-
-def _compiled(model, backend):
-    from comfy_api.torch_helpers import set_torch_compile_wrapper
-
-    m = model.clone()
-    set_torch_compile_wrapper(model=m, backend=backend)
-    return m
-
-
-def _graphs() -> int:
-    from torch._dynamo.utils import counters
-
-    return counters["stats"]["unique_graphs"]
-
-
-def _breaks() -> dict:
-    from torch._dynamo.utils import counters
-
-    return dict(counters["graph_break"])
 
 
 @pytest.fixture
@@ -104,12 +85,12 @@ def test_add_layer_under_torch_compile(host, backgrounds, family, backend, cfg_m
     with torch.inference_mode():
         eager = host.layer_ops.add_layer(background, model, **first_edit)
     torch._dynamo.reset()
-    compiled = _compiled(model, backend)
+    compiled = cc.compiled(model, backend)
     with torch.inference_mode():
         first = host.layer_ops.add_layer(background, compiled, **first_edit)
-    graphs = _graphs()
+    graphs = cc.graphs()
     assert graphs >= 1, "the compiled diffusion model was not traced"
-    assert not _breaks(), f"graph breaks under {backend}: {_breaks()}"
+    assert not cc.breaks(), f"graph breaks under {backend}: {cc.breaks()}"
     _assert_exact_outside(first, background)
     # Float rounding only: inductor fuses and reorders float math, and a compiled run pads the
     # routed keys to another bucket (COMPILED_KEY_BUCKET) than an eager one, so SDPA reduces
@@ -120,8 +101,8 @@ def test_add_layer_under_torch_compile(host, backgrounds, family, backend, cfg_m
 
     with torch.inference_mode():
         second = host.layer_ops.add_layer(background, compiled, **second_edit)
-    assert _graphs() == graphs, "a second AddLayer with the same number of layers re-traced"
-    assert not _breaks()
+    assert cc.graphs() == graphs, "a second AddLayer with the same number of layers re-traced"
+    assert not cc.breaks()
     _assert_exact_outside(second, background)
 
 

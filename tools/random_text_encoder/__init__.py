@@ -87,13 +87,15 @@ def small_unet_model(family: str = "sdxl"):
     return _MODELS[family]
 
 
-class LayerMemTestSDXLLoader:
+class SmallUNetLoader:
+    """CheckpointLoaderSimple's outputs for a small random UNet of FAMILY: MODEL, no CLIP (the
+    family's test encoder stands in) and a TAESD-architecture VAE."""
+
     CATEGORY = "testing/layer_memory"
-    DESCRIPTION = ("TEST ONLY. A small random SDXL UNet (MODEL), no CLIP (use "
-                   "LayerMemTestEncodeSDXL) and TAESDXL (VAE), in CheckpointLoaderSimple's "
-                   "output order.")
     RETURN_TYPES = ("MODEL", "CLIP", "VAE")
     FUNCTION = "load"
+    FAMILY = ""
+    VAE = ""
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -103,8 +105,15 @@ class LayerMemTestSDXLLoader:
     def load(self, ckpt_name: str):
         import nodes
 
-        vae = nodes.VAELoader().load_vae("taesdxl")[0]
-        return (small_unet_model("sdxl"), None, vae)
+        vae = nodes.VAELoader().load_vae(self.VAE)[0]
+        return (small_unet_model(self.FAMILY), None, vae)
+
+
+class LayerMemTestSDXLLoader(SmallUNetLoader):
+    DESCRIPTION = ("TEST ONLY. A small random SDXL UNet (MODEL), no CLIP (use "
+                   "LayerMemTestEncodeSDXL) and TAESDXL (VAE), in CheckpointLoaderSimple's "
+                   "output order.")
+    FAMILY, VAE = "sdxl", "taesdxl"
 
 
 class LayerMemTestEncodeSDXL:
@@ -146,24 +155,11 @@ def sd15_embedding(text: str) -> torch.Tensor:
     return torch.randn(1, CLIP_CHUNK * chunks, SD15_CONTEXT, generator=g) * 0.5
 
 
-class LayerMemTestSD15Loader:
-    CATEGORY = "testing/layer_memory"
+class LayerMemTestSD15Loader(SmallUNetLoader):
     DESCRIPTION = ("TEST ONLY. A small random SD 1.5 UNet (MODEL), no CLIP (use "
                    "LayerMemTestEncodeSD15) and TAESD (VAE), in CheckpointLoaderSimple's output "
                    "order.")
-    RETURN_TYPES = ("MODEL", "CLIP", "VAE")
-    FUNCTION = "load"
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"ckpt_name": ("STRING", {
-            "default": "", "tooltip": "The checkpoint the workflow named; kept for the record."})}}
-
-    def load(self, ckpt_name: str):
-        import nodes
-
-        vae = nodes.VAELoader().load_vae("taesd")[0]
-        return (small_unet_model("sd15"), None, vae)
+    FAMILY, VAE = "sd15", "taesd"
 
 
 class LayerMemTestEncodeSD15:
