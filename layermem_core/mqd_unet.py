@@ -42,7 +42,6 @@ from .mqd_unet_run import (  # noqa: F401 (the run's API, re-exported for caller
     conditional_rows,
     level_hw,
     owner_map,
-    pad_keys,
 )
 
 WRAPPER_KEY = "layer_memory_mqd_unet"

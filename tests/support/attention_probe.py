@@ -44,7 +44,7 @@ def _context(negative: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
     return torch.cat([repeat_to(negative, length), repeat_to(positive, length)])
 
 
-def _call(host, kit, clone, context: torch.Tensor, seed: int) -> None:
+def _call(kit, clone, context: torch.Tensor, seed: int) -> None:
     """One model call of the clone, as the sampler makes it (wrappers and patches included)."""
     g = torch.Generator().manual_seed(seed)
     latent = kit.size // 8
@@ -75,7 +75,7 @@ def _pixart_calls(host, kit, clone, context, seed) -> list[AttentionCall]:
     hooks = [block.cross_attn.register_forward_hook(record) for block in dm.blocks]
     try:
         assert all(type(block.cross_attn) is host.mqd.MQDCrossAttention for block in dm.blocks)
-        _call(host, kit, clone, context, seed)
+        _call(kit, clone, context, seed)
     finally:
         for hook in hooks:
             hook.remove()
@@ -106,7 +106,7 @@ def _unet_calls(host, kit, clone, context, seed) -> list[AttentionCall]:
 
     clone.set_model_attn2_patch(take_input)
     clone.set_model_attn2_output_patch(take_output)
-    _call(host, kit, clone, context, seed)
+    _call(kit, clone, context, seed)
     return calls
 
 
