@@ -63,8 +63,9 @@ def edit_layer(memory: LayerMemory, model, layer, positive=None, mask=None, seed
         latent_mask, tmask = old.latent_mask, old.token_mask
     draft = replace(old, positive=pos, negative=neg, seed=seed, latent_mask=latent_mask,
                     token_mask=tmask, name=name or old.name)
+    kept = stack.kept_under(old, layers[index - 1].trajectory)
     composite = layer_ops.sample_over(memory, model, layers[:index], draft, use_mqd,
-                                      unblended_fraction, "EditLayer")
+                                      unblended_fraction, "EditLayer", reference=kept)
     upper = stack.recompose(layers[index + 1:], old.trajectory, composite)
     new_layers = layers[:index] + [replace(draft, trajectory=composite)] + upper
     new_support = masks.support(latent_mask)

@@ -91,11 +91,13 @@ def _unblended_from(steps: int, fraction: float) -> int | None:
 
 
 def sample_over(memory: LayerMemory, model, below: list[Layer], draft: Layer, use_mqd: bool,
-                 unblended_fraction: float, label: str) -> Trajectory:
-    """Sample `draft` in its mask over the composite
-    of `below`; returns the new layer's composite."""
+                 unblended_fraction: float, label: str,
+                 reference: Trajectory | None = None) -> Trajectory:
+    """Sample `draft` in its mask over the composite of `below` (or over `reference`, which
+    shows the same layers); returns the new layer's composite."""
     s = memory.schedule
-    spec = BCGSpec(free_mask=draft.latent_mask, reference=below[-1].trajectory,
+    reference = below[-1].trajectory if reference is None else reference
+    spec = BCGSpec(free_mask=draft.latent_mask, reference=reference,
                    schedule_sigmas=s.sigmas,
                    unblended_from_step=_unblended_from(s.steps, unblended_fraction),
                    sampler_name=s.sampler_name, label=label)
@@ -177,8 +179,9 @@ def heal(memory: LayerMemory, model, layers: list[Layer], level: int, region: to
 
     The region starts from the composite below `level` at the start step and is denoised with
     everything else following the top composite and MQD routing the live layers. The result is
-    written into every composite from `level` up (the region shows the same there: no newer mask
-    covers it); an unforced tail also goes into the top composite outside the region.
+    written where the stack keeps heals (`stack.write_tail`): at each pixel into the composite
+    of the newest layer that shows there and every one above, so no later rebuild loses it; an
+    unforced tail goes there everywhere, not only in the region.
     """
     s = memory.schedule
     start_step = min(s.steps - 1, max(0, s.steps - int(round(regenerate_fraction * s.steps))))
@@ -193,9 +196,7 @@ def heal(memory: LayerMemory, model, layers: list[Layer], level: int, region: to
     if tail.calls != top.calls - c0:
         raise RuntimeError(f"{label} made {tail.calls} model calls, the stored schedule has "
                            f"{top.calls - c0}")
-    healed = stack.write_tail(layers[level:], region, c0, tail,
-                              top_outside=unblended_from is not None)
-    return layers[:level] + healed
+    return stack.write_tail(layers, region, c0, tail, whole_picture=unblended_from is not None)
 
 
 def check_heal(regenerate_fraction: float, unblended_fraction: float) -> None:

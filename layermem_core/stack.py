@@ -68,20 +68,53 @@ def recompose(upper: list, old_below: Trajectory, new_below: Trajectory) -> list
     return rebuilt
 
 
-def write_tail(layers: list, region: torch.Tensor, first_call: int, tail: Trajectory,
-               top_outside: bool = False) -> list:
-    """Composites with `tail` (calls from `first_call` on, and the final) written into `region`.
+def owners(layers: list) -> torch.Tensor:
+    """[h, w] int64: per latent pixel, the newest layer whose mask is above 0 there.
 
-    With `top_outside`, the top composite also takes the tail outside the region (an unforced,
-    harmonised tail changes the whole picture, but only the top composite shows all layers).
+    That layer's composite is the lowest one that shows the pixel as the top of the stack shows
+    it: every newer composite equals it there (their masks are 0), every older one lacks it.
     """
-    r = region.to(torch.bool)
+    owner = torch.zeros(layers[0].latent_mask.shape, dtype=torch.int64)
+    for k, layer in enumerate(layers[1:], start=1):
+        owner = torch.where(layer.latent_mask > 0, torch.full_like(owner, k), owner)
+    return owner
+
+
+def write_tail(layers: list, region: torch.Tensor, first_call: int, tail: Trajectory,
+               whole_picture: bool = False) -> list:
+    """The whole stack `layers` with `tail` (calls from `first_call` on, and the final) written
+    into `region` (everywhere with `whole_picture`, an unforced tail).
+
+    Where a heal or tail lives: at each pixel, in the composite of the pixel's owner (`owners`)
+    and every composite above it. So a later verb that rebuilds any composite from the one below
+    keeps it, unless that verb's own region covers the pixel (then its owner is re-made); and
+    history at a level shows what the stack shows there. Composites below the owner are left
+    as they were: they never showed that pixel on top.
+    """
+    r = torch.ones_like(region, dtype=torch.bool) if whole_picture else region.to(torch.bool)
+    owner = owners(layers)
     out = []
-    for i, layer in enumerate(layers):
+    for k, layer in enumerate(layers):
+        where = r & (owner <= k)
+        if not bool(where.any()):
+            out.append(layer)
+            continue
         t = layer.trajectory
-        where = torch.ones_like(r) if top_outside and i == len(layers) - 1 else r
         x = t.x.clone()
         x[first_call:] = torch.where(where, tail.x, t.x[first_call:])
         final = torch.where(where, tail.final, t.final)
         out.append(replace(layer, trajectory=Trajectory(t.sigmas, t.steps, x, final)))
     return out
+
+
+def kept_under(layer, below: Trajectory) -> Trajectory:
+    """What a re-sampled `layer` must follow outside its mask: its own composite, with `below`
+    where its (old) mask is above 0.
+
+    Outside its mask a layer's composite equals the one below, except for what lives there with
+    it: its own unblended tail. A reroll, re-prompt or move keeps that, bit for bit.
+    """
+    inside = layer.latent_mask > 0
+    t = layer.trajectory
+    return Trajectory(t.sigmas, t.steps, torch.where(inside, below.x, t.x),
+                      torch.where(inside, below.final, t.final))

@@ -97,7 +97,7 @@ def test_each_verb_is_exact_outside_what_it_changes(host, alpha, sampler, schedu
         assert torch.equal(points(new.trajectory)[..., ~changed],
                            points(old.trajectory)[..., ~changed])
     healed = _support(ins.layers[1]) & ~_support(moved.layers[1])
-    model.healed(moved, 1, host.masks.grow(healed.float(), 2) > 0)
+    model.healed(moved, host.masks.grow(healed.float(), 2) > 0)
     model.check(moved)
     # delete I: exact outside its support and its healed region
     region = host.layer_ops.deletion_region(moved, 2, 2)
@@ -105,7 +105,7 @@ def test_each_verb_is_exact_outside_what_it_changes(host, alpha, sampler, schedu
     keep = ~region & ~_support(moved.layers[2])
     assert torch.equal(points(gone.top.trajectory)[..., keep],
                        points(moved.top.trajectory)[..., keep])
-    model.healed(gone, 2, region)
+    model.healed(gone, region)
     model.check(gone)
 
 
@@ -149,7 +149,7 @@ def test_random_edit_sequences_keep_the_invariant(host, alpha):
             memory = host.layer_ops.delete_layer(memory, alpha, k,
                                                  regenerate_fraction=rng.choice([0.0, 0.5]))
             if region is not None and k < len(memory.layers):
-                model.healed(memory, k, region)
+                model.healed(memory, region)
         elif op == "insert":
             memory = _add(host, alpha, memory, box(), serial, f"N{serial}", model,
                           position=rng.randrange(1, n + 1))
@@ -160,7 +160,7 @@ def test_random_edit_sequences_keep_the_invariant(host, alpha):
             memory = host.edit_ops.edit_layer(memory, alpha, k, mask=mask, seed=serial)
             model.made(memory, k)
             vacated = _support(old) & ~_support(memory.layers[k])
-            model.healed(memory, k, host.masks.grow(vacated.float(), 2) > 0)
+            model.healed(memory, host.masks.grow(vacated.float(), 2) > 0)
         elif op == "history" and n > 2:
             memory = memory.truncated(rng.randrange(2, n))
         model.check(memory)

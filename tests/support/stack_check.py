@@ -1,8 +1,10 @@
 """An independent check of a layer stack's invariant, for the host tests of the editing verbs.
 
 Every composite k is made of layers 0..k only: T_k = lerp(T_{k-1}, S_k, m_k) with S_k the layer's
-own sample, which no later edit may change (apart from healed patches, where a region freed at
-level k was regenerated and shows the same at every level above). `StackModel` records each
+own sample, which no later edit may change. A heal (or an unblended tail of a deletion) is written
+into the composite of the newest layer that shows each of its pixels: it becomes part of that
+layer's own sample there, and every composite above still equals the one below where its mask is
+0, so a later edit that loses a heal breaks the same equalities. `StackModel` records each
 layer's S_k when the layer is made and checks every stored point of every composite against it
 after each edit; a removed layer whose content survived anywhere breaks one of the three
 equalities below.
@@ -27,20 +29,20 @@ def own_sample(layers, k: int) -> torch.Tensor:
 
 
 class StackModel:
-    """Own samples and healed regions by layer identity
-    (the layer's name, unique in these tests)."""
+    """Own samples by layer identity (the layer's name, unique in these tests)."""
 
     def __init__(self, memory):
         self.samples = {layer.name: own_sample(memory.layers, k)
                         for k, layer in enumerate(memory.layers)}
-        self.patches: dict[str, torch.Tensor] = {}
 
     def made(self, memory, k: int) -> None:
         self.samples[memory.layers[k].name] = own_sample(memory.layers, k)
 
-    def healed(self, memory, k: int, region: torch.Tensor) -> None:
-        name = memory.layers[k].name
-        self.patches[name] = self.patches.get(name, torch.zeros_like(region)) | region
+    def healed(self, memory, region: torch.Tensor) -> None:
+        """A heal in `region` re-made the own samples there of the layers that show it."""
+        for k, layer in enumerate(memory.layers):
+            self.samples[layer.name] = torch.where(region, own_sample(memory.layers, k),
+                                                   self.samples[layer.name])
 
     def check(self, memory) -> None:
         layers = memory.layers
@@ -50,8 +52,7 @@ class StackModel:
             t, b = points(layers[k].trajectory), points(layers[k - 1].trajectory)
             m, name = layers[k].latent_mask, layers[k].name
             s = self.samples[name]
-            hard, off = (m >= 1,
-                         (m <= 0) & ~self.patches.get(name, torch.zeros_like(m, dtype=torch.bool)))
+            hard, off = m >= 1, m <= 0
             soft = (m > 0) & (m < 1)
             assert torch.equal(t[..., hard], s[..., hard]), (
                 f"layer {k} ({name}) changed where its mask is on")

@@ -113,17 +113,28 @@ def test_deleting_in_any_order_never_brings_a_layer_back():
         assert torch.equal(points(layers[0].trajectory), samples[0])
 
 
-def test_write_tail_goes_into_the_region_of_every_composite_and_outside_only_at_the_top():
+def test_write_tail_goes_where_each_pixel_is_shown_and_everywhere_with_the_whole_picture():
+    """A heal is written into the composite of the newest layer whose mask is on at a pixel and
+    into every one above; older composites keep their bits. An unforced tail: everywhere."""
     g = torch.Generator().manual_seed(4)
-    layers = [FakeLayer(torch.ones(H, W), traj(torch.randn(CALLS + 1, C, H, W, generator=g)))
-              for _ in range(3)]
+    upper = torch.zeros(H, W)
+    upper[:, W // 2:] = 1.0
+    masks = [torch.ones(H, W), upper, torch.zeros(H, W)]
+    masks[2][0, 0] = 0.5
+    layers = [FakeLayer(m, traj(torch.randn(CALLS + 1, C, H, W, generator=g))) for m in masks]
     region = torch.zeros(H, W, dtype=torch.bool)
     region[2:5, 3:9] = True
     tail = traj(torch.randn(CALLS + 1, C, H, W, generator=g))
     tail = Trajectory(tail.sigmas[1:], tail.steps[1:], tail.x[1:], tail.final)
-    out = stack.write_tail(layers, region, 1, tail, top_outside=True)
-    for i, (old, new) in enumerate(zip(layers, out, strict=True)):
-        assert torch.equal(new.trajectory.x[0], old.trajectory.x[0])
-        assert torch.equal(new.trajectory.x[1:][..., region], tail.x[..., region])
-        outside_is_tail = torch.equal(new.trajectory.final[..., ~region], tail.final[..., ~region])
-        assert outside_is_tail == (i == 2)
+    owner = stack.owners(layers)
+    assert int(owner[0, 0]) == 2 and int(owner[1, W - 1]) == 1 and int(owner[1, 0]) == 0
+    for whole in (False, True):
+        out = stack.write_tail(layers, region, 1, tail, whole_picture=whole)
+        where = torch.ones_like(region) if whole else region
+        for k, (old, new) in enumerate(zip(layers, out, strict=True)):
+            written = where & (owner <= k)
+            assert torch.equal(new.trajectory.x[0], old.trajectory.x[0])
+            assert torch.equal(new.trajectory.x[1:][..., written], tail.x[..., written])
+            assert torch.equal(new.trajectory.final[..., written], tail.final[..., written])
+            kept = ~written
+            assert torch.equal(new.trajectory.final[..., kept], old.trajectory.final[..., kept])
