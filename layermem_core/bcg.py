@@ -96,13 +96,14 @@ class BCGDenoiser(comfy.samplers.KSamplerX0Inpaint):
 
     def __init__(self, model_wrap, sigmas, replay: _Replay | None, recorder: TrajectoryRecorder,
                  noise: torch.Tensor, latent_image: torch.Tensor | None = None,
-                 unblended_from: int | None = None):
+                 unblended_from: int | None = None, reset_call: int | None = None):
         super().__init__(model_wrap, sigmas)
         self.replay = replay
         self.recorder = recorder
         self.noise = noise
         self.latent_image = latent_image
         self.unblended_from = unblended_from
+        self.reset_call = reset_call
         self.calls = 0
         self._reset_done = False
 
@@ -121,10 +122,20 @@ class BCGDenoiser(comfy.samplers.KSamplerX0Inpaint):
         return self.inner_model.inner_model.scale_latent_inpaint(x=x, sigma=sigma, noise=self.noise,
                                                                  latent_image=final), final
 
-    def _blend_mode(self) -> str:
-        """'force', 'reset' (the first call of the first unblended step) or 'free'."""
+    def _blend_mode(self, k: int) -> str:
+        """'force', 'reset' (the first call of the first unblended step) or 'free'.
+
+        On the stored path that call is known up front (`reset_call`, a stored call index): the
+        step's first call, which takes the sampler's own state. Counting sampler callbacks
+        instead would put it one call early for samplers that report a step after its first
+        call (heun, dpm_2), on a temporary the sampler then drops.
+        """
         if self.replay is None:
             return "free"
+        if self.unblended_from is not None and self.reset_call is not None and self.replay.exact:
+            c = self.replay.offset + k
+            return "force" if c < self.reset_call else ("reset" if c == self.reset_call
+                                                        else "free")
         if self.unblended_from is None or self.recorder.step < self.unblended_from:
             return "force"
         if not self._reset_done and self.recorder.step == self.unblended_from:
@@ -135,7 +146,7 @@ class BCGDenoiser(comfy.samplers.KSamplerX0Inpaint):
     def __call__(self, x, sigma, denoise_mask=None, model_options={}, seed=None):
         k = self.calls
         self.calls += 1
-        mode = self._blend_mode()
+        mode = self._blend_mode(k)
         d_ref = None
         if mode != "free":
             x_ref, d_ref = self.forced(k, x, sigma)
@@ -150,6 +161,13 @@ class BCGDenoiser(comfy.samplers.KSamplerX0Inpaint):
             out = torch.lerp(d_ref, out, self.replay.mask)
         self.recorder.record(sigma, x)
         return out
+
+
+def _reset_call(spec: BCGSpec, replay: _Replay | None) -> int | None:
+    """Stored call at which an unblended tail starts: the first call of its first step."""
+    if replay is None or not replay.exact or spec.unblended_from_step is None:
+        return None
+    return spec.reference.call_starting_at(float(spec.schedule_sigmas[spec.unblended_from_step]))
 
 
 class BCGSamplerWrapper:
@@ -180,7 +198,7 @@ class BCGSamplerWrapper:
         initially_exact = replay is not None and replay.exact
         recorder = TrajectoryRecorder(first_step=spec.start_step)
         model_k = BCGDenoiser(guider, sigmas, replay, recorder, noise, latent_image,
-                              spec.unblended_from_step)
+                              spec.unblended_from_step, _reset_call(spec, replay))
 
         x = model_sampling.noise_scaling(sigmas[0], noise, latent_image,
                                          sampler.max_denoise(guider, sigmas))

@@ -57,18 +57,25 @@ def test_the_unblended_tail_starts_from_the_stored_latent(host, alpha, backgroun
     assert not torch.equal(new.final[..., outside], old.final[..., outside])
 
 
-def test_deletion_with_an_unblended_tail_changes_only_the_top_outside_the_region(host, alpha,
-                                                                                 three_layers):
+def test_a_deletions_unblended_tail_lives_with_the_layers_that_show_it(host, alpha,
+                                                                        three_layers):
+    """An unforced tail changes the whole picture: at each pixel it goes into the composite of
+    the newest layer on there and every one above; composites under that keep their bits."""
     memory = three_layers[3]
     region = host.layer_ops.deletion_region(memory, 1, 2)
     gone = host.layer_ops.delete_layer(memory, alpha, 1, regenerate_fraction=0.67,
                                        unblended_fraction=0.34)
-    below_support = memory.layers[1].latent_mask > 0
-    keep = ~region & ~below_support
-    # the composite of the layer that followed the deleted one is not the top: exact outside
-    for k in (1,):
-        old, new = memory.layers[k + 1].trajectory, gone.layers[k].trajectory
-        assert torch.equal(new.final[..., keep], old.final[..., keep])
+    owner = host.stack.owners(list(gone.layers))
+    old_of = [0, 2, 3]  # composite k of `gone` replaces composite old_of[k] of `memory`
+    deleted = memory.layers[1].latent_mask > 0
+    for k, old_k in enumerate(old_of):
+        under = ~region & ~deleted & (owner > k)
+        assert torch.equal(gone.layers[k].trajectory.final[..., under],
+                           memory.layers[old_k].trajectory.final[..., under])
+        shows = owner <= k
+        assert torch.equal(gone.layers[k].trajectory.final[..., shows],
+                           gone.top.trajectory.final[..., shows])
+    keep = ~region & ~deleted
     assert not torch.equal(gone.top.trajectory.final[..., keep],
                            memory.top.trajectory.final[..., keep])
 
@@ -89,3 +96,27 @@ def test_another_sampler_on_the_same_sigmas_falls_back_up_front(host, alpha, bac
                                   seed=7)
     assert "falling back to latent blending" in caplog.text
     assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("sampler", ["euler", "heun", "dpm_2", "dpmpp_2m", "uni_pc",
+                                     "euler_ancestral", "dpmpp_2s_ancestral", "dpmpp_2m_sde",
+                                     "dpmpp_sde"])
+def test_the_unblended_tail_starts_from_the_stored_latent_for_every_kind_of_sampler(host, alpha,
+                                                                                    sampler):
+    """One-call, two-call, multistep, ancestral and SDE samplers: the first model call of the
+    first unforced step takes the stored input outside the mask, and every call before it too.
+
+    Two-call samplers (heun, dpm_2, dpmpp_2s_ancestral, dpmpp_sde) report a step after its
+    first call; the tail must still start at the next step's first call (the last call made at
+    that step's sigma), on the sampler's own state."""
+    bg = host.layer_ops.start_memory(alpha, scenes.cond(1), scenes.negative(), 512, 512, seed=11,
+                                     steps=3, cfg=4.5, sampler_name=sampler, scheduler="normal")
+    added = host.layer_ops.add_layer(bg, alpha, scenes.cond(2),
+                                     scenes.box_mask(512, 0.25, 0.25, 0.625, 0.625), seed=2,
+                                     unblended_fraction=0.34)  # 1 of 3 steps free: from step 2
+    old, new = bg.top.trajectory, added.top.trajectory
+    first_free = old.call_starting_at(float(bg.schedule.sigmas[2]))
+    outside = added.top.latent_mask == 0
+    gap = (new.x[:first_free + 1][..., outside] - old.x[:first_free + 1][..., outside]).abs()
+    assert float(gap.max()) == 0.0, f"{sampler}: the tail starts {float(gap.max()):.3g} away"
+    assert not torch.equal(new.final[..., outside], old.final[..., outside])
