@@ -194,7 +194,12 @@ class BCGSamplerWrapper:
         if replay is not None and not replay.exact:
             log.warning("%s: the sampler or its sigmas are not the memory's schedule (%s); falling "
                         "back to latent blending with the memory's final latent re-noised at each "
-                        "sigma (not exact outside the mask).", spec.label, spec.sampler_name)
+                        "sigma: outside the mask the model inputs are not the stored ones (so the "
+                        "mask's inside sees another context), but the returned latent is the "
+                        "memory's final latent there, bit for bit%s.", spec.label,
+                        spec.sampler_name,
+                        "" if spec.unblended_from_step is None else
+                        " (not with an unblended tail: that part is free)")
         initially_exact = replay is not None and replay.exact
         recorder = TrajectoryRecorder(first_step=spec.start_step)
         model_k = BCGDenoiser(guider, sigmas, replay, recorder, noise, latent_image,

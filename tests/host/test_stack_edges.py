@@ -95,7 +95,12 @@ def test_another_sampler_on_the_same_sigmas_falls_back_up_front(host, alpha, bac
                                   "heun", s.scheduler, scenes.cond(9), scenes.negative(), latent,
                                   seed=7)
     assert "falling back to latent blending" in caplog.text
+    assert "final latent there, bit for bit" in caplog.text
     assert torch.isfinite(out).all()
+    # what the log promises: the returned latent is the memory's final one outside the mask
+    outside = host.masks.to_latent_mask(mask, (64, 64)) == 0
+    stored = patched.model.process_latent_out(background.top.trajectory.final[None].clone())
+    assert torch.equal(out[0][..., outside], stored[0][..., outside].to(out.dtype))
 
 
 @pytest.mark.parametrize("sampler", ["euler", "heun", "dpm_2", "dpmpp_2m", "uni_pc",
