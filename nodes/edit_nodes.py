@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..layermem_core import edit_ops, model_checks, picture
+from ..layermem_core import edit_ops, layer_ops, model_checks, picture
 from ..layermem_core.errors import LayerMemoryError
 from ..layermem_core.labels import CATEGORY
 from .types import grow_input, layer_outputs, memory_input, model_input, schedule_inputs, seed_input
@@ -104,6 +104,7 @@ class LayerMemoryFromImage(io.ComfyNode):
     def execute(cls, model, vae, image, positive, negative, steps, cfg, sampler_name, scheduler,
                 seed, name: str = "picture") -> io.NodeOutput:
         picture.check_picture(image, model_checks.require_supported(model))
+        layer_ops.check_schedule(steps, sampler_name, scheduler)  # before the VAE encode
         if vae is None:
             raise LayerMemoryError("vae", "no VAE is connected",
                                    "connect the VAE output of LoadPixArt or VAELoader")

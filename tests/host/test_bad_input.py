@@ -112,3 +112,25 @@ def test_unknown_sampler_or_scheduler(host, alpha, no_sampling):
              0, 2, 4.5, "nope", "normal", match="unknown sampler", input_name="sampler_name")
     _refused(host, host.layer_ops.start_memory, alpha, scenes.cond(1), scenes.negative(), 512, 512,
              0, 2, 4.5, "euler", "nope", match="unknown scheduler", input_name="scheduler")
+
+
+class _NoEncodeVae:
+    """A VAE stand-in that fails when asked to encode: refusals come before the encode."""
+
+    def encode(self, *a, **k):
+        raise AssertionError("the VAE encode started before the input was checked")
+
+
+def test_adaptive_sampler_refused_by_every_node_that_starts_a_memory(host, alpha, no_sampling):
+    N = host.nodes.NODE_CLASS_MAPPINGS
+    start = (scenes.cond(1), scenes.negative())
+    for error in (
+            _refused(host, N["LayerMemory"].execute, alpha, *start, 512, 512, 0, 2, 4.5,
+                     "dpm_adaptive", "normal", match="not fixed by steps",
+                     input_name="sampler_name"),
+            _refused(host, N["LayerMemoryFromImage"].execute, alpha, _NoEncodeVae(),
+                     torch.rand(1, 512, 512, 3), *start, 2, 4.5, "dpm_adaptive", "karras", 0,
+                     match="not fixed by steps", input_name="sampler_name")):
+        usable = error.fix.split(": ", 1)[1].split(", ")
+        assert "dpm_adaptive" not in usable and {"dpmpp_2m", "euler", "dpm_fast"} <= set(usable)
+    assert host.layer_ops.fixed_step_samplers() == usable
