@@ -116,9 +116,22 @@ def resolve_file(file: str) -> tuple[str, str]:
         raise LayerMemoryError("file", f"{shown!r} points outside ComfyUI's "
                                f"{os.path.basename(base)} folder", _CHOOSE)
     if not is_inside(path, _real_bases()):
-        raise LayerMemoryError("file", f"{shown!r} is a link to a file outside ComfyUI's input and "
-                               "output folders", "choose a file from the list, or copy the file in")
+        raise _outside_error(shown, base)
     return os.path.realpath(path), shown
+
+
+def _outside_error(shown: str, base: str) -> LayerMemoryError:
+    """Why a file inside its own folder is still not loaded: the folder (a ' [temp]' name), or a
+    link on the way out of the input and output folders."""
+    if not is_inside(base, _real_bases()):
+        return LayerMemoryError("file", f"{shown!r} names a file in ComfyUI's "
+                                f"{os.path.basename(os.path.normpath(base))} folder; memories "
+                                "are loaded only from the input and output folders",
+                                "save the memory with SaveLayerMemory (it goes to the output "
+                                "folder) or copy the file into the input folder, then choose it "
+                                "from the list")
+    return LayerMemoryError("file", f"{shown!r} is a link to a file outside ComfyUI's input and "
+                            "output folders", "choose a file from the list, or copy the file in")
 
 
 def checked_prefix(prefix: str | None) -> str:

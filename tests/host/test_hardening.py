@@ -154,6 +154,21 @@ def test_crafted_and_linked_files_are_refused_with_the_packs_error(host, N, fold
     assert scenes.memory_digest(loaded) == scenes.memory_digest(background)
 
 
+def test_a_temp_file_is_refused_for_its_folder_not_as_a_link(host, N, background):
+    temp = host.folder_paths.get_temp_directory()
+    os.makedirs(temp, exist_ok=True)
+    host.serialization.save(background, os.path.join(temp, "lm_temp.safetensors"))
+    for name in ("lm_temp.safetensors [temp]", "missing.safetensors [temp]"):
+        text = _refused(host, N["LoadLayerMemory"].execute, name, match="ComfyUI's temp folder",
+                        input_name="file")
+        assert "link" not in text and "copy the file into the input folder" in text
+        assert "temp folder" in N["LoadLayerMemory"].validate_inputs(name)
+    copy = os.path.join(host.folder_paths.get_input_directory(), "lm_temp_copy.safetensors")
+    host.serialization.save(background, copy)  # the fix the message names works
+    loaded = N["LoadLayerMemory"].execute("lm_temp_copy.safetensors").result[0]
+    assert scenes.memory_digest(loaded) == scenes.memory_digest(background)
+
+
 def test_a_2_gib_file_is_refused_without_being_read(host, N, background):
     folder = os.path.join(host.folder_paths.get_input_directory(), "hard")
     os.makedirs(folder, exist_ok=True)
