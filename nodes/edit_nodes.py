@@ -84,8 +84,8 @@ class LayerMemoryFromImage(io.ComfyNode):
                 model_input(),
                 io.Vae.Input("vae", tooltip="The VAE of this model; encodes the picture."),
                 io.Image.Input("image", tooltip="One picture, at least 512 px a side, sides "
-                                                "multiples of 16 (crop or pad it first "
-                                                "otherwise)."),
+                                                "multiples of 16 (upscale, crop or pad it "
+                                                "first otherwise)."),
                 io.Conditioning.Input("positive", tooltip="What the picture shows: the background "
                                                           "prompt that uncovered regions attend to "
                                                           "under MQD."),

@@ -134,3 +134,26 @@ def test_adaptive_sampler_refused_by_every_node_that_starts_a_memory(host, alpha
         usable = error.fix.split(": ", 1)[1].split(", ")
         assert "dpm_adaptive" not in usable and {"dpmpp_2m", "euler", "dpm_fast"} <= set(usable)
     assert host.layer_ops.fixed_step_samplers() == usable
+
+
+def _fixed_size(fix: str) -> tuple[int, int]:
+    import re
+
+    w, h = re.search(r" to (\d+)x(\d+)", fix).groups()
+    return int(w), int(h)
+
+
+def test_picture_size_fix_is_one_that_works(host, alpha, no_sampling):
+    N = host.nodes.NODE_CLASS_MAPPINGS
+    start = (scenes.cond(1), scenes.negative(), 2, 4.5, "dpmpp_2m", "karras", 0)
+    for (w, h), verb, size in (((17, 1000), "upscale", (512, 1008)),
+                               ((1000, 17), "upscale", (1008, 512)),
+                               ((520, 1000), "crop", (512, 992))):
+        error = _refused(host, N["LayerMemoryFromImage"].execute, alpha, _NoEncodeVae(),
+                         torch.rand(1, h, w, 3), *start, match="the picture is",
+                         input_name="image")
+        assert error.fix.startswith(f"{verb} it first") and _fixed_size(error.fix) == size
+        assert (verb == "crop") == ("ImageCrop" in error.fix)
+        image = host.nodes.ImageScale().upscale(torch.rand(1, h, w, 3), "bilinear", *size,
+                                                "disabled")[0]
+        host.picture.check_picture(image)  # the named size is taken
