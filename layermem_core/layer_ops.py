@@ -18,7 +18,7 @@ import torch
 from . import checks, families, masks, model_checks, sampling, stack
 from .bcg import ADAPTIVE_SAMPLERS, BCGSpec
 from .errors import LayerMemoryError
-from .memory import Conditioning, Layer, LayerMemory
+from .memory import Conditioning, Layer, LayerMemory, check_layer_name
 from .trajectory import Trajectory
 
 log = logging.getLogger("LayerMemory")
@@ -84,6 +84,7 @@ def start_memory(model, positive, negative, width: int, height: int, seed: int, 
     """Sample the background and record its trajectory as layer 0 (mask all ones)."""
     checks.check_start(model, width, height, steps, cfg)
     check_schedule(steps, sampler_name, scheduler)
+    check_layer_name(name)
     family = model_checks.require_supported(model)
     if family == "pixart":
         check_size(width, height)
@@ -156,6 +157,7 @@ def add_layer(memory: LayerMemory, model, positive, mask, seed: int, grow_pixels
     bit-exact wherever their masks are fully on.
     """
     checks.check_add(memory, model, mask)
+    check_layer_name(name)
     memory = model_checks.require_memory(memory)
     family = model_checks.require_same_model(memory, model)
     index = _position(memory, position)

@@ -15,7 +15,7 @@ import torch
 
 from . import checks, families, layer_ops, model_checks
 from .errors import LayerMemoryError
-from .memory import Conditioning, Layer, LayerMemory
+from .memory import Conditioning, Layer, LayerMemory, check_layer_name
 from .sampling import make_schedule
 from .trajectory import Trajectory, TrajectoryRecorder
 
@@ -103,6 +103,7 @@ def memory_from_latent(model, latent: torch.Tensor, positive, negative, steps: i
                        name: str = "picture") -> LayerMemory:
     """A one-layer memory whose background is `latent`
     ([1, C, h, w], ComfyUI's user latent space)."""
+    check_layer_name(name)
     family = model_checks.require_supported(model)
     pos = Conditioning.from_comfy(positive, "positive", family)
     neg = Conditioning.from_comfy(negative, "negative", family)

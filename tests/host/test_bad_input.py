@@ -157,3 +157,29 @@ def test_picture_size_fix_is_one_that_works(host, alpha, no_sampling):
         image = host.nodes.ImageScale().upscale(torch.rand(1, h, w, 3), "bilinear", *size,
                                                 "disabled")[0]
         host.picture.check_picture(image)  # the named size is taken
+
+
+def test_one_rule_for_layer_names_numbers_are_refused_everywhere(host, alpha, three_layers,
+                                                                  no_sampling):
+    N = host.nodes.NODE_CLASS_MAPPINGS
+    memory = three_layers[3]
+    digest = scenes.memory_digest(memory)
+    start = (scenes.cond(1), scenes.negative())
+    for number in ("2", " -1 ", "007"):
+        calls = (
+            (N["AddLayer"].execute, (memory, alpha, scenes.cond(5), torch.ones(1, 64, 64), 0),
+             {"name": number}, "name"),
+            (N["EditLayer"].execute, (memory, alpha, "1", 9), {"name": number}, "name"),
+            (N["LayerMemoryFromImage"].execute, (alpha, _NoEncodeVae(), torch.rand(1, 512, 512, 3),
+                                                 *start, 2, 4.5, "dpmpp_2m", "karras", 0),
+             {"name": number}, "name"),
+            (N["LayerMemory"].execute, (alpha, *start, 512, 512, 0, 2, 4.5, "euler", "normal"),
+             {"name": number}, "name"),
+            (N["RenameLayer"].execute, (memory, "1", number), {}, "new_name"),
+        )
+        for fn, args, kwargs, input_name in calls:
+            _refused(host, fn, *args, **kwargs, match="is a number", input_name=input_name)
+    assert scenes.memory_digest(memory) == digest
+    for name in ("car 2", "\uff12", "+2", "2b"):  # not read as an index by a `layer` input
+        renamed = N["RenameLayer"].execute(memory, "1", name).result[0]
+        assert renamed.resolve(name) == 1
