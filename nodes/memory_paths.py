@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import unicodedata
 
 import folder_paths
 
@@ -138,8 +139,14 @@ def checked_prefix(prefix: str | None) -> str:
     """SaveLayerMemory's prefix, normalised (spaces around each part removed; blank gives the
     default) or refused when the file it names could not be listed and loaded back."""
     text = prefix or ""
-    if any(ord(c) < 32 for c in text):
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
         raise LayerMemoryError("filename_prefix", "it holds a control character (such as NUL)",
+                               f"use letters, digits, '_', '-' and '/' (e.g. {DEFAULT_PREFIX})")
+    hidden = next((c for c in text if unicodedata.category(c) == "Cf"), None)
+    if hidden is not None:
+        raise LayerMemoryError("filename_prefix", f"it holds the invisible format character "
+                               f"U+{ord(hidden):04X} (such as a right-to-left override), which "
+                               "makes the file name display differently from what it is",
                                f"use letters, digits, '_', '-' and '/' (e.g. {DEFAULT_PREFIX})")
     if text.strip().startswith(("/", "\\")) or (len(text) > 1 and text[1] == ":"):
         raise LayerMemoryError("filename_prefix", "it is an absolute path",

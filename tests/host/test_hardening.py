@@ -241,7 +241,9 @@ def test_a_memory_with_nan_is_not_saved(host, N, background):
 
 def test_prefixes_are_refused_or_normalised_so_every_saved_name_loads(host, N, background):
     for prefix, match in (("a" * 250, "bytes long"), ("scene\x00x", "control character"),
-                          (".hidden/scene", "starts with '.'"), ("/etc/scene", "absolute path")):
+                          (".hidden/scene", "starts with '.'"), ("/etc/scene", "absolute path"),
+                          ("scene\u202egpj", "U\\+202E"), ("a\u200bb", "U\\+200B"),
+                          ("x/\u2066y", "U\\+2066"), ("\ufeffscene", "U\\+FEFF")):
         _refused(host, N["SaveLayerMemory"].execute, background, prefix, match=match,
                  input_name="filename_prefix")
     for prefix, start in ((" ", "layer_memory/scene_"), ("  my scene /  x ", "my scene/x_")):
