@@ -14,7 +14,7 @@ from dataclasses import replace
 from . import checks, layer_ops, masks, model_checks, sampling, stack
 from .bcg import BCGSpec
 from .errors import LayerMemoryError
-from .memory import Conditioning, Layer, LayerMemory
+from .memory import Conditioning, Layer, LayerMemory, check_layer_name
 
 log = logging.getLogger("LayerMemory")
 
@@ -34,6 +34,7 @@ def edit_layer(memory: LayerMemory, model, layer, positive=None, mask=None, seed
                unblended_fraction: float = 0.0) -> LayerMemory:
     """Layer `layer` sampled again with what is given (prompt, mask, seed); the rest as it was."""
     checks.check_add(memory, model, mask)
+    check_layer_name(name)
     memory = model_checks.require_memory(memory)
     index = memory.resolve(layer, "layer", allow_background=True)
     family = model_checks.require_same_model(memory, model)

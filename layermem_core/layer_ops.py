@@ -16,9 +16,9 @@ from dataclasses import replace
 import torch
 
 from . import checks, families, masks, model_checks, sampling, stack
-from .bcg import BCGSpec
+from .bcg import ADAPTIVE_SAMPLERS, BCGSpec
 from .errors import LayerMemoryError
-from .memory import Conditioning, Layer, LayerMemory
+from .memory import Conditioning, Layer, LayerMemory, check_layer_name
 from .trajectory import Trajectory
 
 log = logging.getLogger("LayerMemory")
@@ -36,14 +36,36 @@ def check_size(width: int, height: int) -> None:
                                "use 512 px or more on each side")
 
 
+def fixed_step_samplers() -> list[str]:
+    """ComfyUI's samplers whose model calls are fixed by `steps`: the ones a memory can use."""
+    import comfy.samplers
+
+    return [s for s in comfy.samplers.SAMPLER_NAMES if s not in ADAPTIVE_SAMPLERS]
+
+
+def check_sampler(sampler_name: str) -> None:
+    """A known sampler whose number of model calls `steps` bounds (no adaptive step size)."""
+    import comfy.samplers
+
+    usable = ", ".join(fixed_step_samplers())
+    if sampler_name not in comfy.samplers.SAMPLER_NAMES:
+        raise LayerMemoryError("sampler_name", f"unknown sampler {sampler_name!r}",
+                               f"pick one of ComfyUI's samplers that work here: {usable}")
+    if sampler_name in ADAPTIVE_SAMPLERS:
+        raise LayerMemoryError("sampler_name",
+                               f"{sampler_name} picks its own step sizes, so its number of model "
+                               "calls is not fixed by steps: the memory estimate and the stored "
+                               "trajectory would have no bound",
+                               f"pick a fixed-step sampler: {usable}")
+
+
 def check_schedule(steps: int, sampler_name: str, scheduler: str) -> None:
+    """Steps, sampler and scheduler of a new memory; runs before any encode or model call."""
     import comfy.samplers
 
     if steps < 1:
         raise LayerMemoryError("steps", "needs at least one step", "use 1 or more steps")
-    if sampler_name not in comfy.samplers.SAMPLER_NAMES:
-        raise LayerMemoryError("sampler_name", f"unknown sampler {sampler_name!r}",
-                               "pick one of ComfyUI's samplers, e.g. dpmpp_2m or euler")
+    check_sampler(sampler_name)
     if scheduler not in comfy.samplers.SCHEDULER_NAMES:
         raise LayerMemoryError("scheduler", f"unknown scheduler {scheduler!r}",
                                "pick one of ComfyUI's schedulers, e.g. karras or normal")
@@ -61,6 +83,8 @@ def start_memory(model, positive, negative, width: int, height: int, seed: int, 
                  prompt: str = "") -> LayerMemory:
     """Sample the background and record its trajectory as layer 0 (mask all ones)."""
     checks.check_start(model, width, height, steps, cfg)
+    check_schedule(steps, sampler_name, scheduler)
+    check_layer_name(name)
     family = model_checks.require_supported(model)
     if family == "pixart":
         check_size(width, height)
@@ -68,7 +92,6 @@ def start_memory(model, positive, negative, width: int, height: int, seed: int, 
         families.require_size(family, width, height)
     pos = Conditioning.from_comfy(positive, "positive", family)
     neg = Conditioning.from_comfy(negative, "negative", family)
-    check_schedule(steps, sampler_name, scheduler)
     fp = model_checks.fingerprint(model)
     latent_shape = (fp.latent_channels, height // 8, width // 8)
     schedule = sampling.make_schedule(model, sampler_name, scheduler, steps, cfg)
@@ -136,6 +159,7 @@ def add_layer(memory: LayerMemory, model, positive, mask, seed: int, grow_pixels
     bit-exact wherever their masks are fully on.
     """
     checks.check_add(memory, model, mask)
+    check_layer_name(name)
     memory = model_checks.require_memory(memory)
     family = model_checks.require_same_model(memory, model)
     index = _position(memory, position)

@@ -16,6 +16,23 @@ from .errors import LayerMemoryError
 from .trajectory import Trajectory
 
 
+def reads_as_index(text: str) -> bool:
+    """Whether a `layer` input reads `text` as an index: ASCII digits (maybe after '-')."""
+    text = text.strip()
+    digits = text[1:] if text.startswith("-") else text
+    return digits.isascii() and digits.isdigit()  # ASCII only: int() would also read '\uff11' as 1
+
+
+def check_layer_name(name: object, input_name: str = "name") -> None:
+    """The one rule for a layer's name: no number, since every `layer` input reads one as an
+    index (an empty name is left to the caller: a default, or refused)."""
+    if isinstance(name, str) and reads_as_index(name):
+        raise LayerMemoryError(input_name, f"{name.strip()!r} is a number, which every 'layer' "
+                                           "input (DeleteLayer, EditLayer, RenameLayer) would "
+                                           "read as a layer index",
+                               "use a name with a letter in it, e.g. 'object 2'")
+
+
 @dataclass(frozen=True, eq=False)
 class Layer:
     """One step of the scene: its prompt, where it is, and the composite's trajectory after it."""
@@ -120,7 +137,7 @@ class LayerMemory:
                                                "there is no layer to choose",
                                    "add a layer with AddLayer first")
         digits = text[1:] if text.startswith("-") else text
-        if digits.isascii() and digits.isdigit():  # ASCII only: int() would also read '\uff11' as 1
+        if reads_as_index(text):
             index = int(text) if len(digits) <= 9 else n * 2 + 10 ** 9  # beyond any memory
         else:
             matches = [i for i, layer in enumerate(self.layers) if layer.name == text]

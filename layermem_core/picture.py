@@ -15,7 +15,7 @@ import torch
 
 from . import checks, families, layer_ops, model_checks
 from .errors import LayerMemoryError
-from .memory import Conditioning, Layer, LayerMemory
+from .memory import Conditioning, Layer, LayerMemory, check_layer_name
 from .sampling import make_schedule
 from .trajectory import Trajectory, TrajectoryRecorder
 
@@ -65,6 +65,18 @@ class _PictureRun:
         return picture
 
 
+def size_fix(family: str, width: int, height: int) -> str:
+    """A fix that works for a picture of a size the family does not take: an upscale when a side
+    is below the minimum (no crop can grow it), else a crop to the multiples below."""
+    step, low = families.FAMILIES[family].size_multiple, families.FAMILIES[family].min_size
+    if min(width, height) < low:
+        up_w, up_h = (max(low, -(-v // step) * step) for v in (width, height))
+        return (f"upscale it first: 'Upscale Image' to {up_w}x{up_h} (at least {low} px a side, "
+                f"multiples of {step}), or 'Pad Image for Outpainting' up to that size")
+    return (f"crop it first, e.g. ImageCrop to {width - width % step}x{height - height % step} "
+            f"(multiples of {step}), or 'Upscale Image' to the next multiples of {step}")
+
+
 def check_picture(image: torch.Tensor, family: str = "pixart", input_name: str = "image") -> None:
     """One finite picture of a size the model's family
     takes (PixArt: >= 512 px, multiples of 16)."""
@@ -79,13 +91,8 @@ def check_picture(image: torch.Tensor, family: str = "pixart", input_name: str =
     try:
         families.require_size(family, width, height)
     except LayerMemoryError as e:
-        step = families.FAMILIES[family].size_multiple
-        low = families.FAMILIES[family].min_size
         raise LayerMemoryError(input_name, f"the picture is {width}x{height}: {e.problem}",
-                               "crop or pad it first, e.g. ImageCrop to "
-                               f"{max(low, width - width % step)}x"
-                               f"{max(low, height - height % step)}, or ImageScale / 'Pad Image "
-                               f"for Outpainting' up to at least {low} px") from None
+                               size_fix(family, width, height)) from None
     if not bool(torch.isfinite(image).all()):
         raise LayerMemoryError(input_name, "the picture has NaN or infinite values",
                                "load the picture again")
@@ -96,6 +103,7 @@ def memory_from_latent(model, latent: torch.Tensor, positive, negative, steps: i
                        name: str = "picture") -> LayerMemory:
     """A one-layer memory whose background is `latent`
     ([1, C, h, w], ComfyUI's user latent space)."""
+    check_layer_name(name)
     family = model_checks.require_supported(model)
     pos = Conditioning.from_comfy(positive, "positive", family)
     neg = Conditioning.from_comfy(negative, "negative", family)

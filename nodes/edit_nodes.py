@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..layermem_core import edit_ops, model_checks, picture
+from ..layermem_core import edit_ops, layer_ops, model_checks, picture
 from ..layermem_core.errors import LayerMemoryError
 from ..layermem_core.labels import CATEGORY
+from ..layermem_core.memory import check_layer_name
 from .types import grow_input, layer_outputs, memory_input, model_input, schedule_inputs, seed_input
 
 
@@ -53,7 +54,8 @@ class EditLayer(io.ComfyNode):
                                       tooltip="New negative prompt; unconnected: keep the "
                                               "layer's."),
                 io.String.Input("name", default="", optional=True,
-                                tooltip="New name; empty keeps the name."),
+                                tooltip="New name; empty keeps the name. Not a number "
+                                        "(numbers choose layers by index)."),
             ],
             outputs=layer_outputs(),
         )
@@ -84,8 +86,8 @@ class LayerMemoryFromImage(io.ComfyNode):
                 model_input(),
                 io.Vae.Input("vae", tooltip="The VAE of this model; encodes the picture."),
                 io.Image.Input("image", tooltip="One picture, at least 512 px a side, sides "
-                                                "multiples of 16 (crop or pad it first "
-                                                "otherwise)."),
+                                                "multiples of 16 (upscale, crop or pad it "
+                                                "first otherwise)."),
                 io.Conditioning.Input("positive", tooltip="What the picture shows: the background "
                                                           "prompt that uncovered regions attend to "
                                                           "under MQD."),
@@ -104,6 +106,8 @@ class LayerMemoryFromImage(io.ComfyNode):
     def execute(cls, model, vae, image, positive, negative, steps, cfg, sampler_name, scheduler,
                 seed, name: str = "picture") -> io.NodeOutput:
         picture.check_picture(image, model_checks.require_supported(model))
+        layer_ops.check_schedule(steps, sampler_name, scheduler)  # before the VAE encode
+        check_layer_name(name)
         if vae is None:
             raise LayerMemoryError("vae", "no VAE is connected",
                                    "connect the VAE output of LoadPixArt or VAELoader")

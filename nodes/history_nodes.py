@@ -6,6 +6,7 @@ from comfy_api.latest import io, ui
 
 from ..layermem_core import preview
 from ..layermem_core.errors import LayerMemoryError
+from ..layermem_core.memory import check_layer_name
 from ..layermem_core.model_checks import require_memory
 from .inspect_nodes import layer_table
 from .types import CATEGORY, LayerMemoryType, latent_output, memory_input
@@ -80,14 +81,7 @@ class RenameLayer(io.ComfyNode):
         if not name:
             raise LayerMemoryError("new_name", "the new name is empty",
                                    "type a name, e.g. 'red car'")
-        try:
-            int(name)
-        except ValueError:
-            pass
-        else:
-            raise LayerMemoryError("new_name", f"{name!r} is a number, which DeleteLayer would "
-                                               "read as a layer index",
-                                   "use a name with a letter in it, e.g. 'object 2'")
+        check_layer_name(name, "new_name")
         renamed = memory.renamed(index, name)
         return io.NodeOutput(renamed, ui=ui.PreviewText(layer_table(renamed)))
 

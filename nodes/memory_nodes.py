@@ -82,6 +82,7 @@ class AddLayerNode(io.ComfyNode):
                                               "layer's."),
                 io.String.Input("name", default="", optional=True,
                                 tooltip="Layer name, usable in DeleteLayer; default 'layer N'. "
+                                        "Not a number (numbers choose layers by index). "
                                         "Putting the prompt text here helps ListLayers."),
                 io.Int.Input("position", default=-1, min=-1, max=4096, optional=True,
                              tooltip="Where the layer goes in the stack: -1 = on top (default); "

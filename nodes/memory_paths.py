@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import unicodedata
 
 import folder_paths
 
@@ -116,17 +117,36 @@ def resolve_file(file: str) -> tuple[str, str]:
         raise LayerMemoryError("file", f"{shown!r} points outside ComfyUI's "
                                f"{os.path.basename(base)} folder", _CHOOSE)
     if not is_inside(path, _real_bases()):
-        raise LayerMemoryError("file", f"{shown!r} is a link to a file outside ComfyUI's input and "
-                               "output folders", "choose a file from the list, or copy the file in")
+        raise _outside_error(shown, base)
     return os.path.realpath(path), shown
+
+
+def _outside_error(shown: str, base: str) -> LayerMemoryError:
+    """Why a file inside its own folder is still not loaded: the folder (a ' [temp]' name), or a
+    link on the way out of the input and output folders."""
+    if not is_inside(base, _real_bases()):
+        return LayerMemoryError("file", f"{shown!r} names a file in ComfyUI's "
+                                f"{os.path.basename(os.path.normpath(base))} folder; memories "
+                                "are loaded only from the input and output folders",
+                                "save the memory with SaveLayerMemory (it goes to the output "
+                                "folder) or copy the file into the input folder, then choose it "
+                                "from the list")
+    return LayerMemoryError("file", f"{shown!r} is a link to a file outside ComfyUI's input and "
+                            "output folders", "choose a file from the list, or copy the file in")
 
 
 def checked_prefix(prefix: str | None) -> str:
     """SaveLayerMemory's prefix, normalised (spaces around each part removed; blank gives the
     default) or refused when the file it names could not be listed and loaded back."""
     text = prefix or ""
-    if any(ord(c) < 32 for c in text):
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
         raise LayerMemoryError("filename_prefix", "it holds a control character (such as NUL)",
+                               f"use letters, digits, '_', '-' and '/' (e.g. {DEFAULT_PREFIX})")
+    hidden = next((c for c in text if unicodedata.category(c) == "Cf"), None)
+    if hidden is not None:
+        raise LayerMemoryError("filename_prefix", f"it holds the invisible format character "
+                               f"U+{ord(hidden):04X} (such as a right-to-left override), which "
+                               "makes the file name display differently from what it is",
                                f"use letters, digits, '_', '-' and '/' (e.g. {DEFAULT_PREFIX})")
     if text.strip().startswith(("/", "\\")) or (len(text) > 1 and text[1] == ":"):
         raise LayerMemoryError("filename_prefix", "it is an absolute path",

@@ -58,7 +58,8 @@ def schedule_inputs(later: str = "every layer") -> list[io.Input]:
         io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES, default="dpmpp_2m",
                        tooltip=f"Sampler for {later}. Fixed-step samplers (euler, dpmpp_2m, "
                                "ancestral and SDE ones too) keep earlier layers bit-exact outside "
-                               "each new mask; dpm_adaptive falls back to latent blending."),
+                               "each new mask; dpm_adaptive is refused (its number of model "
+                               "calls is not fixed by steps)."),
         io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="karras",
                        tooltip=f"Sigma schedule for {later}."),
     ]

@@ -112,3 +112,74 @@ def test_unknown_sampler_or_scheduler(host, alpha, no_sampling):
              0, 2, 4.5, "nope", "normal", match="unknown sampler", input_name="sampler_name")
     _refused(host, host.layer_ops.start_memory, alpha, scenes.cond(1), scenes.negative(), 512, 512,
              0, 2, 4.5, "euler", "nope", match="unknown scheduler", input_name="scheduler")
+
+
+class _NoEncodeVae:
+    """A VAE stand-in that fails when asked to encode: refusals come before the encode."""
+
+    def encode(self, *a, **k):
+        raise AssertionError("the VAE encode started before the input was checked")
+
+
+def test_adaptive_sampler_refused_by_every_node_that_starts_a_memory(host, alpha, no_sampling):
+    N = host.nodes.NODE_CLASS_MAPPINGS
+    start = (scenes.cond(1), scenes.negative())
+    for error in (
+            _refused(host, N["LayerMemory"].execute, alpha, *start, 512, 512, 0, 2, 4.5,
+                     "dpm_adaptive", "normal", match="not fixed by steps",
+                     input_name="sampler_name"),
+            _refused(host, N["LayerMemoryFromImage"].execute, alpha, _NoEncodeVae(),
+                     torch.rand(1, 512, 512, 3), *start, 2, 4.5, "dpm_adaptive", "karras", 0,
+                     match="not fixed by steps", input_name="sampler_name")):
+        usable = error.fix.split(": ", 1)[1].split(", ")
+        assert "dpm_adaptive" not in usable and {"dpmpp_2m", "euler", "dpm_fast"} <= set(usable)
+    assert host.layer_ops.fixed_step_samplers() == usable
+
+
+def _fixed_size(fix: str) -> tuple[int, int]:
+    import re
+
+    w, h = re.search(r" to (\d+)x(\d+)", fix).groups()
+    return int(w), int(h)
+
+
+def test_picture_size_fix_is_one_that_works(host, alpha, no_sampling):
+    N = host.nodes.NODE_CLASS_MAPPINGS
+    start = (scenes.cond(1), scenes.negative(), 2, 4.5, "dpmpp_2m", "karras", 0)
+    for (w, h), verb, size in (((17, 1000), "upscale", (512, 1008)),
+                               ((1000, 17), "upscale", (1008, 512)),
+                               ((520, 1000), "crop", (512, 992))):
+        error = _refused(host, N["LayerMemoryFromImage"].execute, alpha, _NoEncodeVae(),
+                         torch.rand(1, h, w, 3), *start, match="the picture is",
+                         input_name="image")
+        assert error.fix.startswith(f"{verb} it first") and _fixed_size(error.fix) == size
+        assert (verb == "crop") == ("ImageCrop" in error.fix)
+        image = host.nodes.ImageScale().upscale(torch.rand(1, h, w, 3), "bilinear", *size,
+                                                "disabled")[0]
+        host.picture.check_picture(image)  # the named size is taken
+
+
+def test_one_rule_for_layer_names_numbers_are_refused_everywhere(host, alpha, three_layers,
+                                                                  no_sampling):
+    N = host.nodes.NODE_CLASS_MAPPINGS
+    memory = three_layers[3]
+    digest = scenes.memory_digest(memory)
+    start = (scenes.cond(1), scenes.negative())
+    for number in ("2", " -1 ", "007"):
+        calls = (
+            (N["AddLayer"].execute, (memory, alpha, scenes.cond(5), torch.ones(1, 64, 64), 0),
+             {"name": number}, "name"),
+            (N["EditLayer"].execute, (memory, alpha, "1", 9), {"name": number}, "name"),
+            (N["LayerMemoryFromImage"].execute, (alpha, _NoEncodeVae(), torch.rand(1, 512, 512, 3),
+                                                 *start, 2, 4.5, "dpmpp_2m", "karras", 0),
+             {"name": number}, "name"),
+            (N["LayerMemory"].execute, (alpha, *start, 512, 512, 0, 2, 4.5, "euler", "normal"),
+             {"name": number}, "name"),
+            (N["RenameLayer"].execute, (memory, "1", number), {}, "new_name"),
+        )
+        for fn, args, kwargs, input_name in calls:
+            _refused(host, fn, *args, **kwargs, match="is a number", input_name=input_name)
+    assert scenes.memory_digest(memory) == digest
+    for name in ("car 2", "\uff12", "+2", "2b"):  # not read as an index by a `layer` input
+        renamed = N["RenameLayer"].execute(memory, "1", name).result[0]
+        assert renamed.resolve(name) == 1

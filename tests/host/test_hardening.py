@@ -154,6 +154,21 @@ def test_crafted_and_linked_files_are_refused_with_the_packs_error(host, N, fold
     assert scenes.memory_digest(loaded) == scenes.memory_digest(background)
 
 
+def test_a_temp_file_is_refused_for_its_folder_not_as_a_link(host, N, background):
+    temp = host.folder_paths.get_temp_directory()
+    os.makedirs(temp, exist_ok=True)
+    host.serialization.save(background, os.path.join(temp, "lm_temp.safetensors"))
+    for name in ("lm_temp.safetensors [temp]", "missing.safetensors [temp]"):
+        text = _refused(host, N["LoadLayerMemory"].execute, name, match="ComfyUI's temp folder",
+                        input_name="file")
+        assert "link" not in text and "copy the file into the input folder" in text
+        assert "temp folder" in N["LoadLayerMemory"].validate_inputs(name)
+    copy = os.path.join(host.folder_paths.get_input_directory(), "lm_temp_copy.safetensors")
+    host.serialization.save(background, copy)  # the fix the message names works
+    loaded = N["LoadLayerMemory"].execute("lm_temp_copy.safetensors").result[0]
+    assert scenes.memory_digest(loaded) == scenes.memory_digest(background)
+
+
 def test_a_2_gib_file_is_refused_without_being_read(host, N, background):
     folder = os.path.join(host.folder_paths.get_input_directory(), "hard")
     os.makedirs(folder, exist_ok=True)
@@ -226,7 +241,9 @@ def test_a_memory_with_nan_is_not_saved(host, N, background):
 
 def test_prefixes_are_refused_or_normalised_so_every_saved_name_loads(host, N, background):
     for prefix, match in (("a" * 250, "bytes long"), ("scene\x00x", "control character"),
-                          (".hidden/scene", "starts with '.'"), ("/etc/scene", "absolute path")):
+                          (".hidden/scene", "starts with '.'"), ("/etc/scene", "absolute path"),
+                          ("scene\u202egpj", "U\\+202E"), ("a\u200bb", "U\\+200B"),
+                          ("x/\u2066y", "U\\+2066"), ("\ufeffscene", "U\\+FEFF")):
         _refused(host, N["SaveLayerMemory"].execute, background, prefix, match=match,
                  input_name="filename_prefix")
     for prefix, start in ((" ", "layer_memory/scene_"), ("  my scene /  x ", "my scene/x_")):

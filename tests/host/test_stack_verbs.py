@@ -184,7 +184,7 @@ def test_memory_from_a_picture_keeps_the_picture_outside_every_mask(host, alpha)
                   | _support(two.layers[2]))
     assert torch.equal(gone.top.trajectory.final[..., outside_b], encoded[..., outside_b])
     for bad, text in ((torch.rand(2, 512, 512, 3), "batch of 2"),
-                      (torch.rand(1, 500, 512, 3), "crop or pad")):
+                      (torch.rand(1, 500, 512, 3), "upscale it first")):
         with pytest.raises(host.errors.LayerMemoryError, match=text):
             N["LayerMemoryFromImage"].execute(alpha, vae, bad, scenes.cond(1), scenes.negative(),
                                               STEPS, 4.5, "dpmpp_2m", "karras", 0)
