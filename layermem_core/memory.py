@@ -127,35 +127,52 @@ class LayerMemory:
 
     def resolve(self, spec: str | int, input_name: str = "layer",
                 allow_background: bool = False) -> int:
-        """A layer index from an index (negative counts from the top) or a layer name."""
+        """A layer index from an index (negative counts from the top) or a layer name.
+        Without `allow_background` (DeleteLayer) layer 0 is refused: the background stays."""
         n = len(self.layers)
         text = str(spec).strip()
         low = 0 if allow_background else 1
         if low >= n:
-            raise LayerMemoryError(input_name, f"layer {text!r} is out of range: this memory holds "
-                                               "only the background (layer 0, which stays), so "
-                                               "there is no layer to choose",
-                                   "add a layer with AddLayer first")
-        digits = text[1:] if text.startswith("-") else text
-        if reads_as_index(text):
-            index = int(text) if len(digits) <= 9 else n * 2 + 10 ** 9  # beyond any memory
-        else:
-            matches = [i for i, layer in enumerate(self.layers) if layer.name == text]
-            if not matches:
-                names = ", ".join(f"{i}: {layer.name!r}" for i, layer in enumerate(self.layers))
-                raise LayerMemoryError(input_name, f"no layer is named {text!r}",
-                                       f"use an index or one of the names ({names})") from None
-            index = matches[-1]
+            raise LayerMemoryError(input_name, f"layer {text!r} cannot be chosen: this memory "
+                                               "holds only the background (layer 0, which cannot "
+                                               "be deleted), so there is no layer to choose",
+                                   "add a layer with AddLayer first, or use EditLayer on layer 0 "
+                                   "to replace the background")
+        index = self._index_of(text, input_name)
         if index < 0:
             index += n
+        if index == 0 and not allow_background:
+            picks = "" if text == "0" else f" ({text!r} picks layer 0)"
+            raise LayerMemoryError(input_name, "layer 0 is the background, which cannot be "
+                                               f"deleted{picks}",
+                                   "to replace the background use EditLayer on layer 0; to delete "
+                                   f"an object use an index from 1 to {n - 1}, or -1 for the top")
         if not low <= index < n:
-            raise LayerMemoryError(
-                input_name,
-                f"layer index {text} is out of range; this memory has layers 0..{n - 1} (0 is the "
-                "background)",
-                f"use an index from {low} to {n - 1}, or -1 for the top layer",
-            )
+            raise LayerMemoryError(input_name, f"layer index {text} is out of range: "
+                                               f"{self._valid_range(low)}",
+                                   f"use an index from {low} to {n - 1}, or -1 for the top layer")
         return index
+
+    def _index_of(self, text: str, input_name: str) -> int:
+        """`text` as an index (unchecked) or the top-most layer of that name."""
+        digits = text[1:] if text.startswith("-") else text
+        if reads_as_index(text):  # ASCII only: int() would also read '\uff11' as 1
+            return int(text) if len(digits) <= 9 else len(self.layers) * 2 + 10 ** 9  # beyond all
+        matches = [i for i, layer in enumerate(self.layers) if layer.name == text]
+        if not matches:
+            names = ", ".join(f"{i}: {layer.name!r}" for i, layer in enumerate(self.layers))
+            raise LayerMemoryError(input_name, f"no layer is named {text!r}",
+                                   f"use an index or one of the names ({names})") from None
+        return matches[-1]
+
+    def _valid_range(self, low: int) -> str:
+        """The indices a node taking layers `low`.. of this memory accepts, in words."""
+        top = len(self.layers) - 1
+        ups, downs = _span(low, top), _span(-1, low - top - 1)
+        if low == 0:
+            return f"the valid layers are {ups} (0 is the background), or {downs} from the top"
+        return (f"the layers that can be deleted are {ups} (0 is the background, which cannot "
+                f"be deleted), or {downs} from the top")
 
     def renamed(self, index: int, name: str) -> LayerMemory:
         layers = list(self.layers)
@@ -200,3 +217,8 @@ class LayerMemory:
                 "tokens": int(layer.token_mask.sum()),
             })
         return rows
+
+
+def _span(first: int, last: int) -> str:
+    """'1..3', or '1' where the span holds one index."""
+    return str(first) if first == last else f"{first}..{last}"

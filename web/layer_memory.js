@@ -2,14 +2,14 @@
 // - The `text` ui output of ListLayers, RenameLayer and SaveLayerMemory (the layer table, the
 //   saved file's name) is shown on the node in a read-only text box: frontend 1.27 draws
 //   PreviewText only for its own core nodes.
-// - LAYER_MEMORY wires get a colour of their own (otherwise they look like MASK wires).
+// - LAYER_MEMORY wires get a colour of their own (magenta: apart from every core type colour).
 import { app } from "../../scripts/app.js";
 import { ComfyWidgets } from "../../scripts/widgets.js";
 
 const TEXT_NODES = new Set(["ListLayers", "RenameLayer", "SaveLayerMemory"]);
 const WIDGET = "layer_memory_text";
 const LINK_TYPE = "LAYER_MEMORY";
-const LINK_COLOUR = "#E0A030";
+const LINK_COLOUR = "#D500F9"; // magenta: > 80 RGB from every core type colour (dark, light)
 
 /** Shows `text` in the node's read-only text box, making the box on first use. */
 function showText(node, text) {

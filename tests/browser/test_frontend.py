@@ -34,7 +34,7 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 PLAYWRIGHT = REPO / ".browser" / "node_modules" / "playwright-core"
 SCRIPT = REPO / "tools" / "frontend_run.js"
 PACK_EXTENSION = "layer_memory.ui"
-LINK_COLOUR = "#E0A030"  # web/layer_memory.js
+LINK_COLOUR = "#D500F9"  # web/layer_memory.js
 SCRIPT_TIMEOUT_S = 1800
 TEMPLATES = list(UI_NAMES.values())  # in run order: continue_scene loads what layered_scene saved
 

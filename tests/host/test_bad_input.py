@@ -36,7 +36,7 @@ def test_memory_used_with_another_model(host, models, background, no_sampling):
     digest = scenes.memory_digest(background)
     _refused(host, host.layer_ops.add_layer, background, sigma, scenes.cond(1),
              torch.ones(1, 64, 64), 0, match="another model", input_name="model")
-    _refused(host, host.layer_ops.delete_layer, background, sigma, "0", match="out of range",
+    _refused(host, host.layer_ops.delete_layer, background, sigma, "0", match="cannot be deleted",
              input_name="layer")
     assert scenes.memory_digest(background) == digest
 
@@ -71,7 +71,8 @@ def test_full_mask_is_allowed(host, alpha, background):
 def test_layer_index_out_of_range_or_unknown_name(host, alpha, three_layers, no_sampling):
     memory = three_layers[3]
     digest = scenes.memory_digest(memory)
-    for spec, match in (("4", "out of range"), ("-5", "out of range"), ("0", "out of range"),
+    for spec, match in (("4", "out of range"), ("-5", "out of range"),
+                        ("0", "background, which cannot be deleted"),
                         ("no such thing", "no layer is named")):
         _refused(host, host.layer_ops.delete_layer, memory, alpha, spec, match=match,
                  input_name="layer")

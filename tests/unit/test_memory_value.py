@@ -33,12 +33,38 @@ def _memory(n=3):
 def test_resolve_by_index_name_and_negative():
     m = _memory(3)
     assert m.resolve("1") == 1 and m.resolve("-1") == 2 and m.resolve("l2") == 2
-    with pytest.raises(LayerMemoryError, match="out of range"):
-        m.resolve("3")
-    with pytest.raises(LayerMemoryError, match="out of range"):
-        m.resolve("0")  # the background cannot be deleted
     with pytest.raises(LayerMemoryError, match="no layer is named"):
         m.resolve("dog")
+
+
+def test_layer_zero_says_the_background_cannot_be_deleted():
+    m = _memory(3)
+    for spec in ("0", "-3", "l0"):
+        with pytest.raises(LayerMemoryError, match="background, which cannot be deleted") as err:
+            m.resolve(spec)
+        assert "out of range" not in str(err.value) and "EditLayer on layer 0" in err.value.fix
+    assert m.resolve("0", allow_background=True) == 0
+
+
+@pytest.mark.parametrize("n, allow, named", [
+    (3, False, "the layers that can be deleted are 1..2 (0 is the background, which cannot be "
+               "deleted), or -1..-2 from the top"),
+    (3, True, "the valid layers are 0..2 (0 is the background), or -1..-3 from the top"),
+    (2, False, "the layers that can be deleted are 1 (0 is"),
+    (1, True, "the valid layers are 0 (0 is the background), or -1 from the top"),
+])
+def test_out_of_range_names_the_range_it_means(n, allow, named):
+    m = _memory(n)
+    for spec in ("7", f"-{n + 1}", "9" * 20):
+        with pytest.raises(LayerMemoryError, match="out of range") as err:
+            m.resolve(spec, allow_background=allow)
+        assert named in err.value.problem, err.value.problem
+
+
+def test_background_only_memory_has_no_layer_to_delete():
+    with pytest.raises(LayerMemoryError, match="no layer to choose") as err:
+        _memory(1).resolve("-1")
+    assert "out of range" not in str(err.value) and "AddLayer" in err.value.fix
 
 
 def test_operations_return_new_values():
