@@ -132,7 +132,7 @@ class BCGDenoiser(comfy.samplers.KSamplerX0Inpaint):
         """
         if self.replay is None:
             return "free"
-        if self.unblended_from is not None and self.reset_call is not None and self.replay.exact:
+        if self.reset_call is not None and self.replay.exact:  # set only for a stored tail
             c = self.replay.offset + k
             return "force" if c < self.reset_call else ("reset" if c == self.reset_call
                                                         else "free")
