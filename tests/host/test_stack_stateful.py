@@ -1,0 +1,251 @@
+"""The stack across any sequence of edits, as a Hypothesis state machine (issue 18).
+
+Rules are the verbs (add on top, insert, delete with and without a heal, reroll, re-prompt,
+move, new background, history, save and load); after every rule the invariants are checked
+against a reference written from the README's rules alone, not from the pack's own regions:
+
+- a verb may change a stored value only inside its own region: the layer's old and new mask
+  supports, and for a heal those grown by a bound wider than any heal's grow (computed here with
+  a max-pool, not with the pack's `deletion_region` / `visible_region`);
+- a new background changes composite k only where none of layers 1..k has its mask fully on;
+- history and save/load keep every stored value;
+- every composite is the one below where its mask is 0 and the layer's own sample where its
+  mask is 1 (`StackModel`), so no removed layer survives in any composite above the one that
+  held it; and where a deleted layer showed clearly in the top composite, no value is the old one;
+- the memory an edit read is never changed (value semantics).
+
+Profiles: CI runs a small derandomised profile (`LAYERMEM_STATEFUL=ci`, the default); set
+`LAYERMEM_STATEFUL=long` for a nightly-style run (see README "Tests").
+"""
+from __future__ import annotations
+
+import os
+from collections import Counter
+
+import pytest
+import scenes
+import torch
+import torch.nn.functional as F
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+from stack_check import StackModel, points
+
+pytestmark = [pytest.mark.host, pytest.mark.skipif(
+    "LAYERMEM_STATEFUL" not in os.environ,
+    reason="opt-in until its CI profile is timed and green: set LAYERMEM_STATEFUL=ci or long")]
+SIZE, STEPS = 512, 2
+MAX_LAYERS = 5
+# A heal's region is the freed support grown by `grow_pixels` (<= 8 px here): a bound of this
+# many latent cells is wider than any heal, and still leaves most of the picture to check.
+HEAL_BOUND_CELLS = 3
+# The deleted layer showed "clearly" where its visible weight and its own contribution are above
+# these floors: there its old top value must not survive (feather rims below are rounding).
+VISIBLE_FLOOR, CONTRIBUTION_FLOOR = 0.05, 1e-2
+
+PROFILES = {
+    "ci": settings(max_examples=10, stateful_step_count=6, derandomize=True, deadline=None,
+                   suppress_health_check=list(HealthCheck), print_blob=True),
+    "long": settings(max_examples=int(os.environ.get("LAYERMEM_STATEFUL_EXAMPLES", "100")),
+                     stateful_step_count=10, deadline=None,
+                     suppress_health_check=list(HealthCheck), print_blob=True),
+}
+
+boxes = st.tuples(st.floats(0.0, 0.6), st.floats(0.0, 0.6), st.floats(0.2, 0.4),
+                  st.floats(0.2, 0.4)).map(lambda b: (b[0], b[1], b[0] + b[2], b[1] + b[3]))
+seeds = st.integers(0, 10_000)
+
+
+def _support(layer) -> torch.Tensor:
+    return layer.latent_mask > 0
+
+
+def _dilate(region: torch.Tensor, cells: int) -> torch.Tensor:
+    x = region.float().reshape(1, 1, *region.shape[-2:])
+    return (F.max_pool2d(x, 2 * cells + 1, stride=1, padding=cells) > 0).reshape(region.shape)
+
+
+def _snapshot(memory) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+    return [(layer.name, points(layer.trajectory).clone(), layer.latent_mask.clone())
+            for layer in memory.layers]
+
+
+def _assert_unchanged(memory, snapshot, what: str) -> None:
+    assert len(memory.layers) == len(snapshot), f"{what}: the memory read by the edit changed"
+    for layer, (name, p, m) in zip(memory.layers, snapshot, strict=True):
+        assert layer.name == name and torch.equal(points(layer.trajectory), p) \
+            and torch.equal(layer.latent_mask, m), f"{what}: the memory read by the edit changed"
+
+
+def _assert_only_in(before, after, region: torch.Tensor, what: str) -> None:
+    """Every layer present before and after (by name) keeps every stored value outside region."""
+    old = {layer.name: layer for layer in before.layers}
+    keep = ~region
+    for k, layer in enumerate(after.layers):
+        if layer.name not in old:
+            continue
+        a = points(old[layer.name].trajectory)[..., keep]
+        b = points(layer.trajectory)[..., keep]
+        changed = int((a != b).sum())
+        assert changed == 0, (
+            f"{what}: composite {k} ({layer.name}): {changed} values outside the edit's region "
+            "changed")
+
+
+def _assert_no_deleted_values(before, after, index: int, regenerated: torch.Tensor) -> None:
+    """Where the deleted layer showed clearly in the old top, the new top holds none of its
+    values (a rounding coincidence would need equality in every one of these values)."""
+    layers = before.layers
+    m = layers[index].latent_mask
+    weight = m.clone()
+    for layer in layers[index + 1:]:
+        weight = weight * (1 - layer.latent_mask)
+    own = points(layers[index].trajectory) - points(layers[index - 1].trajectory)
+    clear = (weight > VISIBLE_FLOOR) & ~regenerated
+    old_top, new_top = points(layers[-1].trajectory), points(after.layers[-1].trajectory)
+    sel = clear & (own.abs() > CONTRIBUTION_FLOOR).any(0).any(0)
+    same = (old_top == new_top)[..., sel]
+    assert int(same.sum()) == 0, (
+        f"{int(same.sum())} values of the deleted layer {layers[index].name!r} survive in the "
+        "top composite where it showed clearly")
+
+
+def test_the_stack_holds_across_any_sequence_of_edits(host, alpha, tmp_path):
+    profile = PROFILES[os.environ.get("LAYERMEM_STATEFUL", "ci")]
+    lo, eo = host.layer_ops, host.edit_ops
+    ran: Counter = Counter()
+
+    def mask(box):
+        return scenes.box_mask(SIZE, *box)
+
+    class Stack(RuleBasedStateMachine):
+        @initialize(seed=seeds, sampler=st.sampled_from(["euler", "dpmpp_2m", "heun"]))
+        def start(self, seed, sampler):
+            self.memory = lo.start_memory(alpha, scenes.cond(1), scenes.negative(), SIZE, SIZE,
+                                          seed=seed, steps=STEPS, cfg=4.5, sampler_name=sampler,
+                                          scheduler="normal" if sampler == "heun" else "karras")
+            self.model = StackModel(self.memory)
+            self.serial = 0
+
+        def _name(self) -> str:
+            self.serial += 1
+            return f"L{self.serial}"
+
+        def _edit(self, make, what: str):
+            ran[what.split()[0]] += 1
+            before, snap = self.memory, _snapshot(self.memory)
+            after = make(before)
+            _assert_unchanged(before, snap, what)
+            return before, after
+
+        @precondition(lambda self: len(self.memory.layers) < MAX_LAYERS)
+        @rule(box=boxes, seed=seeds, feather=st.sampled_from([0, 2]), at=st.integers(1, 4))
+        def add(self, box, seed, feather, at):
+            name, n = self._name(), len(self.memory.layers)
+            position = -1 if at >= n else at
+            before, after = self._edit(
+                lambda m: lo.add_layer(m, alpha, scenes.cond(seed), mask(box), seed=seed,
+                                       name=name, position=position, feather_pixels=feather),
+                f"add {name} at {position}")
+            k = after.resolve(name)
+            _assert_only_in(before, after, _support(after.layers[k]), f"add {name}")
+            self.model.made(after, k)
+            self.memory = after
+
+        @precondition(lambda self: len(self.memory.layers) > 1)
+        @rule(data=st.data(), regenerate=st.sampled_from([0.0, 0.5]),
+              grow=st.sampled_from([0, 2, 8]))
+        def delete(self, data, regenerate, grow):
+            k = data.draw(st.integers(1, len(self.memory.layers) - 1), label="layer")
+            name = self.memory.layers[k].name
+            support = _support(self.memory.layers[k])
+            region = _dilate(support, grow + 1) if regenerate > 0 else support  # grow: latent cells
+            before, after = self._edit(
+                lambda m: lo.delete_layer(m, alpha, k, regenerate_fraction=regenerate,
+                                          grow_pixels=grow), f"delete {name}")
+            assert name not in [layer.name for layer in after.layers]
+            _assert_only_in(before, after, region, f"delete {name}")
+            healed = region if regenerate > 0 else torch.zeros_like(region)
+            _assert_no_deleted_values(before, after, k, healed)
+            self.model.healed(after, region)
+            self.memory = after
+
+        @precondition(lambda self: len(self.memory.layers) > 1)
+        @rule(data=st.data(), seed=seeds, new_prompt=st.booleans())
+        def reroll(self, data, seed, new_prompt):
+            k = data.draw(st.integers(1, len(self.memory.layers) - 1), label="layer")
+            positive = scenes.cond(seed + 1) if new_prompt else None
+            before, after = self._edit(
+                lambda m: eo.edit_layer(m, alpha, k, positive=positive, seed=seed),
+                f"reroll {k}")
+            _assert_only_in(before, after, _support(before.layers[k]), f"reroll {k}")
+            self.model.made(after, k)
+            self.memory = after
+
+        @precondition(lambda self: len(self.memory.layers) > 1)
+        @rule(data=st.data(), box=boxes, seed=seeds, regenerate=st.sampled_from([0.0, 0.5]))
+        def move(self, data, box, seed, regenerate):
+            k = data.draw(st.integers(1, len(self.memory.layers) - 1), label="layer")
+            old = _support(self.memory.layers[k])
+            before, after = self._edit(
+                lambda m: eo.edit_layer(m, alpha, k, mask=mask(box), seed=seed,
+                                        regenerate_fraction=regenerate), f"move {k}")
+            new = _support(after.layers[k])
+            region = (_dilate(old, HEAL_BOUND_CELLS) if regenerate > 0 else old) | new
+            _assert_only_in(before, after, region, f"move {k}")
+            self.model.made(after, k)
+            self.model.healed(after, region & ~new)
+            self.memory = after
+
+        @rule(seed=seeds)
+        def new_background(self, seed):
+            before, after = self._edit(
+                lambda m: eo.edit_layer(m, alpha, 0, positive=scenes.cond(seed + 7), seed=seed),
+                "new background")
+            covered = torch.zeros_like(_support(before.layers[0]))
+            for k, (old, layer) in enumerate(zip(before.layers, after.layers, strict=True)):
+                if k > 0:
+                    covered = covered | (old.latent_mask >= 1)
+                a, b = points(old.trajectory)[..., covered], points(layer.trajectory)[..., covered]
+                assert torch.equal(a, b), f"new background changed composite {k} under a layer"
+            self.model.made(after, 0)
+            for k in range(1, len(after.layers)):
+                self.model.made(after, k)  # own samples outside full masks follow the background
+            self.memory = after
+
+        @precondition(lambda self: len(self.memory.layers) > 2)
+        @rule(data=st.data())
+        def history(self, data):
+            count = data.draw(st.integers(1, len(self.memory.layers) - 1), label="count")
+            before = self.memory
+            self.memory = before.truncated(count)
+            _assert_only_in(before, self.memory, torch.zeros_like(_support(before.layers[0])),
+                            "history")
+
+        @rule(dtype=st.sampled_from(["float32"]))
+        def save_and_load(self, dtype):
+            path = str(tmp_path / f"stack_{self.serial}.safetensors")
+            host.serialization.save(self.memory, path, trajectory_dtype=dtype)
+            loaded = host.serialization.load(path)
+            _assert_only_in(self.memory, loaded, torch.zeros_like(_support(loaded.layers[0])),
+                            "save and load")
+            assert [layer.name for layer in loaded.layers] == \
+                [layer.name for layer in self.memory.layers]
+            self.memory = loaded
+
+        @invariant()
+        def stack_holds(self):
+            if hasattr(self, "memory"):
+                self.model.check(self.memory)
+
+    run_state_machine_as_test(Stack, settings=profile)
+    print(f"stateful stack: {profile.max_examples} sequences, verbs run: {dict(ran)}")
+    # the profile must have exercised every sampling verb, or the invariants proved little
+    assert set(ran) >= {"add", "delete", "reroll", "move", "new"}, dict(ran)
