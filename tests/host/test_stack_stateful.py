@@ -43,8 +43,8 @@ pytestmark = [pytest.mark.host, pytest.mark.skipif(
     reason="opt-in until its CI profile is timed and green: set LAYERMEM_STATEFUL=ci or long")]
 SIZE, STEPS = 512, 2
 MAX_LAYERS = 5
-# A heal's region is the freed support grown by `grow_pixels` (<= 8 px here): a bound of this
-# many latent cells is wider than any heal, and still leaves most of the picture to check.
+# A move's heal is the vacated support grown by EditLayer's heal_grow (2 latent cells by
+# default); this bound is one wider. A delete's bound is its own grow_pixels + 1 (latent cells).
 HEAL_BOUND_CELLS = 3
 # The deleted layer showed "clearly" where its visible weight and its own contribution are above
 # these floors: there its old top value must not survive (feather rims below are rounding).
