@@ -11,6 +11,7 @@ import math
 
 import torch
 
+from . import families
 from .checks import memory_problem
 from .file_doc import Doc, TensorTable
 from .memory import Conditioning, Layer, LayerMemory, ModelFingerprint, Schedule
@@ -46,8 +47,10 @@ def _latent_shape(doc: Doc, fingerprint: ModelFingerprint) -> tuple[int, int, in
     if c != fingerprint.latent_channels:
         raise FileProblem(f"its latent shape has {c} channels but its model fingerprint says "
                           f"{fingerprint.latent_channels}")
-    if h % 2 or w % 2:
-        raise FileProblem(f"its latent size {w}x{h} is not even (the model's 2x2 patches)")
+    cells = families.FAMILIES[fingerprint.family].size_multiple // 8  # latent cells per patch
+    if h % cells or w % cells:
+        raise FileProblem(f"its latent size {w}x{h} is not a multiple of {cells} (the "
+                          f"{families.FAMILIES[fingerprint.family].label} model's patches)")
     return c, h, w
 
 

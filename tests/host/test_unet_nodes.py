@@ -99,3 +99,25 @@ def test_bcgblend_with_the_stock_sampler(host, sdxl_nodes):
     ref = bg.composite_latent()["samples"]
     assert torch.equal(out[..., outside], ref[..., outside])
     assert not torch.equal(out[..., ~outside], ref[..., ~outside])
+
+
+def test_an_odd_latent_size_saves_and_loads_for_a_unet(host, sdxl_nodes, tmp_path):
+    """SD 1.5 / SDXL take any multiple of 8 px, so a latent side may be odd (136 px -> 17): the
+    memory LayerMemory made must load again (the even-latent rule is PixArt's 2x2 patches only)."""
+    N, model = sdxl_nodes, us.model("sd15")
+    width, height = 136, 128
+    bg = N["LayerMemory"].execute(model, us.cond("sd15", 1), us.cond("sd15", 2), width, height,
+                                  5, 1, 6.0, "euler", "normal").result[0]
+    assert bg.top.trajectory.final.shape[-2:] == (16, 17)
+    path = tmp_path / "odd.safetensors"
+    host.serialization.save(bg, str(path))
+    loaded = host.serialization.load(str(path))
+    assert torch.equal(loaded.top.trajectory.final, bg.top.trajectory.final)
+    # PixArt keeps its rule: the same file claiming a PixArt fingerprint is refused with the reason
+    import dataclasses
+
+    pixart = dataclasses.replace(bg, fingerprint=dataclasses.replace(bg.fingerprint,
+                                                                    family="pixart"))
+    data = host.serialization.to_bytes(pixart)
+    with pytest.raises(host.errors.LayerMemoryError, match="not a multiple of 2"):
+        host.serialization.from_bytes(data, "odd.safetensors")
