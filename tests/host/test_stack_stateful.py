@@ -38,9 +38,7 @@ from hypothesis.stateful import (
 )
 from stack_check import StackModel, points
 
-pytestmark = [pytest.mark.host, pytest.mark.skipif(
-    "LAYERMEM_STATEFUL" not in os.environ,
-    reason="opt-in until its CI profile is timed and green: set LAYERMEM_STATEFUL=ci or long")]
+pytestmark = pytest.mark.host
 SIZE, STEPS = 512, 2
 MAX_LAYERS = 5
 # A move's heal is the vacated support grown by EditLayer's heal_grow (2 latent cells by
