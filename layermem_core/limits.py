@@ -16,6 +16,7 @@ Other model families (SD 1.5/SDXL UNets) use ComfyUI's own estimate for the mode
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -134,4 +135,37 @@ def require_fits(model, size: tuple[int, int], calls: int) -> None:
         f"{width}x{height} needs about {need / 2 ** 30:.1f} GiB for sampling, but only "
         f"{max(free, 0) / 2 ** 30:.1f} GiB is free; {largest}",
         "use a smaller width and height (upscale the finished image instead), or free memory",
+    )
+
+
+def vae_encode_bytes(vae, image_shape: tuple[int, ...]) -> int | None:
+    """ComfyUI's own estimate of what `vae` needs to encode an IMAGE of `image_shape`
+    ([B, H, W, C]), or None when the VAE gives none (then nothing is refused on its account)."""
+    estimate = getattr(vae, "memory_used_encode", None)
+    dtype = getattr(vae, "vae_dtype", None)
+    if not callable(estimate) or not isinstance(dtype, torch.dtype):
+        return None
+    b, h, w, c = image_shape
+    return int(estimate((b, c, h, w), dtype))
+
+
+def require_encode_fits(vae, image_shape: tuple[int, ...], input_name: str = "image") -> None:
+    """Refuse a picture whose VAE encode needs more than ComfyUI says is free on the VAE's device:
+    ComfyUI encodes a batch of one whatever its estimate says, so only this check stops it."""
+    need = vae_encode_bytes(vae, image_shape)
+    if need is None:
+        return
+    free = query_free(torch.device(getattr(vae, "device", "cpu")))
+    if need <= free:
+        return
+    _, h, w, _ = image_shape
+    scale = math.sqrt(max(free, 0) / need)
+    fit_w, fit_h = (int(v * scale) // 16 * 16 for v in (w, h))
+    fit = (f"about {fit_w}x{fit_h} fits now" if min(fit_w, fit_h) >= MIN_SIDE
+           else f"not even {MIN_SIDE} px fits now")
+    raise LayerMemoryError(
+        input_name,
+        f"encoding the {w}x{h} picture needs about {need / 2 ** 30:.1f} GiB (ComfyUI's VAE "
+        f"estimate), but only {max(free, 0) / 2 ** 30:.1f} GiB is free; {fit}",
+        "scale the picture down first ('Upscale Image' to a smaller size), or free memory",
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..layermem_core import edit_ops, layer_ops, model_checks, picture
+from ..layermem_core import checks, edit_ops, layer_ops, limits, model_checks, picture
 from ..layermem_core.errors import LayerMemoryError
 from ..layermem_core.labels import CATEGORY
 from ..layermem_core.memory import check_layer_name
@@ -111,6 +111,9 @@ class LayerMemoryFromImage(io.ComfyNode):
         if vae is None:
             raise LayerMemoryError("vae", "no VAE is connected",
                                    "connect the VAE output of LoadPixArt or VAELoader")
+        height, width = int(image.shape[1]), int(image.shape[2])
+        checks.check_start(model, width, height, steps, cfg)  # the sampling run, before encode
+        limits.require_encode_fits(vae, tuple(image.shape))  # the encode itself
         latent = vae.encode(image[:, :, :, :3])
         memory = picture.memory_from_latent(model, latent, positive, negative, steps, cfg,
                                             sampler_name, scheduler, seed, name=name)

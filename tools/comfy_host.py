@@ -19,7 +19,7 @@ HOW_TO_GET_IT = ("ComfyUI host not found: set COMFYUI_PATH to a ComfyUI checkout
                  "requirements; see README 'Tests'.")
 CORE_MODULES = ("errors", "labels", "masks", "routing", "memory", "trajectory", "bcg", "mqd",
                 "sampling", "model_checks", "layer_ops", "serialization", "preview", "stack",
-                "edit_ops", "picture", "families", "mqd_unet")
+                "edit_ops", "picture", "families", "mqd_unet", "limits")
 MODEL_FOLDERS = ("diffusion_models", "vae_approx", "vae", "text_encoders", "checkpoints")
 
 

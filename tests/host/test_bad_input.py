@@ -122,6 +122,42 @@ class _NoEncodeVae:
         raise AssertionError("the VAE encode started before the input was checked")
 
 
+class _HugeEncodeVae(_NoEncodeVae):
+    """ComfyUI's VAE interface for the estimate (`memory_used_encode`, `vae_dtype`, `device`),
+    saying an encode needs 1 PB: the node must refuse before encoding."""
+
+    vae_dtype, device = torch.float32, "cpu"
+
+    def memory_used_encode(self, shape, dtype):
+        assert shape == (1, 3, 512, 512) and dtype == torch.float32  # ComfyUI's [B, C, H, W]
+        return 1 << 50
+
+
+def test_a_picture_whose_vae_encode_cannot_fit_is_refused_before_the_encode(host, alpha,
+                                                                            no_sampling):
+    N = host.nodes.NODE_CLASS_MAPPINGS
+    start = (scenes.cond(1), scenes.negative(), 2, 4.5, "dpmpp_2m", "karras", 0)
+    error = _refused(host, N["LayerMemoryFromImage"].execute, alpha, _HugeEncodeVae(),
+                     torch.rand(1, 512, 512, 3), *start, match="encoding the 512x512 picture "
+                     r"needs about 1048576\.0 GiB", input_name="image")
+    assert "scale the picture down" in error.fix
+
+
+def test_the_red_team_4096_picture_is_refused_before_the_vae_encode(host, alpha, no_sampling,
+                                                                    monkeypatch):
+    """Issue 19: a 4096x4096 picture passed the size rule, then the VAE encode grew the server
+    to 14 GB. With 8 GiB free it is refused before the real VAE (TAESD) encodes anything."""
+    N = host.nodes.NODE_CLASS_MAPPINGS
+    vae = host.nodes.VAELoader().load_vae("taesd")[0]
+    assert host.limits.vae_encode_bytes(vae, (1, 4096, 4096, 3)) > 8 << 30  # ComfyUI's estimate
+    monkeypatch.setattr(vae, "encode", _NoEncodeVae().encode)
+    monkeypatch.setattr(host.limits, "query_free", lambda device: 8 << 30)
+    start = (scenes.cond(1), scenes.negative(), 2, 4.5, "dpmpp_2m", "karras", 0)
+    with pytest.raises(host.errors.LayerMemoryError, match="GiB is free") as e:
+        N["LayerMemoryFromImage"].execute(alpha, vae, torch.zeros(1, 4096, 4096, 3), *start)
+    assert e.value.input_name in ("width/height", "image")
+
+
 def test_adaptive_sampler_refused_by_every_node_that_starts_a_memory(host, alpha, no_sampling):
     N = host.nodes.NODE_CLASS_MAPPINGS
     start = (scenes.cond(1), scenes.negative())
