@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import comfy.model_management
 import comfy.patcher_extension
 import comfy.samplers
 import torch
@@ -144,6 +145,9 @@ class BCGDenoiser(comfy.samplers.KSamplerX0Inpaint):
         return "free"
 
     def __call__(self, x, sigma, denoise_mask=None, model_options={}, seed=None):
+        # /interrupt between model calls, not only at a step's progress report: a two-call step
+        # at a large size is long, and nothing of the run is stored until it ends
+        comfy.model_management.throw_exception_if_processing_interrupted()
         k = self.calls
         self.calls += 1
         mode = self._blend_mode(k)

@@ -13,34 +13,10 @@ from dataclasses import dataclass
 import torch
 
 from .errors import LayerMemoryError
+from .families import FAMILIES
 
 EMBED_WIDTH = 4096  # T5-XXL, PixArt's text encoder (kept for callers of memory.EMBED_WIDTH)
 
-# family -> (embedding width, pooled width or None, what makes it, how to get it)
-_ENCODERS = {
-    "pixart": (
-        4096,
-        None,
-        "T5-XXL",
-        "encode the prompt with the T5-XXL text encoder (CLIPLoader type 'pixart', or "
-        "LoadPixArt's CLIP)",
-    ),
-    "sd15": (
-        768,
-        None,
-        "CLIP-L",
-        "encode the prompt with the SD 1.5 checkpoint's CLIP (CheckpointLoaderSimple -> "
-        "CLIPTextEncode)",
-    ),
-    "sdxl": (
-        2048,
-        1280,
-        "CLIP-L + CLIP-G",
-        "encode the prompt with the SDXL checkpoint's CLIP (CheckpointLoaderSimple -> "
-        "CLIPTextEncode "
-        "or CLIPTextEncodeSDXL)",
-    ),
-}
 _WIDTH_NAMES = {
     4096: "T5-XXL, PixArt",
     768: "CLIP-L, SD 1.5",
@@ -106,7 +82,8 @@ def _single_entry(conditioning, input_name: str) -> tuple[torch.Tensor, dict]:
 
 
 def _check_width(tensor: torch.Tensor, input_name: str, family: str) -> None:
-    width, _, encoder, fix = _ENCODERS[family]
+    f = FAMILIES[family]
+    width, encoder, fix = f.embed_width, f.encoder, f.encoder_fix
     got = int(tensor.shape[-1])
     if got != width:
         what = _WIDTH_NAMES.get(got, "an unknown encoder")
@@ -119,7 +96,7 @@ def _check_width(tensor: torch.Tensor, input_name: str, family: str) -> None:
 
 
 def _pooled(extras: dict, input_name: str, family: str) -> torch.Tensor | None:
-    _, pooled_width, _, fix = _ENCODERS[family]
+    pooled_width, fix = FAMILIES[family].pooled_width, FAMILIES[family].encoder_fix
     if pooled_width is None:
         return None
     pooled = extras.get("pooled_output")

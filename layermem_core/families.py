@@ -23,6 +23,8 @@ class Family:
     min_size: int  # pixels; ComfyUI's PixArt divides by zero below 512
     token_grid: str  # how ownership is pooled for MQD (documented rule)
     loader_hint: str  # how to load a MODEL of this family
+    encoder: str  # what makes the embeddings this family's cross-attention takes
+    encoder_fix: str  # how to get them, for a refusal's fix
 
 
 FAMILIES = {
@@ -36,6 +38,9 @@ FAMILIES = {
         512,
         "2x2 tokens, covered at >= 50%",
         "LoadPixArt (or UNETLoader) with a PixArt checkpoint",
+        "T5-XXL",
+        "encode the prompt with the T5-XXL text encoder (CLIPLoader type 'pixart', or "
+        "LoadPixArt's CLIP)",
     ),
     "sd15": Family(
         "sd15",
@@ -47,6 +52,9 @@ FAMILIES = {
         64,
         "each UNet level: area-pooled latent mask >= 50%",
         "CheckpointLoaderSimple with an SD 1.5 checkpoint",
+        "CLIP-L",
+        "encode the prompt with the SD 1.5 checkpoint's CLIP (CheckpointLoaderSimple -> "
+        "CLIPTextEncode)",
     ),
     "sdxl": Family(
         "sdxl",
@@ -58,6 +66,9 @@ FAMILIES = {
         64,
         "each UNet level: area-pooled latent mask >= 50%",
         "CheckpointLoaderSimple with an SDXL base checkpoint",
+        "CLIP-L + CLIP-G",
+        "encode the prompt with the SDXL checkpoint's CLIP (CheckpointLoaderSimple -> "
+        "CLIPTextEncode or CLIPTextEncodeSDXL)",
     ),
 }
 

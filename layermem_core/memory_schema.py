@@ -13,7 +13,8 @@ from typing import Any
 import torch
 
 from .errors import LayerMemoryError
-from .memory import EMBED_WIDTH, Conditioning, Layer, LayerMemory, ModelFingerprint, Schedule
+from .families import FAMILIES
+from .memory import Conditioning, Layer, LayerMemory, ModelFingerprint, Schedule
 from .trajectory import Trajectory
 
 FORMAT_NAME = "comfyui-layer-memory"
@@ -21,7 +22,7 @@ FORMAT_NAME = "comfyui-layer-memory"
 # without them is written as version 2, which packs reading version 2 load unchanged.
 FORMAT_VERSION = 3
 TRAJECTORY_DTYPES = {"float32": torch.float32, "float16": torch.float16}
-EMBED_WIDTHS = {"pixart": EMBED_WIDTH, "sd15": 768, "sdxl": 2048}
+EMBED_WIDTHS = {name: f.embed_width for name, f in FAMILIES.items()}  # one home: families
 
 # The fields this format stores. If the value types gain a field, saving refuses (rather than
 # silently dropping it) until the format learns it.

@@ -34,7 +34,8 @@ class EditLayer(io.ComfyNode):
                            "does nothing)."),
                 io.Conditioning.Input("positive", optional=True,
                                       tooltip="New prompt for the layer; unconnected: keep its "
-                                              "prompt."),
+                                              "prompt. The layer keeps its name (List Layers, "
+                                              "outlines) unless you also set `name`."),
                 io.Mask.Input("mask", optional=True,
                               tooltip="New region (move / resize); unconnected: keep its mask. Not "
                                       "for layer 0."),
@@ -54,7 +55,9 @@ class EditLayer(io.ComfyNode):
                                       tooltip="New negative prompt; unconnected: keep the "
                                               "layer's."),
                 io.String.Input("name", default="", optional=True,
-                                tooltip="New name; empty keeps the name. Not a number "
+                                tooltip="New name, shown in List Layers and the outlines "
+                                        "(set it when you re-prompt: a lion made a tiger still "
+                                        "reads 'lion'); empty keeps the name. Not a number "
                                         "(numbers choose layers by index)."),
             ],
             outputs=layer_outputs(),

@@ -26,7 +26,9 @@ def model_input() -> io.Input:
 
 def seed_input(tooltip: str = "Noise seed for this sampling run.") -> io.Input:
     return io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF,
-                        control_after_generate=True, tooltip=tooltip)
+                        control_after_generate=True,
+                        tooltip=tooltip + " Its control starts on 'fixed' (a re-run keeps the "
+                                          "scene); 'randomize' samples anew each run.")
 
 
 def grow_input(default: int, tooltip: str) -> io.Input:

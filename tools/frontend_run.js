@@ -172,6 +172,24 @@ async function nodeState(page) {
   return states;
 }
 
+/** Each seed node made as the node menu makes it: its seed's after-generate control value. */
+async function newNodeSeedControls(page) {
+  return page.evaluate(() => {
+    const out = {};
+    for (const type of ["LayerMemory", "AddLayer", "EditLayer", "DeleteLayer",
+      "LayerMemoryFromImage"]) {
+      const node = window.LiteGraph.createNode(type);
+      window.app.graph.add(node);
+      const seed = node.widgets?.find((w) => w.name === "seed");
+      const control = seed?.linkedWidgets?.[0] ??
+        node.widgets?.find((w) => w.name === "control_after_generate");
+      out[type] = control?.value ?? null;
+      window.app.graph.remove(node);
+    }
+    return out;
+  });
+}
+
 async function linkColour(page) {
   return page.evaluate(() => {
     const cls = window.app.canvas.constructor;
@@ -244,6 +262,7 @@ async function pictures(page, wf, docsDir) {
   await openApp(page, args.url);
   report.extensions = await page.evaluate(() => window.app.extensions?.map((e) => e.name) ?? []);
   report.link_colour = await linkColour(page);
+  report.new_node_seed_controls = await newNodeSeedControls(page);
   const docs = path.join(REPO, 'docs', 'images');
   for (const wf of workflows()) {
     if (args.only && !wf.name.includes(args.only)) continue;

@@ -3,6 +3,9 @@
 //   saved file's name) is shown on the node in a read-only text box: frontend 1.27 draws
 //   PreviewText only for its own core nodes.
 // - LAYER_MEMORY wires get a colour of their own (magenta: apart from every core type colour).
+// - A seed of the pack's sampling nodes starts on "fixed" after generate when the node is made
+//   from the menu, so a re-run keeps the scene; a loaded workflow's own value wins (configure
+//   runs after nodeCreated).
 import { app } from "../../scripts/app.js";
 import { ComfyWidgets } from "../../scripts/widgets.js";
 
@@ -10,6 +13,19 @@ const TEXT_NODES = new Set(["ListLayers", "RenameLayer", "SaveLayerMemory"]);
 const WIDGET = "layer_memory_text";
 const LINK_TYPE = "LAYER_MEMORY";
 const LINK_COLOUR = "#D500F9"; // magenta: > 80 RGB from every core type colour (dark, light)
+const SEED_NODES = new Set(["LayerMemory", "AddLayer", "EditLayer", "DeleteLayer",
+  "LayerMemoryFromImage"]);
+const SEED_CONTROL = "control_after_generate";
+
+/** The seed's after-generate control set to "fixed" (frontend 1.27: a combo linked to the seed). */
+function fixSeed(node) {
+  const seed = node.widgets?.find((w) => w.name === "seed");
+  const controls = [...(seed?.linkedWidgets ?? []),
+    ...(node.widgets ?? []).filter((w) => w.name === SEED_CONTROL)];
+  for (const control of controls) {
+    if (control.options?.values?.includes?.("fixed") ?? true) control.value = "fixed";
+  }
+}
 
 /** Shows `text` in the node's read-only text box, making the box on first use. */
 function showText(node, text) {
@@ -47,6 +63,9 @@ app.registerExtension({
     pinColour(app.canvas?.constructor?.link_type_colors ?? window.LGraphCanvas?.link_type_colors);
     pinColour(app.canvas?.default_connection_color_byType);
     app.canvas?.setDirty(true, true);
+  },
+  async nodeCreated(node) {
+    if (SEED_NODES.has(node.comfyClass ?? node.type)) fixSeed(node);
   },
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (!TEXT_NODES.has(nodeData.name)) return;

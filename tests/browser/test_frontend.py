@@ -95,6 +95,14 @@ def test_layer_memory_wires_have_their_own_colour(report):
     assert report["link_colour"] == LINK_COLOUR
 
 
+def test_seed_nodes_from_the_menu_keep_their_seed(report):
+    """Issue 26: a sampling node made from the menu starts with its seed on "fixed", so a
+    re-run does not re-sample the scene from the background up (workflows keep their value)."""
+    assert report["new_node_seed_controls"] == {
+        t: "fixed" for t in ("LayerMemory", "AddLayer", "EditLayer", "DeleteLayer",
+                             "LayerMemoryFromImage")}
+
+
 @pytest.mark.parametrize("name", TEMPLATES)
 def test_template_opens_and_runs(report, name):
     wf = _workflows(report)[name]

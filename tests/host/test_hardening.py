@@ -264,3 +264,32 @@ def test_delete_on_a_background_only_memory_and_full_width_digits(host, N, alpha
     _refused(host, N["DeleteLayer"].execute, three_layers[3], alpha, "9" * 5000, 0.4, 0,
              match="out of range", input_name="layer")
     assert json.dumps(three_layers[3].describe())
+
+
+def test_interrupt_stops_a_layer_between_the_model_calls_of_one_step(host, alpha):
+    """Issue 19: /interrupt reaches the pack between model calls (heun calls the model twice a
+    step), not only at a step's end; the memory it read is unchanged and the MODEL stock."""
+    import comfy.model_management as mm
+
+    memory = host.layer_ops.start_memory(alpha, scenes.cond(1), scenes.negative(), 512, 512,
+                                         seed=4, steps=2, cfg=4.5, sampler_name="heun",
+                                         scheduler="normal")
+    digest = scenes.memory_digest(memory)
+    dm = alpha.model.diffusion_model
+    calls = []
+
+    def interrupt_after_the_first_call(module, args, out):
+        calls.append(1)
+        mm.interrupt_current_processing(True)
+
+    handle = dm.register_forward_hook(interrupt_after_the_first_call)
+    try:
+        with pytest.raises(mm.InterruptProcessingException):
+            host.layer_ops.add_layer(memory, alpha, scenes.cond(2),
+                                     scenes.box_mask(512, 0.2, 0.2, 0.6, 0.6), seed=5)
+    finally:
+        handle.remove()
+        mm.interrupt_current_processing(False)
+    assert len(calls) == 1, f"{len(calls)} model calls ran after the interrupt was set"
+    assert scenes.memory_digest(memory) == digest
+    assert not alpha.object_patches and not alpha.get_all_wrappers("apply_model")
