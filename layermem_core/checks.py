@@ -8,8 +8,9 @@ import math
 import torch
 
 from . import limits
+from .conditioning import Conditioning
 from .errors import LayerMemoryError
-from .memory import Conditioning, LayerMemory
+from .memory import LayerMemory
 
 
 def require_finite(value: object, input_name: str, fix: str) -> None:

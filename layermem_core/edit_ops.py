@@ -13,8 +13,9 @@ from dataclasses import replace
 
 from . import checks, layer_ops, masks, model_checks, sampling, stack
 from .bcg import BCGSpec
+from .conditioning import Conditioning
 from .errors import LayerMemoryError
-from .memory import Conditioning, Layer, LayerMemory, check_layer_name
+from .memory import Layer, LayerMemory, check_layer_name
 
 log = logging.getLogger("LayerMemory")
 

@@ -25,6 +25,8 @@ class Family:
     loader_hint: str  # how to load a MODEL of this family
     encoder: str  # what makes the embeddings this family's cross-attention takes
     encoder_fix: str  # how to get them, for a refusal's fix
+    size_why: str = ""  # why sizes must be multiples of size_multiple, for the message
+    min_size_why: str = ""  # why sizes below min_size are refused, for the message
 
 
 FAMILIES = {
@@ -41,6 +43,8 @@ FAMILIES = {
         "T5-XXL",
         "encode the prompt with the T5-XXL text encoder (CLIPLoader type 'pixart', or "
         "LoadPixArt's CLIP)",
+        size_why="its latent patches are 2x2 at /8",
+        min_size_why="ComfyUI's PixArt divides by zero there",
     ),
     "sd15": Family(
         "sd15",
@@ -104,13 +108,15 @@ def require_size(family: str, width: int, height: int) -> None:
         if value % f.size_multiple:
             raise LayerMemoryError(
                 name,
-                f"{value} is not a multiple of {f.size_multiple} ({f.label})",
+                f"{value} is not a multiple of {f.size_multiple} ({f.label}"
+                + (f": {f.size_why})" if f.size_why else ")"),
                 f"use a size divisible by {f.size_multiple}, e.g. 512 or 1024",
             )
     if width < f.min_size or height < f.min_size:
         raise LayerMemoryError(
             "width/height",
-            f"{width}x{height} is below {f.min_size} px for {f.label}",
+            f"{width}x{height} is below {f.min_size} px for {f.label}"
+            + (f"; {f.min_size_why}" if f.min_size_why else ""),
             f"use {f.min_size} px or more on each side",
         )
 

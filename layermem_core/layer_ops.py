@@ -17,23 +17,12 @@ import torch
 
 from . import checks, families, masks, model_checks, sampling, stack
 from .bcg import ADAPTIVE_SAMPLERS, BCGSpec
+from .conditioning import Conditioning
 from .errors import LayerMemoryError
-from .memory import Conditioning, Layer, LayerMemory, check_layer_name
+from .memory import Layer, LayerMemory, check_layer_name
 from .trajectory import Trajectory
 
 log = logging.getLogger("LayerMemory")
-
-
-def check_size(width: int, height: int) -> None:
-    for name, value in (("width", width), ("height", height)):
-        if value % 16:
-            raise LayerMemoryError(name, f"{value} is not a multiple of 16 (PixArt's latent "
-                                         "patches are 2x2 at /8)",
-                                   "use a size divisible by 16, e.g. 512 or 1024")
-    if width < 512 or height < 512:
-        raise LayerMemoryError("width/height", f"{width}x{height} is below 512 px; ComfyUI's "
-                                               "PixArt divides by zero there",
-                               "use 512 px or more on each side")
 
 
 def fixed_step_samplers() -> list[str]:
@@ -86,10 +75,7 @@ def start_memory(model, positive, negative, width: int, height: int, seed: int, 
     check_schedule(steps, sampler_name, scheduler)
     check_layer_name(name)
     family = model_checks.require_supported(model)
-    if family == "pixart":
-        check_size(width, height)
-    else:
-        families.require_size(family, width, height)
+    families.require_size(family, width, height)
     pos = Conditioning.from_comfy(positive, "positive", family)
     neg = Conditioning.from_comfy(negative, "negative", family)
     fp = model_checks.fingerprint(model)

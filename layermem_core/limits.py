@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 import torch
 
+from . import families
 from .errors import LayerMemoryError
 
 HIDDEN, HEADS, CFG_BATCH = 1152, 16, 2
@@ -89,7 +90,7 @@ def _estimator(model, calls: int) -> tuple[Callable[[int, int], int], int]:
     estimate above for PixArt; for other models (SD 1.5/SDXL UNets) ComfyUI's own per-model
     figure, `BaseModel.memory_required`, for the CFG batch, plus the trajectory."""
     inner = model.model
-    if type(getattr(inner, "diffusion_model", None)).__name__ == "PixArtMS":
+    if families.family_of(model) == "pixart":
         _, itemsize = _device_and_itemsize(model)
         attention = _attention_mode()
         return (lambda w, h: run_bytes(w, h, calls, itemsize, attention)), MIN_SIDE

@@ -57,11 +57,6 @@ class Schedule:
     steps: int
     cfg: float
 
-    def same_sigmas(self, sigmas: torch.Tensor) -> bool:
-        s = sigmas.detach().to("cpu", torch.float32).reshape(-1)
-        return (s.shape == self.sigmas.shape
-                and bool(torch.allclose(s, self.sigmas, rtol=1e-6, atol=1e-7)))
-
 
 @dataclass(frozen=True)
 class ModelFingerprint:

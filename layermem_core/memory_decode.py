@@ -13,8 +13,9 @@ import torch
 
 from . import families
 from .checks import memory_problem
+from .conditioning import Conditioning
 from .file_doc import Doc, TensorTable
-from .memory import Conditioning, Layer, LayerMemory, ModelFingerprint, Schedule
+from .memory import Layer, LayerMemory, ModelFingerprint, Schedule
 from .memory_schema import EMBED_WIDTHS, TRAJECTORY_DTYPES
 from .safetensors_io import FileProblem
 from .trajectory import Trajectory

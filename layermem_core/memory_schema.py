@@ -12,9 +12,10 @@ from typing import Any
 
 import torch
 
+from .conditioning import Conditioning
 from .errors import LayerMemoryError
 from .families import FAMILIES
-from .memory import Conditioning, Layer, LayerMemory, ModelFingerprint, Schedule
+from .memory import Layer, LayerMemory, ModelFingerprint, Schedule
 from .trajectory import Trajectory
 
 FORMAT_NAME = "comfyui-layer-memory"

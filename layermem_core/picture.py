@@ -14,8 +14,9 @@ import comfy.samplers
 import torch
 
 from . import checks, families, layer_ops, model_checks
+from .conditioning import Conditioning
 from .errors import LayerMemoryError
-from .memory import Conditioning, Layer, LayerMemory, check_layer_name
+from .memory import Layer, LayerMemory, check_layer_name
 from .sampling import make_schedule
 from .trajectory import Trajectory, TrajectoryRecorder
 

@@ -90,8 +90,3 @@ def annotate(image: torch.Tensor, masks: list[torch.Tensor], line_width: int = 0
                   fill=(0, 0, 0) if luminance > 140 else (255, 255, 255))
     return torch.from_numpy(np.asarray(pil, dtype=np.float32) / 255.0)
 
-
-def annotate_batch(images: torch.Tensor, masks: list[torch.Tensor],
-                   line_width: int = 0) -> torch.Tensor:
-    """annotate() for every image of an IMAGE batch [B, H, W, 3]."""
-    return torch.stack([annotate(img, masks, line_width) for img in images])

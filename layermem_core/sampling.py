@@ -9,7 +9,8 @@ import latent_preview
 import torch
 
 from . import bcg, families, mqd
-from .memory import Conditioning, Schedule
+from .conditioning import Conditioning
+from .memory import Schedule
 from .trajectory import Trajectory
 
 

@@ -172,6 +172,23 @@ async function nodeState(page) {
   return states;
 }
 
+/** The graph saved and opened again (as a saved workflow or a page reload restores it): each
+ * text node's text box value and size, before any new run. */
+async function reloadedTexts(page) {
+  await page.evaluate(async () => {
+    const data = JSON.parse(JSON.stringify(window.app.graph.serialize()));
+    window.app.nodeOutputs = {};
+    await window.app.loadGraphData(data);
+  });
+  await page.waitForTimeout(1000);
+  return page.evaluate(() => window.app.graph.nodes
+    .filter((n) => n.type === 'ListLayers')
+    .map((n) => {
+      const box = n.widgets?.find((w) => w.name === 'layer_memory_text');
+      return { id: n.id, text: box ? String(box.value ?? '') : null, size: [...n.size] };
+    }));
+}
+
 /** Each seed node made as the node menu makes it: its seed's after-generate control value. */
 async function newNodeSeedControls(page) {
   return page.evaluate(() => {
@@ -275,6 +292,7 @@ async function pictures(page, wf, docsDir) {
     Object.assign(entry, await run(page));
     entry.nodes = await nodeState(page);
     entry.seconds = (Date.now() - started) / 1000;
+    if (wf.name.includes('continue_scene')) entry.reloaded = await reloadedTexts(page);
     if (args.pictures) entry.pictures = await pictures(page, wf, docs);
     report.workflows.push(entry);
     console.log(`${wf.name}: ${entry.seconds.toFixed(0)} s, ${entry.executed.length} nodes ran, ` +

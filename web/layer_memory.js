@@ -1,7 +1,8 @@
 // Layer Memory: what the frontend needs beyond the node definitions.
 // - The `text` ui output of ListLayers, RenameLayer and SaveLayerMemory (the layer table, the
-//   saved file's name) is shown on the node in a read-only text box: frontend 1.27 draws
-//   PreviewText only for its own core nodes.
+//   saved file's name) is shown on the node in a read-only text box sized to the text: frontend
+//   1.27 draws PreviewText only for its own core nodes. The text is kept in the node's
+//   properties, so a saved or reloaded workflow shows the last table until the next run.
 // - LAYER_MEMORY wires get a colour of their own (magenta: apart from every core type colour).
 // - A seed of the pack's sampling nodes starts on "fixed" after generate when the node is made
 //   from the menu, so a re-run keeps the scene; a loaded workflow's own value wins (configure
@@ -27,8 +28,21 @@ function fixSeed(node) {
   }
 }
 
+const TEXT_PROPERTY = "layer_memory_text"; // kept in the workflow: the table is back on reload
+
+/** A size that shows `text` without wrapping (monospace-ish estimate, capped). */
+function sizeFor(node, text) {
+  const lines = text.split("\n");
+  const longest = Math.max(...lines.map((l) => l.length), 10);
+  const width = Math.min(900, Math.max(node.size[0], 60 + longest * 7.2));
+  const height = Math.min(800, Math.max(node.size[1], 80 + lines.length * 17, 120));
+  return [width, height];
+}
+
 /** Shows `text` in the node's read-only text box, making the box on first use. */
 function showText(node, text) {
+  node.properties = node.properties ?? {};
+  node.properties[TEXT_PROPERTY] = text;
   let widget = node.widgets?.find((w) => w.name === WIDGET);
   if (!widget) {
     widget = ComfyWidgets.STRING(node, WIDGET, ["STRING", { multiline: true }], app).widget;
@@ -38,10 +52,11 @@ function showText(node, text) {
       widget.inputEl.style.opacity = 0.85;
       widget.inputEl.dataset.layerMemory = node.type;
     }
-    const size = node.computeSize();
-    node.setSize([Math.max(node.size[0], size[0]), Math.max(node.size[1], size[1], 200)]);
   }
   widget.value = text;
+  const size = node.computeSize();
+  const [w, h] = sizeFor(node, text);
+  node.setSize([Math.max(w, size[0]), Math.max(h, size[1])]);
   node.setDirtyCanvas(true, true);
 }
 
@@ -74,6 +89,12 @@ app.registerExtension({
       onExecuted?.apply(this, arguments);
       const text = message?.text;
       if (text?.length) showText(this, Array.isArray(text) ? text.join("\n") : String(text));
+    };
+    const onConfigure = nodeType.prototype.onConfigure;
+    nodeType.prototype.onConfigure = function () {
+      onConfigure?.apply(this, arguments);
+      const kept = this.properties?.[TEXT_PROPERTY];
+      if (typeof kept === "string" && kept.length) showText(this, kept);
     };
   },
 });

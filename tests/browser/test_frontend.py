@@ -141,3 +141,14 @@ def test_list_layers_table_on_the_node(report):
     names = [row.split(" | ")[1] for row in lines[2:]]
     assert names == ["background", "cheetah", "lion", "leopard"], lines
     assert node["text_on_screen"]
+
+
+def test_list_layers_table_is_back_after_the_workflow_is_opened_again(report):
+    """Issue 26: the table was an empty box after a reload until the next run; it is kept in the
+    node's properties and sized to its text (no wrapped rows)."""
+    wf = _workflows(report)["2_continue_scene"]
+    (node,) = _nodes(wf, "ListLayers")
+    (again,) = wf["reloaded"]
+    assert again["text"] == node["text"] and again["text"].count("\n") >= 4
+    longest = max(len(line) for line in again["text"].splitlines())
+    assert again["size"][0] >= 60 + 7 * longest, again["size"]

@@ -5,11 +5,6 @@ from comfyui_layer_memory.layermem_core import limits
 from comfyui_layer_memory.layermem_core.errors import LayerMemoryError
 
 
-# named like ComfyUI's class: the estimator picks the PixArt formula
-class PixArtMS(torch.nn.Module):
-    pass
-
-
 class _Inner:
     def __init__(self, diffusion_model, per_pixel: int = 0):
         self.diffusion_model = diffusion_model
@@ -40,10 +35,13 @@ def test_estimate_grows_with_size_and_with_materialised_attention():
     assert full >= limits.CFG_BATCH * limits.HEADS * tokens ** 2 * 4, "N^2 scores per head, float32"
 
 
-@pytest.mark.parametrize("inner",
-                         [_Inner(PixArtMS()), _Inner(torch.nn.Linear(1, 1), per_pixel=4096)],
+@pytest.mark.parametrize("family, inner",
+                         [("pixart", _Inner(torch.nn.Linear(1, 1))),
+                          (None, _Inner(torch.nn.Linear(1, 1), per_pixel=4096))],
                          ids=["pixart", "comfy estimate"])
-def test_refusal_names_a_largest_size_that_fits(monkeypatch, inner):
+def test_refusal_names_a_largest_size_that_fits(monkeypatch, family, inner):
+    # the estimator picks its formula by families.family_of (a host test covers the real MODEL)
+    monkeypatch.setattr(limits.families, "family_of", lambda model: family)
     model = _Model(inner)
     need_at, _ = limits._estimator(model, 60)
     free = need_at(1024, 768)

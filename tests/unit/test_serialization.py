@@ -8,8 +8,9 @@ import safetensors.torch
 import torch
 from asserts import assert_same_memory
 from comfyui_layer_memory.layermem_core import serialization as ser
+from comfyui_layer_memory.layermem_core.conditioning import Conditioning
 from comfyui_layer_memory.layermem_core.errors import LayerMemoryError
-from comfyui_layer_memory.layermem_core.memory import Conditioning, Layer
+from comfyui_layer_memory.layermem_core.memory import Layer
 from comfyui_layer_memory.layermem_core.trajectory import Trajectory
 from memory_files import claiming_2_gib, rewrite, small_memory
 
