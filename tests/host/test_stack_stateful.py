@@ -1,8 +1,10 @@
 """The stack across any sequence of edits, as a Hypothesis state machine (issue 18).
 
-Rules are the verbs (add on top, insert, delete with and without a heal, reroll, re-prompt,
-move, new background, history, save and load); after every rule the invariants are checked
-against a reference written from the README's rules alone, not from the pack's own regions:
+Rules are the verbs (add on top, insert, delete with and without a heal, unblended tails,
+reroll, re-prompt, move, new background, history, save and load in float32 and float16), from a
+generated background or from a picture (LayerMemoryFromImage's memory); after every rule the
+invariants are checked against a reference written from the README's rules alone, not from the
+pack's own regions:
 
 - a verb may change a stored value only inside its own region: the layer's old and new mask
   supports, and for a heal those grown by a bound wider than any heal's grow (computed here with
@@ -13,6 +15,9 @@ against a reference written from the README's rules alone, not from the pack's o
   mask is 1 (`StackModel`), so no removed layer survives in any composite above the one that
   held it; and where a deleted layer showed clearly in the top composite, no value is the old one;
 - the memory an edit read is never changed (value semantics).
+
+The ordered pairs of verbs run are counted and printed; the long profile fails unless every
+ordered pair of verbs ran at least once.
 
 Profiles: CI runs a small derandomised profile (`LAYERMEM_STATEFUL=ci`, the default); set
 `LAYERMEM_STATEFUL=long` for a nightly-style run (see README "Tests").
@@ -129,17 +134,34 @@ def test_the_stack_holds_across_any_sequence_of_edits(host, alpha, tmp_path):
     profile = PROFILES[os.environ.get("LAYERMEM_STATEFUL", "ci")]
     lo, eo = host.layer_ops, host.edit_ops
     ran: Counter = Counter()
+    pairs: Counter = Counter()  # (verb, next verb) in one sequence
 
     def mask(box):
         return scenes.box_mask(SIZE, *box)
 
     class Stack(RuleBasedStateMachine):
-        @initialize(seed=seeds, sampler=st.sampled_from(["euler", "dpmpp_2m", "heun"]))
-        def start(self, seed, sampler):
-            self.memory = lo.start_memory(alpha, scenes.cond(1), scenes.negative(), SIZE, SIZE,
-                                          seed=seed, steps=STEPS, cfg=4.5, sampler_name=sampler,
-                                          scheduler="normal" if sampler == "heun" else "karras")
+        @initialize(seed=seeds, sampler=st.sampled_from(["euler", "dpmpp_2m", "heun"]),
+                    from_picture=st.sampled_from([False, False, True]))
+        def start(self, seed, sampler, from_picture):
+            scheduler = "normal" if sampler == "heun" else "karras"
+            self.picture = None
+            if from_picture:  # LayerMemoryFromImage's memory: a given latent as the background
+                ran["picture start"] += 1
+                g = torch.Generator().manual_seed(seed)
+                latent = torch.randn(1, 4, SIZE // 8, SIZE // 8, generator=g)
+                self.memory = host.picture.memory_from_latent(
+                    alpha, latent, scenes.cond(1), scenes.negative(), STEPS, 4.5, sampler,
+                    scheduler, seed)
+                self.picture = alpha.model.process_latent_in(latent).to(torch.float32)[0]
+                # where the background must still end at the picture: all but what heals
+                # regenerated (a heal where only the background shows lives in composite 0)
+                self.picture_kept = torch.ones(latent.shape[-2:], dtype=torch.bool)
+            else:
+                self.memory = lo.start_memory(alpha, scenes.cond(1), scenes.negative(), SIZE,
+                                              SIZE, seed=seed, steps=STEPS, cfg=4.5,
+                                              sampler_name=sampler, scheduler=scheduler)
             self.serial = 0
+            self.last = "start"
             # one object from the start, so delete, reroll and move apply from the first rule
             self.memory = lo.add_layer(self.memory, alpha, scenes.cond(seed + 3),
                                        mask((0.2, 0.2, 0.5, 0.5)), seed=seed + 3,
@@ -151,8 +173,18 @@ def test_the_stack_holds_across_any_sequence_of_edits(host, alpha, tmp_path):
             self.serial += 1
             return f"L{self.serial}"
 
+        def _regenerated(self, region: torch.Tensor) -> None:
+            if self.picture is not None:
+                self.picture_kept = self.picture_kept & ~region.reshape(self.picture_kept.shape)
+
+        def _verb(self, verb: str) -> None:
+            """Counts the verb and the ordered pair it makes with the one before."""
+            ran[verb] += 1
+            pairs[(self.last, verb)] += 1
+            self.last = verb
+
         def _edit(self, make, what: str):
-            ran[what.split()[0]] += 1
+            self._verb(what.split()[0])
             before, snap = self.memory, _snapshot(self.memory)
             after = make(before)
             _assert_unchanged(before, snap, what)
@@ -203,6 +235,7 @@ def test_the_stack_holds_across_any_sequence_of_edits(host, alpha, tmp_path):
                 self.tails.discard(name)
             _assert_only_in(before, after, region, f"delete {name}")
             healed = region if regenerate > 0 else torch.zeros_like(region)
+            self._regenerated(healed)
             _assert_no_deleted_values(before, after, k, healed)
             self.model.healed(after, region)
             self.memory = after
@@ -232,6 +265,8 @@ def test_the_stack_holds_across_any_sequence_of_edits(host, alpha, tmp_path):
             _assert_only_in(before, after, region, f"move {k}")
             self.model.made(after, k)
             self.model.healed(after, region & ~new)
+            if regenerate > 0:
+                self._regenerated(region & ~new)
             self.memory = after
 
         @precondition(lambda self: len(self.memory.layers) > 2)
@@ -246,6 +281,7 @@ def test_the_stack_holds_across_any_sequence_of_edits(host, alpha, tmp_path):
                     covered = covered | (old.latent_mask >= 1)
                 a, b = points(old.trajectory)[..., covered], points(layer.trajectory)[..., covered]
                 assert torch.equal(a, b), f"new background changed composite {k} under a layer"
+            self.picture = None  # the background is no longer the picture
             self.model.made(after, 0)
             for k in range(1, len(after.layers)):
                 self.model.made(after, k)  # own samples outside full masks follow the background
@@ -255,6 +291,7 @@ def test_the_stack_holds_across_any_sequence_of_edits(host, alpha, tmp_path):
         @rule(data=st.data())
         def history(self, data):
             count = data.draw(st.integers(1, len(self.memory.layers) - 1), label="count")
+            self._verb("history")
             before = self.memory
             self.memory = before.truncated(count)
             _assert_only_in(before, self.memory, torch.zeros_like(_support(before.layers[0])),
@@ -262,6 +299,7 @@ def test_the_stack_holds_across_any_sequence_of_edits(host, alpha, tmp_path):
 
         @rule(dtype=st.sampled_from(["float32", "float32", "float16"]))
         def save_and_load(self, dtype):
+            self._verb("save")
             path = str(tmp_path / f"stack_{self.serial}.safetensors")
             host.serialization.save(self.memory, path, trajectory_dtype=dtype)
             loaded = host.serialization.load(path)
@@ -275,6 +313,7 @@ def test_the_stack_holds_across_any_sequence_of_edits(host, alpha, tmp_path):
                     assert float((a - b).abs().max()) <= 2e-3 * max(1.0, float(a.abs().max()))
                 self.model = StackModel(loaded)
                 self.model.tails = set(self.tails)
+                self.picture = None if self.picture is None else loaded.layers[0].trajectory.final
             assert [layer.name for layer in loaded.layers] == \
                 [layer.name for layer in self.memory.layers]
             self.memory = loaded
@@ -283,10 +322,23 @@ def test_the_stack_holds_across_any_sequence_of_edits(host, alpha, tmp_path):
         def stack_holds(self):
             if hasattr(self, "memory"):
                 self.model.check(self.memory)
+                if self.picture is not None:  # README: outside all masks the picture, bit for bit
+                    kept = self.picture_kept
+                    final = self.memory.layers[0].trajectory.final
+                    assert torch.equal(final[..., kept], self.picture[..., kept]), \
+                        "the picture memory's background no longer ends at the picture"
 
     run_state_machine_as_test(Stack, settings=profile)
     print(f"stateful stack: {profile.max_examples} sequences, verbs run: {dict(ran)}")
     # the profile must have exercised every sampling verb, or the invariants proved little
     assert set(ran) >= {"add", "delete", "reroll", "move", "new"}, dict(ran)
+    verbs = ["add", "delete", "reroll", "move", "new", "history", "save"]
+    print("ordered pairs of verbs run (row, then column):")
+    print("        " + " ".join(f"{v:>7}" for v in verbs))
+    for a in ["start", *verbs]:
+        print(f"{a:>7} " + " ".join(f"{pairs[(a, b)]:>7}" for b in verbs))
     if profile is PROFILES["long"]:
-        assert set(ran) >= {"add with a tail", "delete with a tail", "float16 load"}, dict(ran)
+        assert set(ran) >= {"add with a tail", "delete with a tail", "float16 load",
+                            "picture start"}, dict(ran)
+        missing = [(a, b) for a in verbs for b in verbs if not pairs[(a, b)]]
+        assert not missing, f"the long profile never ran these verbs in this order: {missing}"
