@@ -73,6 +73,16 @@ def _no_duplicates(pairs: list) -> dict:
     return out
 
 
+def _no_lone_surrogates(value: Any, what: str) -> None:
+    """An escaped lone surrogate ("\\ud800") is valid JSON to Python but not to the safetensors
+    library (nor to UTF-8): a file holding one is not a safetensors file, wherever it is."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise FileProblem(f"its {what} holds an escaped lone surrogate (\\ud800-\\udfff), which "
+                          "no UTF-8 text can; corrupt or crafted") from None
+
+
 def parse_json(text: bytes | str, what: str) -> Any:
     """JSON with bounded nesting; NaN/Infinity literals and duplicate keys refused."""
     raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
@@ -81,7 +91,10 @@ def parse_json(text: bytes | str, what: str) -> Any:
                           "(corrupt or crafted)")
     try:
         source = text if isinstance(text, str) else raw.decode("utf-8")  # str: lone surrogates kept
-        return json.loads(source, parse_constant=_no_constants, object_pairs_hook=_no_duplicates)
+        value = json.loads(source, parse_constant=_no_constants, object_pairs_hook=_no_duplicates)
+        if not isinstance(text, str):  # a file's own JSON: what the safetensors library reads
+            _no_lone_surrogates(value, what)
+        return value
     except UnicodeDecodeError:
         raise FileProblem(f"its {what} is not UTF-8 text (corrupt, or another file type)") from None
     except RecursionError:  # never reached after the depth scan; kept as a backstop

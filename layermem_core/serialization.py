@@ -48,6 +48,7 @@ from .memory_schema import (  # noqa: F401 - part of this module's interface
     TRAJECTORY_DTYPES,
 )
 from .memory_schema import encode as _encode
+from .regular_file import NotARegularFile, open_regular
 from .safetensors_io import (  # noqa: F401 - MAX_HEADER_BYTES is part of this module's interface
     FIX_RESAVE,
     MAX_HEADER_BYTES,
@@ -155,8 +156,11 @@ def load(path: str, source: str | None = None, input_name: str = "file") -> Laye
     """The memory in `path`: its header is read and checked first, then its tensors."""
     source = source or os.path.basename(path)
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:
             return _guarded(fh, os.fstat(fh.fileno()).st_size, source, input_name)
+    except NotARegularFile as e:
+        raise LayerMemoryError(input_name, f"{source!r} is a {e.kind}, not a memory file",
+                               "choose a .safetensors file saved by SaveLayerMemory") from None
     except OSError as e:
         reason = e.strerror or type(e).__name__
         raise LayerMemoryError(input_name, f"cannot read {source!r} ({reason})",
@@ -172,7 +176,7 @@ def peek(path: str) -> dict[str, str] | None:
     """The `__metadata__` of a layer-memory file, reading only its header; None for any other
     file or any problem at all (listing files must never fail)."""
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:
             return _metadata(read_header(fh, os.fstat(fh.fileno()).st_size))[0]
     except Exception:  # noqa: BLE001 - a file in a folder must never break the node list
         return None

@@ -16,6 +16,7 @@ import folder_paths
 from ..layermem_core import serialization
 from ..layermem_core.errors import LayerMemoryError
 from ..layermem_core.labels import output_name
+from ..layermem_core.regular_file import NotARegularFile, require_regular
 
 log = logging.getLogger("LayerMemory")
 
@@ -58,7 +59,7 @@ def _lexically_inside(path: str, folder: str) -> bool:
 
 def _is_memory_file(path: str) -> bool:
     """Whether a file's header says it is a layer memory; cached by size and mtime."""
-    st = os.stat(path)
+    st = require_regular(path)
     key = (st.st_size, st.st_mtime_ns)
     hit = _PEEKED.get(path)
     if hit is None or hit[0] != key:
@@ -69,7 +70,8 @@ def _is_memory_file(path: str) -> bool:
 
 
 def _walk(base: str, memories_only: bool, bases: list[str]) -> list[str]:
-    """Files under `base` ending in .safetensors (relative, with '/'), links kept inside."""
+    """Files under `base` ending in .safetensors (relative, with '/'), links kept inside; no
+    FIFO, socket or device (opening one would block the listing)."""
     found: list[str] = []
     if not os.path.isdir(base):
         return found
@@ -82,8 +84,10 @@ def _walk(base: str, memories_only: bool, bases: list[str]) -> list[str]:
             try:
                 if not is_inside(full, bases):
                     _log_once(full, "it links to a file outside ComfyUI's input and output folders")
-                elif not memories_only or _is_memory_file(full):
+                elif _is_memory_file(full) if memories_only else bool(require_regular(full)):
                     found.append(os.path.relpath(full, base).replace(os.sep, "/"))
+            except NotARegularFile as e:
+                _log_once(full, str(e))
             except (OSError, ValueError) as e:
                 _log_once(full, f"it cannot be read ({type(e).__name__})")
     return sorted(found)
@@ -118,6 +122,12 @@ def resolve_file(file: str) -> tuple[str, str]:
                                f"{os.path.basename(base)} folder", _CHOOSE)
     if not is_inside(path, _real_bases()):
         raise _outside_error(shown, base)
+    try:
+        if os.path.exists(path):
+            require_regular(path)
+    except NotARegularFile as e:
+        raise LayerMemoryError("file", f"{shown!r} is a {e.kind}, not a memory file",
+                               "choose a .safetensors file saved by SaveLayerMemory") from None
     return os.path.realpath(path), shown
 
 

@@ -398,3 +398,41 @@ def test_sdxl_workflow_ran_on_the_sdxl_stand_in(server):
     result = _first_run(server, path)
     assert result.ok, result.describe_error()
     assert set(_nodes(p, "EditLayer")) <= set(result.executed)
+
+
+def _file_choices(server) -> list[str]:
+    spec = server.object_info("LoadLayerMemory")["LoadLayerMemory"]["input"]["required"]["file"]
+    return spec[1]["options"] if spec[0] == "COMBO" else spec[0]
+
+
+def test_memory_files_sent_through_upload_image(server):
+    """ComfyUI's /upload/image writes any file into the input folder: an uploaded memory is
+    listed and loads; an uploaded file that only carries the name is refused with the reason."""
+    layered = API_DIR / "layered_scene_api.json"
+    assert _first_run(server, layered).ok
+    prefix = next(iter(_inputs(_prompt(layered), "SaveLayerMemory", "filename_prefix")))
+    saved = (server.output_dir / f"{prefix}_00001_.safetensors").read_bytes()
+    for name, data in (("scene.safetensors", saved),
+                       ("fake.safetensors", b"not a layer memory at all " * 40)):
+        r = requests.post(f"{server.url}/upload/image", timeout=30,
+                          files={"image": (name, data, "application/octet-stream")},
+                          data={"subfolder": "uploads", "type": "input", "overwrite": "true"})
+        assert r.status_code == 200, r.text
+    choices = _file_choices(server)
+    assert {"uploads/scene.safetensors", "uploads/fake.safetensors"} <= set(choices), choices
+
+    def load_and_list(file: str) -> headless.RunResult:
+        _LAST_RUN[:] = []  # the cache now holds these nodes, not a workflow's
+        return server.run({"1": {"class_type": "LoadLayerMemory", "inputs": {"file": file}},
+                           "2": {"class_type": "ListLayers", "inputs": {"memory": ["1", 0]}}},
+                          timeout=120)
+
+    good = load_and_list("uploads/scene.safetensors")
+    assert good.ok, good.describe_error()
+    table = "".join(good.outputs["2"]["text"])
+    assert table.count("\n") >= 3 and "background" in table, table
+    bad = load_and_list("uploads/fake.safetensors")
+    assert not bad.ok
+    text = bad.describe_error()
+    assert "fake.safetensors" in text and "not a safetensors file" in text, text
+    assert "not a layer memory at all" not in text, "the message quotes the file's bytes"

@@ -186,6 +186,56 @@ def test_a_2_gib_file_is_refused_without_being_read(host, N, background):
     assert grown < 256 * 1024, f"peak RSS grew by {grown} KiB"
 
 
+def _within(seconds: float, fn, *args):
+    """fn(*args) on a daemon thread; fails (instead of hanging the suite) if it blocks."""
+    import threading
+
+    box: dict = {}
+
+    def work():
+        try:
+            box["value"] = fn(*args)
+        except BaseException as e:  # noqa: BLE001 - re-raised below
+            box["error"] = e
+
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), f"{getattr(fn, '__name__', fn)} blocked for {seconds} s"
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_fifos_and_folders_named_like_memories_neither_block_nor_load(host, N, background,
+                                                                     caplog):
+    """A FIFO's open() waits for a writer: the listing (/object_info) and a load would hang."""
+    inp = os.path.join(host.folder_paths.get_input_directory(), "special")
+    out = os.path.join(host.folder_paths.get_output_directory(), "special")
+    for folder in (inp, out):
+        os.makedirs(os.path.join(folder, "folder.safetensors"), exist_ok=True)
+        if not os.path.exists(os.path.join(folder, "pipe.safetensors")):
+            os.mkfifo(os.path.join(folder, "pipe.safetensors"))
+    host.serialization.save(background, os.path.join(out, "good.safetensors"))
+    with caplog.at_level(logging.WARNING, logger="LayerMemory"):
+        options = _within(30, _file_options, N)
+    assert "special/good.safetensors [output]" in options
+    for name in ("special/pipe.safetensors", "special/folder.safetensors"):
+        assert name not in options and f"{name} [output]" not in options, options
+    assert any("pipe.safetensors" in r.getMessage() and "FIFO" in r.getMessage()
+               for r in caplog.records), "the left-out FIFO is logged with its kind"
+    load = N["LoadLayerMemory"]
+    for name in ("special/pipe.safetensors", "special/pipe.safetensors [output]"):
+        assert "FIFO (named pipe), not a memory file" in _within(30, load.validate_inputs, name)
+        _refused(host, _within, 30, load.execute, name, match="FIFO", input_name="file")
+        with pytest.raises(host.errors.LayerMemoryError, match="FIFO"):  # the core refuses too
+            _within(30, host.serialization.load, os.path.join(inp, "pipe.safetensors"))
+        assert _within(30, host.serialization.peek, os.path.join(out, "pipe.safetensors")) is None
+    _refused(host, load.execute, "special/folder.safetensors", match="is a folder",
+             input_name="file")
+
+
 # ----------------------------------------------------------------- 4: bad values in files
 
 def _bad_value_files(good: bytes) -> dict:

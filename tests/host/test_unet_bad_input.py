@@ -56,14 +56,19 @@ def test_families_are_detected(host, models):
         model_checks.require_pixart(us.model("sdxl"))
 
 
+@pytest.mark.parametrize("from_file", [False, True], ids=["in_memory", "saved_and_loaded"])
 @pytest.mark.parametrize(
     "memory_family,model_family",
     [("sdxl", "pixart"), ("pixart", "sdxl"), ("sdxl", "sd15"), ("sd15", "sdxl")],
 )
 def test_memory_of_one_family_with_another_model(
-    host, models, memories, no_sampling, memory_family, model_family
+    host, models, memories, no_sampling, memory_family, model_family, from_file, tmp_path
 ):
     memory = memories[memory_family]
+    if from_file:  # a memory file of one family loaded into a graph of the other
+        path = str(tmp_path / f"{memory_family}.safetensors")
+        host.serialization.save(memory, path)
+        memory = host.serialization.load(path)
     model = models("pixart_alpha_512") if model_family == "pixart" else us.model(model_family)
     digest = scenes.memory_digest(memory)
     size = memory.image_size[0]

@@ -3,6 +3,7 @@ loads to exactly the memory its bytes say (checked against the safetensors libra
 Never a raw exception, never the decoder's last-resort message, never a hang."""
 import json
 import random
+import resource
 import struct
 import time
 
@@ -13,7 +14,8 @@ from comfyui_layer_memory.layermem_core import serialization as ser
 from comfyui_layer_memory.layermem_core.errors import LayerMemoryError
 from memory_files import small_memory
 
-SEEDS = 600
+SEEDS = 800
+KINDS = 8
 GOOD = ser.to_bytes(small_memory(layers=3))
 
 
@@ -75,10 +77,52 @@ def _mutate_json(rng: random.Random, doc) -> str | None:
     return None
 
 
+def _mutate_entry(rng: random.Random, header: dict) -> None:
+    """One tensor entry of the safetensors header: its dtype, shape or byte range, or the entry
+    itself (removed, or copied under a name the document does not use)."""
+    names = sorted(k for k in header if k != "__metadata__")
+    name = rng.choice(names)
+    entry = header[name]
+    kind = rng.randrange(6)
+    if kind == 0:
+        entry["dtype"] = rng.choice(["F16", "BF16", "F64", "I64", "I8", "BOOL", "U8", "F8_E4M3",
+                                     "f32", "", "COMPLEX"])
+    elif kind == 1:
+        shape = list(entry["shape"])
+        entry["shape"] = rng.choice([shape[::-1], shape + [1], [0] + shape, shape[1:],
+                                     [2 ** 40] + shape[1:], [-1] + shape[1:], []])
+    elif kind == 2:
+        a, b = entry["data_offsets"]
+        other = header[rng.choice(names)]["data_offsets"]
+        entry["data_offsets"] = rng.choice([[b, a], [a, a], [a + 4, b + 4], other,
+                                            [a, b + 2 ** 33], [0, b - a]])
+    elif kind == 3:
+        del header[name]
+    elif kind == 4:
+        header[name + ".copy"] = dict(entry)
+    else:
+        entry[rng.choice(["extra", "dtype", "shape"])] = rng.choice(ODD_VALUES)
+
+
+def _mutate_metadata(rng: random.Random, metadata: dict) -> None:
+    """The `__metadata__` strings: format name and version, an unknown key, a value that is not a
+    string, a huge or odd string."""
+    key = rng.choice(sorted(metadata) + ["unknown_key"])
+    metadata[key] = rng.choice(["", "1", "2", "3", "4", "99", "comfyui-layer-memory", "x" * 10 ** 6,
+                                "\u202e", 3, None, ["2"], {"a": 1}, "null", "[]"])
+
+
 def mutate(seed: int) -> bytes:
     rng = random.Random(seed)
     header, body = _split(GOOD)
-    kind = seed % 6
+    kind = seed % KINDS
+    if kind == 6:  # the tensor entries of the safetensors header
+        for _ in range(rng.randint(1, 2)):
+            _mutate_entry(rng, header)
+        return _join(header, body)
+    if kind == 7:  # the metadata strings
+        _mutate_metadata(rng, header["__metadata__"])
+        return _join(header, body)
     if kind == 0:  # flip bytes anywhere
         data = bytearray(GOOD)
         for _ in range(rng.randint(1, 8)):
@@ -125,10 +169,11 @@ def _equals_its_bytes(memory, data: bytes) -> None:
                                if field == "x" else stored[ld["trajectory"][field]])
 
 
-@pytest.mark.parametrize("chunk", range(6))
+@pytest.mark.parametrize("chunk", range(KINDS))
 def test_mutated_files_are_refused_or_load_what_they_say(chunk):
     loaded = refused = 0
-    for seed in range(chunk, SEEDS, 6):
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    for seed in range(chunk, SEEDS, KINDS):
         data = mutate(seed)
         start = time.perf_counter()
         try:
@@ -141,7 +186,11 @@ def test_mutated_files_are_refused_or_load_what_they_say(chunk):
             refused += 1
         else:
             _equals_its_bytes(memory, data)
+            # a file cannot make the pack hold more than it says (float16 trajectories: twice)
+            assert memory.nbytes() <= 2 * len(data), seed
             loaded += 1
         assert time.perf_counter() - start < 2.0, f"seed {seed} took too long"
     assert refused > 0
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak
+    assert grown < 256 * 1024, f"peak RSS grew by {grown} KiB over the chunk"
     print(f"\nchunk {chunk}: {refused} refused, {loaded} loaded")
