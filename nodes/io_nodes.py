@@ -11,7 +11,14 @@ from ..layermem_core import serialization
 from ..layermem_core.errors import LayerMemoryError
 from ..layermem_core.labels import STORAGE_EXACT, TRAJECTORY_STORAGE, is_output_name, output_name
 from ..layermem_core.model_checks import require_memory
-from .memory_paths import DEFAULT_PREFIX, checked_prefix, is_inside, memory_files, resolve_file
+from .memory_paths import (
+    DEFAULT_PREFIX,
+    checked_prefix,
+    content_digest,
+    is_inside,
+    memory_files,
+    resolve_file,
+)
 from .types import CATEGORY, LayerMemoryType, memory_input
 
 log = logging.getLogger("LayerMemory")
@@ -138,14 +145,13 @@ class LoadLayerMemory(io.ComfyNode):
 
     @classmethod
     def fingerprint_inputs(cls, file: str):
-        """Re-run when the file is replaced or edited (size, modification time, inode), without
-        hashing it."""
+        """Re-run when the file's bytes change: their sha256, hashed once per version of the file
+        (ComfyUI writes this value into saved pictures: no path in it)."""
         try:
             path, _ = resolve_file(file)
-            st = os.stat(path)
+            return content_digest(path)
         except (OSError, LayerMemoryError):
             return float("nan")  # never equal: re-run and report the problem
-        return f"{path}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}"
 
     @classmethod
     def validate_inputs(cls, file: str):

@@ -7,6 +7,7 @@ output folder.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import unicodedata
@@ -16,7 +17,7 @@ import folder_paths
 from ..layermem_core import serialization
 from ..layermem_core.errors import LayerMemoryError
 from ..layermem_core.labels import output_name
-from ..layermem_core.regular_file import NotARegularFile, require_regular
+from ..layermem_core.regular_file import NotARegularFile, open_regular, require_regular
 
 log = logging.getLogger("LayerMemory")
 
@@ -25,6 +26,7 @@ MAX_NAME_BYTES = 200  # a file name may have 255; the counter and extension take
 _CHOOSE = "choose a file from the list"
 _PEEKED: dict[str, tuple[tuple[int, int], bool]] = {}
 _LOGGED: set[tuple[str, str]] = set()
+_DIGESTS: dict[tuple, str] = {}
 
 
 def _log_once(path: str, reason: str) -> None:
@@ -104,6 +106,24 @@ def memory_files() -> list[str]:
     except Exception:  # noqa: BLE001 - whatever happens, the node stays available
         log.exception("LoadLayerMemory: listing the memory files failed; the list is empty")
         return []
+
+
+def content_digest(path: str) -> str:
+    """sha256 of a file's bytes, computed once per version of the file (size, modification time,
+    inode): LoadLayerMemory's change fingerprint. ComfyUI writes a node's fingerprint into every
+    saved picture's prompt metadata, so it must not hold the server's folders (a path or inode
+    would leak them into shared pictures) and should be the same on every machine."""
+    st = require_regular(path)
+    key = (path, st.st_size, st.st_mtime_ns, st.st_ino)
+    if key not in _DIGESTS:
+        if len(_DIGESTS) > 256:
+            _DIGESTS.clear()
+        h = hashlib.sha256()
+        with open_regular(path) as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
 
 
 def resolve_file(file: str) -> tuple[str, str]:

@@ -5,8 +5,10 @@ every prompt runs again, and nothing is kept between nodes longer than needed) a
 cache (`--cache-lru N`). A memory is a value passed along edges: whichever mode decides what is
 kept, every saved picture and every saved memory file must be the same, byte for byte. One
 server per mode runs the templates in build_workflows.RUN_ORDER (continue_scene loads what
-layered_scene saves), twice in a row, and the files each run writes are compared with the
-classic cache's.
+layered_scene saves), and the files each run writes are compared with the classic cache's; the
+classic cache and --cache-none run each template twice (the re-run writes nothing with the
+classic cache, and the same files again with none). LoadLayerMemory's change fingerprint is the
+file's sha256, so the prompt ComfyUI writes into each picture is the same on every server.
 """
 from __future__ import annotations
 
@@ -42,13 +44,14 @@ def _digests(folder: Path, before: set[Path]) -> dict[str, str]:
     return out
 
 
-def _run_templates(server) -> list[dict[str, list[str]]]:
-    """For each template in run order, twice: the digests of the files that run wrote."""
+def _run_templates(server, times: int) -> list[dict[str, list[str]]]:
+    """For each template in run order, `times` in a row: the digests of the files each run
+    wrote."""
     runs = []
     for name in build_workflows.RUN_ORDER:
         prompt = headless.rewrite_for_random_models(
             headless.load_api_workflow(API_DIR / f"{name}_api.json"), steps=STEPS)[0]
-        for _ in range(2):
+        for _ in range(times):
             before = set(server.output_dir.rglob("*"))
             result = server.run(prompt, timeout=600)
             assert result.ok, f"{name}: {result.describe_error()}"
@@ -66,15 +69,19 @@ def runs(comfy_root, tmp_path_factory) -> dict[str, list]:
                                    extra_args=args)
         try:
             srv.start()
-            found[mode] = _run_templates(srv)
+            # a re-run of an unchanged prompt: all cached (classic), all run again (none)
+            found[mode] = _run_templates(srv, 1 if mode == "lru" else 2)
         finally:
             srv.stop()
     return found
 
 
-def _by_template(found: list) -> dict[str, tuple[dict, dict]]:
-    return {r["template"]: (r["files"], again["files"])
-            for r, again in zip(found[::2], found[1::2], strict=True)}
+def _by_template(found: list) -> dict[str, tuple[dict, dict | None]]:
+    """template -> (files of its first run, files of its re-run or None)."""
+    out: dict[str, list] = {}
+    for r in found:
+        out.setdefault(r["template"], []).append(r["files"])
+    return {name: (runs[0], runs[1] if len(runs) > 1 else None) for name, runs in out.items()}
 
 
 def test_the_classic_cache_writes_every_file_once(runs):
@@ -92,7 +99,5 @@ def test_every_template_saves_the_same_bytes_in_every_cache_mode(runs, mode):
         differ = sorted(k for k in first.keys() | ref.keys() if first.get(k) != ref.get(k))
         assert not differ, (f"{name}: these files differ between the classic cache and "
                             f"{' '.join(MODES[mode])}: {differ}")
-        # a re-run writes what it re-runs, and the same bytes (--cache-none re-runs everything)
-        assert all(again[k] == first[k] for k in again), f"{name}: a re-run wrote other bytes"
-        if mode == "none":
+        if mode == "none":  # it re-runs every node: the same files, the same bytes
             assert again == first, f"{name}: --cache-none re-ran but did not write every file"

@@ -233,6 +233,13 @@ def test_executor_reloads_when_the_file_changes(host, N, three_layers, ser):
 
     path = os.path.join(host.folder_paths.get_input_directory(), "exec_scene.safetensors")
     ser.save(three_layers[-1], path)
+    # ComfyUI writes the fingerprint into every saved picture's metadata: the file's sha256,
+    # not its path (nor inode, nor time), so pictures leak no folder and match across machines
+    import hashlib
+
+    with open(path, "rb") as fh:
+        digest = hashlib.sha256(fh.read()).hexdigest()
+    assert N["LoadLayerMemory"].fingerprint_inputs("exec_scene.safetensors") == digest
     g = GraphBuilder()
     load = g.node("LoadLayerMemory", file="exec_scene.safetensors")
     listing = g.node("ListLayers", memory=load.out(0))
