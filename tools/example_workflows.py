@@ -60,11 +60,11 @@ from workflow_parts import (
 SCENE = json.loads((NOTES_DIR / "scene.json").read_text(encoding="utf-8"))
 BACKGROUND, NEGATIVE = SCENE["background"], SCENE["negative"]
 OBJECTS = tuple((o["name"], tuple(o["box"]), o["prompt"]) for o in SCENE["objects"])
-DELETE = "2"  # the middle object (leopard); 0 is the background
+DELETE = "leopard"  # the middle object, by name: its index (2) shifts after a delete, names do not
 REROLL, REROLL_SEED = "cheetah", 111  # a new seed for the first object
 MOVE, MOVE_SEED, MOVE_BY = "lion", 131, (192, 32)  # the lion's box, moved right and down (px)
 # The second workflow puts the deleted object back, as a new top layer (scene 1 has no fourth).
-RESTORE = OBJECTS[int(DELETE) - 1]
+RESTORE = next(o for o in OBJECTS if o[0] == DELETE)
 RESTORE_SEED = 202
 # SaveLayerMemory appends a counter as SaveImage does; the first save of a prefix is _00001_, and
 # the node returns the name LoadLayerMemory lists for a file in the output folder:
@@ -107,15 +107,18 @@ def _edits(g: Graph, notes: list, memory: int, first: int, out: str) -> int:
     memory's node id."""
     step = len(OBJECTS) + 2
     y = (step - 1) * ROW
-    deleted = OBJECTS[int(DELETE) - 1][0]
+    deleted = DELETE
     delete, decode, save, note_id = range(first, first + 4)
     g.add(Node(delete, "DeleteLayer", {"layer": DELETE, "regenerate_fraction": 0.4, "seed": 0,
                                        "grow": 2, "unblended_fraction": 0.0},
-               {"memory": (memory, 0), "model": MODEL}, title=f"Delete layer {DELETE} ({deleted})",
+               {"memory": (memory, 0), "model": MODEL}, title=f"Delete the {deleted}",
                pos=(X_LAYER, y), size=(340, 230)))
+    # which layer is which before the delete: indices shift after it, so the graph names layers
+    g.add(Node(first + 8, "ListLayers", {}, {"memory": (memory, 0)},
+               title="Layers before the delete", pos=(X_MASK, y), size=(560, 200)))
     decode_save(g, decode, save, (delete, 1), y, f"{out}/{step}_without_{deleted}")
     note(g, note_id, notes[step], (X_NOTE, y), (420, 250))
-    row_group(g, f"Step {step}: delete the {deleted}", y, x0=X_LAYER)
+    row_group(g, f"Step {step}: delete the {deleted}", y, x0=X_MASK)
 
     step, y = step + 1, y + ROW
     reroll, decode, save, note_id = range(first + 4, first + 8)
@@ -145,15 +148,17 @@ def _save(g: Graph, notes: list, memory: int, first: int, prefix: str) -> None:
     """The last step of layered_scene: save the memory for continue_scene, preview its layers."""
     step = len(OBJECTS) + 5
     y = (step - 1) * ROW
-    keep, preview, note_id = range(first, first + 3)
+    keep, preview, note_id, table = range(first, first + 4)
     g.add(Node(keep, "SaveLayerMemory",
                {"filename_prefix": prefix, "trajectory_storage": TRAJECTORY_STORAGE},
                {"memory": (memory, 0)}, title="Save the scene (for continue_scene)",
                pos=(X_LAYER, y), size=(340, 130)))
     g.add(Node(preview, "PreviewLayers", {"line_width": 0},
                {"memory": (memory, 0), "vae": VAE_OUT}, pos=(X_DECODE, y), size=SCENE_SIZE))
+    g.add(Node(table, "ListLayers", {}, {"memory": (memory, 0)}, title="Layers saved",
+               pos=(X_MASK, y), size=(560, 200)))
     note(g, note_id, notes[-1], (X_NOTE, y), (420, 420))
-    row_group(g, f"Step {step}: save the scene", y, x0=X_LAYER)
+    row_group(g, f"Step {step}: save the scene", y, x0=X_MASK)
 
 
 def build(fam: Family = PIXART) -> Graph:
@@ -177,7 +182,7 @@ def build(fam: Family = PIXART) -> Graph:
     for k, obj in enumerate(OBJECTS):
         y = (k + 1) * ROW
         ids = range(next_id, next_id + 6)
-        box_layer(g, fam, ids, y, obj, 100 + k + 1, memory, 9, f"Add layer {k + 1}: {obj[0]}",
+        box_layer(g, fam, ids, y, obj, 100 + k + 1, memory, 9, f"Add the {obj[0]}",
                   f"{out}/{k + 2}_{obj[0]}")
         note(g, next_id + 6, steps[k + 2], (X_NOTE, y), (420, 330))
         row_group(g, f"Step {k + 2}: add the {obj[0]}", y)
@@ -208,7 +213,7 @@ def build_continue() -> Graph:
     name = RESTORE[0]
     canvas(g, 7, ROW)
     box_layer(g, PIXART, range(8, 14), ROW, RESTORE, RESTORE_SEED, 3, 7,
-              f"Add layer: {name} (back, in front)", f"continue_scene/2_{name}")
+              f"Add the {name} back (on top)", f"continue_scene/2_{name}")
     note(g, 14, notes[2], (X_NOTE, ROW), (420, 400))
     row_group(g, f"Step 2: add the {name} back", ROW)
     # step 3: inspect

@@ -469,6 +469,37 @@ def test_ui_workflow_explains_itself(path):
             assert picture in text and "example_inputs/" in text and "`ComfyUI/input/`" in text
 
 
+def _memory_source(wf: dict, node: dict) -> tuple[int, int] | None:
+    """The (node id, output slot) that feeds a node's `memory` input in a UI workflow."""
+    link_id = next((i.get("link") for i in node.get("inputs", []) if i["name"] == "memory"), None)
+    link = next((k for k in wf["links"] if k[0] == link_id), None)
+    return None if link is None else (link[1], link[2])
+
+
+@pytest.mark.parametrize("path", UI_FILES, ids=_rel)
+def test_ui_workflow_shows_which_layer_is_which(path):
+    """Issue 26: indices shift after a delete, so a graph that deletes, rerolls, re-prompts or
+    moves shows the layer table of the memory it edits, names layers by name, and no node title
+    names an index that a later edit makes stale (0, the background, never moves)."""
+    wf = _load(path)
+    edits = [n for n in wf["nodes"] if n["type"] in ("DeleteLayer", "EditLayer")]
+    tables = {_memory_source(wf, n) for n in wf["nodes"] if n["type"] == "ListLayers"}
+    if edits:
+        assert tables, "a workflow that edits layers has no List Layers"
+    for node in edits:
+        layer = node["widgets_values"][0]
+        assert not str(layer).strip().isdigit(), \
+            f"node {node['id']} ({node.get('title')}) picks layer {layer!r} by index, not by name"
+    deletes = [n for n in edits if n["type"] == "DeleteLayer"]
+    for node in deletes:
+        assert _memory_source(wf, node) in tables, \
+            f"no List Layers shows the memory that {node.get('title')!r} deletes from"
+    for node in wf["nodes"]:
+        title = node.get("title") or ""
+        assert not re.search(r"\blayers?\s*[1-9]", title, re.IGNORECASE), \
+            f"node {node['id']}'s title {title!r} names a layer index"
+
+
 # ------------------------------------------------------------ API format
 @pytest.mark.parametrize("path", API_FILES, ids=_rel)
 def test_api_workflow_is_valid(path, specs):
