@@ -65,4 +65,14 @@ def describe(device: str, comfy_root: Path, repo: Path, pack_commit: str | None)
         "comfyui": comfyui_version(comfy_root),
         "pack_commit": git_commit(repo) or pack_commit or "unknown",
         "torch_threads": torch.get_num_threads(),
+        "attention": attention_name(),
     }
+
+
+def attention_name() -> str | None:
+    """The attention function ComfyUI's models call (torch SDPA is what CUDA runs)."""
+    import sys
+
+    module = sys.modules.get("comfy.ldm.modules.attention")
+    fn = getattr(module, "optimized_attention", None)
+    return None if fn is None else f"comfy.ldm.modules.attention.{fn.__name__}"

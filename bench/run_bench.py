@@ -53,9 +53,17 @@ def boot(args):
     work = Path(tempfile.mkdtemp(prefix="layermem_bench_"))
     for sub in ("models", "custom_nodes"):
         (work / sub).mkdir()
-    h = comfy_host.boot(root, work / "models", work / "custom_nodes", cpu=args.device == "cpu")
+    h = comfy_host.boot(root, work / "models", work / "custom_nodes", cpu=args.device == "cpu",
+                        pytorch_attention=True)
     import comfy.model_management as mm
     import comfy.utils
+    from comfy.ldm.modules import attention
+
+    # every count and time is of the attention ComfyUI runs on CUDA (issue 22: the CPU's
+    # sub-quadratic attention dispatches many small ops no GPU run has)
+    if attention.optimized_attention is not attention.attention_pytorch:
+        raise SystemExit(f"ComfyUI's attention is {attention.optimized_attention.__name__}, not "
+                         "torch SDPA: the counts would not track a GPU")
 
     comfy.utils.set_progress_bar_enabled(False)
     if not args.verbose:

@@ -71,15 +71,25 @@ def _load_pack(nodes, custom_nodes_dir: Path) -> str:
 
 
 def boot(comfy_root: Path, models_dir: Path, custom_nodes_dir: Path,
-         cpu: bool = True) -> SimpleNamespace:
+         cpu: bool = True, pytorch_attention: bool = False) -> SimpleNamespace:
     """Import ComfyUI (on the CPU unless `cpu=False`), register `models_dir`, load this pack with
-    ComfyUI's own custom-node loader. The result has the pack's core modules as attributes."""
+    ComfyUI's own custom-node loader. The result has the pack's core modules as attributes.
+
+    `pytorch_attention` is ComfyUI's `--use-pytorch-cross-attention`: torch SDPA for every
+    model's attention, which ComfyUI picks by itself on CUDA with torch 2 (on the CPU it picks
+    its sub-quadratic attention). Counts meant to track a GPU need it; it only takes effect in a
+    process that has not imported comfy.model_management yet."""
     if str(comfy_root) not in sys.path:
         sys.path.insert(0, str(comfy_root))
     import comfy.options  # noqa: F401  (args are parsed from [] unless enabled)
     import comfy.cli_args
 
     comfy.cli_args.args.cpu = bool(cpu)
+    if pytorch_attention:
+        if "comfy.model_management" in sys.modules:
+            raise RuntimeError("pytorch_attention: ComfyUI's attention is already chosen in this "
+                               "process; boot first, in a fresh process")
+        comfy.cli_args.args.use_pytorch_cross_attention = True
     import folder_paths
 
     _use_folders(folder_paths, models_dir)
