@@ -103,7 +103,7 @@ def forward_section(
     try:
         mm.load_models_gpu([clone])
         run.prepare(dm, x.device, dtype)
-        run.select([0, 1], 2, ctx.shape[1])  # what the APPLY_MODEL wrapper does per call
+        run.select([0, 1], 2)  # what the APPLY_MODEL wrapper does per call
         mqd = time_forwards()
     finally:
         run.release()

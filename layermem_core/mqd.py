@@ -9,10 +9,11 @@ computed once, outside the model's forward (and outside any torch.compile region
 APPLY_MODEL wrapper (`MQDRun.prepare`): every block's keys/values of all layers' prompts,
 side by side and padded to a bucket of `KEY_BUCKET` keys, and an additive bias that is 0 where
 a token's owner's prompt keys are and -inf elsewhere. Per model call (`MQDRun.select`) the
-wrapper picks the layout of the CFG batch: conditional rows attend to the routed keys; in a
-batched CFG call the unconditional rows attend to their own caption's keys, appended after
-the routed ones (the bias hides each set from the other rows). Each block then makes ONE
-attention call for the whole batch, in the tokens' own order: no gather, no scatter.
+wrapper picks the layout of the CFG batch: conditional rows attend to the routed keys with
+the bias, in the tokens' own order (no gather, no scatter); in a batched CFG call the
+unconditional rows attend, in a second call without a bias, to their own caption's keys only,
+as stock: they never pay for the routed keys, so their cost does not grow with the stack
+(issue 22). Prompts of layers that own no token (hidden under later layers) get no keys.
 
 The attention call is torch's `scaled_dot_product_attention`, not ComfyUI's
 `optimized_attention`: sage attention ignores masks, flash attention rejects them, and the
@@ -45,74 +46,103 @@ def _round_up(n: int, to: int) -> int:
 class MQDRun:
     """State of one sampling run: routing, prompts, and per-run keys, values and biases."""
 
-    def __init__(self, plan: RoutingPlan, prompts: list[torch.Tensor]):
+    def __init__(self, plan: RoutingPlan, prompts: list[torch.Tensor],
+                 negative: torch.Tensor | None = None):
         self.plan = plan
-        self.prompts = prompts  # raw T5 embeddings [1, L, 4096], indexed by owner
-        lengths = [int(p.shape[-2]) for p in prompts]
-        self.routed_keys = _round_up(sum(lengths), KEY_BUCKET)
-        self.key_owner = torch.full((self.routed_keys,), -1, dtype=torch.long)  # -1: padding
-        self.key_owner[:sum(lengths)] = torch.repeat_interleave(
-            torch.arange(len(lengths)), torch.tensor(lengths))
+        # the run's negative [1, L, 4096] (the newest layer's, which the run samples with): its
+        # keys are projected once per run; without it each call projects its rows' captions
+        self.negative = negative
         self.token_owner = plan.owners()
+        # only the prompts of owners of a token: a layer hidden under later ones costs no keys
+        owning = set(torch.unique(self.token_owner).tolist())
+        self.prompt_owner = [o for o in range(len(prompts)) if o in owning]
+        self.prompts = [prompts[o] for o in self.prompt_owner]  # raw T5 [1, L, 4096]
+        lengths = [int(p.shape[-2]) for p in self.prompts]
+        self.routed_keys = _round_up(max(sum(lengths), 1), KEY_BUCKET)
+        self.key_owner = torch.full((self.routed_keys,), -1, dtype=torch.long)  # -1: padding
+        if lengths:
+            self.key_owner[:sum(lengths)] = torch.repeat_interleave(
+                torch.tensor(self.prompt_owner), torch.tensor(lengths))
         self.layout = STOCK
-        self.bias: torch.Tensor | None = None  # [B or 1, 1, N, keys] for the current call
-        self.static_kv: list[torch.Tensor] = []  # per block [1, routed_keys, 2C]
+        self.bias: torch.Tensor | None = None  # [1, 1, N, routed_keys] for the conditional rows
+        # MIXED: which rows of the batch are conditional / unconditional (slices where they
+        # are contiguous, as ComfyUI batches them; index tensors otherwise)
+        self.cond_rows: slice | torch.Tensor = slice(None)
+        self.uncond_rows: slice | torch.Tensor = slice(0, 0)
+        self._row_order: torch.Tensor | None = None  # MIXED, non-contiguous: output row order
+        # per block, head-major [1, heads, keys, d] (what SDPA reads): the routed prompts' keys
+        # and values, and the negative's
+        self.routed_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.negative_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._prepared_for: tuple | None = None
-        self._biases: dict[tuple, torch.Tensor] = {}
 
     @classmethod
     def for_layers(cls, layers) -> MQDRun:
-        """The run for these layers (background first), as AddLayer/DeleteLayer route them."""
-        return cls(*layer_routing(layers))
+        """The run for these layers (background first), as AddLayer/DeleteLayer route them:
+        it samples with the newest layer's negative."""
+        return cls(*layer_routing(layers), layers[-1].negative.embedding)
 
     def prepare(self, diffusion_model, device: torch.device, dtype: torch.dtype) -> None:
         """Every block's keys/values of all prompts, once per run (and device/dtype)."""
         if self._prepared_for == (device, dtype):
             return
         dm = getattr(diffusion_model, "_orig_mod", diffusion_model)  # a torch.compile wrapper
-        captions = [dm.y_embedder(p.to(device=device, dtype=dtype)[:, None], False)[:, 0]
-                    for p in self.prompts]
-        y = torch.cat(captions, dim=1)
+
+        def caption(p: torch.Tensor) -> torch.Tensor:
+            return dm.y_embedder(p.to(device=device, dtype=dtype)[:, None], False)[:, 0]
+
+        y = torch.cat([caption(p) for p in self.prompts], dim=1)
         pad = self.routed_keys - y.shape[1]
         y = torch.cat([y, y.new_zeros(1, pad, y.shape[2])], dim=1) if pad else y
-        self.static_kv = [block.cross_attn.kv_linear(y).contiguous() for block in dm.blocks]
-        self._biases.clear()
+        self.routed_kv = [_heads_kv(block.cross_attn, y) for block in dm.blocks]
+        self.negative_kv = [] if self.negative is None else \
+            [_heads_kv(block.cross_attn, caption(self.negative)) for block in dm.blocks]
+        self.bias = None
         self._prepared_for = (device, dtype)
 
-    def select(self, cond_or_uncond: list[int], batch: int, caption_len: int) -> None:
-        """Set the layout and the bias of the next model call (`caption_len`: its rows' tokens)."""
+    def select(self, cond_or_uncond: list[int], batch: int) -> None:
+        """Set the layout (and the rows) of the next model call."""
         marks = list(cond_or_uncond) or [COND]
         if batch % len(marks) or COND not in marks:
-            self.layout, self.bias = STOCK, None
+            self.layout = STOCK
             return
         rows = tuple(m == COND for m in marks for _ in range(batch // len(marks)))
         self.layout = ROUTED if all(rows) else MIXED
-        key = (rows, caption_len) if self.layout == MIXED else ()
-        if key not in self._biases:
-            self._biases[key] = self._make_bias(rows, caption_len) if key else \
-                self._make_bias((True,), 0)
-        self.bias = self._biases[key]
+        if self.layout == MIXED:
+            self._split_rows(rows)
+        if self.bias is None:
+            self.bias = self._make_bias()
+
+    def _split_rows(self, rows: tuple[bool, ...]) -> None:
+        cond = [b for b, r in enumerate(rows) if r]
+        uncond = [b for b, r in enumerate(rows) if not r]
+        self._row_order = None
+        if cond == list(range(cond[0], cond[-1] + 1)) and \
+                uncond == list(range(uncond[0], uncond[-1] + 1)):
+            self.cond_rows = slice(cond[0], cond[-1] + 1)
+            self.uncond_rows = slice(uncond[0], uncond[-1] + 1)
+        else:
+            device = self._prepared_for[0]
+            self.cond_rows = torch.tensor(cond, device=device)
+            self.uncond_rows = torch.tensor(uncond, device=device)
+            self._row_order = torch.argsort(torch.tensor(cond + uncond)).to(device)
+
+    def merge_rows(self, cond_out: torch.Tensor, uncond_out: torch.Tensor) -> torch.Tensor:
+        """The two calls' outputs [n, ...] back in the batch's row order."""
+        if isinstance(self.cond_rows, slice):
+            first = self.cond_rows.start < self.uncond_rows.start
+            return torch.cat([cond_out, uncond_out] if first else [uncond_out, cond_out])
+        return torch.cat([cond_out, uncond_out]).index_select(0, self._row_order)
 
     def release(self) -> None:
-        self.layout, self.bias = STOCK, None
+        self.layout = STOCK
 
-    def _make_bias(self, rows: tuple[bool, ...], caption_len: int) -> torch.Tensor:
-        """[len(rows), 1, N, keys]: 0 where a row's token may look, -inf elsewhere.
-
-        Keys are the routed ones, then `caption_len` keys of the rows' own captions.
-        """
+    def _make_bias(self) -> torch.Tensor:
+        """[1, 1, N, routed_keys]: 0 on the keys of a token's owner's prompt, -inf elsewhere."""
         device, dtype = self._prepared_for
         routed = self.token_owner[:, None] == self.key_owner[None, :]  # [N, routed_keys]
-        keys = self.routed_keys + caption_len
-        allowed = torch.zeros(len(rows), routed.shape[0], _round_up(keys, 8), dtype=torch.bool)
-        for b, is_cond in enumerate(rows):
-            if is_cond:
-                allowed[b, :, :self.routed_keys] = routed
-            else:
-                allowed[b, :, self.routed_keys:keys] = True
-        bias = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, float("-inf"))
-        # storage padded to 8 keys (kernels want an aligned bias), a view of the real keys
-        return bias.to(device)[:, None, :, :keys]
+        bias = torch.zeros(routed.shape, dtype=dtype).masked_fill_(~routed, float("-inf"))
+        return bias.to(device)[None, None]
 
     def apply_model_wrapper(self, executor, x, t, c_concat=None, c_crossattn=None, control=None,
                             transformer_options={}, **kwargs):  # noqa: B006 (ComfyUI's signature)
@@ -120,11 +150,10 @@ class MQDRun:
         base = executor.class_obj
         dtype = base.manual_cast_dtype or base.get_dtype()
         self.prepare(base.diffusion_model, x.device, dtype)
-        caption_len = int(c_crossattn.shape[1]) if c_crossattn is not None else 0
-        self.select(transformer_options.get("cond_or_uncond", [COND]), x.shape[0], caption_len)
-        if self.layout == ROUTED:
-            # No block reads the caption of an all-conditional call: one token of it keeps the
-            # model's input shape fixed, so prompts of other lengths re-trace nothing.
+        self.select(transformer_options.get("cond_or_uncond", [COND]), x.shape[0])
+        if self.layout == ROUTED or (self.layout == MIXED and self.negative_kv):
+            # No block reads the captions then: one token of them keeps the model's input shape
+            # fixed, so prompts of other lengths re-trace nothing.
             c_crossattn = c_crossattn[:, :1].clone(memory_format=torch.contiguous_format)
         try:
             return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
@@ -150,21 +179,33 @@ class MQDCrossAttention(MultiHeadCrossAttention):
         if run.layout == STOCK:
             return super().forward(x, cond, mask)
         B, N, C = x.shape
-        q = self.q_linear(x)
-        kv = run.static_kv[self.block_index].expand(B, -1, -1)
-        if run.layout == MIXED:  # rows' own captions after the routed keys: [B, keys, 2C]
-            kv = torch.cat([kv, self.kv_linear(cond).view(B, -1, 2 * C)], dim=1)
+        q = self.q_linear(x).view(B, N, self.num_heads, -1).transpose(1, 2)  # [B, h, N, d]
+        k, v = run.routed_kv[self.block_index]  # [1, h, routed_keys, d]
         # proj_drop is skipped: PixArt's is Dropout(0) and this path only ever runs inference
-        return self.proj(attend(q, kv, run.bias, self.num_heads))
+        if run.layout == ROUTED:
+            out = F.scaled_dot_product_attention(q, k.expand(B, -1, -1, -1),
+                                                 v.expand(B, -1, -1, -1), attn_mask=run.bias)
+            return self.proj(out.transpose(1, 2).reshape(B, N, C))
+        q_c, q_u = q[run.cond_rows], q[run.uncond_rows]
+        n_c, n_u = q_c.shape[0], q_u.shape[0]
+        out_c = F.scaled_dot_product_attention(q_c, k.expand(n_c, -1, -1, -1),
+                                               v.expand(n_c, -1, -1, -1), attn_mask=run.bias)
+        if run.negative_kv:  # the negative's rows: its own keys only, as stock
+            k_u, v_u = (t.expand(n_u, -1, -1, -1) for t in run.negative_kv[self.block_index])
+        else:  # no negative given to the run: the rows' own captions, projected now
+            k_u, v_u = _heads_kv(self, cond.view(B, -1, C)[run.uncond_rows])
+        out_u = F.scaled_dot_product_attention(q_u, k_u, v_u)
+        out = run.merge_rows(out_c.transpose(1, 2), out_u.transpose(1, 2))  # [B, N, h, d]
+        return self.proj(out.reshape(B, N, C))
 
 
-def attend(q: torch.Tensor, kv: torch.Tensor, bias: torch.Tensor, heads: int) -> torch.Tensor:
-    """One SDPA call: q [B, N, C], kv [B, L, 2C], additive bias [B or 1, 1, N, L] -> [B, N, C]."""
-    B, N, C = q.shape
-    q = q.view(B, N, heads, C // heads).transpose(1, 2)
-    k, v = kv.view(B, kv.shape[1], 2, heads, C // heads).transpose(1, 3).unbind(2)
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-    return out.transpose(1, 2).reshape(B, N, C)
+def _heads_kv(cross_attn, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keys and values of captions y [b, L, C] through the block's own kv_linear, head-major
+    [b, heads, L, d]."""
+    b, L, C = y.shape
+    kv = cross_attn.kv_linear(y).view(b, L, 2, cross_attn.num_heads, C // cross_attn.num_heads)
+    k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)
+    return k.contiguous(), v.contiguous()
 
 
 def install(patcher, run: MQDRun) -> list[str]:

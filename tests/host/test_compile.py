@@ -111,7 +111,7 @@ def test_no_graph_break_in_patched_modules(host, alpha, order, pytorch_attention
         dm = clone.model.diffusion_model
         batch = len(order)
         run.prepare(dm, torch.device("cpu"), torch.float32)
-        run.select(order, batch, 6)
+        run.select(order, batch)
         x, t = torch.randn(batch, 4, 64, 64), torch.full((batch,), 500.0)
         micro = {"c_size": torch.tensor([[512.0, 512.0]] * batch), "c_ar": torch.ones(batch, 1)}
         with torch.inference_mode():

@@ -19,12 +19,14 @@ def _stock(stock, x, caption_rows):
     return stock(x, cond, None)
 
 
-def _mqd(host, dm, stock, owners, prompts, cond_or_uncond, x, cond):
-    """The patched block with the run prepared and this call's layout selected."""
+def _mqd(host, dm, stock, owners, prompts, cond_or_uncond, x, cond, negative=None):
+    """The patched block with the run prepared and this call's layout selected; with the run's
+    `negative` its keys are projected once per run, else from each call's captions."""
     plan = host.routing.RoutingPlan.from_owners(owners)
-    run = host.mqd.MQDRun(plan, [p[0][0] for p in prompts])
+    run = host.mqd.MQDRun(plan, [p[0][0] for p in prompts],
+                          None if negative is None else negative[0][0])
     run.prepare(dm, x.device, x.dtype)
-    run.select(cond_or_uncond, x.shape[0], cond.shape[1] // x.shape[0])
+    run.select(cond_or_uncond, x.shape[0])
     return host.mqd.MQDCrossAttention(stock, 0, run)
 
 
@@ -43,9 +45,10 @@ def test_single_layer_everywhere_equals_stock(host, alpha):
     _close(patched(x, cond, None), _stock(stock, x, [cap, cap_neg]))
 
 
+@pytest.mark.parametrize("run_negative", [True, False], ids=["run-negative", "call-captions"])
 @pytest.mark.parametrize("order", [[1, 0], [0, 1]], ids=["uncond-first", "cond-first"])
 @torch.no_grad()
-def test_each_token_group_gets_its_layers_stock_output(host, alpha, order):
+def test_each_token_group_gets_its_layers_stock_output(host, alpha, order, run_negative):
     """Batched CFG in either row order: routed cond row per group, stock uncond row."""
     prompts = [scenes.cond(10 + i, tokens=5 + 3 * i) for i in range(3)]  # other lengths
     neg = scenes.cond(99, tokens=7)
@@ -58,7 +61,8 @@ def test_each_token_group_gets_its_layers_stock_output(host, alpha, order):
     rows[u] = caps[-1]
     rows[c] = caps[-1]  # a batched call's rows share one length; the cond row's own is unused
     cond = torch.cat(rows, dim=1)
-    patched = _mqd(host, dm, stock, owners, prompts, order, x, cond)
+    patched = _mqd(host, dm, stock, owners, prompts, order, x, cond,
+                   neg if run_negative else None)
     got = patched(x, cond, None)
     assert patched.run.layout == host.mqd.MIXED
     for j in range(3):
@@ -80,13 +84,14 @@ def test_unbatched_cfg_calls(host, alpha):
     got = patched(x, caps[1], None)
     for j in range(2):
         _close(got[0, owners == j], stock(x, caps[j], None)[0, owners == j])
-    patched.run.select([1], 1, caps[2].shape[1])
+    patched.run.select([1], 1)
     assert patched.run.layout == host.mqd.STOCK
     assert torch.equal(patched(x, caps[2], None), stock(x, caps[2], None))
 
 
+@pytest.mark.parametrize("run_negative", [True, False], ids=["run-negative", "call-captions"])
 @torch.no_grad()
-def test_repeated_negative_of_a_batched_call(host, alpha):
+def test_repeated_negative_of_a_batched_call(host, alpha, run_negative):
     """can_concat repeats captions up to a common length: the uncond row sees its repeats."""
     prompts = [scenes.cond(5, tokens=4), scenes.cond(6, tokens=8)]
     neg = scenes.cond(7, tokens=4)
@@ -94,7 +99,8 @@ def test_repeated_negative_of_a_batched_call(host, alpha):
     owners = torch.tensor([1, 0] * 512)
     x = torch.randn(2, 1024, 1152)
     cond = torch.cat([caps[-1].repeat(1, 2, 1), caps[1]], dim=1)  # [uncond x2, cond]
-    got = _mqd(host, dm, stock, owners, prompts, [1, 0], x, cond)(x, cond, None)
+    got = _mqd(host, dm, stock, owners, prompts, [1, 0], x, cond,
+               neg if run_negative else None)(x, cond, None)
     _close(got[0], stock(x[:1], caps[-1].repeat(1, 2, 1), None)[0])
     for j in range(2):
         _close(got[1, owners == j], stock(x[1:], caps[j], None)[0, owners == j])
@@ -169,3 +175,58 @@ def test_patch_reaches_every_block(host, models):
     assert keys == ["diffusion_model.blocks.0.cross_attn", "diffusion_model.blocks.1.cross_attn"]
     assert all(isinstance(clone.object_patches[k], host.mqd.MQDCrossAttention) for k in keys)
     assert not model.object_patches, "the caller's patcher is untouched"
+
+
+class _AttentionShapes(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records the (batch, keys) of every SDPA call dispatched while active."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[tuple[int, int]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if "scaled_dot_product" in func.overloadpacket.__name__:
+            self.calls.append((int(args[1].shape[0]), int(args[1].shape[-2])))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("order", [[1, 0], [0, 1]], ids=["uncond-first", "cond-first"])
+@torch.no_grad()
+def test_unconditional_rows_never_pay_for_the_routed_keys(host, alpha, order):
+    """Issue 22: in a batched CFG call the negative's rows attend to their own caption only, so
+    their cost does not grow with the stack; the conditional rows see the routed keys."""
+    prompts = [scenes.cond(20 + i, tokens=30) for i in range(4)]  # 120 routed keys
+    neg = scenes.cond(98, tokens=7)
+    dm, stock, caps = _block_and_captions(host, alpha, prompts + [neg])
+    owners = torch.arange(1024) % 4
+    x = torch.randn(2, 1024, 1152)
+    cond = torch.cat([caps[-1], caps[-1]], dim=1)
+    patched = _mqd(host, dm, stock, owners, prompts, order, x, cond, neg)
+    with _AttentionShapes() as seen:
+        patched(x, cond, None)
+    assert sorted(seen.calls) == sorted([(1, patched.run.routed_keys), (1, 7)]), seen.calls
+
+
+def test_a_layer_hidden_under_later_ones_gets_no_keys(host):
+    """A layer that owns no token (covered by newer layers) adds no keys to any row."""
+    plan = host.routing.RoutingPlan.from_owners(torch.tensor([0, 2] * 8))
+    run = host.mqd.MQDRun(plan, [torch.zeros(1, 40, 4096), torch.zeros(1, 50, 4096),
+                                 torch.zeros(1, 20, 4096)])
+    assert 1 not in run.key_owner.tolist()
+    assert run.key_owner.tolist() == [0] * 40 + [2] * 20 + [-1] * 4
+
+
+@torch.no_grad()
+def test_rows_in_any_order_come_back_in_their_place(host, alpha):
+    """cond, uncond, cond (chunks ComfyUI may batch): each row gets its own output back."""
+    prompts = [scenes.cond(40 + i, tokens=6) for i in range(2)]
+    neg = scenes.cond(97, tokens=6)
+    dm, stock, caps = _block_and_captions(host, alpha, prompts + [neg])
+    owners = torch.tensor([0, 1] * 512)
+    x = torch.randn(3, 1024, 1152, generator=torch.Generator().manual_seed(3))
+    cond = torch.cat([caps[-1]] * 3, dim=1)
+    got = _mqd(host, dm, stock, owners, prompts, [0, 1, 0], x, cond, neg)(x, cond, None)
+    _close(got[1], stock(x[1:2], caps[-1], None)[0])
+    for row in (0, 2):
+        for j in range(2):
+            _close(got[row, owners == j], stock(x[row:row + 1], caps[j], None)[0, owners == j])
