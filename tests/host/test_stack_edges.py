@@ -125,3 +125,25 @@ def test_the_unblended_tail_starts_from_the_stored_latent_for_every_kind_of_samp
     gap = (new.x[:first_free + 1][..., outside] - old.x[:first_free + 1][..., outside]).abs()
     assert float(gap.max()) == 0.0, f"{sampler}: the tail starts {float(gap.max()):.3g} away"
     assert not torch.equal(new.final[..., outside], old.final[..., outside])
+
+
+def test_deleting_a_layer_with_its_own_tail_changes_lower_composites_only_in_the_heal(
+        host, alpha, background):
+    """Found by the long stateful profile: deleting a layer that AddLayer gave an unblended tail
+    (so every composite from it up may change anywhere) heals its region into the composite of
+    each pixel's newest remaining layer, the background's included; outside that region the
+    composites below the deleted layer keep their bits."""
+    lo = host.layer_ops
+    tailed = lo.add_layer(background, alpha, scenes.cond(47), scenes.box_mask(512, 0.35, 0.11,
+                                                                              0.74, 0.49),
+                          seed=4747, name="tailed", unblended_fraction=0.5)
+    memory = lo.add_layer(tailed, alpha, scenes.cond(57), scenes.box_mask(512, 0.0, 0.18,
+                                                                          0.37, 0.51),
+                          seed=571, name="top")
+    region = lo.deletion_region(memory, 1, 2)
+    gone = lo.delete_layer(memory, alpha, 1, regenerate_fraction=0.5, grow_pixels=2)
+    old, new = (m.layers[0].trajectory.x for m in (memory, gone))
+    assert torch.equal(old[..., ~region], new[..., ~region]), \
+        "the background's composite changed outside the deleted layer's heal"
+    assert not torch.equal(old[..., region], new[..., region]), \
+        "the heal did not go into the background's composite where only the background shows"
