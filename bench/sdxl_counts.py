@@ -279,5 +279,5 @@ def per_call(work: ops.Workload, full: FullUNet, memory) -> dict:
         out[name] = {"ops": c.ops, "kernel_ops": c.kernel_ops, "flops": c.flops}
     out["attn2_blocks"] = len(sdxl_workload.core(work.h, "mqd_unet").attn2_blocks(
         full.model.model.diffusion_model))
-    out["routed_keys"] = run.total_keys
+    out["routed_keys"] = run.routed_keys
     return out

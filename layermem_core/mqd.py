@@ -31,10 +31,10 @@ import torch
 import torch.nn.functional as F
 from comfy.ldm.pixart.blocks import MultiHeadCrossAttention
 
+from .cfg_rows import COND, RowSplit
 from .routing import RoutingPlan, layer_routing
 
 WRAPPER_KEY = "layer_memory_mqd"
-COND = 0  # ComfyUI's marker for a conditional chunk in cond_or_uncond
 KEY_BUCKET = 64  # routed keys are padded to a multiple of this: same shapes for similar edits
 STOCK, ROUTED, MIXED = "stock", "routed", "mixed"  # layouts of one model call's batch
 
@@ -65,11 +65,7 @@ class MQDRun:
                 torch.tensor(self.prompt_owner), torch.tensor(lengths))
         self.layout = STOCK
         self.bias: torch.Tensor | None = None  # [1, 1, N, routed_keys] for the conditional rows
-        # MIXED: which rows of the batch are conditional / unconditional (slices where they
-        # are contiguous, as ComfyUI batches them; index tensors otherwise)
-        self.cond_rows: slice | torch.Tensor = slice(None)
-        self.uncond_rows: slice | torch.Tensor = slice(0, 0)
-        self._row_order: torch.Tensor | None = None  # MIXED, non-contiguous: output row order
+        self.split: RowSplit | None = None  # MIXED: the conditional and unconditional rows
         # per block, head-major [1, heads, keys, d] (what SDPA reads): the routed prompts' keys
         # and values, and the negative's
         self.routed_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -107,32 +103,10 @@ class MQDRun:
             self.layout = STOCK
             return
         rows = tuple(m == COND for m in marks for _ in range(batch // len(marks)))
-        self.layout = ROUTED if all(rows) else MIXED
-        if self.layout == MIXED:
-            self._split_rows(rows)
+        self.split = RowSplit.of(rows, self._prepared_for[0])
+        self.layout = ROUTED if self.split is None else MIXED
         if self.bias is None:
             self.bias = self._make_bias()
-
-    def _split_rows(self, rows: tuple[bool, ...]) -> None:
-        cond = [b for b, r in enumerate(rows) if r]
-        uncond = [b for b, r in enumerate(rows) if not r]
-        self._row_order = None
-        if cond == list(range(cond[0], cond[-1] + 1)) and \
-                uncond == list(range(uncond[0], uncond[-1] + 1)):
-            self.cond_rows = slice(cond[0], cond[-1] + 1)
-            self.uncond_rows = slice(uncond[0], uncond[-1] + 1)
-        else:
-            device = self._prepared_for[0]
-            self.cond_rows = torch.tensor(cond, device=device)
-            self.uncond_rows = torch.tensor(uncond, device=device)
-            self._row_order = torch.argsort(torch.tensor(cond + uncond)).to(device)
-
-    def merge_rows(self, cond_out: torch.Tensor, uncond_out: torch.Tensor) -> torch.Tensor:
-        """The two calls' outputs [n, ...] back in the batch's row order."""
-        if isinstance(self.cond_rows, slice):
-            first = self.cond_rows.start < self.uncond_rows.start
-            return torch.cat([cond_out, uncond_out] if first else [uncond_out, cond_out])
-        return torch.cat([cond_out, uncond_out]).index_select(0, self._row_order)
 
     def release(self) -> None:
         self.layout = STOCK
@@ -186,16 +160,17 @@ class MQDCrossAttention(MultiHeadCrossAttention):
             out = F.scaled_dot_product_attention(q, k.expand(B, -1, -1, -1),
                                                  v.expand(B, -1, -1, -1), attn_mask=run.bias)
             return self.proj(out.transpose(1, 2).reshape(B, N, C))
-        q_c, q_u = q[run.cond_rows], q[run.uncond_rows]
+        split = run.split
+        q_c, q_u = q[split.cond], q[split.uncond]
         n_c, n_u = q_c.shape[0], q_u.shape[0]
         out_c = F.scaled_dot_product_attention(q_c, k.expand(n_c, -1, -1, -1),
                                                v.expand(n_c, -1, -1, -1), attn_mask=run.bias)
         if run.negative_kv:  # the negative's rows: its own keys only, as stock
             k_u, v_u = (t.expand(n_u, -1, -1, -1) for t in run.negative_kv[self.block_index])
         else:  # no negative given to the run: the rows' own captions, projected now
-            k_u, v_u = _heads_kv(self, cond.view(B, -1, C)[run.uncond_rows])
+            k_u, v_u = _heads_kv(self, cond.view(B, -1, C)[split.uncond])
         out_u = F.scaled_dot_product_attention(q_u, k_u, v_u)
-        out = run.merge_rows(out_c.transpose(1, 2), out_u.transpose(1, 2))  # [B, N, h, d]
+        out = split.merge(out_c.transpose(1, 2), out_u.transpose(1, 2))  # [B, N, h, d]
         return self.proj(out.reshape(B, N, C))
 
 

@@ -12,12 +12,14 @@ Ownership at each resolution level: every layer's latent mask is area-pooled to 
 layer owns its tokens, each older layer keeps what no newer mask covers, the background owns
 the rest.
 
-One attention call per block for the whole CFG batch, with nothing added to the stock one but
-a bias. Every key a row may see is known before the run: all layers' prompts (conditional
-rows) and the run's negative prompt (unconditional rows). Each block projects them once per
-run with its own to_k / to_v (LoRA weight patches included); per call the patch attends over
-them under an additive bias that is 0 on the owner's keys (the negative's for unconditional
-rows) and -inf elsewhere, and the model's own context shrinks to one token nobody reads. The
+One attention call per block for the conditional rows, with nothing added to the stock one but
+a bias, and one without a bias for the unconditional rows of a batched CFG call. Every key a
+row may see is known before the run: all layers' prompts (conditional rows) and the run's
+negative prompt (unconditional rows). Each block projects them once per run with its own
+to_k / to_v (LoRA weight patches included); per call the conditional rows attend over the
+layers' keys under an additive bias that is 0 on the owner's keys and -inf elsewhere, the
+unconditional rows over the negative's keys only (so their cost does not grow with the stack,
+issue 22), and the model's own context shrinks to one token nobody reads. The
 call is torch's scaled_dot_product_attention whatever attention backend the user chose: sage
 attention ignores masks and flash refuses them, so routing through them would be wrong.
 
@@ -69,22 +71,33 @@ class RoutedAttn2:
         q = q.view(b, n, heads, -1).transpose(1, 2)
         if call is None:  # no conditional row: the stock attention
             k, v = (t.view(b, -1, heads, inner // heads).transpose(1, 2) for t in (k, v))
-            return _sdpa(q, k, v, None, extra_options)
-        bias = run.level_bias(call, level_hw(extra_options, n, run.latent_hw), q.device, q.dtype)
-        k, v = (t.expand(b, -1, -1, -1) for t in run.block_kv[self.block])
-        return _sdpa(q, k, v, bias, extra_options)
+            return _sdpa(q, k, v, None, extra_options).reshape(b, n, inner)
+        bias = run.owner_bias(level_hw(extra_options, n, run.latent_hw), q.device, q.dtype)
+        k, v = run.block_kv[self.block]
+        split = call.split
+        if split is None:  # every row conditional
+            out = _sdpa(q, k.expand(b, -1, -1, -1), v.expand(b, -1, -1, -1), bias, extra_options)
+        else:  # conditional rows routed, the negative's rows over its own keys only
+            q_c, q_u = q[split.cond], q[split.uncond]
+            n_c, n_u = q_c.shape[0], q_u.shape[0]
+            k_n, v_n = run.block_negative_kv[self.block]
+            out = split.merge(
+                _sdpa(q_c, k.expand(n_c, -1, -1, -1), v.expand(n_c, -1, -1, -1), bias,
+                      extra_options),
+                _sdpa(q_u, k_n.expand(n_u, -1, -1, -1), v_n.expand(n_u, -1, -1, -1), None,
+                      extra_options))
+        return out.reshape(b, n, inner)
 
 
 def _sdpa(q, k, v, bias, extra_options: dict) -> torch.Tensor:
-    """torch SDPA on head-major [B, heads, N, d] tensors, back to [B, N, heads*d] (fp32 when
-    the model asks for fp32 attention)."""
-    b, heads, n, d = q.shape
+    """torch SDPA on head-major [B, heads, N, d] tensors, as [B, N, heads, d] in q's dtype
+    (computed in fp32 when the model asks for fp32 attention)."""
     dtype = q.dtype
     if extra_options.get("attn_precision") == torch.float32 and dtype != torch.float32:
         q, k, v = q.float(), k.float(), v.float()
         bias = bias.float() if bias is not None else None
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-    return out.transpose(1, 2).reshape(b, n, heads * d).to(dtype)
+    return out.transpose(1, 2).to(dtype)
 
 
 def install(patcher, run: UNetMQDRun) -> list[tuple[str, int, int]]:

@@ -1,9 +1,10 @@
 """Per-run state of UNet MQD: ownership per level, the run's keys and values, each call's bias.
 
 Every key a row may see is known before the run: the prompts of all layers (conditional rows,
-routed by owner) and the run's negative prompt (unconditional rows). Each block projects them
-once per run with its own to_k / to_v (LoRA weight patches included), head-major, padded to a
-bucket; per call the wrapper only picks the call's bias. Built outside the model's forward by
+routed by owner, padded to a bucket) and the run's negative prompt (unconditional rows, in a
+call of their own: they never pay for the layers' keys, cfg_rows). Each block projects them
+once per run with its own to_k / to_v (LoRA weight patches included), head-major; per call the
+wrapper only picks the call's rows and the level's bias. Built outside the model's forward by
 the run's APPLY_MODEL wrapper (so outside any torch.compile region); mqd_unet's attn2 patches
 only read it. See mqd_unet for the routing.
 """
@@ -11,19 +12,19 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from .cfg_rows import RowSplit, conditional_rows
 from .masks import TOKEN_THRESHOLD
 
-COND = 0  # ComfyUI's marker for a conditional chunk in cond_or_uncond
 KEY_BUCKET = 8  # eager: keys padded to a multiple of 8 (kernels like an aligned bias)
-# Compiled: a multiple of four CLIP chunks, so a background, a layer and the negative of one
-# chunk each share one shape with other prompts of that size; padded keys are masked (-inf).
+# Compiled: a multiple of four CLIP chunks, so a background and a layer of one chunk each share
+# one shape with other prompts of that size; padded keys are masked (-inf).
 COMPILED_KEY_BUCKET = 4 * 77
-NEGATIVE, PADDING = -2, -1  # key owners besides the layers' indices
+PADDING = -1  # the owner of a padding key
 
 
 def _round_up(n: int, to: int) -> int:
@@ -45,10 +46,10 @@ def owner_map(latent_masks: list[torch.Tensor], hw: tuple[int, int]) -> torch.Te
 
 @dataclass
 class CallLayout:
-    """One model call's batch: conditional rows and their biases (built outside the model)."""
+    """One model call's batch: its conditional rows (built outside the model)."""
 
     rows: tuple[bool, ...]  # conditional per batch row
-    biases: dict = field(default_factory=dict)  # level (h, w) -> [B, 1, h*w, keys]
+    split: RowSplit | None = None  # both kinds of rows: one attention call per kind
 
 
 class UNetMQDRun:
@@ -63,26 +64,28 @@ class UNetMQDRun:
         self.prompts = prompts  # [1, L_i, D] per owner; background first
         self.negative = negative  # [1, L, D]: the unconditional rows' prompt in this run
         lengths = [int(p.shape[1]) for p in prompts]
-        owners = torch.repeat_interleave(torch.arange(len(prompts)), torch.tensor(lengths))
-        self._real_owner = torch.cat(
-            [owners, torch.full((int(negative.shape[1]),), NEGATIVE, dtype=torch.long)])
+        self._real_owner = torch.repeat_interleave(torch.arange(len(prompts)),
+                                                   torch.tensor(lengths))
         self.key_bucket = KEY_BUCKET
         self.current: CallLayout | None = None  # the routed call in progress (None: stock)
         self.active = False  # inside `routing`: the patches may read `current`
-        self.block_kv: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # [1, heads, L, d]
+        # per block, head-major [1, heads, keys, d]: the layers' prompts (routed, padded) and the
+        # negative's (its own length: its rows attend without a bias)
+        self.block_kv: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.block_negative_kv: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         self._prepared_for: tuple | None = None
         self._bias: dict[tuple, torch.Tensor] = {}
         self._layouts: dict[tuple, CallLayout] = {}
 
     @property
-    def total_keys(self) -> int:
-        """Keys of the run, padded to the bucket."""
+    def routed_keys(self) -> int:
+        """The layers' prompt keys of the run, padded to the bucket."""
         return _round_up(int(self._real_owner.numel()), self.key_bucket)
 
     @property
     def key_owner(self) -> torch.Tensor:
-        """Owner per key: a layer's index, NEGATIVE, or PADDING."""
-        pad = self.total_keys - int(self._real_owner.numel())
+        """Owner per routed key: a layer's index, or PADDING."""
+        pad = self.routed_keys - int(self._real_owner.numel())
         return F.pad(self._real_owner, (0, pad), value=PADDING)
 
     def use_key_bucket(self, bucket: int) -> None:
@@ -90,26 +93,20 @@ class UNetMQDRun:
         if bucket != self.key_bucket:
             self.key_bucket = bucket
             self.block_kv.clear()
+            self.block_negative_kv.clear()
             self._prepared_for = None
             self._bias.clear()
             self._layouts.clear()
 
     def owner_bias(self, hw: tuple[int, int], device, dtype) -> torch.Tensor:
-        """[h*w, keys] for conditional rows: 0 on the token's owner's keys, -inf elsewhere."""
+        """[1, 1, h*w, routed_keys] for conditional rows: 0 on the token's owner's keys, -inf
+        elsewhere; built once per run and level."""
         key = (hw, str(device), dtype)
         bias = self._bias.get(key)
         if bias is None:
             allowed = owner_map(self.latent_masks, hw)[:, None] == self.key_owner[None, :]
-            bias = self._bias[key] = _bias(allowed, device, dtype)
+            bias = self._bias[key] = _bias(allowed, device, dtype)[None, None]
         return bias
-
-    def batch_bias(self, hw: tuple[int, int], rows: tuple[bool, ...], device,
-                   dtype) -> torch.Tensor:
-        """[B, 1, h*w, keys]: conditional rows route by owner, unconditional rows see the
-        negative's keys only."""
-        routed = self.owner_bias(hw, device, dtype)
-        negative = _bias((self.key_owner == NEGATIVE)[None, :], device, dtype)
-        return torch.stack([routed if c else negative.expand_as(routed) for c in rows])[:, None]
 
     def layout(self, cond_or_uncond, batch: int, device) -> CallLayout | None:
         """The routing of a call with this batch; None when no row is conditional or the batch
@@ -119,32 +116,27 @@ class UNetMQDRun:
             return None
         key = tuple(rows)
         if key not in self._layouts:
-            self._layouts[key] = CallLayout(key)
+            self._layouts[key] = CallLayout(key, RowSplit.of(key, device))
         return self._layouts[key]
-
-    def level_bias(self, call: CallLayout, hw: tuple[int, int], device, dtype) -> torch.Tensor:
-        """The call's bias at level `hw`, built once per run and layout."""
-        bias = call.biases.get(hw)
-        if bias is None:
-            bias = call.biases[hw] = self.batch_bias(hw, call.rows, device, dtype)
-        return bias
 
     def prepare(self, diffusion_model, call: CallLayout, latent_hw, device, dtype) -> None:
         """Every block's keys and values (once per run) and the call's bias at every level of
         the UNet: all outside the model's forward."""
         dm = getattr(diffusion_model, "_orig_mod", diffusion_model)  # a torch.compile wrapper
         if self._prepared_for != (str(device), dtype):
-            context = torch.cat([p.to(device=device, dtype=dtype)
-                                 for p in [*self.prompts, self.negative]], dim=1)
-            context = pad_keys(context, self.total_keys)
+            context = torch.cat([p.to(device=device, dtype=dtype) for p in self.prompts], dim=1)
+            context = pad_keys(context, self.routed_keys)
+            negative = self.negative.to(device=device, dtype=dtype)
             for block, path in attn2_blocks(dm):
                 attn2 = dm.get_submodule(path.split(".", 1)[1])
                 self.block_kv[block] = tuple(_heads(t, attn2.heads) for t in
                                              (attn2.to_k(context), attn2.to_v(context)))
+                self.block_negative_kv[block] = tuple(
+                    _heads(t, attn2.heads) for t in (attn2.to_k(negative), attn2.to_v(negative)))
             self._prepared_for = (str(device), dtype)
         h, w = latent_hw
         for _ in range(len(getattr(dm, "channel_mult", ())) or 4):
-            self.level_bias(call, (h, w), device, dtype)
+            self.owner_bias((h, w), device, dtype)
             h, w = (h + 1) // 2, (w + 1) // 2  # the UNet's stride-2 convolutions round up
 
     @contextlib.contextmanager
@@ -179,15 +171,6 @@ def _bias(allowed: torch.Tensor, device, dtype) -> torch.Tensor:
 def _heads(t: torch.Tensor, heads: int) -> torch.Tensor:
     """[1, L, heads*d] -> [1, heads, L, d], contiguous (what SDPA reads)."""
     return t.view(t.shape[0], t.shape[1], heads, -1).transpose(1, 2).contiguous()
-
-
-def conditional_rows(cond_or_uncond, batch: int) -> list[bool] | None:
-    """Per batch row: conditional? None when the batch does not split into ComfyUI's chunks."""
-    marks = list(cond_or_uncond or [])
-    if not marks or batch % len(marks):
-        return None
-    per = batch // len(marks)
-    return [m == COND for m in marks for _ in range(per)]
 
 
 def level_hw(extra_options: dict, tokens: int, latent_hw: tuple[int, int]) -> tuple[int, int]:

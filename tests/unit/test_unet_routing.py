@@ -47,18 +47,28 @@ def test_odd_levels_pool_by_area():
 def test_bias_routes_each_token_to_its_owners_keys_only():
     a = _box(8, 8, 0, 4, 0, 8)
     run = UNetMQDRun([a], [torch.zeros(1, 3, 4), torch.zeros(1, 5, 4)], torch.zeros(1, 2, 4))
-    assert run.total_keys == 16  # 3 + 5 prompt keys, 2 negative keys, padded to 8
+    assert run.routed_keys == 8  # 3 + 5 prompt keys, padded to 8; the negative's are apart
     bias = run.owner_bias((8, 8), "cpu", torch.float32)
-    assert bias.shape == (64, 16)
-    top, bottom = bias[:32], bias[32:]
+    assert bias.shape == (1, 1, 64, 8)
+    top, bottom = bias[0, 0, :32], bias[0, 0, 32:]
     assert top[:, 3:8].eq(0).all() and top[:, :3].eq(float("-inf")).all()
     assert bottom[:, :3].eq(0).all() and bottom[:, 3:].eq(float("-inf")).all()
-    assert bias[:, 8:].eq(float("-inf")).all(), "negative and padding keys are never routed"
-    full = run.batch_bias((8, 8), (False, True), "cpu", torch.float32)
-    assert full.shape == (2, 1, 64, 16)
-    assert full[0, 0, :, 8:10].eq(0).all(), "unconditional rows see the negative's keys"
-    assert full[0, 0, :, :8].eq(float("-inf")).all() and full[0, 0, :, 10:].eq(float("-inf")).all()
-    assert torch.equal(full[1, 0], bias)
+    padded = UNetMQDRun([a], [torch.zeros(1, 3, 4), torch.zeros(1, 6, 4)], torch.zeros(1, 2, 4))
+    assert padded.routed_keys == 16
+    assert padded.owner_bias((8, 8), "cpu", torch.float32)[..., 9:].eq(float("-inf")).all(), \
+        "padding keys are never routed"
+
+
+def test_a_batch_of_both_kinds_of_rows_splits_into_two_calls():
+    """The negative's rows get a call of their own (issue 22): contiguous chunks are slices."""
+    run = UNetMQDRun([_box(8, 8, 0, 4, 0, 8)], [torch.zeros(1, 3, 4)] * 2, torch.zeros(1, 2, 4))
+    mixed = run.layout([1, 0], 4, "cpu")
+    assert mixed.split.cond == slice(2, 4) and mixed.split.uncond == slice(0, 2)
+    assert run.layout([0], 2, "cpu").split is None
+    assert run.layout([1], 2, "cpu") is None
+    scattered = run.layout([0, 1, 0], 3, "cpu").split
+    out = scattered.merge(torch.tensor([10, 12]), torch.tensor([11]))
+    assert out.tolist() == [10, 11, 12]
 
 
 def test_conditional_rows_follow_comfy_chunks():
