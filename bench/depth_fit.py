@@ -29,17 +29,20 @@ import numpy as np  # noqa: E402
 from bench import environment, inputs, models, ops  # noqa: E402
 from bench.count_section import count_section  # noqa: E402
 
-TOP = 5  # AddLayer with 5 layers in memory: 6 routed groups
-FITTED = ("txt2img", f"add_layer_{TOP}", f"add_layer_{TOP}_without_mqd")
+TOP = 5  # default: AddLayer with 5 layers in memory (6 routed groups), the issue-13 target
+FITTED = ("txt2img", "add_layer", "add_layer_without_mqd")
 
 
 def _point(h, workdir: Path, vae, scene, depth: int, steps: int, args) -> dict:
     model, _ = models.load_pixart(workdir, args.size, depth, "fp16")
     work = ops.Workload(h, model, vae, args.size, steps, 4.5, "dpmpp_2m", "karras", 20,
                         args.seed, scene)
-    counts = count_section(work, ops.start(work), TOP)
-    return {k: {m: counts[k][m] for m in ("ops", "kernel_ops", "flops")} for k in counts
-            if k in FITTED or k == "delete_layer"}
+    counts = count_section(work, ops.start(work), args.top)
+    names = {"txt2img": "txt2img", f"add_layer_{args.top}": "add_layer",
+             f"add_layer_{args.top}_without_mqd": "add_layer_without_mqd",
+             "delete_layer": "delete_layer"}
+    return {names[k]: {m: counts[k][m] for m in ("ops", "kernel_ops", "flops")}
+            for k in counts if k in names}
 
 
 def _terms(depth: int, steps: int) -> list[float]:
@@ -70,6 +73,7 @@ def main() -> None:
     p.add_argument("--points", default="2x2,4x2,2x4,3x3,3x2", help="depth x steps, five or more")
     p.add_argument("--target", default="28x20", help="depth x steps the fit is read at")
     p.add_argument("--size", type=int, default=512)
+    p.add_argument("--top", type=int, default=TOP, help="layers in memory under the AddLayer")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--out", default=None, help="JSON file")
     args = p.parse_args()
@@ -78,12 +82,17 @@ def main() -> None:
     h, root, workdir = boot(SimpleNamespace(comfyui_path=None, comfyui=args.comfyui,
                                             device="cpu", verbose=False))
     vae, _ = models.load_vae("taesd")
-    scene = inputs.pick_scene(h, inputs.load_scenes(), TOP, 2, args.size)
+    scene = inputs.pick_scene(h, inputs.load_scenes(), min(args.top, TOP), 2, args.size)
+    if args.top > TOP:  # more layers than a bench scene has: boxes on a grid (scale_counts)
+        from bench.scale_counts import grid_scene
+
+        scene = grid_scene(scene, args.top)
     pairs = [tuple(int(v) for v in s.split("x")) for s in args.points.split(",")]
     points = {pair: _point(h, Path(tempfile.mkdtemp(dir=workdir)), vae, scene, *pair, args)
               for pair in pairs}
     depth, steps = (int(v) for v in args.target.split("x"))
     result = {"points": {f"{d}x{s}": v for (d, s), v in points.items()}, "target": args.target,
+              "layers_in_memory": args.top, "size": args.size,
               "environment": environment.describe("cpu", root, REPO, None)}
     for measure in ("ops", "kernel_ops", "flops"):
         coefs = fit(points, measure)
@@ -91,8 +100,9 @@ def main() -> None:
         result[f"fit_{measure}"] = {k: [float(v) for v in c] for k, c in coefs.items()}
         result[f"at_target_{measure}"] = at
         ratio = at[FITTED[1]] / at[FITTED[0]]
-        print(f"{measure}: txt2img {at[FITTED[0]]:,.0f}, AddLayer({TOP}) {at[FITTED[1]]:,.0f} "
-              f"(fit at depth {depth}, {steps} steps): AddLayer({TOP}) / txt2img {ratio:.3f}")
+        print(f"{measure}: txt2img {at[FITTED[0]]:,.0f}, AddLayer({args.top}) "
+              f"{at[FITTED[1]]:,.0f} (fit at depth {depth}, {steps} steps): "
+              f"AddLayer({args.top}) / txt2img {ratio:.3f}")
     for (d, s), v in points.items():
         print(f"  measured {d}x{s}: " + ", ".join(f"{k} {v[k]['ops']}" for k in v)
               + f"; FLOPs ratio {v[FITTED[1]]['flops'] / v[FITTED[0]]['flops']:.3f}")

@@ -5,9 +5,12 @@ txt2img with 1 to 50 layers in memory, with the attention ComfyUI runs on CUDA (
 The layers are boxes on a grid (each owns tokens, so every layer's prompt is routed); memories
 are stacked without sampling each layer (bench/ops.py: the cost depends on masks and prompts,
 not on the stored values). Every count is one real run, side by side in one process.
+PixArt is counted end to end at the given depth and size; SDXL (`--family sdxl`) is composed
+for the full UNet at 1024 px as bench/sdxl_counts.py does (real runs of the small UNet at
+256 px, every model call replayed on the full UNet on meta tensors).
 
-    python bench/scale_counts.py                        # 512 px, depth 2, 2 steps, 1,5,10,20
-    python bench/scale_counts.py --layers 1,10,20,50 --size 1024 --depth 1 --steps 1
+    python bench/scale_counts.py                        # PixArt 512 px, depth 2, 2 steps
+    python bench/scale_counts.py --family sdxl --steps 20 --layers 1,5,10,20,50
 """
 from __future__ import annotations
 
@@ -51,9 +54,28 @@ def measure(work: ops.Workload, background, tops: list[int]) -> dict:
     return rows
 
 
+def measure_sdxl(work: ops.Workload, background, tops: list[int]) -> dict:
+    """The same rows, composed for the full SDXL UNet (bench/sdxl_counts.py)."""
+    from bench import config, sdxl_counts, sdxl_workload
+
+    routed_cls = sdxl_workload.core(work.h, "mqd_unet").RoutedAttn2
+    dm = work.model.model.diffusion_model
+    full = sdxl_counts.FullUNet(work, config.SDXL_FULL_SIZE)
+    txt, _ = sdxl_counts.count_verb(ops.txt2img(work), dm, routed_cls, full)
+    rows = {"txt2img": txt}
+    for top in tops:
+        memory = ops.stacked(work, background, top)
+        add, _ = sdxl_counts.count_verb(ops.add_layer(work, memory), dm, routed_cls, full)
+        c, t = add["composed"], txt["composed"]
+        add["ratios"] = {k: c[k] / t[k] for k in ("ops", "kernel_ops", "flops")}
+        rows[f"add_layer_{top}"] = add
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--comfyui", default=None, help="ComfyUI checkout")
+    p.add_argument("--family", choices=("pixart", "sdxl"), default="pixart")
     p.add_argument("--layers", default="1,5,10,20", help="layers in memory (background counted)")
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--depth", type=int, default=2)
@@ -69,13 +91,24 @@ def main() -> None:
     vae, _ = models.load_vae("taesd")
     base = inputs.pick_scene(h, inputs.load_scenes(), 5, 2, args.size)
     scene = grid_scene(base, max(tops))
-    model, _ = models.load_pixart(Path(tempfile.mkdtemp(dir=workdir)), args.size, args.depth,
-                                  "fp16")
-    work = ops.Workload(h, model, vae, args.size, args.steps, 4.5, "dpmpp_2m", "karras", 20,
-                        args.seed, scene)
-    rows = measure(work, ops.start(work), tops)
-    print(f"PixArt-alpha, depth {args.depth}, {args.size} px, {args.steps} steps dpmpp_2m, "
-          f"CFG batch 2, 20-token prompts, attention {environment.attention_name()}")
+    if args.family == "sdxl":
+        from bench import sdxl_workload
+
+        small, _ = sdxl_workload.load_model("small", Path(tempfile.mkdtemp(dir=workdir)), "fp32")
+        work = sdxl_workload.workload(
+            SimpleNamespace(cfg=4.5, sampler="dpmpp_2m", scheduler="karras", seed=args.seed),
+            h, small, vae, scene, 256, args.steps)
+        rows = measure_sdxl(work, ops.start(work), tops)
+        what = (f"SDXL composed for the full UNet at 1024 px (small UNet runs at 256 px), "
+                f"{args.steps} steps")
+    else:
+        model, _ = models.load_pixart(Path(tempfile.mkdtemp(dir=workdir)), args.size,
+                                      args.depth, "fp16")
+        work = ops.Workload(h, model, vae, args.size, args.steps, 4.5, "dpmpp_2m", "karras", 20,
+                            args.seed, scene)
+        rows = measure(work, ops.start(work), tops)
+        what = f"PixArt-alpha, depth {args.depth}, {args.size} px, {args.steps} steps"
+    print(f"{what} dpmpp_2m, CFG batch 2, attention {environment.attention_name()}")
     print("layers in memory | AddLayer/txt2img ops | kernels | FLOPs")
     for top in tops:
         r = rows[f"add_layer_{top}"]["ratios"]

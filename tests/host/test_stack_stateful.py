@@ -309,7 +309,7 @@ def test_the_stack_holds_across_any_sequence_of_edits(host, alpha, tmp_path):
         @rule(dtype=st.sampled_from(["float32", "float32", "float16"]))
         def save_and_load(self, dtype):
             self._verb("save")
-            path = str(tmp_path / f"stack_{self.serial}.safetensors")
+            path = str(tmp_path / f"stack_{self.serial}_{ran['save']}.safetensors")  # a new one
             try:  # a value past float16's range must be refused, never rounded to inf
                 host.serialization.save(self.memory, path, trajectory_dtype=dtype)
             except host.errors.LayerMemoryError as refused:
