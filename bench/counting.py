@@ -36,11 +36,31 @@ VIEW_OPS = {
     "split",
     "chunk",
     "_reshape_alias",
-    "reshape",
     "split_with_sizes",
     "lift_fresh",
     "_to_copy_view",
 }
+
+
+# Ops that launch a kernel only when they copy: a reshape that cannot be a view, a `to` or
+# `contiguous` that is not a no-op. Counted as kernels exactly then (the count sees the op, not
+# what it runs inside); the rest are counted under "<name> (no copy)".
+MAYBE_COPY_OPS = {"reshape", "flatten", "to", "contiguous", "type_as"}
+NO_COPY = " (no copy)"
+
+
+def _copies(name: str, out, args) -> bool:
+    """Did `name` copy its input? (Called inside the dispatch handler: nothing here counts.)"""
+    inp = args[0] if args else None
+    if out is inp or not isinstance(inp, torch.Tensor) or not isinstance(out, torch.Tensor):
+        return False
+    if name in ("reshape", "flatten"):
+        try:
+            inp.view(out.shape)
+            return False
+        except RuntimeError:
+            return True
+    return True
 
 
 class OpCounter(TorchDispatchMode):
@@ -58,13 +78,16 @@ class OpCounter(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = func.overloadpacket.__name__
+        out = func(*args, **(kwargs or {}))
+        if name in MAYBE_COPY_OPS and not _copies(name, out, args):
+            name += NO_COPY
         self.counts[name] += 1
         # On meta tensors torch runs SDPA's math decomposition, whose matmuls FlopCounterMode
         # counts itself: adding the formula there would count the attention twice.
         if "scaled_dot_product" in name and not name.endswith("backward") and not args[0].is_meta:
             q, k, v = (t.shape for t in args[:3])
             self.attention_flops += sdpa_flop_count(q, k, v)
-        return func(*args, **(kwargs or {}))
+        return out
 
 
 def _non_attention_flops(mode: FlopCounterMode) -> int:
@@ -77,7 +100,7 @@ class Count:
     """What one call of a function dispatched."""
 
     ops: int
-    kernel_ops: int  # ops that are not views (each launches work on a GPU)
+    kernel_ops: int  # ops that are not views nor no-op copies (each launches work on a GPU)
     flops: int
     by_op: dict[str, int] = field(default_factory=dict)
 
@@ -96,7 +119,8 @@ class Tally:
         return sum(self.counter.counts.values())
 
     def kernel_ops(self) -> int:
-        return sum(n for name, n in self.counter.counts.items() if name not in VIEW_OPS)
+        return sum(n for name, n in self.counter.counts.items()
+                   if name not in VIEW_OPS and not name.endswith(NO_COPY))
 
     def flops(self) -> int:
         extra = _non_attention_flops(self.flop_mode) if self.flop_mode is not None else 0

@@ -96,8 +96,8 @@ def _sdpa(q, k, v, bias, extra_options: dict) -> torch.Tensor:
     if extra_options.get("attn_precision") == torch.float32 and dtype != torch.float32:
         q, k, v = q.float(), k.float(), v.float()
         bias = bias.float() if bias is not None else None
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-    return out.transpose(1, 2).to(dtype)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias).transpose(1, 2)
+    return out if out.dtype == dtype else out.to(dtype)
 
 
 def install(patcher, run: UNetMQDRun) -> list[tuple[str, int, int]]:

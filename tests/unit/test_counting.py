@@ -1,0 +1,36 @@
+"""bench/counting.py's kernels: a reshape, `to` or `contiguous` is a kernel exactly when it
+copies (a GPU launches nothing for a view or a no-op), on real and on meta tensors alike."""
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench import counting  # noqa: E402
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_a_copy_is_a_kernel_and_a_view_is_not(device):
+    x = torch.zeros(2, 3, 4, device=device)
+    t = x.transpose(1, 2)
+    cases = [(lambda: x.reshape(6, 4), 0), (lambda: t.reshape(2, 12), 1),
+             (lambda: x.to(torch.float32), 0), (lambda: x.to(torch.float16), 1),
+             (lambda: t.contiguous(), 1)]  # (a contiguous tensor's dispatches nothing)
+    for fn, kernels in cases:
+        count, _ = counting.count(fn, flops=False)
+        assert (count.ops, count.kernel_ops) == (1, kernels), count.by_op
+
+
+def test_attention_is_one_kernel_with_its_flops_on_meta_as_on_the_cpu():
+    def sdpa(device):
+        q = torch.zeros(2, 4, 64, 16, device=device)
+        k = torch.zeros(2, 4, 77, 16, device=device)
+        return counting.count(lambda: torch.nn.functional.scaled_dot_product_attention(q, k, k))[0]
+
+    cpu, meta = sdpa("cpu"), sdpa("meta")
+    assert (cpu.kernel_ops, cpu.flops) == (meta.kernel_ops, meta.flops) == (1, 2 * 2 * 2 * 4 * 64
+                                                                            * 77 * 16)
