@@ -57,3 +57,9 @@ class RowSplit:
             return torch.cat([cond_out, uncond_out] if self.cond_first
                              else [uncond_out, cond_out])
         return torch.cat([cond_out, uncond_out]).index_select(0, self.order)
+
+
+def batched(t: torch.Tensor, rows: int) -> torch.Tensor:
+    """A run's [1, ...] keys or values for `rows` rows: the tensor itself for one row (no op
+    dispatched: a CFG batch of 2 has one row of each kind), else a broadcast view."""
+    return t if t.shape[0] == rows else t.expand(rows, *t.shape[1:])

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from comfy.ldm.pixart.blocks import MultiHeadCrossAttention
 
-from .cfg_rows import COND, RowSplit
+from .cfg_rows import COND, RowSplit, batched
 from .routing import RoutingPlan, layer_routing
 
 WRAPPER_KEY = "layer_memory_mqd"
@@ -157,16 +157,16 @@ class MQDCrossAttention(MultiHeadCrossAttention):
         k, v = run.routed_kv[self.block_index]  # [1, h, routed_keys, d]
         # proj_drop is skipped: PixArt's is Dropout(0) and this path only ever runs inference
         if run.layout == ROUTED:
-            out = F.scaled_dot_product_attention(q, k.expand(B, -1, -1, -1),
-                                                 v.expand(B, -1, -1, -1), attn_mask=run.bias)
+            out = F.scaled_dot_product_attention(q, batched(k, B), batched(v, B),
+                                                 attn_mask=run.bias)
             return self.proj(out.transpose(1, 2).reshape(B, N, C))
         split = run.split
         q_c, q_u = q[split.cond], q[split.uncond]
         n_c, n_u = q_c.shape[0], q_u.shape[0]
-        out_c = F.scaled_dot_product_attention(q_c, k.expand(n_c, -1, -1, -1),
-                                               v.expand(n_c, -1, -1, -1), attn_mask=run.bias)
+        out_c = F.scaled_dot_product_attention(q_c, batched(k, n_c), batched(v, n_c),
+                                               attn_mask=run.bias)
         if run.negative_kv:  # the negative's rows: its own keys only, as stock
-            k_u, v_u = (t.expand(n_u, -1, -1, -1) for t in run.negative_kv[self.block_index])
+            k_u, v_u = (batched(t, n_u) for t in run.negative_kv[self.block_index])
         else:  # no negative given to the run: the rows' own captions, projected now
             k_u, v_u = _heads_kv(self, cond.view(B, -1, C)[split.uncond])
         out_u = F.scaled_dot_product_attention(q_u, k_u, v_u)

@@ -37,6 +37,7 @@ import logging
 import torch
 import torch.nn.functional as F
 
+from .cfg_rows import batched
 from .mqd_unet_run import (  # noqa: F401 (the run's API, re-exported for callers and tests)
     COMPILED_KEY_BUCKET,
     UNetMQDRun,
@@ -76,16 +77,14 @@ class RoutedAttn2:
         k, v = run.block_kv[self.block]
         split = call.split
         if split is None:  # every row conditional
-            out = _sdpa(q, k.expand(b, -1, -1, -1), v.expand(b, -1, -1, -1), bias, extra_options)
+            out = _sdpa(q, batched(k, b), batched(v, b), bias, extra_options)
         else:  # conditional rows routed, the negative's rows over its own keys only
             q_c, q_u = q[split.cond], q[split.uncond]
             n_c, n_u = q_c.shape[0], q_u.shape[0]
             k_n, v_n = run.block_negative_kv[self.block]
             out = split.merge(
-                _sdpa(q_c, k.expand(n_c, -1, -1, -1), v.expand(n_c, -1, -1, -1), bias,
-                      extra_options),
-                _sdpa(q_u, k_n.expand(n_u, -1, -1, -1), v_n.expand(n_u, -1, -1, -1), None,
-                      extra_options))
+                _sdpa(q_c, batched(k, n_c), batched(v, n_c), bias, extra_options),
+                _sdpa(q_u, batched(k_n, n_u), batched(v_n, n_u), None, extra_options))
         return out.reshape(b, n, inner)
 
 
