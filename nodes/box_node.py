@@ -1,0 +1,102 @@
+"""Layer Box: draw a box on the memory's picture in the graph; outputs the MASK for AddLayer or
+EditLayer.
+
+The box is four INT inputs in image pixels, so an API prompt sets it with numbers and gets the
+same mask as SolidMask + MaskComposite. After a run the node sends the memory's composite with
+every layer outlined and numbered (web/layer_memory.js draws it in the node and turns a mouse drag
+into the four numbers).
+"""
+from __future__ import annotations
+
+import torch
+from comfy_api.latest import io, ui
+
+from ..layermem_core import boxes, preview
+from ..layermem_core.model_checks import require_memory
+from .history_nodes import decode
+from .layer_choices import choices_ui
+from .types import CATEGORY, memory_input
+
+UI_KEY = "layer_box"  # the ui output key web/layer_memory.js reads (not "images": the frontend
+# would also draw the picture under the node)
+NO_PICTURE_GREY = 0.35  # the picture without a VAE: outlines on grey
+MAX_SIDE = 16384
+
+
+def _box_input(name: str, default: int, tooltip: str, minimum: int = 0) -> io.Input:
+    return io.Int.Input(name, default=default, min=minimum, max=MAX_SIDE, step=1, tooltip=tooltip)
+
+
+def picture(memory, vae) -> torch.Tensor:
+    """The composite the widget shows, [H, W, 3] at the memory's image size, layers outlined."""
+    _, h, w = memory.latent_shape
+    size = (h * boxes.LATENT_PIXELS, w * boxes.LATENT_PIXELS)
+    image = None
+    if vae is not None:
+        image = decode(vae, memory.composite_latent()["samples"])[0]
+        if tuple(image.shape[:2]) != size:  # another family's VAE: outlines would not line up
+            image = None
+    if image is None:
+        image = torch.full((*size, 3), NO_PICTURE_GREY, dtype=torch.float32)
+    return preview.annotate(image, [layer.latent_mask for layer in memory.layers[1:]])
+
+
+def layer_outlines(memory) -> list[dict]:
+    """Each object layer's bounding box in image pixels (the widget's handles to move layers)."""
+    found = []
+    for i, layer in enumerate(memory.layers[1:], start=1):
+        box = boxes.latent_box(layer.latent_mask)
+        if box is not None:
+            found.append({"index": i, "name": layer.name, "box": list(box)})
+    return found
+
+
+class LayerBox(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="LayerMemoryBox",
+            display_name="Layer Box (draw a mask)",
+            category=CATEGORY,
+            description="Draw where a layer goes on the picture itself: after a run the node shows "
+                        "the memory's composite with every layer outlined and numbered; drag a "
+                        "box on it (or drag a layer's outline to move it) and the box becomes "
+                        "x, y, width, height. Outputs the box as a MASK at the memory's size, for "
+                        "AddLayer's or EditLayer's mask (the same mask as SolidMask + "
+                        "MaskComposite).",
+            inputs=[
+                memory_input("The memory the box is drawn on: its size is the mask's, its "
+                             "composite is the picture shown."),
+                _box_input("x", 0, "Left edge of the box in image pixels (0 = left)."),
+                _box_input("y", 0, "Top edge of the box in image pixels (0 = top)."),
+                _box_input("width", 256, "Box width in image pixels (the drag snaps to 8 px, "
+                                         "one latent pixel).", minimum=1),
+                _box_input("height", 256, "Box height in image pixels.", minimum=1),
+                io.Vae.Input("vae", optional=True,
+                             tooltip="Decodes the composite for the picture; unconnected: the "
+                                     "outlines on grey."),
+                _box_input("picture_width", 0, "Width of the picture the box was drawn on (the "
+                                               "widget sets it); another memory size is refused. "
+                                               "0: not checked."),
+                _box_input("picture_height", 0, "Height of the picture the box was drawn on; 0: "
+                                                "not checked."),
+            ],
+            outputs=[io.Mask.Output(display_name="mask",
+                                    tooltip="1 inside the box, 0 elsewhere, at the memory's image "
+                                            "size: connect it to AddLayer's or EditLayer's mask.")],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, memory, x: int, y: int, width: int, height: int, vae=None,
+                picture_width: int = 0, picture_height: int = 0) -> io.NodeOutput:
+        memory = require_memory(memory)
+        _, h, w = memory.latent_shape
+        image_w, image_h = w * boxes.LATENT_PIXELS, h * boxes.LATENT_PIXELS
+        boxes.check_drawn_on(int(picture_width), int(picture_height), image_w, image_h)
+        mask = boxes.box_mask(boxes.Box(int(x), int(y), int(width), int(height)), image_w, image_h)
+        saved = ui.ImageSaveHelper.save_images(picture(memory, vae)[None], "LayerBox_temp",
+                                               io.FolderType.temp, cls=None, compress_level=1)
+        shown = {UI_KEY: [{**saved[0], "width": image_w, "height": image_h,
+                           "layers": layer_outlines(memory)}]}
+        return io.NodeOutput(mask, ui={**shown, **choices_ui(memory)})
