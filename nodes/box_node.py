@@ -23,8 +23,10 @@ NO_PICTURE_GREY = 0.35  # the picture without a VAE: outlines on grey
 MAX_SIDE = 16384
 
 
-def _box_input(name: str, default: int, tooltip: str, minimum: int = 0) -> io.Input:
-    return io.Int.Input(name, default=default, min=minimum, max=MAX_SIDE, step=1, tooltip=tooltip)
+def _box_input(name: str, default: int, tooltip: str, optional: bool = False) -> io.Input:
+    """min 0, so a zero-size box reaches the node's own refusal, which says what to do."""
+    return io.Int.Input(name, default=default, min=0, max=MAX_SIDE, step=1, tooltip=tooltip,
+                        optional=optional)
 
 
 def picture(memory, vae) -> torch.Tensor:
@@ -70,16 +72,16 @@ class LayerBox(io.ComfyNode):
                 _box_input("x", 0, "Left edge of the box in image pixels (0 = left)."),
                 _box_input("y", 0, "Top edge of the box in image pixels (0 = top)."),
                 _box_input("width", 256, "Box width in image pixels (the drag snaps to 8 px, "
-                                         "one latent pixel).", minimum=1),
-                _box_input("height", 256, "Box height in image pixels.", minimum=1),
+                                         "one latent pixel); 0 is refused."),
+                _box_input("height", 256, "Box height in image pixels."),
                 io.Vae.Input("vae", optional=True,
                              tooltip="Decodes the composite for the picture; unconnected: the "
                                      "outlines on grey."),
                 _box_input("picture_width", 0, "Width of the picture the box was drawn on (the "
                                                "widget sets it); another memory size is refused. "
-                                               "0: not checked."),
+                                               "0: not checked.", optional=True),
                 _box_input("picture_height", 0, "Height of the picture the box was drawn on; 0: "
-                                                "not checked."),
+                                                "not checked.", optional=True),
             ],
             outputs=[io.Mask.Output(display_name="mask",
                                     tooltip="1 inside the box, 0 elsewhere, at the memory's image "
