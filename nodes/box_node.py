@@ -12,6 +12,7 @@ import torch
 from comfy_api.latest import io, ui
 
 from ..layermem_core import boxes, preview
+from ..layermem_core.errors import LayerMemoryError
 from ..layermem_core.model_checks import require_memory
 from .history_nodes import decode
 from .layer_choices import choices_ui
@@ -53,6 +54,17 @@ def layer_outlines(memory) -> list[dict]:
     return found
 
 
+def check_moved_layer(memory, layer: str) -> None:
+    """A layer to move must be in this memory and not the background (EditLayer takes no mask for
+    layer 0): refused here, before EditLayer samples anything."""
+    if not layer.strip():
+        return
+    if memory.resolve(layer, "layer", allow_background=True) == 0:
+        raise LayerMemoryError("layer", f"{layer!r} is layer 0, the background, which has no "
+                                        "outline to move",
+                               "drag an object's outline, or clear `layer` to draw a new box")
+
+
 class LayerBox(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -82,23 +94,32 @@ class LayerBox(io.ComfyNode):
                                                "0: not checked.", optional=True),
                 _box_input("picture_height", 0, "Height of the picture the box was drawn on; 0: "
                                                 "not checked.", optional=True),
+                io.String.Input("layer", default="", optional=True,
+                                tooltip="The layer whose outline you dragged (the widget sets it; "
+                                        "empty for a new box). Passed on as the `layer` output: "
+                                        "link it and the mask to EditLayer to move that layer "
+                                        "(its mask becomes the box)."),
             ],
             outputs=[io.Mask.Output(display_name="mask",
                                     tooltip="1 inside the box, 0 elsewhere, at the memory's image "
-                                            "size: connect it to AddLayer's or EditLayer's mask.")],
+                                            "size: connect it to AddLayer's or EditLayer's mask."),
+                     io.String.Output(display_name="layer",
+                                      tooltip="The `layer` input as is: link it to EditLayer's "
+                                              "layer with the mask to move the dragged layer.")],
             is_output_node=True,
         )
 
     @classmethod
     def execute(cls, memory, x: int, y: int, width: int, height: int, vae=None,
-                picture_width: int = 0, picture_height: int = 0) -> io.NodeOutput:
+                picture_width: int = 0, picture_height: int = 0, layer: str = "") -> io.NodeOutput:
         memory = require_memory(memory)
         _, h, w = memory.latent_shape
         image_w, image_h = w * boxes.LATENT_PIXELS, h * boxes.LATENT_PIXELS
         boxes.check_drawn_on(int(picture_width), int(picture_height), image_w, image_h)
+        check_moved_layer(memory, str(layer))
         mask = boxes.box_mask(boxes.Box(int(x), int(y), int(width), int(height)), image_w, image_h)
         saved = ui.ImageSaveHelper.save_images(picture(memory, vae)[None], "LayerBox_temp",
                                                io.FolderType.temp, cls=None, compress_level=1)
         shown = {UI_KEY: [{**saved[0], "width": image_w, "height": image_h,
                            "layers": layer_outlines(memory)}]}
-        return io.NodeOutput(mask, ui={**shown, **choices_ui(memory)})
+        return io.NodeOutput(mask, str(layer), ui={**shown, **choices_ui(memory)})

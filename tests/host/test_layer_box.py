@@ -106,6 +106,16 @@ def test_a_box_drawn_on_another_size_is_refused(host, N, background, temp_dir):
     assert _box(N, background, 0, 0, 64, 64, picture_width=512, picture_height=512).result
 
 
+def test_the_dragged_layer_is_passed_on_and_checked(host, N, three_layers, temp_dir):
+    memory = three_layers[-1]
+    assert _box(N, memory, 0, 0, 64, 64, layer="object 2").result[1] == "object 2"
+    assert _box(N, memory, 0, 0, 64, 64).result[1] == ""
+    refused(host, _box, N, memory, 0, 0, 64, 64, vae=NoDecode(), layer="dog",
+            match="no layer is named 'dog'", input_name="layer")
+    refused(host, _box, N, memory, 0, 0, 64, 64, vae=NoDecode(), layer="0",
+            match="the background, which has no outline", input_name="layer")
+
+
 def test_not_a_memory_is_refused(host, N, temp_dir):
     refused(host, _box, N, torch.zeros(1, 4, 64, 64), 0, 0, 64, 64, match="LAYER_MEMORY",
             input_name="memory")
