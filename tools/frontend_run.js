@@ -276,24 +276,17 @@ async function pictures(page, wf, docsDir) {
   await page.screenshot({ path: thumb, type: 'jpeg', quality: 60, clip });
   return [shot, thumb];
 }
-/** Issue 24: continue_scene with its box mask replaced by a Layer Box: a press before any run,
- * a run (the picture arrives), a mouse drag of a new box on the node's canvas, a run with that
- * box (List Layers' table), and a drag of the top layer's outline. */
+/** Issue 24: continue_scene's Layer Box (the leopard's box): a press before any run, a run (the
+ * picture arrives), a mouse drag of a new box on the node's canvas, a run with that box (List
+ * Layers' table), and a drag of the top layer's outline. */
 async function layerBoxRun(page) {
   const wf = workflows().find((w) => w.name.includes('continue_scene'));
+  await page.evaluate(() => { window.app.nodeOutputs = {}; }); // opened as new: no earlier run
   await load(page, wf);
   await closeDialogs(page);
   const ids = await page.evaluate(() => {
-    const g = window.app.graph;
-    const find = (t) => g.nodes.find((n) => n.type === t);
-    const memory = find('LoadLayerMemory'), loader = find('LoadPixArt'), add = find('AddLayer');
-    const box = window.LiteGraph.createNode('LayerMemoryBox');
-    box.pos = [add.pos[0] - 420, add.pos[1] + 360];
-    g.add(box);
-    memory.connect(0, box, box.findInputSlot('memory'));
-    loader.connect(2, box, box.findInputSlot('vae'));
-    box.connect(0, add, add.findInputSlot('mask'));
-    return { box: box.id, list: find('ListLayers').id };
+    const find = (t) => window.app.graph.nodes.find((n) => n.type === t);
+    return { box: find('LayerMemoryBox').id, list: find('ListLayers').id };
   });
   const values = () => page.evaluate((id) => {
     const n = window.app.graph.getNodeById(id);

@@ -151,7 +151,12 @@ function draw(node) {
   ctx.font = "12px sans-serif";
   ctx.fillStyle = "#fff";
   ctx.fillText(`${b.x}, ${b.y}  ${b.width}×${b.height}`, r[0] + 4, Math.max(12, r[1] - 4));
-  if (state.note) drawNote(ctx, state.note, cw, ch, false);
+  const drawnOn = ["picture_width", "picture_height"].map((f) => Number(widgetOf(node, f)?.value));
+  const otherSize = drawnOn[0] > 0 && (drawnOn[0] !== state.info.width ||
+    drawnOn[1] !== state.info.height);
+  const note = state.note || (otherSize ? `The box was drawn on a ${drawnOn[0]}×${drawnOn[1]} ` +
+    `picture, this one is ${state.info.width}×${state.info.height}: drag the box again.` : "");
+  if (note) drawNote(ctx, note, cw, ch, false);
 }
 
 /** Sets the node's widgets from a finished drag and says what to connect. */
