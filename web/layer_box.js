@@ -258,8 +258,9 @@ function addPictureWidget(node) {
     getValue: () => "", setValue: () => {},
     onDraw: () => { // each frame: redraw only when the box, the size or the picture changed
       const b = currentBox(node);
-      const key = [b.x, b.y, b.width, b.height, canvas.clientWidth, canvas.clientHeight,
-        node.layerBox.ready].join(",");
+      const drawnOn = ["picture_width", "picture_height"].map((f) => widgetOf(node, f)?.value);
+      const key = [b.x, b.y, b.width, b.height, ...drawnOn, canvas.clientWidth,
+        canvas.clientHeight, node.layerBox.ready].join(",");
       if (key !== node.layerBox.key) { node.layerBox.key = key; draw(node); }
     },
   });
