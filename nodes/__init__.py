@@ -4,6 +4,7 @@ from __future__ import annotations
 from comfy_api.latest import ComfyExtension, io
 
 from .bcg_node import BCGBlend
+from .box_node import LayerBox
 from .edit_nodes import EditLayer, LayerMemoryFromImage
 from .history_nodes import LayerMemoryHistory, PreviewLayers, RenameLayer
 from .inspect_nodes import ListLayers
@@ -13,7 +14,7 @@ from .memory_nodes import AddLayerNode, DeleteLayerNode, LayerMemoryNode
 
 NODES: list[type[io.ComfyNode]] = [
     LoadPixArt, LayerMemoryNode, LayerMemoryFromImage, AddLayerNode, EditLayer, BCGBlend,
-    DeleteLayerNode,
+    DeleteLayerNode, LayerBox,
     ListLayers, PreviewLayers, LayerMemoryHistory, RenameLayer, SaveLayerMemory, LoadLayerMemory,
 ]
 

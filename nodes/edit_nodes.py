@@ -8,6 +8,7 @@ from ..layermem_core import checks, edit_ops, layer_ops, limits, model_checks, p
 from ..layermem_core.errors import LayerMemoryError
 from ..layermem_core.labels import CATEGORY
 from ..layermem_core.memory import check_layer_name
+from .layer_choices import choices_ui
 from .types import grow_input, layer_outputs, memory_input, model_input, schedule_inputs, seed_input
 
 
@@ -71,7 +72,7 @@ class EditLayer(io.ComfyNode):
                                   grow_pixels=grow, feather_pixels=feather, use_mqd=use_mqd,
                                   negative=negative, name=name,
                                   regenerate_fraction=regenerate_fraction)
-        return io.NodeOutput(new, new.composite_latent())
+        return io.NodeOutput(new, new.composite_latent(), ui=choices_ui(memory))
 
 
 class LayerMemoryFromImage(io.ComfyNode):

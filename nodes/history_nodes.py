@@ -9,6 +9,7 @@ from ..layermem_core.errors import LayerMemoryError
 from ..layermem_core.memory import check_layer_name
 from ..layermem_core.model_checks import require_memory
 from .inspect_nodes import layer_table
+from .layer_choices import choices_ui
 from .types import CATEGORY, LayerMemoryType, latent_output, memory_input
 
 
@@ -47,7 +48,7 @@ class LayerMemoryHistory(io.ComfyNode):
         memory = require_memory(memory)
         index = memory.resolve(layer, "layer", allow_background=True)
         kept = memory if index == len(memory.layers) - 1 else memory.truncated(index + 1)
-        return io.NodeOutput(kept, memory.composite_latent(index))
+        return io.NodeOutput(kept, memory.composite_latent(index), ui=choices_ui(memory))
 
 
 class RenameLayer(io.ComfyNode):
@@ -83,7 +84,8 @@ class RenameLayer(io.ComfyNode):
                                    "type a name, e.g. 'red car'")
         check_layer_name(name, "new_name")
         renamed = memory.renamed(index, name)
-        return io.NodeOutput(renamed, ui=ui.PreviewText(layer_table(renamed)))
+        shown = ui.PreviewText(layer_table(renamed)).as_dict()
+        return io.NodeOutput(renamed, ui={**shown, **choices_ui(memory)})
 
 
 def decode(vae, latent: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,7 @@ from comfy_api.latest import io
 
 from ..layermem_core import layer_ops
 from ..layermem_core.labels import CATEGORY
+from .layer_choices import choices_ui
 from .types import grow_input, layer_outputs, memory_input, model_input, schedule_inputs, seed_input
 
 
@@ -148,4 +149,5 @@ class DeleteLayerNode(io.ComfyNode):
         new = layer_ops.delete_layer(memory, model, layer, regenerate_fraction=regenerate_fraction,
                                      seed=seed, grow_pixels=grow,
                                      unblended_fraction=unblended_fraction)
-        return io.NodeOutput(new, new.composite_latent())
+        return io.NodeOutput(new, new.composite_latent(),
+                             ui=choices_ui(memory, allow_background=False))

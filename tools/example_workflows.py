@@ -34,7 +34,6 @@ from workflow_parts import (
     SDXL,
     SIZE,
     VAE_OUT,
-    X_COMPOSITE,
     X_DECODE,
     X_LAYER,
     X_MASK,
@@ -43,8 +42,8 @@ from workflow_parts import (
     X_TEXT,
     Family,
     box_layer,
+    box_mask,
     box_pixels,
-    canvas,
     decode_save,
     edit_layer,
     inspect_row,
@@ -89,7 +88,7 @@ def _for_sdxl(text: str, out: str, cfg: float) -> str:
 
 
 def _background(g: Graph, fam: Family, notes: list, out: str) -> None:
-    """Step 1 of layered_scene: nodes 3 to 9 (9: the canvas of every box mask)."""
+    """Step 1 of layered_scene: nodes 3 to 8."""
     fam.encode(g, 3, BACKGROUND, "Background prompt", (X_TEXT, 0), 400, POSITIVE_COLOR)
     fam.encode(g, 4, NEGATIVE, "Negative prompt", (X_MASK, 0), 570, NEGATIVE_COLOR)
     widgets = {"width": SIZE, "height": SIZE, "seed": 42, "steps": 20, "cfg": fam.cfg,
@@ -99,7 +98,6 @@ def _background(g: Graph, fam: Family, notes: list, out: str) -> None:
     decode_save(g, 6, 7, (5, 1), 0, f"{out}/1_background")
     note(g, 8, notes[1], (X_NOTE, 0), (420, 330))
     row_group(g, "Step 1: background", 0)
-    canvas(g, 9, 0)
 
 
 def _edits(g: Graph, notes: list, memory: int, first: int, out: str) -> int:
@@ -130,17 +128,17 @@ def _edits(g: Graph, notes: list, memory: int, first: int, out: str) -> int:
     step, y = step + 1, y + ROW
     composite, move, decode, save, note_id = range(first + 9, first + 14)
     index = next(k for k, o in enumerate(OBJECTS) if o[0] == MOVE)
-    x0, y0 = box_pixels(OBJECTS[index][1])[:2]
-    # the same box size (the layer's own SolidMask: same node, same cached output), a new place
-    g.add(Node(composite, "MaskComposite", {"x": x0 + MOVE_BY[0], "y": y0 + MOVE_BY[1],
-                                            "operation": "add"},
-               {"destination": (9, 0), "source": (11 + 7 * index, 0)},
-               title=f"Box mask: {MOVE}, moved", pos=(X_COMPOSITE, y), size=(270, 130)))
+    x0, y0, x1, y1 = box_pixels(OBJECTS[index][1])
+    # the same box size, a new place: the Layer Box on the memory being edited, its layer set as
+    # a drag of the lion's outline sets it
+    moved = (x0 + MOVE_BY[0], y0 + MOVE_BY[1], x1 + MOVE_BY[0], y1 + MOVE_BY[1])
+    box_mask(g, composite, MOVE, moved, reroll, y, layer=MOVE,
+             title=f"Box: {MOVE}, moved (drag its outline)")
     edit_layer(g, move, reroll, MOVE, MOVE_SEED, y, f"Move the {MOVE} (new mask)",
                {"mask": (composite, 0)})
     decode_save(g, decode, save, (move, 1), y, f"{out}/{step}_{MOVE}_moved")
     note(g, note_id, notes[step], (X_NOTE, y), (420, 250))
-    row_group(g, f"Step {step}: move the {MOVE}", y, x0=X_COMPOSITE)
+    row_group(g, f"Step {step}: move the {MOVE}", y, x0=X_MASK)
     return move
 
 
@@ -182,7 +180,7 @@ def build(fam: Family = PIXART) -> Graph:
     for k, obj in enumerate(OBJECTS):
         y = (k + 1) * ROW
         ids = range(next_id, next_id + 6)
-        box_layer(g, fam, ids, y, obj, 100 + k + 1, memory, 9, f"Add the {obj[0]}",
+        box_layer(g, fam, ids, y, obj, 100 + k + 1, memory, f"Add the {obj[0]}",
                   f"{out}/{k + 2}_{obj[0]}")
         note(g, next_id + 6, steps[k + 2], (X_NOTE, y), (420, 330))
         row_group(g, f"Step {k + 2}: add the {obj[0]}", y)
@@ -211,8 +209,7 @@ def build_continue() -> Graph:
     row_group(g, "Step 1: load the saved scene", 0, x0=X_LAYER)
     # step 2: one more layer
     name = RESTORE[0]
-    canvas(g, 7, ROW)
-    box_layer(g, PIXART, range(8, 14), ROW, RESTORE, RESTORE_SEED, 3, 7,
+    box_layer(g, PIXART, range(8, 14), ROW, RESTORE, RESTORE_SEED, 3,
               f"Add the {name} back (on top)", f"continue_scene/2_{name}")
     note(g, 14, notes[2], (X_NOTE, ROW), (420, 400))
     row_group(g, f"Step 2: add the {name} back", ROW)

@@ -138,7 +138,8 @@ async function run(page) {
   });
 }
 
-const SHOWN_TYPES = ['ListLayers', 'RenameLayer', 'SaveLayerMemory', 'SaveImage', 'PreviewLayers'];
+const SHOWN_TYPES = ['ListLayers', 'RenameLayer', 'SaveLayerMemory', 'SaveImage', 'PreviewLayers',
+  'DeleteLayer', 'EditLayer'];
 
 /** What each node that shows something looks like after the run, centred on the screen in turn
  * (the frontend draws images and text boxes only for nodes in view). */
@@ -166,10 +167,31 @@ async function nodeState(page) {
           && getComputedStyle(el).visibility !== 'hidden'),
         images: (n.imgs ?? []).filter((img) => img.naturalWidth > 0).length,
         output_images: (outputs.images ?? []).length,
+        pick: n.widgets?.find((w) => w.name === 'pick layer')?.options?.values ?? null,
+        layer: n.widgets?.find((w) => w.name === 'layer')?.value ?? null,
       };
     }, id));
   }
   return states;
+}
+
+/** Issue 24: the first Edit Layer's "pick layer" list used as a user picks from it (the combo's
+ * callback); the layer it put into `layer`, then the old value back. */
+async function pickLayer(page) {
+  return page.evaluate(() => {
+    const n = window.app.graph.nodes.find((node) => node.type === 'EditLayer');
+    const pick = n?.widgets?.find((w) => w.name === 'pick layer');
+    const layer = n?.widgets?.find((w) => w.name === 'layer');
+    if (!pick || !layer) return null;
+    const label = pick.options.values[pick.options.values.length - 1];
+    const before = layer.value;
+    pick.value = label;
+    pick.callback?.(label);
+    const after = layer.value;
+    layer.value = before;
+    const serialized = window.app.graph.serialize().nodes.find((s) => s.id === n.id);
+    return { label, before, after, widgets_values: serialized.widgets_values };
+  });
 }
 
 /** The graph saved and opened again (as a saved workflow or a page reload restores it): each
@@ -254,6 +276,109 @@ async function pictures(page, wf, docsDir) {
   await page.screenshot({ path: thumb, type: 'jpeg', quality: 60, clip });
   return [shot, thumb];
 }
+/** Issue 24: continue_scene's Layer Box (the leopard's box): a press before any run, a run (the
+ * picture arrives), a mouse drag of a new box on the node's canvas, a run with that box (List
+ * Layers' table), and a drag of the top layer's outline. */
+async function layerBoxRun(page) {
+  const wf = workflows().find((w) => w.name.includes('continue_scene'));
+  await page.evaluate(() => { window.app.nodeOutputs = {}; }); // opened as new: no earlier run
+  await load(page, wf);
+  await closeDialogs(page);
+  const ids = await page.evaluate(() => {
+    const find = (t) => window.app.graph.nodes.find((n) => n.type === t);
+    return { box: find('LayerMemoryBox').id, list: find('ListLayers').id };
+  });
+  const values = () => page.evaluate((id) => {
+    const n = window.app.graph.getNodeById(id);
+    return Object.fromEntries(['x', 'y', 'width', 'height', 'picture_width', 'picture_height',
+      'layer'].map((k) => [k, n.widgets.find((w) => w.name === k).value]));
+  }, ids.box);
+  /** The node's canvas on screen and where the picture is in it (centred on the node first). */
+  const geometry = async () => {
+    await page.evaluate((id) => {
+      const c = window.app.canvas;
+      c.ds.scale = 1;
+      c.centerOnNode(window.app.graph.getNodeById(id));
+      c.setDirty(true, true);
+    }, ids.box);
+    await page.waitForTimeout(800);
+    return page.evaluate((id) => {
+      const n = window.app.graph.getNodeById(id);
+      const el = n.layerBox.canvas;
+      const r = el.getBoundingClientRect();
+      const k = r.width / el.clientWidth;
+      const info = n.layerBox.info;
+      const s = info ? Math.min(el.clientWidth / info.width, el.clientHeight / info.height) : 1;
+      const ox = info ? (el.clientWidth - info.width * s) / 2 : 0;
+      const oy = info ? (el.clientHeight - info.height * s) / 2 : 0;
+      return { left: r.left, top: r.top, width: r.width, height: r.height, k, s, ox, oy,
+        info, ready: n.layerBox.ready, note: n.layerBox.note };
+    }, ids.box);
+  };
+  const screen = (g, p) => ({ x: g.left + (g.ox + p.x * g.s) * g.k,
+    y: g.top + (g.oy + p.y * g.s) * g.k });
+  const picture = (g, q) => ({ x: ((q.x - g.left) / g.k - g.ox) / g.s,
+    y: ((q.y - g.top) / g.k - g.oy) / g.s });
+  const drag = async (from, to) => {
+    await page.mouse.move(from.x, from.y);
+    await page.mouse.down();
+    for (let i = 1; i <= 8; i++) {
+      await page.mouse.move(from.x + (to.x - from.x) * i / 8, from.y + (to.y - from.y) * i / 8);
+    }
+    await page.mouse.up();
+    await page.waitForTimeout(300);
+  };
+  const out = { before: await values() };
+  let g = await geometry();
+  out.canvas_on_screen = g.width > 100 && g.height > 100;
+  await drag({ x: g.left + g.width / 2, y: g.top + g.height / 2 },
+    { x: g.left + g.width / 2 + 60, y: g.top + g.height / 2 + 40 });
+  out.before_run = { values: await values(), note: (await geometry()).note };
+  out.first_run = await run(page);
+  await page.waitForFunction((id) => window.app.graph.getNodeById(id).layerBox.ready, ids.box,
+    { timeout: 30000 }).catch(() => {});
+  g = await geometry();
+  out.picture = { ready: g.ready, width: g.info?.width, height: g.info?.height,
+    layers: g.info?.layers ?? [] };
+  // a new box: from a point outside the current box and away from every outline
+  const cur = await values();
+  const tol = 14 / (g.s * g.k);
+  const nearEdge = (p, [x, y, w, h]) => p.x > x - tol && p.x < x + w + tol && p.y > y - tol &&
+    p.y < y + h + tol && !(p.x > x + tol && p.x < x + w - tol && p.y > y + tol && p.y < y + h - tol);
+  const W = g.info.width, H = g.info.height;
+  let start = null;
+  for (let y = H * 0.55; y < H * 0.9 && !start; y += 8) {
+    for (let x = W * 0.45; x < W * 0.7 && !start; x += 8) {
+      const p = { x, y }, e = { x: x - W * 0.3, y: y - H * 0.3 };
+      const inCur = p.x >= cur.x && p.x <= cur.x + cur.width && p.y >= cur.y &&
+        p.y <= cur.y + cur.height;
+      if (!inCur && !out.picture.layers.some((l) => nearEdge(p, l.box) || nearEdge(e, l.box))) {
+        start = p;
+      }
+    }
+  }
+  const from = screen(g, start), to = screen(g, { x: start.x - W * 0.3, y: start.y - H * 0.3 });
+  await drag(from, to);
+  out.new_box = { from: picture(g, from), to: picture(g, to), values: await values(),
+    note: (await geometry()).note };
+  out.second_run = await run(page);
+  out.table = await page.evaluate((id) => {
+    const n = window.app.graph.getNodeById(id);
+    return String(n.widgets?.find((w) => w.name === 'layer_memory_text')?.value ?? '');
+  }, ids.list);
+  // the top layer's outline, grabbed at the middle of its top edge, moved right and down
+  g = await geometry();
+  const top = g.info.layers[g.info.layers.length - 1];
+  const [lx, ly, lw, lh] = top.box;
+  const grab = screen(g, { x: lx + lw / 2, y: ly });
+  // right and down, or left and up where the picture's edge would stop the box
+  const by = { x: (lx + lw + W * 0.08 <= W ? 1 : -1) * W * 0.08,
+    y: (ly + lh + H * 0.06 <= H ? 1 : -1) * H * 0.06 };
+  await drag(grab, { x: grab.x + by.x * g.s * g.k, y: grab.y + by.y * g.s * g.k });
+  out.moved_layer = { layer: top, by, values: await values(), note: (await geometry()).note };
+  return out;
+}
+
 (async () => {
   const args = parseArgs(process.argv.slice(2));
   if (!args.url) {
@@ -293,10 +418,16 @@ async function pictures(page, wf, docsDir) {
     entry.nodes = await nodeState(page);
     entry.seconds = (Date.now() - started) / 1000;
     if (wf.name.includes('continue_scene')) entry.reloaded = await reloadedTexts(page);
+    if (wf.name.includes('1_layered_scene')) entry.picked = await pickLayer(page);
     if (args.pictures) entry.pictures = await pictures(page, wf, docs);
     report.workflows.push(entry);
     console.log(`${wf.name}: ${entry.seconds.toFixed(0)} s, ${entry.executed.length} nodes ran, ` +
       `${entry.errors.length} errors, progress samples ${entry.progress_samples}`);
+  }
+  if (!args.only) { // needs the memory layered_scene saved
+    phase = 'layer_box';
+    report.layer_box = await layerBoxRun(page);
+    console.log(`layer_box: ${JSON.stringify(report.layer_box.new_box.values)}`);
   }
   await browser.close();
   fs.rmSync(userDir, { recursive: true, force: true });

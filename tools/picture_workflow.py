@@ -23,7 +23,6 @@ from workflow_parts import (
     X_README,
     X_TEXT,
     box_layer,
-    canvas,
     decode_save,
     edit_layer,
     inspect_row,
@@ -42,13 +41,12 @@ REPROMPT = ("elephant", "A grey African elephant standing in the grass, large ea
 
 
 def _picture(g: Graph, notes: list) -> None:
-    """Step 1: LoadImage (3), Upscale Image (4), the canvas (5), note (6)."""
+    """Step 1: LoadImage (3), Upscale Image (4), note (6)."""
     g.add(Node(3, "LoadImage", {"image": PICTURE}, {}, title="Your picture",
                pos=(X_TEXT, 0), size=(400, 420)))
     g.add(Node(4, "ImageScale", {"upscale_method": "lanczos", "width": SIZE, "height": SIZE,
                                  "crop": "center"}, {"image": (3, 0)},
                title="Scene size (crop and scale)", pos=(X_MASK, 0), size=(270, 170)))
-    canvas(g, 5, 0)
     note(g, 6, notes[1], (X_NOTE, 0), (420, 250))
     row_group(g, "Step 1: your picture", 0)
 
@@ -88,7 +86,7 @@ def build(notes: list[tuple[str, str]], negative: str) -> Graph:
     note(g, 2, notes[0], (X_README, -360), (880, 760))
     _picture(g, notes)
     _memory(g, notes, negative)
-    box_layer(g, PIXART, range(13, 19), 2 * ROW, ADD, 7, 9, 5, f"Add a {ADD[0]}",
+    box_layer(g, PIXART, range(13, 19), 2 * ROW, ADD, 7, 9, f"Add a {ADD[0]}",
               f"{OUT}/2_{ADD[0]}")
     note(g, 19, notes[3], (X_NOTE, 2 * ROW), (420, 300))
     row_group(g, f"Step 3: add a {ADD[0]}", 2 * ROW)

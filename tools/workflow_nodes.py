@@ -119,6 +119,14 @@ NODE_DEFS: dict[str, NodeDef] = {
         widgets=(("line_width", "INT", True, False),),
         outputs=(("outlined", "IMAGE"), ("per_layer", "IMAGE"))),
     "ListLayers": _pack("List Layers", sockets=(MEMORY,), outputs=(("table", "STRING"),)),
+    "LayerMemoryBox": _pack(
+        "Layer Box (draw a mask)",
+        sockets=(MEMORY, ("vae", "VAE", True)),
+        widgets=(("x", "INT", False, False), ("y", "INT", False, False),
+                 ("width", "INT", False, False), ("height", "INT", False, False),
+                 ("picture_width", "INT", True, False), ("picture_height", "INT", True, False),
+                 ("layer", "STRING", True, False)),
+        outputs=(("mask", "MASK"), ("layer", "STRING"))),
 }
 
 # The model files LoadPixArt names, with what the frontend's Missing Models dialog needs to offer

@@ -1,5 +1,5 @@
 """Building blocks shared by the example workflows: the model family's loader and text encoder,
-the canvas layout, notes, groups, box masks and the decode + save pair.
+the canvas layout, notes, groups, Layer Box masks and the decode + save pair.
 
 A `Family` says how one model family loads and encodes prompts: PixArt (the pack's LoadPixArt,
 CLIPTextEncodePixArtAlpha) or SDXL (the stock CheckpointLoaderSimple, CLIPTextEncodeSDXL). Both
@@ -95,42 +95,40 @@ def decode_save(g: Graph, decode: int, save: int, latent: tuple, y: int, prefix:
                pos=(X_SAVE, y), size=SAVE_SIZE))
 
 
-def canvas(g: Graph, id: int, y: int) -> None:
-    """The empty mask every box mask is pasted on."""
-    g.add(Node(id, "SolidMask", {"value": 0.0, "width": SIZE, "height": SIZE}, {},
-               title="Canvas (empty mask)", pos=(X_MASK, y + 260), size=(270, 110)))
-
-
 def box_pixels(box, size: int = SIZE, grid: int = 16) -> tuple[int, int, int, int]:
     """A normalised [x0, y0, x1, y1] box in pixels, on a 16 px grid (latent grid at 1024 and
     512 px)."""
     return tuple(int(round(c * size / grid)) * grid for c in box)
 
 
-def box_mask(g: Graph, ids, name: str, box_px: tuple, canvas_id: int, y: int) -> int:
-    """SolidMask of the box's size pasted on the canvas by MaskComposite; returns the mask's
-    node id."""
-    source, composite = ids
+BOX_SIZE = (580, 460)  # Layer Box: room for the picture to draw on
+
+
+def box_mask(g: Graph, id: int, name: str, box_px: tuple, memory: int, y: int,
+             layer: str = "", title: str | None = None) -> int:
+    """A Layer Box on `memory` holding the box (image pixels, drawn on a SIZE picture); returns
+    its node id (output 0 is the mask)."""
     x0, y0, x1, y1 = box_px
-    g.add(Node(source, "SolidMask", {"value": 1.0, "width": x1 - x0, "height": y1 - y0}, {},
-               title=f"Box size: {name}", pos=(X_MASK, y), size=(270, 110)))
-    g.add(Node(composite, "MaskComposite", {"x": x0, "y": y0, "operation": "add"},
-               {"destination": (canvas_id, 0), "source": (source, 0)}, title=f"Box mask: {name}",
-               pos=(X_COMPOSITE, y), size=(270, 130)))
-    return composite
+    widgets = {"x": x0, "y": y0, "width": x1 - x0, "height": y1 - y0, "picture_width": SIZE,
+               "picture_height": SIZE, "layer": layer}
+    g.add(Node(id, "LayerMemoryBox", widgets, {"memory": (memory, 0), "vae": VAE_OUT},
+               title=title or f"Box: {name} (drag on the picture)", pos=(X_MASK, y - 20),
+               size=BOX_SIZE))
+    return id
 
 
 def box_layer(g: Graph, fam: Family, ids, y: int, obj: tuple, seed: int, memory: int,
-              canvas_id: int, title: str, save_prefix: str) -> None:
-    """Prompt, box mask, AddLayer (on top), decode and save. ids: text, box size, box mask,
-    layer, decode, save."""
+              title: str, save_prefix: str) -> None:
+    """Prompt, Layer Box, AddLayer (on top), decode and save. ids: text, (unused: the box size
+    node of the SolidMask chain this replaced; ids stay those of earlier templates), box, layer,
+    decode, save."""
     name, box, prompt = obj
-    text, source, composite, layer, decode, save = ids
+    text, _, box_id, layer, decode, save = ids
     fam.encode(g, text, prompt, f"Prompt: {name}", (X_TEXT, y), 400, POSITIVE_COLOR)
-    box_mask(g, (source, composite), name, box_pixels(box), canvas_id, y)
+    box_mask(g, box_id, name, box_pixels(box), memory, y)
     widgets = {"seed": seed, "use_mqd": True, "grow": 0, "feather": 0, "unblended_fraction": 0.0,
                "name": name, "position": -1}
-    links = {"memory": (memory, 0), "model": MODEL, "positive": (text, 0), "mask": (composite, 0)}
+    links = {"memory": (memory, 0), "model": MODEL, "positive": (text, 0), "mask": (box_id, 0)}
     g.add(Node(layer, "AddLayer", widgets, links, title=title, pos=(X_LAYER, y), size=(340, 310)))
     decode_save(g, decode, save, (layer, 1), y, save_prefix)
 

@@ -152,3 +152,77 @@ def test_list_layers_table_is_back_after_the_workflow_is_opened_again(report):
     assert again["text"] == node["text"] and again["text"].count("\n") >= 4
     longest = max(len(line) for line in again["text"].splitlines())
     assert again["size"][0] >= 60 + 7 * longest, again["size"]
+
+
+# ------------------------------------------------------------------ issue 24: Layer Box, layers
+
+GRID = 8  # web/layer_box.js snaps a drag to the latent grid
+
+
+def _layer_box(report) -> dict:
+    box = report.get("layer_box")
+    assert box, "frontend_run.js ran no Layer Box phase"
+    return box
+
+
+def test_layer_box_before_any_run_says_to_run_once(report):
+    box = _layer_box(report)
+    assert box["canvas_on_screen"]
+    assert box["before_run"]["values"] == box["before"], "a press before a run changes nothing"
+    assert box["before_run"]["note"].startswith("Run the workflow once (Queue)")
+
+
+def test_layer_box_shows_the_memorys_picture_and_outlines_after_a_run(report):
+    box = _layer_box(report)
+    assert box["first_run"]["errors"] == [], box["first_run"]["errors"]
+    pic = box["picture"]
+    assert pic["ready"] and (pic["width"], pic["height"]) == (512, 512)  # the random-model scene
+    assert [(o["index"], o["name"]) for o in pic["layers"]] == [(1, "cheetah"), (2, "lion")]
+
+
+def test_dragging_a_box_on_the_node_sets_its_numbers(report):
+    box = _layer_box(report)
+    drawn, v = box["new_box"], box["new_box"]["values"]
+    assert v != box["before"]
+    for axis, size in (("x", "width"), ("y", "height")):
+        lo = min(drawn["from"][axis], drawn["to"][axis])
+        hi = max(drawn["from"][axis], drawn["to"][axis])
+        assert v[axis] % GRID == 0 and v[size] % GRID == 0, v
+        assert v[axis] <= lo < v[axis] + GRID, (axis, lo, v)
+        assert v[axis] + v[size] - GRID < hi <= v[axis] + v[size], (axis, hi, v)
+    assert (v["picture_width"], v["picture_height"]) == (512, 512)
+    assert v["layer"] == ""
+    assert "link the mask to Add Layer's mask" in drawn["note"]
+
+
+def test_the_drawn_box_is_the_new_layers_mask(report):
+    """The second run sends the dragged numbers: List Layers' new top layer covers exactly them."""
+    box = _layer_box(report)
+    assert box["second_run"]["errors"] == [], box["second_run"]["errors"]
+    v = box["new_box"]["values"]
+    rows = [row.split(" | ") for row in box["table"].splitlines()[2:]]
+    assert [r[1] for r in rows] == ["background", "cheetah", "lion", "leopard"], box["table"]
+    assert rows[3][2] == f"{v['width'] * v['height'] / 512 ** 2 * 100:.1f}%", (rows[3], v)
+
+
+def test_dragging_a_layer_outline_moves_its_box(report):
+    moved = _layer_box(report)["moved_layer"]
+    x, y, w, h = moved["layer"]["box"]
+    v = moved["values"]
+    assert v["layer"] == moved["layer"]["name"] == "lion"
+    assert (v["width"], v["height"]) == (w, h), "moved, not resized"
+    assert abs(v["x"] - (x + moved["by"]["x"])) <= GRID and v["x"] != x, (v, moved)
+    assert abs(v["y"] - (y + moved["by"]["y"])) <= GRID and v["y"] != y, (v, moved)
+    assert "Layer 2 'lion' moved" in moved["note"]
+
+
+def test_layer_inputs_offer_the_layers_after_a_run(report):
+    wf = _workflows(report)["1_layered_scene"]
+    (delete,) = _nodes(wf, "DeleteLayer")
+    assert delete["pick"] == ["1: cheetah", "2: leopard", "3: lion"], delete["pick"]
+    reroll = next(n for n in _nodes(wf, "EditLayer") if n["layer"] == "cheetah")
+    assert reroll["pick"] == ["0: background", "1: cheetah", "2: lion"], reroll["pick"]
+    picked = wf["picked"]
+    assert picked["label"] == "2: lion" and picked["after"] == "lion", picked
+    assert "2: lion" not in picked["widgets_values"], "the list is not saved into the workflow"
+    assert picked["before"] in picked["widgets_values"]

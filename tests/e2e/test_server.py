@@ -199,20 +199,14 @@ def append_layer(prompt: dict) -> tuple[dict, set[str]]:
     top_inputs = p[top]["inputs"]
     model = top_inputs["model"] if "model" in top_inputs else _first(p, "AddLayer")["model"]
     vae = _first(p, "VAEDecode")["vae"]
-    # reuse the workflow's empty canvas: a new node with the same inputs would come from the cache
-    canvas = _first(p, "MaskComposite")["destination"]
     box = (width // 4 + 8, height // 4 + 24)
-    assert all((p[n]["inputs"]["width"], p[n]["inputs"]["height"]) != box
-               for n in _nodes(p, "SolidMask"))
     first = max(int(k) for k in p) + 100
-    ids = [str(first + i) for i in range(6)]
-    text, source, composite, layer, decode, save = ids
+    ids = [str(first + i) for i in range(5)]
+    text, composite, layer, decode, save = ids
     p[text] = encoder
-    p[source] = {"class_type": "SolidMask",
-                 "inputs": {"value": 1.0, "width": box[0], "height": box[1]}}
-    p[composite] = {"class_type": "MaskComposite",
-                    "inputs": {"destination": canvas, "source": [source, 0], "x": width // 2,
-                               "y": height // 8, "operation": "add"}}
+    p[composite] = {"class_type": "LayerMemoryBox",
+                    "inputs": {"memory": [top, 0], "x": width // 2, "y": height // 8,
+                               "width": box[0], "height": box[1]}}
     p[layer] = {"class_type": "AddLayer", "_meta": {"title": "Add layer: balloon"},
                 "inputs": {"memory": [top, 0], "model": model, "positive": [text, 0],
                            "mask": [composite, 0], "seed": 7, "use_mqd": True, "grow": 0,
@@ -341,11 +335,11 @@ def test_second_workflow_continues_the_scene_the_first_saved(server):
 
 
 def _box_of(prompt: dict, layer: str) -> tuple[int, int, int, int]:
-    """The pixel box of a layer's mask: a SolidMask pasted on the canvas by MaskComposite."""
-    composite = prompt[prompt[layer]["inputs"]["mask"][0]]["inputs"]
-    size = prompt[composite["source"][0]]["inputs"]
-    return (composite["x"], composite["y"], composite["x"] + size["width"],
-            composite["y"] + size["height"])
+    """The pixel box of a layer's mask: the x, y, width, height of its Layer Box."""
+    box = prompt[prompt[layer]["inputs"]["mask"][0]]
+    assert box["class_type"] == "LayerMemoryBox", box
+    b = box["inputs"]
+    return b["x"], b["y"], b["x"] + b["width"], b["y"] + b["height"]
 
 
 # The random TAESD decoder sees about 8 latent pixels (64 px) around a changed latent (measured: a

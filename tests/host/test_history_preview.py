@@ -87,7 +87,9 @@ def test_rename_by_index_or_name_and_use_the_name(host, N, alpha, three_layers):
     out = N["RenameLayer"].execute(memory, "-1", "  red car ")
     renamed = out.result[0]
     assert renamed.layers[3].name == "red car" and memory.layers[3].name == "object 3"
-    assert "red car" in out.ui.as_dict()["text"][0]
+    assert "red car" in out.ui["text"][0]
+    assert out.ui["layer_choices"][3] == {"label": "3: object 3", "value": "object 3"}, \
+        "the choices are the input memory's layers"
     assert renamed.layers[3].trajectory is memory.layers[3].trajectory, "only the name changed"
     again = N["RenameLayer"].execute(renamed, "object 1", "sky").result[0]
     assert [layer.name for layer in again.layers] == ["background", "sky", "object 2", "red car"]

@@ -7,7 +7,7 @@ pytestmark = pytest.mark.host
 
 NODE_IDS = ["LoadPixArt", "LayerMemory", "AddLayer", "BCGBlend", "DeleteLayer", "ListLayers",
             "PreviewLayers", "LayerMemoryHistory", "RenameLayer", "SaveLayerMemory",
-            "LoadLayerMemory"]
+            "LoadLayerMemory", "LayerMemoryBox"]
 
 
 def _load_pixart(host):

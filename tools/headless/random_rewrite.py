@@ -5,7 +5,8 @@
 - CLIPTextEncodePixArtAlpha, and CLIPTextEncode fed by LoadPixArt: LayerMemTestEncode with the
   same text;
 - sizes: LayerMemory (and EmptyLatentImage) width/height, text-encoder width/height, SolidMask
-  sizes, MaskComposite x/y and a PreviewLayers line_width > 0 scaled by size / (smaller side of
+  sizes, MaskComposite x/y, a Layer Box's box (unless drawn on a picture of the target size) and
+  a PreviewLayers line_width > 0 scaled by size / (smaller side of
   the first LayerMemory), e.g. 1024 -> 512. A workflow without LayerMemory (one that continues a
   memory from LoadLayerMemory) takes the scene size from its first PixArt text encoder instead:
   the loaded memory is then the one a rewritten workflow saved, at `size`;
@@ -149,6 +150,16 @@ def _line_width(rw: Rewrite, node_id: str, node: dict) -> None:
         rw.set(node_id, node, "line_width", rw.scaled(width, 1, 1))
 
 
+def _layer_box(rw: Rewrite, node_id: str, node: dict) -> None:
+    """A box typed for the workflow's size is scaled like SolidMask + MaskComposite; a box drawn on
+    the rewritten run's picture (picture size already the target) stays as drawn."""
+    drawn_on = (node["inputs"].get("picture_width"), node["inputs"].get("picture_height"))
+    if drawn_on == rw.image_size:
+        return
+    rw.scale_inputs(node_id, node, ("x", "y", "width", "height", "picture_width",
+                                    "picture_height"))
+
+
 RULES: dict[str, tuple[Rule, ...]] = {
     "LoadPixArt": (_random_loader,),
     "CLIPTextEncodePixArtAlpha": (_test_encoder,),
@@ -165,6 +176,7 @@ RULES: dict[str, tuple[Rule, ...]] = {
     "SolidMask": (_scaled("width", "height", minimum=1),),
     "MaskComposite": (_scaled("x", "y"),),
     "PreviewLayers": (_line_width,),
+    "LayerMemoryBox": (_layer_box,),
 }
 
 

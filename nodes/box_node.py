@@ -1,0 +1,125 @@
+"""Layer Box: draw a box on the memory's picture in the graph; outputs the MASK for AddLayer or
+EditLayer.
+
+The box is four INT inputs in image pixels, so an API prompt sets it with numbers and gets the
+same mask as SolidMask + MaskComposite. After a run the node sends the memory's composite with
+every layer outlined and numbered (web/layer_memory.js draws it in the node and turns a mouse drag
+into the four numbers).
+"""
+from __future__ import annotations
+
+import torch
+from comfy_api.latest import io, ui
+
+from ..layermem_core import boxes, preview
+from ..layermem_core.errors import LayerMemoryError
+from ..layermem_core.model_checks import require_memory
+from .history_nodes import decode
+from .layer_choices import choices_ui
+from .types import CATEGORY, memory_input
+
+UI_KEY = "layer_box"  # the ui output key web/layer_memory.js reads (not "images": the frontend
+# would also draw the picture under the node)
+NO_PICTURE_GREY = 0.35  # the picture without a VAE: outlines on grey
+MAX_SIDE = 16384
+
+
+def _box_input(name: str, default: int, tooltip: str, optional: bool = False) -> io.Input:
+    """min 0, so a zero-size box reaches the node's own refusal, which says what to do."""
+    return io.Int.Input(name, default=default, min=0, max=MAX_SIDE, step=1, tooltip=tooltip,
+                        optional=optional)
+
+
+def picture(memory, vae) -> torch.Tensor:
+    """The composite the widget shows, [H, W, 3] at the memory's image size, layers outlined."""
+    _, h, w = memory.latent_shape
+    size = (h * boxes.LATENT_PIXELS, w * boxes.LATENT_PIXELS)
+    image = None
+    if vae is not None:
+        image = decode(vae, memory.composite_latent()["samples"])[0]
+        if tuple(image.shape[:2]) != size:  # another family's VAE: outlines would not line up
+            image = None
+    if image is None:
+        image = torch.full((*size, 3), NO_PICTURE_GREY, dtype=torch.float32)
+    return preview.annotate(image, [layer.latent_mask for layer in memory.layers[1:]])
+
+
+def layer_outlines(memory) -> list[dict]:
+    """Each object layer's bounding box in image pixels (the widget's handles to move layers)."""
+    found = []
+    for i, layer in enumerate(memory.layers[1:], start=1):
+        box = boxes.latent_box(layer.latent_mask)
+        if box is not None:
+            found.append({"index": i, "name": layer.name, "box": list(box)})
+    return found
+
+
+def check_moved_layer(memory, layer: str) -> None:
+    """A layer to move must be in this memory and not the background (EditLayer takes no mask for
+    layer 0): refused here, before EditLayer samples anything."""
+    if not layer.strip():
+        return
+    if memory.resolve(layer, "layer", allow_background=True) == 0:
+        raise LayerMemoryError("layer", f"{layer!r} is layer 0, the background, which has no "
+                                        "outline to move",
+                               "drag an object's outline, or clear `layer` to draw a new box")
+
+
+class LayerBox(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="LayerMemoryBox",
+            display_name="Layer Box (draw a mask)",
+            category=CATEGORY,
+            description="Draw where a layer goes on the picture itself: after a run the node shows "
+                        "the memory's composite with every layer outlined and numbered; drag a "
+                        "box on it (or drag a layer's outline to move it) and the box becomes "
+                        "x, y, width, height. Outputs the box as a MASK at the memory's size, for "
+                        "AddLayer's or EditLayer's mask (the same mask as SolidMask + "
+                        "MaskComposite).",
+            inputs=[
+                memory_input("The memory the box is drawn on: its size is the mask's, its "
+                             "composite is the picture shown."),
+                _box_input("x", 0, "Left edge of the box in image pixels (0 = left)."),
+                _box_input("y", 0, "Top edge of the box in image pixels (0 = top)."),
+                _box_input("width", 256, "Box width in image pixels (the drag snaps to 8 px, "
+                                         "one latent pixel); 0 is refused."),
+                _box_input("height", 256, "Box height in image pixels."),
+                io.Vae.Input("vae", optional=True,
+                             tooltip="Decodes the composite for the picture; unconnected: the "
+                                     "outlines on grey."),
+                _box_input("picture_width", 0, "Width of the picture the box was drawn on (the "
+                                               "widget sets it); another memory size is refused. "
+                                               "0: not checked.", optional=True),
+                _box_input("picture_height", 0, "Height of the picture the box was drawn on; 0: "
+                                                "not checked.", optional=True),
+                io.String.Input("layer", default="", optional=True,
+                                tooltip="The layer whose outline you dragged (the widget sets it; "
+                                        "empty for a new box). Passed on as the `layer` output: "
+                                        "link it and the mask to EditLayer to move that layer "
+                                        "(its mask becomes the box)."),
+            ],
+            outputs=[io.Mask.Output(display_name="mask",
+                                    tooltip="1 inside the box, 0 elsewhere, at the memory's image "
+                                            "size: connect it to AddLayer's or EditLayer's mask."),
+                     io.String.Output(display_name="layer",
+                                      tooltip="The `layer` input as is: link it to EditLayer's "
+                                              "layer with the mask to move the dragged layer.")],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, memory, x: int, y: int, width: int, height: int, vae=None,
+                picture_width: int = 0, picture_height: int = 0, layer: str = "") -> io.NodeOutput:
+        memory = require_memory(memory)
+        _, h, w = memory.latent_shape
+        image_w, image_h = w * boxes.LATENT_PIXELS, h * boxes.LATENT_PIXELS
+        boxes.check_drawn_on(int(picture_width), int(picture_height), image_w, image_h)
+        check_moved_layer(memory, str(layer))
+        mask = boxes.box_mask(boxes.Box(int(x), int(y), int(width), int(height)), image_w, image_h)
+        saved = ui.ImageSaveHelper.save_images(picture(memory, vae)[None], "LayerBox_temp",
+                                               io.FolderType.temp, cls=None, compress_level=1)
+        shown = {UI_KEY: [{**saved[0], "width": image_w, "height": image_h,
+                           "layers": layer_outlines(memory)}]}
+        return io.NodeOutput(mask, str(layer), ui={**shown, **choices_ui(memory)})

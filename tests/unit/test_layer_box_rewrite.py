@@ -1,0 +1,27 @@
+"""The random-model rewrite (tools/headless) scales a Layer Box typed for the template's size
+like SolidMask + MaskComposite, and keeps a box drawn on the rewritten run's own picture."""
+from __future__ import annotations
+
+import headless
+
+
+def _prompt(box: dict) -> dict:
+    return {
+        "1": {"class_type": "LayerMemory", "inputs": {"width": 1024, "height": 1024}},
+        "2": {"class_type": "LayerMemoryBox", "inputs": {"memory": ["1", 0], **box}},
+    }
+
+
+def test_a_typed_box_is_scaled_with_the_scene():
+    box = {"x": 384, "y": 464, "width": 240, "height": 320, "picture_width": 1024,
+           "picture_height": 1024}
+    out = headless.rewrite_for_random_models(_prompt(box))[0]["2"]["inputs"]
+    assert out == {"memory": ["1", 0], "x": 192, "y": 232, "width": 120, "height": 160,
+                   "picture_width": 512, "picture_height": 512}
+
+
+def test_a_box_drawn_on_the_rewritten_picture_stays_as_drawn():
+    box = {"x": 200, "y": 136, "width": 152, "height": 160, "picture_width": 512,
+           "picture_height": 512}
+    out = headless.rewrite_for_random_models(_prompt(box))[0]["2"]["inputs"]
+    assert out == {"memory": ["1", 0], **box}
