@@ -168,10 +168,11 @@ def test_the_stack_holds_across_any_sequence_of_edits(host, alpha, tmp_path):
                                               sampler_name=sampler, scheduler=scheduler)
             self.serial = 0
             self.last = "start"
-            # one object from the start, so delete, reroll and move apply from the first rule
-            self.memory = lo.add_layer(self.memory, alpha, scenes.cond(seed + 3),
-                                       mask((0.2, 0.2, 0.5, 0.5)), seed=seed + 3,
-                                       name=self._name())
+            # two objects from the start, so every verb applies from the first rule and after a
+            # delete (the long profile must run every ordered pair of verbs)
+            for k, box in enumerate([(0.2, 0.2, 0.5, 0.5), (0.45, 0.4, 0.8, 0.75)]):
+                self.memory = lo.add_layer(self.memory, alpha, scenes.cond(seed + 3 + k),
+                                           mask(box), seed=seed + 3 + k, name=self._name())
             self.model = StackModel(self.memory)
             self.tails: set[str] = set()  # layers whose AddLayer left an unblended tail
 
