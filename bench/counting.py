@@ -63,6 +63,15 @@ def _copies(name: str, out, args) -> bool:
     return True
 
 
+def _fused_layout(out: torch.Tensor) -> torch.Tensor:
+    """SDPA's result as the fused kernels lay it out ([B, N, H, D] memory seen as [B, H, N, D]):
+    CUDA's flash and memory-efficient kernels and the CPU's flash kernel do, so the usual
+    transpose + reshape after attention is a view there; the meta kernel returns it contiguous,
+    which would count a copy no GPU makes."""
+    b, h, n, d = out.shape
+    return torch.empty((b, n, h, d), dtype=out.dtype, device=out.device).transpose(1, 2)
+
+
 class OpCounter(TorchDispatchMode):
     """Counts every aten op dispatched while active, by name, and the FLOPs of attention calls.
 
@@ -79,6 +88,9 @@ class OpCounter(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = func.overloadpacket.__name__
         out = func(*args, **(kwargs or {}))
+        if name == "scaled_dot_product_attention" and isinstance(out, torch.Tensor) \
+                and out.is_meta and out.dim() == 4:
+            out = _fused_layout(out)
         if name in MAYBE_COPY_OPS and not _copies(name, out, args):
             name += NO_COPY
         self.counts[name] += 1

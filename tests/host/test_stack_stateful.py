@@ -136,11 +136,13 @@ def _assert_no_deleted_values(before, after, index: int, regenerated: torch.Tens
         "top composite where it showed clearly")
 
 
-def test_the_stack_holds_across_any_sequence_of_edits(host, alpha, tmp_path):
-    profile = PROFILES[os.environ.get("LAYERMEM_STATEFUL", "ci")]
+VERBS = ["add", "delete", "reroll", "move", "new", "history", "save"]
+
+
+def _stack_machine(host, alpha, tmp_path, ran: Counter, pairs: Counter):
+    """The state machine: each rule one verb through the pack's core, checked against the
+    reference (StackModel) and the README's rules; `ran` and `pairs` count what it ran."""
     lo, eo = host.layer_ops, host.edit_ops
-    ran: Counter = Counter()
-    pairs: Counter = Counter()  # (verb, next verb) in one sequence
 
     def mask(box):
         return scenes.box_mask(SIZE, *box)
@@ -344,17 +346,124 @@ def test_the_stack_holds_across_any_sequence_of_edits(host, alpha, tmp_path):
                     assert torch.equal(final[..., kept], self.picture[..., kept]), \
                         "the picture memory's background no longer ends at the picture"
 
-    run_state_machine_as_test(Stack, settings=profile)
+    return Stack
+
+
+def _print_pairs(pairs: Counter) -> None:
+    print("ordered pairs of verbs run (row, then column):")
+    print("        " + " ".join(f"{v:>7}" for v in VERBS))
+    for a in ["start", *VERBS]:
+        print(f"{a:>7} " + " ".join(f"{pairs[(a, b)]:>7}" for b in VERBS))
+
+
+def test_the_stack_holds_across_any_sequence_of_edits(host, alpha, tmp_path):
+    profile = PROFILES[os.environ.get("LAYERMEM_STATEFUL", "ci")]
+    ran: Counter = Counter()
+    pairs: Counter = Counter()  # (verb, next verb) in one sequence
+    run_state_machine_as_test(_stack_machine(host, alpha, tmp_path, ran, pairs), settings=profile)
     print(f"stateful stack: {profile.max_examples} sequences, verbs run: {dict(ran)}")
     # the profile must have exercised every sampling verb, or the invariants proved little
     assert set(ran) >= {"add", "delete", "reroll", "move", "new"}, dict(ran)
-    verbs = ["add", "delete", "reroll", "move", "new", "history", "save"]
-    print("ordered pairs of verbs run (row, then column):")
-    print("        " + " ".join(f"{v:>7}" for v in verbs))
-    for a in ["start", *verbs]:
-        print(f"{a:>7} " + " ".join(f"{pairs[(a, b)]:>7}" for b in verbs))
+    _print_pairs(pairs)
     if profile is PROFILES["long"]:
         assert set(ran) >= {"add with a tail", "delete with a tail", "float16 load",
                             "picture start"}, dict(ran)
-        missing = [(a, b) for a in verbs for b in verbs if not pairs[(a, b)]]
-        assert not missing, f"the long profile never ran these verbs in this order: {missing}"
+
+
+# ------------------------------------------------------------ every ordered pair, directed
+# Hypothesis picks rules at random and, run after run, left some ordered pairs out (delete then
+# delete, delete then new background): the directed tour below runs every one of the 49.
+LAYER_RANGE = {"add": (1, MAX_LAYERS - 1), "delete": (2, 9), "reroll": (2, 9), "move": (2, 9),
+               "new": (3, 9), "history": (3, 9), "save": (1, 9)}  # layers a verb needs
+LAYER_CHANGE = {"add": 1, "delete": -1, "history": -1}
+
+
+def pair_tour(layers: int) -> list[str]:
+    """Verbs, from a memory of `layers` layers, that run every ordered pair of VERBS with each
+    verb's precondition met: shortest paths (breadth first over (verb, layers)) to the next
+    pair not run yet."""
+    def ok(verb, n):
+        lo, hi = LAYER_RANGE[verb]
+        return lo <= n <= hi
+
+    todo = {(a, b) for a in VERBS for b in VERBS}
+    tour, state = [], ("start", layers)
+    while todo:
+        paths, seen, found = [(state, [])], {state}, None
+        while paths and found is None:
+            (verb, n), path = paths.pop(0)
+            for nxt in VERBS:
+                if not ok(nxt, n):
+                    continue
+                step = (nxt, n + LAYER_CHANGE.get(nxt, 0))
+                if (verb, nxt) in todo:
+                    found = path + [step]
+                    break
+                if step not in seen:
+                    seen.add(step)
+                    paths.append((step, path + [step]))
+        assert found is not None, f"no verb sequence reaches the pairs {sorted(todo)}"
+        for step in found:
+            todo.discard((state[0], step[0]))
+            tour.append(step[0])
+            state = step
+    return tour
+
+
+class _Pick:
+    """Stands in for Hypothesis's st.data() in the directed tour: every draw is `value`."""
+
+    def __init__(self, value: int):
+        self.value = value
+
+    def draw(self, strategy, label=None):
+        return self.value
+
+
+def test_the_pair_tour_runs_every_ordered_pair():
+    tour = pair_tour(3)
+    ran = set(zip(["start", *tour], tour, strict=False))
+    assert {(a, b) for a in VERBS for b in VERBS} <= ran
+    n = 3
+    for verb in tour:
+        lo, hi = LAYER_RANGE[verb]
+        assert lo <= n <= hi, (verb, n)
+        n += LAYER_CHANGE.get(verb, 0)
+
+
+@pytest.mark.skipif(os.environ.get("LAYERMEM_STATEFUL") != "long",
+                    reason="the long profile (LAYERMEM_STATEFUL=long): about 60 sampled edits")
+def test_every_ordered_pair_of_verbs_keeps_the_stack(host, alpha, tmp_path):
+    """The state machine's own rules and checks, driven through a tour of every ordered pair of
+    verbs (arguments varied by step: tails, float16, grow, regenerate, new prompts)."""
+    ran: Counter = Counter()
+    pairs: Counter = Counter()
+    machine = _stack_machine(host, alpha, tmp_path, ran, pairs)()
+    machine.start(seed=11, sampler="dpmpp_2m", from_picture=False)
+    machine.stack_holds()
+    boxes_ = [(0.1, 0.1, 0.4, 0.45), (0.5, 0.2, 0.85, 0.5), (0.3, 0.55, 0.7, 0.9),
+              (0.05, 0.6, 0.35, 0.95)]
+    for i, verb in enumerate(pair_tour(len(machine.memory.layers))):
+        n = len(machine.memory.layers)
+        k = 1 + i % (n - 1) if n > 1 else 1
+        box = boxes_[i % len(boxes_)]
+        if verb == "add":
+            machine.add(box=box, seed=100 + i, feather=2 * (i % 2), at=1 + i % 4,
+                        tail=0.5 if i % 5 == 0 else 0.0)
+        elif verb == "delete":
+            machine.delete(data=_Pick(k), regenerate=0.5 if i % 2 else 0.0, grow=(2, 8, 0)[i % 3],
+                           tail=0.5 if i % 7 == 3 else 0.0)
+        elif verb == "reroll":
+            machine.reroll(data=_Pick(k), seed=200 + i, new_prompt=i % 2 == 0)
+        elif verb == "move":
+            machine.move(data=_Pick(k), box=box, seed=300 + i, regenerate=0.5 if i % 2 else 0.0)
+        elif verb == "new":
+            machine.new_background(seed=400 + i)
+        elif verb == "history":
+            machine.history(data=_Pick(n - 1))
+        else:
+            machine.save_and_load(dtype="float16" if i % 3 == 0 else "float32")
+        machine.stack_holds()
+    _print_pairs(pairs)
+    missing = [(a, b) for a in VERBS for b in VERBS if not pairs[(a, b)]]
+    assert not missing, f"the tour did not run these verbs in this order: {missing}"

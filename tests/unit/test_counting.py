@@ -34,3 +34,17 @@ def test_attention_is_one_kernel_with_its_flops_on_meta_as_on_the_cpu():
     cpu, meta = sdpa("cpu"), sdpa("meta")
     assert (cpu.kernel_ops, cpu.flops) == (meta.kernel_ops, meta.flops) == (1, 2 * 2 * 2 * 4 * 64
                                                                             * 77 * 16)
+
+
+def test_the_reshape_after_attention_is_a_view_on_meta_as_on_the_cpu():
+    """ComfyUI's attention transposes q to [B, H, N, D], calls SDPA and reshapes the result back:
+    a view with the fused kernels' layout (CPU flash, CUDA), so no kernel; on meta as well."""
+    def attention(device):
+        x = torch.zeros(2, 64, 4 * 16, device=device)
+        q = x.view(2, 64, 4, 16).transpose(1, 2)
+        return lambda: torch.nn.functional.scaled_dot_product_attention(q, q, q).transpose(
+            1, 2).reshape(2, 64, 64)
+
+    cpu, meta = (counting.count(attention(d), flops=False)[0] for d in ("cpu", "meta"))
+    assert cpu.by_op == meta.by_op and cpu.kernel_ops == meta.kernel_ops == 1, (cpu.by_op,
+                                                                                meta.by_op)
