@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from comfy.ldm.pixart.blocks import MultiHeadCrossAttention
 
-from .cfg_rows import COND, RowSplit, batched
+from .cfg_rows import COND, RowSplit, batched, conditional_rows
 from .routing import RoutingPlan, layer_routing
 
 WRAPPER_KEY = "layer_memory_mqd"
@@ -66,6 +66,7 @@ class MQDRun:
         self.layout = STOCK
         self.bias: torch.Tensor | None = None  # [1, 1, N, routed_keys] for the conditional rows
         self.split: RowSplit | None = None  # MIXED: the conditional and unconditional rows
+        self._splits: dict[tuple, RowSplit | None] = {}
         # per block, head-major [1, heads, keys, d] (what SDPA reads): the routed prompts' keys
         # and values, and the negative's
         self.routed_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -94,16 +95,19 @@ class MQDRun:
         self.negative_kv = [] if self.negative is None else \
             [_heads_kv(block.cross_attn, caption(self.negative)) for block in dm.blocks]
         self.bias = None
+        self._splits.clear()
         self._prepared_for = (device, dtype)
 
     def select(self, cond_or_uncond: list[int], batch: int) -> None:
         """Set the layout (and the rows) of the next model call."""
-        marks = list(cond_or_uncond) or [COND]
-        if batch % len(marks) or COND not in marks:
+        rows = conditional_rows(cond_or_uncond or [COND], batch)
+        if not rows or not any(rows):
             self.layout = STOCK
             return
-        rows = tuple(m == COND for m in marks for _ in range(batch // len(marks)))
-        self.split = RowSplit.of(rows, self._prepared_for[0])
+        key = tuple(rows)
+        if key not in self._splits:  # once per run and batch layout, not per call
+            self._splits[key] = RowSplit.of(key, self._prepared_for[0])
+        self.split = self._splits[key]
         self.layout = ROUTED if self.split is None else MIXED
         if self.bias is None:
             self.bias = self._make_bias()

@@ -78,3 +78,21 @@ def models(host):
         return cache[name]
 
     return get
+
+
+@pytest.fixture(scope="module")
+def temp_dir(host, tmp_path_factory):
+    """Nodes that show pictures (PreviewImage, Layer Box) write into ComfyUI's temp folder:
+    point it at a test folder, never into ~/ComfyUI."""
+    fp = host.folder_paths
+    before = fp.get_temp_directory()
+    d = tmp_path_factory.mktemp("comfy_temp")
+    fp.set_temp_directory(str(d))
+    yield d
+    fp.set_temp_directory(before)
+
+
+@pytest.fixture(scope="module")
+def vae(host):
+    """TAESD through ComfyUI's own VAELoader."""
+    return host.nodes.VAELoader().load_vae("taesd")[0]

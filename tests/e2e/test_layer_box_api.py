@@ -6,28 +6,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-import scenes
 import torch
-from executor import cached_output, classic_executor
+from executor import cached_output, classic_executor, register_test_cond
 from random_models import ALPHA_512
 
 pytestmark = pytest.mark.e2e
 
 BOXES = [(64, 96, 200, 120), (0, 0, 512, 512), (8, 400, 504, 112), (311, 7, 1, 3)]
-
-
-class LayerBoxTestCond:
-    """Random T5-shaped conditioning: the real T5-XXL does not fit a CPU test."""
-    RETURN_TYPES = ("CONDITIONING",)
-    FUNCTION = "make"
-    CATEGORY = "testing"
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"seed": ("INT", {"default": 0})}}
-
-    def make(self, seed):
-        return (scenes.cond(seed),)
 
 
 def _prompt(host) -> dict:
@@ -37,8 +22,8 @@ def _prompt(host) -> dict:
               "inputs": {"unet_name": ALPHA_512.filename,
                          "text_encoder": host.labels.NO_TEXT_ENCODER, "vae_name": "taesd",
                          "weight_dtype": "default"}},
-        "2": {"class_type": "LayerBoxTestCond", "inputs": {"seed": 1}},
-        "3": {"class_type": "LayerBoxTestCond", "inputs": {"seed": 2}},
+        "2": {"class_type": "LayerMemTestCond", "inputs": {"seed": 1}},
+        "3": {"class_type": "LayerMemTestCond", "inputs": {"seed": 2}},
         "4": {"class_type": "LayerMemory",
               "inputs": {"model": ["1", 0], "positive": ["2", 0], "negative": ["3", 0],
                          "width": 512, "height": 512, "seed": 3, "steps": 2, "cfg": 4.5,
@@ -60,7 +45,7 @@ def _prompt(host) -> dict:
 def test_api_boxes_give_the_solidmask_maskcomposite_mask_bit_for_bit(host):
     import execution
 
-    host.nodes.NODE_CLASS_MAPPINGS.setdefault("LayerBoxTestCond", LayerBoxTestCond)
+    register_test_cond(host)
     prompt = _prompt(host)
     valid, error, outputs, node_errors = asyncio.run(
         execution.validate_prompt("layer-box-api", prompt, None))
@@ -89,7 +74,7 @@ def test_api_bad_box_is_refused_with_the_input_and_the_fix(host, change, input_n
     """Refused by the node (not by ComfyUI's min/max check), with what to do."""
     import execution
 
-    host.nodes.NODE_CLASS_MAPPINGS.setdefault("LayerBoxTestCond", LayerBoxTestCond)
+    register_test_cond(host)
     prompt = _prompt(host)
     prompt["box0"]["inputs"].update(change)
     valid, *_ = asyncio.run(execution.validate_prompt("layer-box-bad", prompt, None))

@@ -20,23 +20,6 @@ def preview(host):
     return importlib.import_module(f"{host.module_name}.layermem_core.preview")
 
 
-@pytest.fixture(scope="module")
-def temp_dir(host, tmp_path_factory):
-    """PreviewImage writes into ComfyUI's temp folder: point it at a test folder (never into
-    ~/ComfyUI)."""
-    fp = host.folder_paths
-    before = fp.get_temp_directory()
-    d = tmp_path_factory.mktemp("comfy_temp")
-    fp.set_temp_directory(str(d))
-    yield d
-    fp.set_temp_directory(before)
-
-
-@pytest.fixture(scope="module")
-def vae(host):
-    return host.nodes.VAELoader().load_vae("taesd")[0]
-
-
 # ----------------------------------------------------------------------------------- history
 
 def test_history_gives_each_stored_composite_and_the_truncated_memory(N, three_layers):

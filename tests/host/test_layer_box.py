@@ -17,22 +17,6 @@ def N(host):
     return host.nodes.NODE_CLASS_MAPPINGS
 
 
-@pytest.fixture(scope="module")
-def temp_dir(host, tmp_path_factory):
-    """The node writes its picture into ComfyUI's temp folder: a test folder, never ~/ComfyUI."""
-    fp = host.folder_paths
-    before = fp.get_temp_directory()
-    d = tmp_path_factory.mktemp("comfy_temp")
-    fp.set_temp_directory(str(d))
-    yield d
-    fp.set_temp_directory(before)
-
-
-@pytest.fixture(scope="module")
-def vae(host):
-    return host.nodes.VAELoader().load_vae("taesd")[0]
-
-
 class NoDecode:
     """A VAE that must not be used: bad input is refused before the picture is decoded."""
 

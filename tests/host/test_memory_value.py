@@ -3,7 +3,7 @@
 import pytest
 import scenes
 import torch
-from executor import cached_nodes, cached_output, classic_executor
+from executor import cached_nodes, cached_output, classic_executor, register_test_cond
 from random_models import ALPHA_512
 
 pytestmark = pytest.mark.host
@@ -44,25 +44,11 @@ def test_nodes_leave_their_input_bit_identical(host, alpha, three_layers):
     assert a is not memory and b is not memory and d is not memory
 
 
-class LayerMemTestCond:
-    """Random T5-shaped conditioning: the real T5-XXL does not fit a CPU test."""
-    RETURN_TYPES = ("CONDITIONING",)
-    FUNCTION = "make"
-    CATEGORY = "testing"
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"seed": ("INT", {"default": 0})}}
-
-    def make(self, seed):
-        return (scenes.cond(seed),)
-
-
 def _two_branch_graph(host):
     """LoadPixArt -> LayerMemory, listed alone, and two AddLayer branches on that one memory."""
     from comfy_execution.graph_utils import GraphBuilder
 
-    host.nodes.NODE_CLASS_MAPPINGS.setdefault("LayerMemTestCond", LayerMemTestCond)
+    register_test_cond(host)
     g = GraphBuilder()
     loader = g.node("LoadPixArt", unet_name=ALPHA_512.filename,
                     text_encoder=host.labels.NO_TEXT_ENCODER, vae_name="taesd",

@@ -28,3 +28,25 @@ def cached_nodes(executor) -> list[str]:
 def cached_output(executor, node_id: str):
     """Output 0 of a node, as the cache holds it (outputs[index][batch])."""
     return executor.caches.outputs.get(node_id)[0][0]
+
+
+class LayerMemTestCond:
+    """Random T5-shaped conditioning as a node: the real T5-XXL does not fit a CPU test."""
+    RETURN_TYPES = ("CONDITIONING",)
+    FUNCTION = "make"
+    CATEGORY = "testing"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"seed": ("INT", {"default": 0})}}
+
+    def make(self, seed):
+        import scenes
+
+        return (scenes.cond(seed),)
+
+
+def register_test_cond(host) -> str:
+    """Make LayerMemTestCond a node of the booted host; its class_type."""
+    host.nodes.NODE_CLASS_MAPPINGS.setdefault("LayerMemTestCond", LayerMemTestCond)
+    return "LayerMemTestCond"
