@@ -21,6 +21,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 PACK = "comfyui_layer_memory"
+T5_WIDTH = 4096  # PixArt's T5-XXL embeddings
 
 
 def import_core():
@@ -40,7 +41,7 @@ def synthetic_memory(memory, trajectory, size: int, steps: int, layers: int, tok
     h = w = size // 8
     sigmas = torch.linspace(14.6, 0.03, steps + 1)
     sigmas[-1] = 0
-    neg = memory.Conditioning(torch.randn(1, tokens, memory.EMBED_WIDTH, generator=g),
+    neg = memory.Conditioning(torch.randn(1, tokens, T5_WIDTH, generator=g),
                               (("height", size), ("width", size)))
     # each layer records its own copy, as a real run does
     call_sigmas = sigmas[:-1].to(torch.float64)
@@ -50,12 +51,12 @@ def synthetic_memory(memory, trajectory, size: int, steps: int, layers: int, tok
         traj = trajectory.Trajectory(call_sigmas.clone(), torch.arange(steps),
                                      torch.randn(steps, 4, h, w, generator=g),
                                      torch.randn(4, h, w, generator=g))
-        pos = memory.Conditioning(torch.randn(1, tokens, memory.EMBED_WIDTH, generator=g),
+        pos = memory.Conditioning(torch.randn(1, tokens, T5_WIDTH, generator=g),
                                   (("height", size), ("width", size)))
         rows.append(memory.Layer(f"layer {i}", pos, neg, i, mask,
                                  torch.rand(h // 2, w // 2, generator=g) > 0.7, traj,
                                  prompt=f"prompt {i}"))
-    fp = memory.ModelFingerprint("pixart_alpha", 28, True, 4, (0.0,))
+    fp = memory.ModelFingerprint("pixart_alpha", 28, True, 4, (0.0,), "pixart")
     schedule = memory.Schedule(sigmas, "dpmpp_2m", "karras", steps, 4.5)
     return memory.LayerMemory(fp, schedule, (4, h, w), 0.18215, tuple(rows))
 

@@ -66,7 +66,7 @@ def routed_groups(host, objects: list[dict], size: int) -> int:
         )
         for o in objects
     ]
-    return int((torch.bincount(host.routing.token_owners(tokens)) > 0).sum())
+    return int((torch.bincount(host.pixart.token_owners(tokens)) > 0).sum())
 
 
 @dataclass(frozen=True)

@@ -96,8 +96,8 @@ def stacked(work: Workload, background, n_layers: int):
         latent_mask = h.masks.prepare_layer_mask(work.mask(obj), memory.latent_hw, 0, 0)
         layer = h.memory.Layer(
             name=obj["class"],
-            positive=h.memory.Conditioning.from_comfy(
-                work.cond(obj["local_prompt"]), "positive", work.family
+            positive=h.conditioning.Conditioning.from_comfy(
+                work.cond(obj["local_prompt"]), "positive", h.families.get(work.family)
             ),
             negative=memory.top.negative,
             seed=work.seed,

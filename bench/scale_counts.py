@@ -56,9 +56,9 @@ def measure(work: ops.Workload, background, tops: list[int]) -> dict:
 
 def measure_sdxl(work: ops.Workload, background, tops: list[int]) -> dict:
     """The same rows, composed for the full SDXL UNet (bench/sdxl_counts.py)."""
-    from bench import config, sdxl_counts, sdxl_workload
+    from bench import config, sdxl_counts
 
-    routed_cls = sdxl_workload.core(work.h, "mqd_unet").RoutedAttn2
+    routed_cls = work.h.unet_mqd.RoutedAttn2
     dm = work.model.model.diffusion_model
     full = sdxl_counts.FullUNet(work, config.SDXL_FULL_SIZE)
     txt, _ = sdxl_counts.count_verb(ops.txt2img(work), dm, routed_cls, full)

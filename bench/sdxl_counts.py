@@ -81,8 +81,8 @@ class FullUNet:
     def __init__(self, work: ops.Workload, size: int, dtype: torch.dtype = torch.float16):
         self.model = sdxl_models.meta_patcher(sdxl_models.full_sdxl_model("meta", dtype))
         self.work, self.hw, self.dtype = work, size // 8, dtype
-        self.families = sdxl_workload.core(work.h, "families")
-        self.mqd_unet = sdxl_workload.core(work.h, "mqd_unet")
+        self.families = work.h.families
+        self.mqd_unet = work.h.unet_mqd
         # id(small run) -> (that run, kept alive so that no later run reuses its id; the
         # full-size run; its transformer_options)
         self._runs: dict[int, tuple[object, object, dict]] = {}
@@ -100,10 +100,10 @@ class FullUNet:
                 F.interpolate(m[None, None], size=(self.hw, self.hw), mode="nearest")[0, 0]
                 for m in run.latent_masks
             ]
-            # what make_mqd_run builds
+            # what the family's attention_run builds
             full = self.mqd_unet.UNetMQDRun(masks, run.prompts, run.negative)
             clone = self.model.clone()
-            self.families.install_mqd(clone, full)
+            full.install(clone)
             self._runs[id(run)] = (run, full, dict(clone.model_options["transformer_options"]))
         return self._runs[id(run)][1:]
 
@@ -192,7 +192,7 @@ def _ratio(a: dict, b: dict) -> dict:
 def count_section(work: ops.Workload, background, top: int, full_size: int) -> dict:
     """txt2img, AddLayer(top) with and without MQD and DeleteLayer: measured on the small UNet
     of `work`, composed for the full SDXL UNet at `full_size` px."""
-    routed_cls = sdxl_workload.core(work.h, "mqd_unet").RoutedAttn2
+    routed_cls = work.h.unet_mqd.RoutedAttn2
     dm, full = work.model.model.diffusion_model, FullUNet(work, full_size)
     memory = ops.stacked(work, background, top)
     obj = work.scene.objects[top - 1]
@@ -271,13 +271,13 @@ def meta_check(work: ops.Workload, memory) -> dict:
 def per_call(work: ops.Workload, full: FullUNet, memory) -> dict:
     """One full-UNet call (CFG batch 2) stock, MQD's first call of a run and a later one, over
     `memory`'s layers (the run's routing is built outside the forward, so the two match)."""
-    run = sdxl_workload.core(work.h, "families").make_mqd_run("sdxl", list(memory.layers))
+    run = work.h.families.get("sdxl").attention_run(list(memory.layers))
     tokens = int(memory.top.positive.embedding.shape[1])
     out = {}
     for name, r in (("stock", None), ("mqd_first", run), ("mqd_later", run)):
         c = full.count(Call(0, 0, 0, r, 2, (1, 0), tokens))
         out[name] = {"ops": c.ops, "kernel_ops": c.kernel_ops, "flops": c.flops}
-    out["attn2_blocks"] = len(sdxl_workload.core(work.h, "mqd_unet").attn2_blocks(
+    out["attn2_blocks"] = len(work.h.unet_mqd.attn2_blocks(
         full.model.model.diffusion_model))
     out["routed_keys"] = run.routed_keys
     return out

@@ -60,10 +60,10 @@ def forward_inputs(work: ops.Workload, memory, device, dtype, hw: int | None = N
 def mqd_clone(work: ops.Workload, model, memory):
     """A clone of `model` with MQD installed over the memory's layers, through the pack's own
     family switch; (clone, run)."""
-    families = core(work.h, "families")
-    run = families.make_mqd_run("sdxl", list(memory.layers))
+    families = work.h.families
+    run = families.get("sdxl").attention_run(list(memory.layers))
     clone = model.clone()
-    families.install_mqd(clone, run)
+    run.install(clone)
     return clone, run
 
 

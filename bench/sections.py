@@ -15,7 +15,7 @@ def _mqd_groups(work: ops.Workload, layers: list) -> int:
     """Groups one MQD attention call routes: PixArt's non-empty owner segments; in a UNet
     every layer's prompt is one group."""
     if work.family == "pixart":
-        return len(work.h.mqd.MQDRun.for_layers(layers).plan.segments)
+        return len(work.h.pixart_mqd.MQDRun.for_layers(layers).prompt_owner)
     return len(layers)
 
 
@@ -97,9 +97,9 @@ def forward_section(
 
     mm.load_models_gpu([model])
     stock = time_forwards()
-    run = h.mqd.MQDRun.for_layers(list(memory.layers))
+    run = h.pixart_mqd.MQDRun.for_layers(list(memory.layers))
     clone = model.clone()
-    h.mqd.install(clone, run)
+    h.pixart_mqd.install(clone, run)
     try:
         mm.load_models_gpu([clone])
         run.prepare(dm, x.device, dtype)
@@ -112,7 +112,7 @@ def forward_section(
         "stock": stock,
         "mqd": mqd,
         "batch": 2,
-        "groups": len(run.plan.segments),
+        "groups": len(run.prompt_owner),
         "timer": "cuda events" if clock.cuda else "perf_counter",
     }
 

@@ -12,17 +12,9 @@ from dataclasses import dataclass
 
 import torch
 
+from . import families
 from .errors import LayerMemoryError
-from .families import FAMILIES
-
-EMBED_WIDTH = 4096  # T5-XXL, PixArt's text encoder (kept for callers of memory.EMBED_WIDTH)
-
-_WIDTH_NAMES = {
-    4096: "T5-XXL, PixArt",
-    768: "CLIP-L, SD 1.5",
-    2048: "CLIP-L + CLIP-G, SDXL",
-    1280: "CLIP-G only, the SDXL refiner",
-}
+from .families import Family
 
 
 @dataclass(frozen=True, eq=False)
@@ -34,8 +26,8 @@ class Conditioning:
     pooled: torch.Tensor | None = None  # [1, 1280] CLIP-G pooled output (SDXL); None otherwise
 
     @staticmethod
-    def from_comfy(conditioning, input_name: str, family: str = "pixart") -> Conditioning:
-        """Parse and check one CONDITIONING for `family` ("pixart", "sd15" or "sdxl")."""
+    def from_comfy(conditioning, input_name: str, family: Family) -> Conditioning:
+        """Parse and check one CONDITIONING for the model family `family`."""
         tensor, extras = _single_entry(conditioning, input_name)
         _check_width(tensor, input_name, family)
         kept = tuple(
@@ -81,36 +73,34 @@ def _single_entry(conditioning, input_name: str) -> tuple[torch.Tensor, dict]:
     return tensor, dict(extras or {})
 
 
-def _check_width(tensor: torch.Tensor, input_name: str, family: str) -> None:
-    f = FAMILIES[family]
-    width, encoder, fix = f.embed_width, f.encoder, f.encoder_fix
+def _check_width(tensor: torch.Tensor, input_name: str, family: Family) -> None:
     got = int(tensor.shape[-1])
-    if got != width:
-        what = _WIDTH_NAMES.get(got, "an unknown encoder")
+    if got != family.embed_width:
         raise LayerMemoryError(
             input_name,
-            f"conditioning is {got} wide ({what}); this {family} model needs {encoder} "
-            f"embeddings ({width} wide)",
-            fix,
+            f"conditioning is {got} wide ({families.width_name(got)}); this {family.label} model "
+            f"needs {family.encoder} embeddings ({family.embed_width} wide)",
+            family.encoder_fix,
         )
 
 
-def _pooled(extras: dict, input_name: str, family: str) -> torch.Tensor | None:
-    pooled_width, fix = FAMILIES[family].pooled_width, FAMILIES[family].encoder_fix
+def _pooled(extras: dict, input_name: str, family: Family) -> torch.Tensor | None:
+    pooled_width, fix = family.pooled_width, family.encoder_fix
     if pooled_width is None:
         return None
     pooled = extras.get("pooled_output")
     if not isinstance(pooled, torch.Tensor):
         raise LayerMemoryError(
             input_name,
-            "SDXL conditioning without its pooled output (pooled_output); SDXL's ADM input "
-            "needs CLIP-G's pooled embedding",
+            f"{family.label} conditioning without its pooled output (pooled_output); the "
+            f"model's pooled input needs {family.pooled_encoder}'s pooled embedding",
             fix,
         )
     if pooled.dim() != 2 or tuple(pooled.shape) != (1, pooled_width):
         raise LayerMemoryError(
             input_name,
-            f"pooled_output is {tuple(pooled.shape)}, SDXL needs [1, {pooled_width}] (CLIP-G)",
+            f"pooled_output is {tuple(pooled.shape)}, {family.label} needs [1, {pooled_width}] "
+            f"({family.pooled_encoder})",
             fix,
         )
     return pooled.detach().to("cpu").clone()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-from . import checks, layer_ops, masks, model_checks, sampling, stack
+from . import checks, masks, model_checks, sampling, stack, verb_toolkit
 from .bcg import BCGSpec
 from .conditioning import Conditioning
 from .errors import LayerMemoryError
@@ -39,7 +39,7 @@ def edit_layer(memory: LayerMemory, model, layer, positive=None, mask=None, seed
     memory = model_checks.require_memory(memory)
     index = memory.resolve(layer, "layer", allow_background=True)
     family = model_checks.require_same_model(memory, model)
-    layer_ops.check_heal(regenerate_fraction, 0.0)
+    verb_toolkit.check_heal(regenerate_fraction, 0.0)
     old = memory.layers[index]
     pos = (Conditioning.from_comfy(positive, "positive", family) if positive is not None
            else old.positive)
@@ -60,20 +60,20 @@ def edit_layer(memory: LayerMemory, model, layer, positive=None, mask=None, seed
         return memory.with_layers(
             tuple([new] + stack.recompose(layers[1:], old.trajectory, new.trajectory)))
     if mask is not None:
-        latent_mask, tmask = layer_ops.layer_mask(memory, mask, grow_pixels, feather_pixels)
+        latent_mask, tmask = verb_toolkit.layer_mask(memory, mask, grow_pixels, feather_pixels)
     else:
         latent_mask, tmask = old.latent_mask, old.token_mask
     draft = replace(old, positive=pos, negative=neg, seed=seed, latent_mask=latent_mask,
                     token_mask=tmask, name=name or old.name)
     kept = stack.kept_under(old, layers[index - 1].trajectory)
-    composite = layer_ops.sample_over(memory, model, layers[:index], draft, use_mqd,
+    composite = verb_toolkit.sample_over(memory, model, layers[:index], draft, use_mqd,
                                       unblended_fraction, "EditLayer", reference=kept)
     upper = stack.recompose(layers[index + 1:], old.trajectory, composite)
     new_layers = layers[:index] + [replace(draft, trajectory=composite)] + upper
     new_support = masks.support(latent_mask)
     vacated = masks.support(old.latent_mask) & ~new_support
-    region = layer_ops.visible_region(new_layers, index, vacated, heal_grow) & ~new_support
+    region = verb_toolkit.visible_region(new_layers, index, vacated, heal_grow) & ~new_support
     if regenerate_fraction > 0.0 and bool(region.any()):
-        new_layers = layer_ops.heal(memory, model, new_layers, index, region, regenerate_fraction,
-                                    0.0, seed, "EditLayer")
+        new_layers = verb_toolkit.heal(memory, model, new_layers, index, region,
+                                       regenerate_fraction, 0.0, seed, "EditLayer")
     return memory.with_layers(tuple(new_layers))

@@ -4,15 +4,10 @@ A model call cannot be interrupted: at 16384 x 16384 the first call grew past 16
 kernel killed the server. So the pack estimates what one run needs at a size and compares it
 with what ComfyUI says is free on the sampling device (system RAM on the CPU).
 
-The estimate, for N = (h/2)(w/2) tokens of PixArt's 2x2 patches and the CFG batch of 2:
-- activations: ACTIVATION_COPIES live [N, 1152] tensors per batch row in a DiT block (x, norms,
-  q/k/v, attention and projection outputs, the 4x wide MLP hidden state);
-- self-attention scores, 16 heads: N x N per head where ComfyUI's attention materialises them
-  (`attention_basic`; `attention_split` at its finest 1/64 slicing), otherwise one block of
-  SCORE_BLOCK query rows against all N keys (sub-quadratic, PyTorch SDPA, xformers, flash, sage);
-- the trajectory: every call's latent recorded, plus the stored one replayed;
-- on a GPU, the model's weights that are not loaded yet.
-Other model families (SD 1.5/SDXL UNets) use ComfyUI's own estimate for the model instead.
+A family with its own estimate (`Family.run_bytes`: PixArt's, from its token count and the
+attention ComfyUI picked) uses it; the others use ComfyUI's own estimate for the model
+(`BaseModel.memory_required`) for the CFG batch, plus the trajectory. On a GPU, the model's
+weights that are not loaded yet count too.
 """
 from __future__ import annotations
 
@@ -24,12 +19,10 @@ import torch
 from . import families
 from .errors import LayerMemoryError
 
-HIDDEN, HEADS, CFG_BATCH = 1152, 16, 2
-ACTIVATION_COPIES = 16
-SCORE_BLOCK = 1024
+CFG_BATCH = 2
 MAX_CALLS_PER_STEP = 3  # heun/dpm_2/SDE samplers call the model twice a step, some three times
 LATENT_CHANNELS = 4
-MIN_SIDE = 512
+MIN_SIDE = 512  # the smallest side named in a picture's refusal (a smaller one is not worth it)
 
 
 def _attention_mode() -> str:
@@ -41,18 +34,6 @@ def _attention_mode() -> str:
     if fn is attention.attention_basic:
         return "full"
     return "split" if fn is getattr(attention, "attention_split", None) else "blocked"
-
-
-def run_bytes(width: int, height: int, calls: int, itemsize: int,
-              attention: str = "blocked") -> int:
-    """Bytes one sampling run at width x height needs on its device (see the module text)."""
-    h, w = height // 8, width // 8
-    tokens = (h // 2) * (w // 2)
-    activations = CFG_BATCH * tokens * HIDDEN * itemsize * ACTIVATION_COPIES
-    rows = {"full": tokens, "split": -(-tokens // 64)}.get(attention, min(tokens, SCORE_BLOCK))
-    scores = CFG_BATCH * HEADS * rows * tokens * max(itemsize, 4)  # scores are kept in float32
-    trajectory = 2 * calls * LATENT_CHANNELS * h * w * 4
-    return activations + scores + trajectory
 
 
 def _device_and_itemsize(model) -> tuple[torch.device, int]:
@@ -87,13 +68,15 @@ def free_bytes(model) -> int:
 
 def _estimator(model, calls: int) -> tuple[Callable[[int, int], int], int]:
     """(bytes a run needs at (width, height), smallest side worth naming) for this model: the
-    estimate above for PixArt; for other models (SD 1.5/SDXL UNets) ComfyUI's own per-model
-    figure, `BaseModel.memory_required`, for the CFG batch, plus the trajectory."""
+    family's own estimate where it has one, else ComfyUI's per-model figure for the CFG batch,
+    plus the trajectory."""
     inner = model.model
-    if families.family_of(model) == "pixart":
+    family = families.family_of(model)
+    if family is not None and family.run_bytes is not None:
         _, itemsize = _device_and_itemsize(model)
         attention = _attention_mode()
-        return (lambda w, h: run_bytes(w, h, calls, itemsize, attention)), MIN_SIDE
+        estimate = family.run_bytes
+        return (lambda w, h: estimate(w, h, calls, itemsize, attention)), family.min_size
     latent_format = getattr(inner, "latent_format", None)
     channels = int(getattr(latent_format, "latent_channels", LATENT_CHANNELS))
 
@@ -101,7 +84,7 @@ def _estimator(model, calls: int) -> tuple[Callable[[int, int], int], int]:
         shape = (CFG_BATCH, channels, h // 8, w // 8)
         return int(inner.memory_required(shape)) + 2 * calls * channels * (h // 8) * (w // 8) * 4
 
-    return need, 64
+    return need, family.min_size if family is not None else 64
 
 
 def largest_fitting(width: int, height: int, need: Callable[[int, int], int], free: int,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from .conditioning import EMBED_WIDTH, Conditioning  # noqa: F401  (moved; kept importable here)
+from .conditioning import Conditioning
 from .errors import LayerMemoryError
 from .trajectory import Trajectory
 
@@ -68,7 +68,7 @@ class ModelFingerprint:
     latent_channels: int
     # sums over a few bias vectors; see model_checks.fingerprint
     weight_signature: tuple[float, ...]
-    family: str = "pixart"  # "pixart", "sd15" or "sdxl": a memory is only used with its own family
+    family: str  # the Family.name: a memory is only used with its own family (families.get)
 
     def mismatch(self, other: ModelFingerprint) -> str | None:
         for field in ("family", "image_model", "depth", "micro_condition", "latent_channels"):

@@ -16,7 +16,7 @@ from .checks import memory_problem
 from .conditioning import Conditioning
 from .file_doc import Doc, TensorTable
 from .memory import Layer, LayerMemory, ModelFingerprint, Schedule
-from .memory_schema import EMBED_WIDTHS, TRAJECTORY_DTYPES
+from .memory_schema import TRAJECTORY_DTYPES
 from .safetensors_io import FileProblem
 from .trajectory import Trajectory
 
@@ -28,10 +28,10 @@ def _positive(v: int) -> bool:
 
 
 def _fingerprint(f: Doc) -> ModelFingerprint:
-    family = f["family"].get(str) if f.has("family") else "pixart"
-    if family not in EMBED_WIDTHS:
+    family = f["family"].get(str) if f.has("family") else families.LEGACY.name
+    if family not in families.FAMILIES:
         raise FileProblem("its model family is not one this pack knows "
-                          f"({', '.join(EMBED_WIDTHS)})",
+                          f"({', '.join(families.FAMILIES)})",
                           "update the layer-memory node pack")
     signature = tuple(float(item.get(int, float)) for item in f["weight_signature"].items())
     return ModelFingerprint(
@@ -48,10 +48,11 @@ def _latent_shape(doc: Doc, fingerprint: ModelFingerprint) -> tuple[int, int, in
     if c != fingerprint.latent_channels:
         raise FileProblem(f"its latent shape has {c} channels but its model fingerprint says "
                           f"{fingerprint.latent_channels}")
-    cells = families.FAMILIES[fingerprint.family].size_multiple // 8  # latent cells per patch
+    family = families.get(fingerprint.family)
+    cells = family.patch_cells
     if h % cells or w % cells:
         raise FileProblem(f"its latent size {w}x{h} is not a multiple of {cells} (the "
-                          f"{families.FAMILIES[fingerprint.family].label} model's patches)")
+                          f"{family.label} model's patches)")
     return c, h, w
 
 
@@ -114,7 +115,7 @@ def _layer(ld: Doc, table: TensorTable, i: int, fp: ModelFingerprint, shape: tup
            stored: tuple[torch.dtype, ...], version: int, first: int | None) -> Layer:
     ld.get(dict)
     _, h, w = shape
-    width = EMBED_WIDTHS[fp.family]
+    width = families.get(fp.family).embed_width
     return Layer(
         name=ld["name"].get(str),
         positive=_conditioning(ld["positive"], table, width, f"layer {i}'s positive", "positive"),

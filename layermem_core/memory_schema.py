@@ -12,18 +12,18 @@ from typing import Any
 
 import torch
 
+from . import families
 from .conditioning import Conditioning
 from .errors import LayerMemoryError
-from .families import FAMILIES
 from .memory import Layer, LayerMemory, ModelFingerprint, Schedule
 from .trajectory import Trajectory
 
 FORMAT_NAME = "comfyui-layer-memory"
-# Version 3 adds the model family and pooled prompt embeddings (SD 1.5/SDXL). A PixArt memory
-# without them is written as version 2, which packs reading version 2 load unchanged.
+# Version 3 adds the model family and pooled prompt embeddings. A memory of a family whose
+# `min_file_version` is 2 (PixArt's) without pooled embeddings is written as version 2, which
+# packs reading version 2 load unchanged.
 FORMAT_VERSION = 3
 TRAJECTORY_DTYPES = {"float32": torch.float32, "float16": torch.float16}
-EMBED_WIDTHS = {name: f.embed_width for name, f in FAMILIES.items()}  # one home: families
 
 # The fields this format stores. If the value types gain a field, saving refuses (rather than
 # silently dropping it) until the format learns it.
@@ -105,7 +105,7 @@ def needed_version(memory: LayerMemory) -> int:
     """The lowest format version that holds `memory` (older packs read version 2)."""
     pooled = any(c.pooled is not None for layer in memory.layers
                  for c in (layer.positive, layer.negative))
-    return 3 if pooled or memory.fingerprint.family != "pixart" else 2
+    return max(3 if pooled else 2, families.get(memory.fingerprint.family).min_file_version)
 
 
 def encode(memory: LayerMemory, trajectory_dtype: str = "float32"

@@ -6,17 +6,8 @@ import torch
 
 from . import families
 from .errors import LayerMemoryError
+from .families import Family
 from .memory import LayerMemory, ModelFingerprint
-
-SIGNATURE_KEYS = {
-    "pixart": ("diffusion_model.final_layer.linear.bias", "diffusion_model.t_block.1.bias"),
-    "sd15": ("diffusion_model.out.2.bias", "diffusion_model.time_embed.0.bias"),
-    "sdxl": (
-        "diffusion_model.out.2.bias",
-        "diffusion_model.time_embed.0.bias",
-        "diffusion_model.label_emb.0.0.bias",
-    ),
-}
 
 
 def _describe(model) -> str:
@@ -29,30 +20,27 @@ def _describe(model) -> str:
     return f"{found} ({image_model})"
 
 
-def require_supported(model, input_name: str = "model") -> str:
-    """The family ("pixart", "sd15", "sdxl") of a MODEL layer memory can work with."""
+def require_supported(model, input_name: str = "model") -> Family:
+    """The family of a MODEL layer memory can work with."""
     family = families.family_of(model)
     if family is None:
         raise LayerMemoryError(
             input_name,
-            f"this is a {_describe(model)} model, not PixArt, SD 1.5 or SDXL; layer memory works "
-            "with "
-            "PixArt-alpha/Sigma and SD 1.5 / SDXL base models (not inpainting or instruct-pix2pix "
-            "variants)",
-            "load a PixArt checkpoint with LoadPixArt, or an SD 1.5 / SDXL checkpoint with "
-            "CheckpointLoaderSimple, and connect its MODEL",
+            f"this is a {_describe(model)} model, not {families.supported()}; layer memory "
+            "works with their base models (not inpainting or instruct-pix2pix variants)",
+            f"load one with its loader ({families.loaders()}) and connect its MODEL",
         )
     return family
 
 
-def require_pixart(model, input_name: str = "model") -> None:
-    """A MODEL whose diffusion model is ComfyUI's PixArtMS (alpha or sigma)."""
-    if families.family_of(model) != "pixart":
+def require_family(model, family: Family, input_name: str = "model") -> None:
+    """A MODEL of `family` (a loader node of one family checks what it loaded)."""
+    if families.family_of(model) is not family:
         raise LayerMemoryError(
             input_name,
-            f"this is a {_describe(model)} model, not PixArt; this node loads and checks PixArt",
-            "load a PixArt-alpha or PixArt-Sigma checkpoint with LoadPixArt (or UNETLoader) and "
-            "connect its MODEL",
+            f"this is a {_describe(model)} model, not {family.label}; this node loads and "
+            f"checks {family.label}",
+            f"load a {family.label} checkpoint with {family.loader_hint} and connect its MODEL",
         )
 
 
@@ -73,37 +61,28 @@ def _signature(model, keys) -> tuple[float, ...]:
     return tuple(signature)
 
 
-def fingerprint(model) -> ModelFingerprint:
-    """Family, architecture and a weight signature: enough to refuse another model's memory."""
-    family = require_supported(model)
+def fingerprint(model, family: Family | None = None) -> ModelFingerprint:
+    """Family, architecture and a weight signature: enough to refuse another model's memory
+    (`family`: the model's, when the caller has checked it already)."""
+    family = family or require_supported(model)
     inner = model.model
-    config = inner.model_config.unet_config
-    if family == "pixart":
-        image_model = str(config.get("image_model", "pixart"))
-        depth = int(config.get("depth", len(inner.diffusion_model.blocks)))
-        micro = bool(getattr(inner.diffusion_model, "micro_conditioning", False))
-    else:
-        from .mqd_unet import attn2_blocks
-
-        image_model = type(inner.model_config).__name__  # SD15, SDXL, SSD1B, Segmind_Vega, ...
-        depth = len(attn2_blocks(inner.diffusion_model))
-        micro = config.get("adm_in_channels") is not None
+    described = family.describe(inner)
     return ModelFingerprint(
-        image_model=image_model,
-        depth=depth,
-        micro_condition=micro,
+        image_model=described.image_model,
+        depth=described.depth,
+        micro_condition=described.micro_condition,
         latent_channels=int(inner.latent_format.latent_channels),
-        weight_signature=_signature(model, SIGNATURE_KEYS[family]),
-        family=family,
+        weight_signature=_signature(model, family.signature_keys),
+        family=family.name,
     )
 
 
-def require_same_model(memory: LayerMemory, model, input_name: str = "model") -> str:
+def require_same_model(memory: LayerMemory, model, input_name: str = "model") -> Family:
     """The model's family, after checking it is the model the memory was made with."""
     family = require_supported(model, input_name)
-    made_with = memory.fingerprint.family
-    if family != made_with:
-        mine, theirs = families.get(made_with), families.get(family)
+    mine = families.get(memory.fingerprint.family)
+    if family is not mine:
+        theirs = family
         raise LayerMemoryError(
             input_name,
             f"the memory was made with a {mine.label} model; this is a {theirs.label} model",

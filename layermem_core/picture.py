@@ -13,10 +13,11 @@ import comfy.sample
 import comfy.samplers
 import torch
 
-from . import checks, families, layer_ops, model_checks
+from . import checks, families, limits, model_checks, verb_toolkit
 from .conditioning import Conditioning
 from .errors import LayerMemoryError
-from .memory import Layer, LayerMemory, check_layer_name
+from .families import Family
+from .memory import LayerMemory, check_layer_name
 from .sampling import make_schedule
 from .trajectory import Trajectory, TrajectoryRecorder
 
@@ -66,10 +67,10 @@ class _PictureRun:
         return picture
 
 
-def size_fix(family: str, width: int, height: int) -> str:
+def size_fix(family: Family, width: int, height: int) -> str:
     """A fix that works for a picture of a size the family does not take: an upscale when a side
     is below the minimum (no crop can grow it), else a crop to the multiples below."""
-    step, low = families.FAMILIES[family].size_multiple, families.FAMILIES[family].min_size
+    step, low = family.size_multiple, family.min_size
     if min(width, height) < low:
         up_w, up_h = (max(low, -(-v // step) * step) for v in (width, height))
         return (f"upscale it first: 'Upscale Image' to {up_w}x{up_h} (at least {low} px a side, "
@@ -78,9 +79,8 @@ def size_fix(family: str, width: int, height: int) -> str:
             f"(multiples of {step}), or 'Upscale Image' to the next multiples of {step}")
 
 
-def check_picture(image: torch.Tensor, family: str = "pixart", input_name: str = "image") -> None:
-    """One finite picture of a size the model's family
-    takes (PixArt: >= 512 px, multiples of 16)."""
+def check_picture(image: torch.Tensor, family: Family, input_name: str = "image") -> None:
+    """One finite picture of a size the model's family takes."""
     if not isinstance(image, torch.Tensor) or image.dim() != 4 or image.shape[-1] < 3:
         raise LayerMemoryError(input_name, "expected an IMAGE ([batch, height, width, channels])",
                                "connect a LoadImage (or any IMAGE) output")
@@ -99,23 +99,64 @@ def check_picture(image: torch.Tensor, family: str = "pixart", input_name: str =
                                "load the picture again")
 
 
+def _check_start(model, positive, negative, width: int, height: int, steps: int, cfg: float,
+                 sampler_name: str, scheduler: str, name: str
+                 ) -> tuple[Family, Conditioning, Conditioning]:
+    """Every input of a picture memory but the picture: before any encode or model call."""
+    check_layer_name(name)
+    verb_toolkit.check_schedule(steps, sampler_name, scheduler)
+    family = model_checks.require_supported(model)
+    pos = Conditioning.from_comfy(positive, "positive", family)
+    neg = Conditioning.from_comfy(negative, "negative", family)
+    checks.check_start(model, width, height, steps, cfg)
+    return family, pos, neg
+
+
+def picture_memory(model, vae, image: torch.Tensor, positive, negative, steps: int, cfg: float,
+                   sampler_name: str, scheduler: str, seed: int,
+                   name: str = "picture") -> LayerMemory:
+    """A one-layer memory whose background is `image` (an IMAGE) encoded with `vae`; every input
+    is checked before the VAE encodes anything."""
+    family = model_checks.require_supported(model)
+    check_picture(image, family)
+    height, width = int(image.shape[1]), int(image.shape[2])
+    family, pos, neg = _check_start(model, positive, negative, width, height, steps, cfg,
+                                    sampler_name, scheduler, name)
+    if vae is None:
+        raise LayerMemoryError("vae", "no VAE is connected",
+                               "connect the VAE output of the model's loader, or a VAELoader")
+    channels = getattr(vae, "latent_channels", None)
+    if isinstance(channels, int) and channels != family.latent_channels:
+        raise _channels_refused(channels, family.latent_channels)
+    limits.require_encode_fits(vae, tuple(image.shape))  # the encode itself
+    latent = vae.encode(image[:, :, :, :3])
+    return _build(model, family, latent, pos, neg, steps, cfg, sampler_name, scheduler, seed, name)
+
+
 def memory_from_latent(model, latent: torch.Tensor, positive, negative, steps: int, cfg: float,
                        sampler_name: str, scheduler: str, seed: int,
                        name: str = "picture") -> LayerMemory:
     """A one-layer memory whose background is `latent`
     ([1, C, h, w], ComfyUI's user latent space)."""
-    check_layer_name(name)
-    family = model_checks.require_supported(model)
-    pos = Conditioning.from_comfy(positive, "positive", family)
-    neg = Conditioning.from_comfy(negative, "negative", family)
+    _, h, w = (int(v) for v in latent.shape[1:])
+    family, pos, neg = _check_start(model, positive, negative, w * 8, h * 8, steps, cfg,
+                                    sampler_name, scheduler, name)
+    return _build(model, family, latent, pos, neg, steps, cfg, sampler_name, scheduler, seed, name)
+
+
+def _channels_refused(got: int, takes: int) -> LayerMemoryError:
+    return LayerMemoryError("vae", f"the picture's latent has {got} channels, the model takes "
+                                   f"{takes}", "use the VAE that belongs to this model")
+
+
+def _build(model, family: Family, latent: torch.Tensor, pos: Conditioning, neg: Conditioning,
+           steps: int, cfg: float, sampler_name: str, scheduler: str, seed: int,
+           name: str) -> LayerMemory:
+    """The memory of a checked picture latent: its trajectory on the memory's schedule."""
     c, h, w = (int(v) for v in latent.shape[1:])
-    checks.check_start(model, w * 8, h * 8, steps, cfg)
-    layer_ops.check_schedule(steps, sampler_name, scheduler)
-    fp = model_checks.fingerprint(model)
+    fp = model_checks.fingerprint(model, family)
     if c != fp.latent_channels:
-        raise LayerMemoryError("vae", f"the picture's latent has {c} channels, the model takes "
-                                      f"{fp.latent_channels}",
-                               "use the VAE that belongs to this model")
+        raise _channels_refused(c, fp.latent_channels)
     picture = model.model.process_latent_in(latent.to(torch.float32)).to("cpu", torch.float32)
     schedule = make_schedule(model, sampler_name, scheduler, steps, cfg)
     patcher = model.clone()
@@ -128,10 +169,6 @@ def memory_from_latent(model, latent: torch.Tensor, positive, negative, steps: i
     noise = comfy.sample.prepare_noise(torch.zeros(1, c, h, w), seed)
     guider.sample(noise, torch.zeros(1, c, h, w), comfy.samplers.sampler_object(sampler_name),
                   schedule.sigmas.clone(), disable_pbar=True, seed=seed)
-    layer = Layer(name=name or "picture", positive=pos, negative=neg, seed=int(seed),
-                  latent_mask=torch.ones(h, w),
-                  token_mask=torch.ones(h // 2, w // 2, dtype=torch.bool),
-                  trajectory=run.trajectory)
     scale = float(model.model.latent_format.scale_factor)
-    return LayerMemory(fingerprint=fp, schedule=schedule, latent_shape=(c, h, w),
-                       latent_scale=scale, layers=(layer,))
+    return verb_toolkit.background_memory(fp, schedule, (c, h, w), scale, pos, neg, seed,
+                                          run.trajectory, name or "picture")

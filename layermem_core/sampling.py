@@ -1,5 +1,5 @@
-"""One sampling run of PixArt through ComfyUI's own guider and sampler, with BCG and MQD scoped
-to a clone of the caller's ModelPatcher."""
+"""One sampling run through ComfyUI's own guider and sampler, with BCG and the family's MQD
+scoped to a clone of the caller's ModelPatcher."""
 from __future__ import annotations
 
 import comfy.sample
@@ -8,8 +8,9 @@ import comfy.utils
 import latent_preview
 import torch
 
-from . import bcg, families, mqd
+from . import bcg
 from .conditioning import Conditioning
+from .families import AttentionRun
 from .memory import Schedule
 from .trajectory import Trajectory
 
@@ -24,7 +25,7 @@ def make_schedule(model, sampler_name: str, scheduler: str, steps: int, cfg: flo
 
 def run(model, schedule: Schedule, positive: Conditioning, negative: Conditioning,
         latent_shape: tuple[int, int, int], seed: int, spec: bcg.BCGSpec,
-        mqd_run: mqd.MQDRun | None = None) -> Trajectory:
+        mqd_run: AttentionRun | None = None) -> Trajectory:
     """Sample from `spec.start_step` to the end of the schedule; returns the recorded trajectory.
 
     The caller's `model` is never changed: patches go on a clone, and the clone's object
@@ -32,7 +33,7 @@ def run(model, schedule: Schedule, positive: Conditioning, negative: Conditionin
     """
     patcher = model.clone()
     wrapper = bcg.install(patcher, spec)
-    patched_keys = families.install_mqd(patcher, mqd_run) if mqd_run is not None else []
+    patched_keys = mqd_run.install(patcher) if mqd_run is not None else []
     sigmas = schedule.sigmas[spec.start_step:].clone()
     guider = comfy.samplers.CFGGuider(patcher)
     guider.set_conds(positive.to_comfy(), negative.to_comfy())

@@ -109,7 +109,7 @@ def _metadata(header: Header) -> tuple[dict[str, str], int]:
         raise FileProblem(f"it is not a layer-memory file (a safetensors file without format "
                           f"{FORMAT_NAME!r} in its metadata: a model or another tool's file?)",
                           "load a file written by SaveLayerMemory; models go into models/ and are "
-                          "loaded with LoadPixArt")
+                          "loaded with the model loader nodes")
     text = meta.get("format_version", "")
     if not (isinstance(text, str) and text.isascii() and text.isdigit() and len(text) <= 6):
         raise FileProblem("its format version is not a number")

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..layermem_core import checks, edit_ops, layer_ops, limits, model_checks, picture
-from ..layermem_core.errors import LayerMemoryError
+from ..layermem_core import edit_ops, picture
 from ..layermem_core.labels import CATEGORY
-from ..layermem_core.memory import check_layer_name
 from .layer_choices import choices_ui
-from .types import grow_input, layer_outputs, memory_input, model_input, schedule_inputs, seed_input
+from .types import (
+    background_name_input,
+    grow_input,
+    layer_outputs,
+    memory_input,
+    model_input,
+    schedule_inputs,
+    seed_input,
+)
 
 
 class EditLayer(io.ComfyNode):
@@ -100,8 +106,7 @@ class LayerMemoryFromImage(io.ComfyNode):
                 *schedule_inputs("every later layer"),
                 seed_input("Seed of the noise on the picture's stored path (ancestral samplers use "
                            "it too)."),
-                io.String.Input("name", default="picture", optional=True,
-                                tooltip="Name of the background layer."),
+                background_name_input("picture"),
             ],
             outputs=layer_outputs(),
         )
@@ -109,16 +114,6 @@ class LayerMemoryFromImage(io.ComfyNode):
     @classmethod
     def execute(cls, model, vae, image, positive, negative, steps, cfg, sampler_name, scheduler,
                 seed, name: str = "picture") -> io.NodeOutput:
-        picture.check_picture(image, model_checks.require_supported(model))
-        layer_ops.check_schedule(steps, sampler_name, scheduler)  # before the VAE encode
-        check_layer_name(name)
-        if vae is None:
-            raise LayerMemoryError("vae", "no VAE is connected",
-                                   "connect the VAE output of LoadPixArt or VAELoader")
-        height, width = int(image.shape[1]), int(image.shape[2])
-        checks.check_start(model, width, height, steps, cfg)  # the sampling run, before encode
-        limits.require_encode_fits(vae, tuple(image.shape))  # the encode itself
-        latent = vae.encode(image[:, :, :, :3])
-        memory = picture.memory_from_latent(model, latent, positive, negative, steps, cfg,
-                                            sampler_name, scheduler, seed, name=name)
+        memory = picture.picture_memory(model, vae, image, positive, negative, steps, cfg,
+                                        sampler_name, scheduler, seed, name=name)
         return io.NodeOutput(memory, memory.composite_latent())

@@ -110,9 +110,8 @@ class PreviewLayers(io.ComfyNode):
                         "each layer (0 = background only) as a batch.",
             inputs=[
                 memory_input(),
-                io.Vae.Input("vae", tooltip="The VAE that decodes this model's latents (SD1.5 VAE "
-                                            "for PixArt-alpha, SDXL VAE for PixArt-Sigma; "
-                                            "taesd/taesdxl for quick looks)."),
+                io.Vae.Input("vae", tooltip="The VAE that decodes this model's latents (the one "
+                                            "its loader gives; taesd/taesdxl for quick looks)."),
                 io.Int.Input("line_width", default=0, min=0, max=32, optional=True,
                              tooltip="Outline width in image pixels; 0 picks one from the image "
                                      "size."),
@@ -133,7 +132,7 @@ class PreviewLayers(io.ComfyNode):
         memory = require_memory(memory)
         if vae is None:
             raise LayerMemoryError("vae", "no VAE is connected",
-                                   "connect the VAE output of LoadPixArt or VAELoader")
+                                   "connect the VAE output of the model's loader, or a VAELoader")
         latents = torch.cat([memory.composite_latent(i)["samples"]
                              for i in range(len(memory.layers))])
         per_layer = decode(vae, latents)

@@ -113,7 +113,7 @@ class LoadLayerMemory(io.ComfyNode):
             description="Loads a layer memory saved by SaveLayerMemory and checks the whole file "
                         "first (a truncated, corrupt, foreign or newer-version file is refused "
                         "with the reason). The model is checked when the memory is used: connect "
-                        "the same PixArt model it was made with.",
+                        "the same model it was made with.",
             inputs=[
                 io.Combo.Input("file", options=memory_files(),
                                tooltip="A .safetensors layer memory. Listed: every .safetensors "

@@ -7,8 +7,9 @@ import nodes as comfy_nodes
 from comfy_api.latest import io
 
 from ..layermem_core.errors import LayerMemoryError
+from ..layermem_core.families.pixart import PIXART
 from ..layermem_core.labels import NO_TEXT_ENCODER
-from ..layermem_core.model_checks import require_pixart
+from ..layermem_core.model_checks import require_family
 from .types import CATEGORY
 
 WEIGHT_DTYPES = ["default", "fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2"]
@@ -41,7 +42,7 @@ def load_diffusion_model(unet_name: str, weight_dtype: str = "default"):
                                f"ComfyUI could not read '{unet_name}' as a diffusion model ({e})",
                                "choose a PixArt-alpha or PixArt-Sigma transformer file "
                                "(e.g. PixArt-XL-2-1024-MS.pth converted to safetensors)") from e
-    require_pixart(model, "unet_name")
+    require_family(model, PIXART, "unet_name")
     return model
 
 

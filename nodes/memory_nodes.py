@@ -1,13 +1,22 @@
 """LayerMemory (start a scene), AddLayer and DeleteLayer."""
 from __future__ import annotations
 
-import nodes as comfy_nodes
 from comfy_api.latest import io
 
 from ..layermem_core import layer_ops
 from ..layermem_core.labels import CATEGORY
 from .layer_choices import choices_ui
-from .types import grow_input, layer_outputs, memory_input, model_input, schedule_inputs, seed_input
+from .types import (
+    background_name_input,
+    encoders_text,
+    grow_input,
+    layer_outputs,
+    memory_input,
+    model_input,
+    schedule_inputs,
+    seed_input,
+    size_input,
+)
 
 
 class LayerMemoryNode(io.ComfyNode):
@@ -22,20 +31,16 @@ class LayerMemoryNode(io.ComfyNode):
                         "chosen here is fixed for the memory's life.",
             inputs=[
                 model_input(),
-                io.Conditioning.Input("positive", tooltip="Background prompt, T5-XXL encoded "
-                                                          "(CLIPTextEncodePixArtAlpha for alpha)."),
+                io.Conditioning.Input("positive", tooltip="Background prompt, encoded by the "
+                                                          "model's text encoder ("
+                                                          f"{encoders_text()})."),
                 io.Conditioning.Input("negative", tooltip="Negative prompt; later layers reuse it "
                                                           "unless they bring their own."),
-                io.Int.Input("width", default=1024, min=64, max=comfy_nodes.MAX_RESOLUTION, step=8,
-                             tooltip="Image width in pixels. PixArt: a multiple of 16, at least "
-                                     "512. SD 1.5 / SDXL: a multiple of 8."),
-                io.Int.Input("height", default=1024, min=64, max=comfy_nodes.MAX_RESOLUTION, step=8,
-                             tooltip="Image height in pixels. PixArt: a multiple of 16, at least "
-                                     "512. SD 1.5 / SDXL: a multiple of 8."),
+                size_input("width"),
+                size_input("height"),
                 seed_input("Noise seed of the background."),
                 *schedule_inputs("every layer"),
-                io.String.Input("name", default="background", optional=True,
-                                tooltip="Name of the background layer."),
+                background_name_input("background"),
             ],
             outputs=layer_outputs(),
         )
@@ -57,12 +62,13 @@ class AddLayerNode(io.ComfyNode):
             category=CATEGORY,
             description="Places a new object inside a rough mask, in front of every earlier layer. "
                         "Outside the mask the composite follows the memory's stored trajectory "
-                        "(BCG); inside every DiT block each region attends to its own layer's "
-                        "prompt (MQD).",
+                        "(BCG); inside the model's cross-attention each region attends to its own "
+                        "layer's prompt (MQD).",
             inputs=[
                 memory_input(),
                 model_input(),
-                io.Conditioning.Input("positive", tooltip="The object's prompt, T5-XXL encoded."),
+                io.Conditioning.Input("positive", tooltip="The object's prompt, encoded by the "
+                                                          "model's text encoder."),
                 io.Mask.Input("mask", tooltip="Rough region of the object, any size with the "
                                               "image's aspect ratio; resized to the latent grid."),
                 seed_input("Noise seed of this layer."),

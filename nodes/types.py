@@ -4,10 +4,12 @@ from __future__ import annotations
 import comfy.samplers
 from comfy_api.latest import io
 
+from ..layermem_core import families
 from ..layermem_core.labels import CATEGORY
 
 __all__ = ["CATEGORY", "LayerMemoryType", "memory_input", "model_input", "seed_input", "grow_input",
-           "schedule_inputs", "memory_output", "latent_output", "layer_outputs"]
+           "schedule_inputs", "background_name_input", "memory_output", "latent_output",
+           "layer_outputs", "size_input", "encoders_text"]
 
 LayerMemoryType = io.Custom("LAYER_MEMORY")
 
@@ -19,9 +21,28 @@ def memory_input(
 
 
 def model_input() -> io.Input:
-    return io.Model.Input("model", tooltip="The MODEL the memory was made with: PixArt-alpha or "
-                                           "PixArt-Sigma (LoadPixArt), or an SD 1.5 / SDXL "
-                                           "checkpoint (Load Checkpoint).")
+    return io.Model.Input("model", tooltip="The MODEL the memory was made with ("
+                                           f"{families.loaders()}).")
+
+
+def encoders_text() -> str:
+    """Which text encoder each family's prompts come from, for tooltips."""
+    return "; ".join(f"{f.label}: {f.encoder}" for f in families.FAMILIES.values())
+
+
+def size_input(side: str) -> io.Input:
+    """Width or height of a new memory, with every family's size rule in the tooltip."""
+    import nodes as comfy_nodes
+
+    rules = "; ".join(f"{f.label}: a multiple of {f.size_multiple}, at least {f.min_size}"
+                      for f in families.FAMILIES.values())
+    return io.Int.Input(side, default=1024, min=64, max=comfy_nodes.MAX_RESOLUTION, step=8,
+                        tooltip=f"Image {side} in pixels. {rules}.")
+
+
+def background_name_input(default: str) -> io.Input:
+    return io.String.Input("name", default=default, optional=True,
+                           tooltip="Name of the background layer.")
 
 
 def seed_input(tooltip: str = "Noise seed for this sampling run.") -> io.Input:

@@ -17,9 +17,10 @@ PACK_NAME = "comfyui_layer_memory"
 HOW_TO_GET_IT = ("ComfyUI host not found: set COMFYUI_PATH to a ComfyUI checkout (or put one at "
                  "~/ComfyUI, or install this pack in ComfyUI/custom_nodes/) and install its "
                  "requirements; see README 'Tests'.")
-CORE_MODULES = ("errors", "labels", "masks", "routing", "memory", "trajectory", "bcg", "mqd",
+CORE_MODULES = ("errors", "labels", "masks", "memory", "trajectory", "bcg", "conditioning",
                 "sampling", "model_checks", "layer_ops", "serialization", "preview", "stack",
-                "edit_ops", "picture", "families", "mqd_unet", "limits")
+                "edit_ops", "picture", "families", "limits", "verb_toolkit", "families.pixart",
+                "families.pixart_mqd", "families.unet_mqd", "families.unet_mqd_run")
 MODEL_FOLDERS = ("diffusion_models", "vae_approx", "vae", "text_encoders", "checkpoints")
 
 
@@ -97,7 +98,8 @@ def boot(comfy_root: Path, models_dir: Path, custom_nodes_dir: Path,
     import nodes
 
     module_name = _load_pack(nodes, custom_nodes_dir)
-    core = {name: importlib.import_module(f"{module_name}.layermem_core.{name}")
+    # a module of families/ by its own name: host.pixart_mqd is layermem_core.families.pixart_mqd
+    core = {name.rsplit(".", 1)[-1]: importlib.import_module(f"{module_name}.layermem_core.{name}")
             for name in CORE_MODULES}
     return SimpleNamespace(root=comfy_root, nodes=nodes, folder_paths=folder_paths,
                            module_name=module_name, pack=sys.modules[module_name], **core)

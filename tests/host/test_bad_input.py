@@ -170,7 +170,7 @@ def test_adaptive_sampler_refused_by_every_node_that_starts_a_memory(host, alpha
                      match="not fixed by steps", input_name="sampler_name")):
         usable = error.fix.split(": ", 1)[1].split(", ")
         assert "dpm_adaptive" not in usable and {"dpmpp_2m", "euler", "dpm_fast"} <= set(usable)
-    assert host.layer_ops.fixed_step_samplers() == usable
+    assert host.verb_toolkit.fixed_step_samplers() == usable
 
 
 def _fixed_size(fix: str) -> tuple[int, int]:
@@ -193,7 +193,7 @@ def test_picture_size_fix_is_one_that_works(host, alpha, no_sampling):
         assert (verb == "crop") == ("ImageCrop" in error.fix)
         image = host.nodes.ImageScale().upscale(torch.rand(1, h, w, 3), "bilinear", *size,
                                                 "disabled")[0]
-        host.picture.check_picture(image)  # the named size is taken
+        host.picture.check_picture(image, host.families.get("pixart"))  # the named size is taken
 
 
 def test_one_rule_for_layer_names_numbers_are_refused_everywhere(host, alpha, three_layers,

@@ -95,17 +95,17 @@ def test_add_layer_under_torch_compile(
     "order", [[0, 1], [1, 0], [0]], ids=["cond-first", "uncond-first", "cond-only"]
 )
 def test_no_graph_break_in_patched_modules(host, alpha, order, pytorch_attention):
-    """torch._dynamo.explain over the patched DiT: no break has a frame in mqd.py."""
+    """torch._dynamo.explain over the patched DiT: no break has a frame in pixart_mqd.py."""
     import comfy.model_management as mm
     import torch._dynamo
 
     clone = alpha.clone()
     owners = torch.randint(0, 2, (1024,), generator=torch.Generator().manual_seed(0))
-    run = host.mqd.MQDRun(
-        host.routing.RoutingPlan.from_owners(owners),
+    run = host.pixart_mqd.MQDRun(
+        owners,
         [scenes.cond(1)[0][0], scenes.cond(2, tokens=9)[0][0]],
     )
-    host.mqd.install(clone, run)
+    host.pixart_mqd.install(clone, run)
     mm.load_models_gpu([clone])
     try:
         dm = clone.model.diffusion_model
@@ -121,4 +121,4 @@ def test_no_graph_break_in_patched_modules(host, alpha, order, pytorch_attention
     assert explained.graph_count == 1 and explained.graph_break_count == 0
     for reason in explained.break_reasons:
         files = [frame.filename for frame in reason.user_stack]
-        assert not any(f.endswith("mqd.py") for f in files), reason.reason
+        assert not any(f.endswith("pixart_mqd.py") for f in files), reason.reason

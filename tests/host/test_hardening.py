@@ -66,7 +66,7 @@ def test_the_estimate_against_a_tiny_free_memory(host, alpha, limits, background
              match="needs about", input_name="width/height")
     mode = limits._attention_mode()
     calls = 20 * limits.MAX_CALLS_PER_STEP
-    enough_for_1024 = limits.run_bytes(1024, 768, calls, 4, mode)
+    enough_for_1024 = host.pixart.run_bytes(1024, 768, calls, 4, mode)
     monkeypatch.setattr(limits, "query_free", lambda device: enough_for_1024)
     text = _refused(host, _start, host, alpha, (2048, 1536), match="2048x1536 needs about",
                     input_name="width/height")

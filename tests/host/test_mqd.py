@@ -22,12 +22,11 @@ def _stock(stock, x, caption_rows):
 def _mqd(host, dm, stock, owners, prompts, cond_or_uncond, x, cond, negative=None):
     """The patched block with the run prepared and this call's layout selected; with the run's
     `negative` its keys are projected once per run, else from each call's captions."""
-    plan = host.routing.RoutingPlan.from_owners(owners)
-    run = host.mqd.MQDRun(plan, [p[0][0] for p in prompts],
+    run = host.pixart_mqd.MQDRun(owners, [p[0][0] for p in prompts],
                           None if negative is None else negative[0][0])
     run.prepare(dm, x.device, x.dtype)
     run.select(cond_or_uncond, x.shape[0])
-    return host.mqd.MQDCrossAttention(stock, 0, run)
+    return host.pixart_mqd.MQDCrossAttention(stock, 0, run)
 
 
 def _close(a, b):
@@ -64,7 +63,7 @@ def test_each_token_group_gets_its_layers_stock_output(host, alpha, order, run_n
     patched = _mqd(host, dm, stock, owners, prompts, order, x, cond,
                    neg if run_negative else None)
     got = patched(x, cond, None)
-    assert patched.run.layout == host.mqd.MIXED
+    assert patched.run.layout == host.pixart_mqd.MIXED
     for j in range(3):
         sel = owners == j
         _close(got[c, sel], stock(x[c:c + 1], caps[j], None)[0, sel])
@@ -80,12 +79,12 @@ def test_unbatched_cfg_calls(host, alpha):
     owners = torch.tensor([0, 1] * 512)
     x = torch.randn(1, 1024, 1152)
     patched = _mqd(host, dm, stock, owners, prompts, [0], x, caps[1])
-    assert patched.run.layout == host.mqd.ROUTED
+    assert patched.run.layout == host.pixart_mqd.ROUTED
     got = patched(x, caps[1], None)
     for j in range(2):
         _close(got[0, owners == j], stock(x, caps[j], None)[0, owners == j])
     patched.run.select([1], 1)
-    assert patched.run.layout == host.mqd.STOCK
+    assert patched.run.layout == host.pixart_mqd.STOCK
     assert torch.equal(patched(x, caps[2], None), stock(x, caps[2], None))
 
 
@@ -108,20 +107,20 @@ def test_repeated_negative_of_a_batched_call(host, alpha, run_negative):
 
 def test_routed_keys_are_bucketed(host):
     """Other prompt lengths within one bucket give the same shapes: no re-trace under compile."""
-    plan = host.routing.RoutingPlan.from_owners(torch.tensor([0, 1] * 8))
-    a = host.mqd.MQDRun(plan, [torch.zeros(1, 20, 4096), torch.zeros(1, 30, 4096)])
-    b = host.mqd.MQDRun(plan, [torch.zeros(1, 7, 4096), torch.zeros(1, 11, 4096)])
-    assert a.routed_keys == b.routed_keys == host.mqd.KEY_BUCKET
+    owners = torch.tensor([0, 1] * 8)
+    a = host.pixart_mqd.MQDRun(owners, [torch.zeros(1, 20, 4096), torch.zeros(1, 30, 4096)])
+    b = host.pixart_mqd.MQDRun(owners, [torch.zeros(1, 7, 4096), torch.zeros(1, 11, 4096)])
+    assert a.routed_keys == b.routed_keys == host.pixart_mqd.KEY_BUCKET
     assert a.key_owner.tolist() == [0] * 20 + [1] * 30 + [-1] * 14
 
 
 def test_patched_modules_hold_no_diffusion_model(host, alpha):
     """A patched block must not reach its own diffusion model (dynamo: 'already tracked')."""
     dm = alpha.model.diffusion_model
-    run = host.mqd.MQDRun(host.routing.RoutingPlan.from_owners(torch.zeros(1024, dtype=torch.long)),
+    run = host.pixart_mqd.MQDRun(torch.zeros(1024, dtype=torch.long),
                           [torch.zeros(1, 2, 4096)])
     run.prepare(dm, torch.device("cpu"), torch.float32)
-    patched = host.mqd.MQDCrossAttention(dm.blocks[0].cross_attn, 0, run)
+    patched = host.pixart_mqd.MQDCrossAttention(dm.blocks[0].cross_attn, 0, run)
     seen = [v for v in list(vars(run).values()) + list(vars(patched).values())]
     assert not any(isinstance(v, torch.nn.Module) and hasattr(v, "blocks") for v in seen)
 
@@ -129,7 +128,7 @@ def test_patched_modules_hold_no_diffusion_model(host, alpha):
 def test_mask_order_routing_of_a_scene(host, three_layers):
     """Newest first; older layers keep only their still-visible tokens; the rest is background."""
     memory = three_layers[-1]
-    owners = host.routing.token_owners([l.token_mask for l in memory.layers[1:]]).view(32, 32)
+    owners = host.pixart.token_owners([l.token_mask for l in memory.layers[1:]]).view(32, 32)
     t1, t2, t3 = (l.token_mask for l in memory.layers[1:])
     assert owners[t3].eq(3).all()
     assert owners[t2 & ~t3].eq(2).all()
@@ -169,11 +168,11 @@ def test_patch_reaches_every_block(host, models):
     save_file(random_models.pixart_state_dict(random_models.ALPHA_512, depth=2, seed=5), target)
     model = comfy.sd.load_diffusion_model(target)
     clone = model.clone()
-    run = host.mqd.MQDRun(host.routing.RoutingPlan.from_owners(torch.zeros(1024, dtype=torch.long)),
+    run = host.pixart_mqd.MQDRun(torch.zeros(1024, dtype=torch.long),
                           [torch.zeros(1, 2, 4096)])
-    keys = host.mqd.install(clone, run)
+    keys = host.pixart_mqd.install(clone, run)
     assert keys == ["diffusion_model.blocks.0.cross_attn", "diffusion_model.blocks.1.cross_attn"]
-    assert all(isinstance(clone.object_patches[k], host.mqd.MQDCrossAttention) for k in keys)
+    assert all(isinstance(clone.object_patches[k], host.pixart_mqd.MQDCrossAttention) for k in keys)
     assert not model.object_patches, "the caller's patcher is untouched"
 
 
@@ -209,8 +208,8 @@ def test_unconditional_rows_never_pay_for_the_routed_keys(host, alpha, order):
 
 def test_a_layer_hidden_under_later_ones_gets_no_keys(host):
     """A layer that owns no token (covered by newer layers) adds no keys to any row."""
-    plan = host.routing.RoutingPlan.from_owners(torch.tensor([0, 2] * 8))
-    run = host.mqd.MQDRun(plan, [torch.zeros(1, 40, 4096), torch.zeros(1, 50, 4096),
+    owners = torch.tensor([0, 2] * 8)
+    run = host.pixart_mqd.MQDRun(owners, [torch.zeros(1, 40, 4096), torch.zeros(1, 50, 4096),
                                  torch.zeros(1, 20, 4096)])
     assert 1 not in run.key_owner.tolist()
     assert run.key_owner.tolist() == [0] * 40 + [2] * 20 + [-1] * 4

@@ -45,15 +45,15 @@ def memories(host, models):
 
 def test_families_are_detected(host, models):
     model_checks = host.model_checks
-    assert model_checks.require_supported(us.model("sd15")) == "sd15"
-    assert model_checks.require_supported(us.model("sdxl")) == "sdxl"
-    assert model_checks.require_supported(models("pixart_alpha_512")) == "pixart"
+    assert model_checks.require_supported(us.model("sd15")).name == "sd15"
+    assert model_checks.require_supported(us.model("sdxl")).name == "sdxl"
+    assert model_checks.require_supported(models("pixart_alpha_512")).name == "pixart"
     for family in ("sd15", "sdxl"):
         fp = model_checks.fingerprint(us.model(family))
         assert fp.family == family and fp.latent_channels == 4 and fp.depth > 0
         assert fp.micro_condition == (family == "sdxl")
     with pytest.raises(host.errors.LayerMemoryError, match="not PixArt"):
-        model_checks.require_pixart(us.model("sdxl"))
+        model_checks.require_family(us.model("sdxl"), host.families.get("pixart"))
 
 
 @pytest.mark.parametrize("from_file", [False, True], ids=["in_memory", "saved_and_loaded"])

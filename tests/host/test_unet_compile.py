@@ -113,7 +113,7 @@ def test_no_graph_break_in_patched_blocks(host, family, order, pytorch_attention
     one graph, no break (a break in a pack file would name it)."""
     import torch._dynamo
 
-    mqd_unet = us.core(host, "mqd_unet")
+    mqd_unet = host.unet_mqd
     model = us.model(family)
     hw = (us.SIZE[family] // 8,) * 2
     mask = torch.zeros(hw)

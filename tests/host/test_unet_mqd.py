@@ -30,7 +30,7 @@ def _masks(hw, seed):
 def test_patched_model_with_one_prompt_everywhere_equals_stock(host, family):
     """Through ComfyUI's own patch plumbing (a clone's attn2 replace patches), the whole UNet
     forward equals the stock forward when every layer has the same prompt."""
-    mqd_unet = us.core(host, "mqd_unet")
+    mqd_unet = host.unet_mqd
     model = us.model(family)
     latent_hw = (us.SIZE[family] // 8,) * 2
     prompt, negative = us.cond(family, 5)[0][0], us.cond(family, 6)[0][0]

@@ -101,12 +101,13 @@ def test_bcgblend_with_the_stock_sampler(host, sdxl_nodes):
     assert not torch.equal(out[..., ~outside], ref[..., ~outside])
 
 
-def test_an_odd_latent_size_saves_and_loads_for_a_unet(host, sdxl_nodes, tmp_path):
+@pytest.mark.parametrize("family", ["sd15", "sdxl"])
+def test_an_odd_latent_size_saves_and_loads_for_a_unet(host, sdxl_nodes, tmp_path, family):
     """SD 1.5 / SDXL take any multiple of 8 px, so a latent side may be odd (136 px -> 17): the
     memory LayerMemory made must load again (the even-latent rule is PixArt's 2x2 patches only)."""
-    N, model = sdxl_nodes, us.model("sd15")
+    N, model = sdxl_nodes, us.model(family)
     width, height = 136, 128
-    bg = N["LayerMemory"].execute(model, us.cond("sd15", 1), us.cond("sd15", 2), width, height,
+    bg = N["LayerMemory"].execute(model, us.cond(family, 1), us.cond(family, 2), width, height,
                                   5, 1, 6.0, "euler", "normal").result[0]
     assert bg.top.trajectory.final.shape[-2:] == (16, 17)
     path = tmp_path / "odd.safetensors"

@@ -1,7 +1,7 @@
 """Records every cross-attention call of one routed model call, for the shared MQD invariant.
 
-The routed model is built the pack's own way (`families.make_mqd_run` over a memory's layers,
-`families.install_mqd` on a clone) and called once through ComfyUI's `apply_model` with a CFG
+The routed model is built the pack's own way (the family's `attention_run` over a memory's layers,
+its `install` on a clone) and called once through ComfyUI's `apply_model` with a CFG
 batch [negative, positive], so the pack's wrappers and patches run as they do while sampling.
 Each call keeps its input, its routed output and the stock module, so a test can compare every
 token group with the stock cross-attention for that group's own prompt, at every level.
@@ -74,7 +74,8 @@ def _pixart_calls(host, kit, clone, context, seed) -> list[AttentionCall]:
     clone.patch_model(load_weights=False)
     hooks = [block.cross_attn.register_forward_hook(record) for block in dm.blocks]
     try:
-        assert all(type(block.cross_attn) is host.mqd.MQDCrossAttention for block in dm.blocks)
+        routed = host.pixart_mqd.MQDCrossAttention
+        assert all(type(block.cross_attn) is routed for block in dm.blocks)
         _call(kit, clone, context, seed)
     finally:
         for hook in hooks:
@@ -84,10 +85,8 @@ def _pixart_calls(host, kit, clone, context, seed) -> list[AttentionCall]:
 
 
 def _unet_calls(host, kit, clone, context, seed) -> list[AttentionCall]:
-    import importlib
 
-    mqd_unet = importlib.import_module(f"{host.module_name}.layermem_core.mqd_unet")
-    paths = dict(mqd_unet.attn2_blocks(kit.model.model.diffusion_model))
+    paths = dict(host.unet_mqd.attn2_blocks(kit.model.model.diffusion_model))
     inputs: list = []
     calls: list[AttentionCall] = []
 
@@ -115,9 +114,9 @@ def routed_calls(host, kit, layers, negative: torch.Tensor, seed: int = 1) -> li
     """Every cross-attention call of one [negative, newest layer's prompt] model call with MQD
     routing `layers` (background first) installed the pack's way."""
     family = kit.family
-    run = host.families.make_mqd_run(family, layers)
+    run = host.families.get(family).attention_run(layers)
     clone = kit.model.clone()
-    host.families.install_mqd(clone, run)
+    run.install(clone)
     context = _context(negative, layers[-1].positive.embedding)
     if family == "pixart":
         return _pixart_calls(host, kit, clone, context, seed)

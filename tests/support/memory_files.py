@@ -53,8 +53,8 @@ def small_memory(layers: int = 3, calls: int = 3, h: int = 8, w: int = 8):
     """A tiny memory built without sampling: random tensors of the right shapes, odd metadata
     (a seed of 2**64 - 1, a non-ASCII prompt, float/bool extras), the negative shared by all
     layers as AddLayer shares it, each layer's trajectory with its own sigmas."""
+    from comfyui_layer_memory.layermem_core.conditioning import Conditioning
     from comfyui_layer_memory.layermem_core.memory import (
-        Conditioning,
         Layer,
         LayerMemory,
         ModelFingerprint,
@@ -75,7 +75,7 @@ def small_memory(layers: int = 3, calls: int = 3, h: int = 8, w: int = 8):
         out.append(Layer(f"l{i}", pos, neg, 2 ** 64 - 1 - i, mask,
                          torch.rand(h // 2, w // 2, generator=g) > 0.5, traj,
                          prompt=f"prompt {i} ✓"))
-    fp = ModelFingerprint("pixart_alpha", 1, True, 4, (123.456789012345, -0.1, 1e-30))
+    fp = ModelFingerprint("pixart_alpha", 1, True, 4, (123.456789012345, -0.1, 1e-30), "pixart")
     sched = Schedule(torch.tensor([10.0, 1.2345678, 0.1, 0.0])[: calls + 1], "dpmpp_2m", "karras",
                      calls, 4.5)
     return LayerMemory(fp, sched, (4, h, w), 0.18215, tuple(out))

@@ -1,8 +1,9 @@
 """The size estimate on its own: monotonic, attention-aware, and the largest size it names fits."""
 import pytest
 import torch
-from comfyui_layer_memory.layermem_core import limits
+from comfyui_layer_memory.layermem_core import families, limits
 from comfyui_layer_memory.layermem_core.errors import LayerMemoryError
+from comfyui_layer_memory.layermem_core.families import pixart
 
 
 class _Inner:
@@ -26,17 +27,17 @@ class _Model:
 
 def test_estimate_grows_with_size_and_with_materialised_attention():
     sizes = [(512, 512), (1024, 1024), (2048, 1024), (2048, 2048)]
-    needs = [limits.run_bytes(w, h, 60, 2) for w, h in sizes]
+    needs = [pixart.run_bytes(w, h, 60, 2) for w, h in sizes]
     assert needs == sorted(needs) and len(set(needs)) == 4
-    full, split, blocked = (limits.run_bytes(2048, 2048, 60, 2, a)
+    full, split, blocked = (pixart.run_bytes(2048, 2048, 60, 2, a)
                             for a in ("full", "split", "blocked"))
     assert full > max(split, blocked)
     tokens = (2048 // 16) ** 2
-    assert full >= limits.CFG_BATCH * limits.HEADS * tokens ** 2 * 4, "N^2 scores per head, float32"
+    assert full >= pixart.CFG_BATCH * pixart.HEADS * tokens ** 2 * 4, "N^2 scores per head, float32"
 
 
 @pytest.mark.parametrize("family, inner",
-                         [("pixart", _Inner(torch.nn.Linear(1, 1))),
+                         [(families.get("pixart"), _Inner(torch.nn.Linear(1, 1))),
                           (None, _Inner(torch.nn.Linear(1, 1), per_pixel=4096))],
                          ids=["pixart", "comfy estimate"])
 def test_refusal_names_a_largest_size_that_fits(monkeypatch, family, inner):

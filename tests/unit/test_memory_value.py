@@ -1,15 +1,18 @@
 """The memory is a value: operations return new objects and share, never modify, tensors."""
 import pytest
 import torch
+from comfyui_layer_memory.layermem_core.conditioning import Conditioning
 from comfyui_layer_memory.layermem_core.errors import LayerMemoryError
+from comfyui_layer_memory.layermem_core.families import get as get_family
 from comfyui_layer_memory.layermem_core.memory import (
-    Conditioning,
     Layer,
     LayerMemory,
     ModelFingerprint,
     Schedule,
 )
 from comfyui_layer_memory.layermem_core.trajectory import Trajectory
+
+PIXART = get_family("pixart")
 
 
 def _trajectory(calls=3, fill=0.0):
@@ -24,7 +27,7 @@ def _layer(name, fill):
 
 
 def _memory(n=3):
-    fp = ModelFingerprint("pixart_alpha", 1, True, 4, (1.0,))
+    fp = ModelFingerprint("pixart_alpha", 1, True, 4, (1.0,), "pixart")
     sched = Schedule(torch.linspace(10, 0, 4), "euler", "normal", 3, 4.5)
     layers = tuple(_layer(f"l{i}", float(i)) for i in range(n))
     return LayerMemory(fp, sched, (4, 8, 8), 0.18215, layers)
@@ -93,21 +96,22 @@ def test_trajectory_region_replacement():
 
 
 def test_fingerprint_mismatch_reasons():
-    fp = ModelFingerprint("pixart_alpha", 28, True, 4, (100.0, 3.0, -2.0))
+    fp = ModelFingerprint("pixart_alpha", 28, True, 4, (100.0, 3.0, -2.0), "pixart")
     assert fp.mismatch(fp) is None
-    sigma = ModelFingerprint("pixart_sigma", 28, False, 4, (100.0, 3.0, -2.0))
+    sigma = ModelFingerprint("pixart_sigma", 28, False, 4, (100.0, 3.0, -2.0), "pixart")
     assert "image_model" in fp.mismatch(sigma)
-    other_weights = ModelFingerprint("pixart_alpha", 28, True, 4, (100.0, 3.5, -2.0))
+    other_weights = ModelFingerprint("pixart_alpha", 28, True, 4, (100.0, 3.5, -2.0), "pixart")
     assert "weights" in fp.mismatch(other_weights)
-    assert fp.mismatch(ModelFingerprint("pixart_alpha", 28, True, 4, (100.0001, 3.0, -2.0))) is None
+    close = ModelFingerprint("pixart_alpha", 28, True, 4, (100.0001, 3.0, -2.0), "pixart")
+    assert fp.mismatch(close) is None
 
 
 def test_conditioning_checks():
     with pytest.raises(LayerMemoryError, match="T5-XXL"):
-        Conditioning.from_comfy([[torch.zeros(1, 77, 768), {}]], "positive")
+        Conditioning.from_comfy([[torch.zeros(1, 77, 768), {}]], "positive", PIXART)
     with pytest.raises(LayerMemoryError, match="exactly one prompt"):
         Conditioning.from_comfy([[torch.zeros(1, 3, 4096), {}], [torch.zeros(1, 3, 4096), {}]],
-                                "positive")
+                                "positive", PIXART)
     extras = {"width": 512, "height": 512, "pooled_output": None}
-    c = Conditioning.from_comfy([[torch.ones(1, 3, 4096), extras]], "positive")
+    c = Conditioning.from_comfy([[torch.ones(1, 3, 4096), extras]], "positive", PIXART)
     assert dict(c.extras) == {"width": 512, "height": 512}

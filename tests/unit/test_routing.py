@@ -1,6 +1,6 @@
-"""Token routing by mask order (no ComfyUI needed)."""
+"""PixArt's token owners by mask order (no ComfyUI needed)."""
 import torch
-from comfyui_layer_memory.layermem_core.routing import RoutingPlan, token_owners
+from comfyui_layer_memory.layermem_core.families.pixart import layer_owners, token_owners
 
 
 def test_newest_mask_wins_older_keeps_visible_part_rest_is_background():
@@ -15,19 +15,8 @@ def test_newest_mask_wins_older_keeps_visible_part_rest_is_background():
     assert owners[3, 3] == 0 and owners[2, 0] == 0
 
 
-def test_plan_sorts_tokens_into_contiguous_segments():
-    owners = torch.tensor([2, 0, 1, 0, 2, 2, 1, 0])
-    plan = RoutingPlan.from_owners(owners)
-    assert [s[0] for s in plan.segments] == [0, 1, 2]
-    sorted_owners = owners[plan.permutation]
-    for owner, start, end in plan.segments:
-        assert sorted_owners[start:end].eq(owner).all()
-    x = torch.arange(8.0)
-    assert torch.equal(x[plan.permutation][plan.inverse], x), "inverse undoes the permutation"
+def test_a_background_alone_owns_every_token():
+    class Background:
+        token_mask = torch.ones(3, 5, dtype=torch.bool)
 
-
-def test_empty_groups_are_skipped():
-    plan = RoutingPlan.from_owners(torch.tensor([0, 0, 3, 3]))
-    assert [s[0] for s in plan.segments] == [0, 3]
-    assert not plan.is_single_group
-    assert RoutingPlan.from_owners(torch.zeros(5, dtype=torch.long)).is_single_group
+    assert torch.equal(layer_owners([Background()]), torch.zeros(15, dtype=torch.long))

@@ -31,34 +31,30 @@ import torch
 import torch.nn.functional as F
 from comfy.ldm.pixart.blocks import MultiHeadCrossAttention
 
-from .cfg_rows import COND, RowSplit, batched, conditional_rows
-from .routing import RoutingPlan, layer_routing
+from ..cfg_rows import COND, RowSplit, batched, conditional_rows
+from .base import round_up
+from .pixart import layer_owners
 
 WRAPPER_KEY = "layer_memory_mqd"
 KEY_BUCKET = 64  # routed keys are padded to a multiple of this: same shapes for similar edits
 STOCK, ROUTED, MIXED = "stock", "routed", "mixed"  # layouts of one model call's batch
 
 
-def _round_up(n: int, to: int) -> int:
-    return -(-n // to) * to
-
-
 class MQDRun:
     """State of one sampling run: routing, prompts, and per-run keys, values and biases."""
 
-    def __init__(self, plan: RoutingPlan, prompts: list[torch.Tensor],
+    def __init__(self, token_owner: torch.Tensor, prompts: list[torch.Tensor],
                  negative: torch.Tensor | None = None):
-        self.plan = plan
         # the run's negative [1, L, 4096] (the newest layer's, which the run samples with): its
         # keys are projected once per run; without it each call projects its rows' captions
         self.negative = negative
-        self.token_owner = plan.owners()
+        self.token_owner = token_owner.reshape(-1).long()  # owner per token, row-major
         # only the prompts of owners of a token: a layer hidden under later ones costs no keys
         owning = set(torch.unique(self.token_owner).tolist())
         self.prompt_owner = [o for o in range(len(prompts)) if o in owning]
         self.prompts = [prompts[o] for o in self.prompt_owner]  # raw T5 [1, L, 4096]
         lengths = [int(p.shape[-2]) for p in self.prompts]
-        self.routed_keys = _round_up(max(sum(lengths), 1), KEY_BUCKET)
+        self.routed_keys = round_up(max(sum(lengths), 1), KEY_BUCKET)
         self.key_owner = torch.full((self.routed_keys,), -1, dtype=torch.long)  # -1: padding
         if lengths:
             self.key_owner[:sum(lengths)] = torch.repeat_interleave(
@@ -77,7 +73,8 @@ class MQDRun:
     def for_layers(cls, layers) -> MQDRun:
         """The run for these layers (background first), as AddLayer/DeleteLayer route them:
         it samples with the newest layer's negative."""
-        return cls(*layer_routing(layers), layers[-1].negative.embedding)
+        return cls(layer_owners(layers), [layer.positive.embedding for layer in layers],
+                   layers[-1].negative.embedding)
 
     def prepare(self, diffusion_model, device: torch.device, dtype: torch.dtype) -> None:
         """Every block's keys/values of all prompts, once per run (and device/dtype)."""
@@ -114,6 +111,10 @@ class MQDRun:
 
     def release(self) -> None:
         self.layout = STOCK
+
+    def install(self, patcher) -> list[str]:
+        """Patch `patcher` (a clone the caller owns) for this run; the patched keys."""
+        return install(patcher, self)
 
     def _make_bias(self) -> torch.Tensor:
         """[1, 1, N, routed_keys]: 0 on the keys of a token's owner's prompt, -inf elsewhere."""

@@ -37,15 +37,8 @@ import logging
 import torch
 import torch.nn.functional as F
 
-from .cfg_rows import batched
-from .mqd_unet_run import (  # noqa: F401 (the run's API, re-exported for callers and tests)
-    COMPILED_KEY_BUCKET,
-    UNetMQDRun,
-    attn2_blocks,
-    conditional_rows,
-    level_hw,
-    owner_map,
-)
+from ..cfg_rows import batched
+from .unet_mqd_run import COMPILED_KEY_BUCKET, UNetMQDRun, attn2_blocks, level_hw
 
 WRAPPER_KEY = "layer_memory_mqd_unet"
 TORCH_COMPILE_KWARGS = "torch_compile_kwargs"  # set in model_options by TorchCompileModel

@@ -5,8 +5,8 @@ routed by owner, padded to a bucket) and the run's negative prompt (unconditiona
 call of their own: they never pay for the layers' keys, cfg_rows). Each block projects them
 once per run with its own to_k / to_v (LoRA weight patches included), head-major; per call the
 wrapper only picks the call's rows and the level's bias. Built outside the model's forward by
-the run's APPLY_MODEL wrapper (so outside any torch.compile region); mqd_unet's attn2 patches
-only read it. See mqd_unet for the routing.
+the run's APPLY_MODEL wrapper (so outside any torch.compile region); unet_mqd's attn2 patches
+only read it. See unet_mqd for the routing.
 """
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .cfg_rows import RowSplit, conditional_rows
-from .masks import TOKEN_THRESHOLD
+from ..cfg_rows import RowSplit, conditional_rows
+from ..masks import TOKEN_THRESHOLD
+from .base import round_up
 
 KEY_BUCKET = 8  # eager: keys padded to a multiple of 8 (kernels like an aligned bias)
 # Compiled: a multiple of four CLIP chunks, so a background and a layer of one chunk each share
@@ -27,11 +28,7 @@ COMPILED_KEY_BUCKET = 4 * 77
 PADDING = -1  # the owner of a padding key
 
 
-def _round_up(n: int, to: int) -> int:
-    return -(-n // to) * to
-
-
-def owner_map(latent_masks: list[torch.Tensor], hw: tuple[int, int]) -> torch.Tensor:
+def token_owners(latent_masks: list[torch.Tensor], hw: tuple[int, int]) -> torch.Tensor:
     """Owner per token of an (h, w) level, row-major; 0 = background, i = latent_masks[i - 1].
 
     `latent_masks` are the layers above the background, oldest first, on the latent grid.
@@ -77,10 +74,23 @@ class UNetMQDRun:
         self._bias: dict[tuple, torch.Tensor] = {}
         self._layouts: dict[tuple, CallLayout] = {}
 
+    @classmethod
+    def for_layers(cls, layers) -> UNetMQDRun:
+        """The run for these layers (background first), as AddLayer/DeleteLayer route them:
+        it samples with the newest layer's negative."""
+        return cls([layer.latent_mask for layer in layers[1:]],
+                   [layer.positive.embedding for layer in layers], layers[-1].negative.embedding)
+
+    def install(self, patcher) -> list[tuple[str, int, int]]:
+        """Patch `patcher` (a clone the caller owns) for this run; the patched blocks."""
+        from .unet_mqd import install
+
+        return install(patcher, self)
+
     @property
     def routed_keys(self) -> int:
         """The layers' prompt keys of the run, padded to the bucket."""
-        return _round_up(int(self._real_owner.numel()), self.key_bucket)
+        return round_up(int(self._real_owner.numel()), self.key_bucket)
 
     @property
     def key_owner(self) -> torch.Tensor:
@@ -104,11 +114,11 @@ class UNetMQDRun:
         key = (hw, str(device), dtype)
         bias = self._bias.get(key)
         if bias is None:
-            allowed = owner_map(self.latent_masks, hw)[:, None] == self.key_owner[None, :]
+            allowed = token_owners(self.latent_masks, hw)[:, None] == self.key_owner[None, :]
             bias = self._bias[key] = _bias(allowed, device, dtype)[None, None]
         return bias
 
-    def layout(self, cond_or_uncond, batch: int, device) -> CallLayout | None:
+    def call_layout(self, cond_or_uncond, batch: int, device) -> CallLayout | None:
         """The routing of a call with this batch; None when no row is conditional or the batch
         does not split into ComfyUI's chunks (stock)."""
         rows = conditional_rows(cond_or_uncond, batch)
@@ -144,7 +154,8 @@ class UNetMQDRun:
                 context: torch.Tensor | None, dtype) -> Iterator[torch.Tensor | None]:
         """Route one model call: yields the context to give the model (one token of its own
         when routed: no block reads it, and its shape stays fixed for torch.compile)."""
-        call = self.layout(cond_or_uncond, x.shape[0], x.device) if context is not None else None
+        call = (self.call_layout(cond_or_uncond, x.shape[0], x.device) if context is not None
+                else None)
         if call is not None:
             self.prepare(diffusion_model, call, tuple(x.shape[-2:]), x.device, dtype)
             context = context[:, :1].clone(memory_format=torch.contiguous_format)
