@@ -92,8 +92,8 @@ class _Replay:
 
 
 class BCGDenoiser(comfy.samplers.KSamplerX0Inpaint):
-    """The sampler's model: forces the stored model
-    inputs outside the free mask and records the run."""
+    """The sampler's model: forces the stored model inputs outside the free mask and records the
+    run."""
 
     def __init__(self, model_wrap, sigmas, replay: _Replay | None, recorder: TrajectoryRecorder,
                  noise: torch.Tensor, latent_image: torch.Tensor | None = None,
@@ -253,8 +253,8 @@ class BCGSamplerWrapper:
 
     def _fallback_custom_sampler(self, executor, guider, sigmas, extra_args, callback, noise,
                                  latent_image, disable_pbar):
-        """A non-KSAMPLER sampler: let ComfyUI's own
-        inpainting blend with the memory's final latent."""
+        """A non-KSAMPLER sampler: let ComfyUI's own inpainting blend with the memory's final
+        latent."""
         spec = self.spec
         if spec.reference is None:
             return executor(guider, sigmas, extra_args, callback, noise, latent_image, None,

@@ -96,8 +96,8 @@ def add_layer(memory: LayerMemory, model, positive, mask, seed: int, grow_pixels
 
 
 def deletion_region(memory: LayerMemory, index: int, grow_pixels: int) -> torch.Tensor:
-    """Layer `index`'s visible part (its mask minus
-    every newer mask), grown, never into newer masks."""
+    """Layer `index`'s visible part (its mask minus every newer mask), grown, never into newer
+    masks."""
     layers = list(memory.layers)
     return visible_region(layers, index, masks.support(layers[index].latent_mask), grow_pixels)
 

@@ -21,8 +21,8 @@ NEGLIGIBLE = 1e-3
 
 def to_latent_mask(mask: torch.Tensor, latent_hw: tuple[int, int],
                    input_name: str = "mask") -> torch.Tensor:
-    """Resize a ComfyUI MASK ([H, W] or [1, H, W], values
-    0..1) to the latent grid as float32 [h, w]."""
+    """Resize a ComfyUI MASK ([H, W] or [1, H, W], values 0..1) to the latent grid as float32
+    [h, w]."""
     if not isinstance(mask, torch.Tensor):
         raise LayerMemoryError(input_name, f"expected a MASK tensor, got {type(mask).__name__}",
                                "connect a MASK output")

@@ -106,8 +106,8 @@ class LayerMemory:
         return self.latent_shape[2] * 8, self.latent_shape[1] * 8
 
     def composite_latent(self, index: int = -1) -> dict:
-        """The composite after layer `index` as a ComfyUI
-        LATENT (the model's process_latent_out)."""
+        """The composite after layer `index` as a ComfyUI LATENT (the model's
+        process_latent_out)."""
         final = self.layers[index].trajectory.final
         return {"samples": final[None] / self.latent_scale}
 

@@ -136,8 +136,8 @@ def picture_memory(model, vae, image: torch.Tensor, positive, negative, steps: i
 def memory_from_latent(model, latent: torch.Tensor, positive, negative, steps: int, cfg: float,
                        sampler_name: str, scheduler: str, seed: int,
                        name: str = "picture") -> LayerMemory:
-    """A one-layer memory whose background is `latent`
-    ([1, C, h, w], ComfyUI's user latent space)."""
+    """A one-layer memory whose background is `latent` ([1, C, h, w], ComfyUI's user latent
+    space)."""
     _, h, w = (int(v) for v in latent.shape[1:])
     family, pos, neg = _check_start(model, positive, negative, w * 8, h * 8, steps, cfg,
                                     sampler_name, scheduler, name)

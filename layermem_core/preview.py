@@ -15,8 +15,8 @@ OUTLINE_THRESHOLD = 0.5  # a soft (feathered) mask is outlined where it is at le
 
 
 def palette(n: int) -> list[tuple[int, int, int]]:
-    """n well separated, saturated colours (golden-ratio
-    hues), the same for a layer index every time."""
+    """n well separated, saturated colours (golden-ratio hues), the same for a layer index every
+    time."""
     colours = []
     for i in range(n):
         h = (0.02 + i * 0.618033988749895) % 1.0

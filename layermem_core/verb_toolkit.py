@@ -100,8 +100,8 @@ def layer_mask(memory: LayerMemory, mask, grow_pixels: int,
 
 def visible_region(layers: list[Layer], index: int, support: torch.Tensor,
                    grow_pixels: int) -> torch.Tensor:
-    """`support` minus every mask newer than `index`,
-    grown by `grow_pixels`, never into a newer mask."""
+    """`support` minus every mask newer than `index`, grown by `grow_pixels`, never into a newer
+    mask."""
     newer = torch.zeros_like(support, dtype=torch.bool)
     for layer in layers[index + 1:]:
         newer |= masks.support(layer.latent_mask)

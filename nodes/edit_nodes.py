@@ -1,5 +1,5 @@
-"""EditLayer (reroll, re-prompt, move a layer in place)
-and LayerMemoryFromImage (edit your own picture)."""
+"""EditLayer (reroll, re-prompt, move a layer in place) and LayerMemoryFromImage (edit your own
+picture)."""
 from __future__ import annotations
 
 from comfy_api.latest import io

@@ -81,8 +81,8 @@ def test_a_deletions_unblended_tail_lives_with_the_layers_that_show_it(host, alp
 
 
 def test_another_sampler_on_the_same_sigmas_falls_back_up_front(host, alpha, background, caplog):
-    """heun makes two calls a step where dpmpp_2m made
-    one: replaying would force the wrong inputs."""
+    """heun makes two calls a step where dpmpp_2m made one: replaying would force the wrong
+    inputs."""
     import comfy.sample
 
     mask = scenes.box_mask(512, 0.2, 0.2, 0.6, 0.6)

@@ -31,8 +31,8 @@ def _support(layer):
 
 
 def test_deleted_layer_does_not_come_back_from_under_a_newer_one(host, alpha):
-    """Background, A, B, C with C hiding part of A: delete
-    A, then C; A's hidden part shows the background."""
+    """Background, A, B, C with C hiding part of A: delete A, then C; A's hidden part shows the
+    background."""
     bg = _start(host, alpha)
     a = _add(host, alpha, bg, (0.10, 0.10, 0.60, 0.60), 20, "A")
     b = _add(host, alpha, a, (0.70, 0.70, 0.95, 0.95), 21, "B")
