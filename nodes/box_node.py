@@ -2,9 +2,11 @@
 EditLayer.
 
 The box is four INT inputs in image pixels, so an API prompt sets it with numbers and gets the
-same mask as SolidMask + MaskComposite. After a run the node sends the memory's composite with
-every layer outlined and numbered (web/layer_memory.js draws it in the node and turns a mouse drag
-into the four numbers).
+same mask as SolidMask + MaskComposite; brush strokes are JSON text the node rasterises
+(layermem_core/strokes.py), and `shape` picks the box, a dragged layer's own shape moved into the
+box, the strokes, or both. After a run the node sends the memory's composite with every layer
+outlined and numbered (web/layer_box.js draws it in the node and turns mouse drags into these
+inputs).
 """
 from __future__ import annotations
 
@@ -110,9 +112,10 @@ class LayerBox(io.ComfyNode):
             description="Draw where a layer goes on the picture itself: after a run the node shows "
                         "the memory's composite with every layer outlined and numbered; drag a "
                         "box on it (or drag a layer's outline to move it) and the box becomes "
-                        "x, y, width, height. Outputs the box as a MASK at the memory's size, for "
-                        "AddLayer's or EditLayer's mask (the same mask as SolidMask + "
-                        "MaskComposite).",
+                        "x, y, width, height; or paint a rough mask with Brush and Eraser (kept "
+                        "as JSON text in `strokes`). Outputs a MASK at the memory's size, for "
+                        "AddLayer's or EditLayer's mask (`shape` 'box': the same mask as "
+                        "SolidMask + MaskComposite).",
             inputs=[
                 memory_input("The memory the box is drawn on: its size is the mask's, its "
                              "composite is the picture shown."),
