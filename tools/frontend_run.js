@@ -4,7 +4,12 @@
 // a screenshot of the graph after its run (README) and the template thumbnail <name>.jpg.
 //
 //   node tools/frontend_run.js SERVER_URL --report out.json [--pictures] [--only NAME]
-//                              [--real-models]
+//                              [--real-models] [--with-layer-box]
+//
+// After the templates, the Layer Box phase runs on continue_scene (it needs the memory
+// 1_layered_scene saves): boxes, an outline drag through Edit Layer, a brush stroke, a Delete
+// Layer picked by clicks. It is skipped with --only unless --with-layer-box (a quick check of
+// that phase: --only 1_layered_scene --with-layer-box).
 //
 // The graph on the canvas is the template as a user opens it; the prompt the Queue button posts is
 // rewritten in flight for the random test models (headless.rewrite_for_random_models: 512 px,
