@@ -77,3 +77,25 @@ def latent_box(latent_mask: torch.Tensor) -> Box | None:
     x1, y1 = int(xs.max()) + 1, int(ys.max()) + 1
     s = LATENT_PIXELS
     return Box(x0 * s, y0 * s, (x1 - x0) * s, (y1 - y0) * s)
+
+
+def shape_in_box(latent_mask: torch.Tensor, box: Box, image_w: int, image_h: int) -> torch.Tensor:
+    """A layer's own mask moved into `box`: its image-pixel bounding box is mapped onto the box
+    (nearest pixel), so a drag of the outline moves the object's shape, not a rectangle. A box of
+    the bounding box's size on the 8 px grid moves it exactly (EditLayer gets the same latent mask,
+    shifted). A MASK [1, H, W] float32 (the box checked first; an empty layer is refused)."""
+    check_box(box, image_w, image_h)
+    found = latent_box(latent_mask)
+    if found is None:
+        raise LayerMemoryError("layer", "the layer's mask is empty: it has no shape to move",
+                               "set shape to 'box' to draw its new place as a box")
+    s = LATENT_PIXELS
+    pixels = latent_mask.detach().to("cpu", torch.float32)
+    pixels = pixels.repeat_interleave(s, 0).repeat_interleave(s, 1)
+    crop = pixels[found.y:found.y + found.height, found.x:found.x + found.width]
+    if (box.height, box.width) != tuple(crop.shape):
+        crop = torch.nn.functional.interpolate(crop[None, None], size=(box.height, box.width),
+                                               mode="nearest-exact")[0, 0]
+    mask = torch.zeros((1, image_h, image_w), dtype=torch.float32)
+    mask[0, box.y:box.y + box.height, box.x:box.x + box.width] = crop
+    return mask

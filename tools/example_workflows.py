@@ -135,7 +135,7 @@ def _edits(g: Graph, notes: list, memory: int, first: int, out: str) -> int:
     box_mask(g, composite, MOVE, moved, reroll, y, layer=MOVE,
              title=f"Box: {MOVE}, moved (drag its outline)")
     edit_layer(g, move, reroll, MOVE, MOVE_SEED, y, f"Move the {MOVE} (new mask)",
-               {"mask": (composite, 0)})
+               {"mask": (composite, 0), "layer": (composite, 1)})
     decode_save(g, decode, save, (move, 1), y, f"{out}/{step}_{MOVE}_moved")
     note(g, note_id, notes[step], (X_NOTE, y), (420, 250))
     row_group(g, f"Step {step}: move the {MOVE}", y, x0=X_MASK)

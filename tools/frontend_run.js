@@ -4,7 +4,12 @@
 // a screenshot of the graph after its run (README) and the template thumbnail <name>.jpg.
 //
 //   node tools/frontend_run.js SERVER_URL --report out.json [--pictures] [--only NAME]
-//                              [--real-models]
+//                              [--real-models] [--with-layer-box]
+//
+// After the templates, the Layer Box phase runs on continue_scene (it needs the memory
+// 1_layered_scene saves): boxes, an outline drag through Edit Layer, a brush stroke, a Delete
+// Layer picked by clicks. It is skipped with --only unless --with-layer-box (a quick check of
+// that phase: --only 1_layered_scene --with-layer-box).
 //
 // The graph on the canvas is the template as a user opens it; the prompt the Queue button posts is
 // rewritten in flight for the random test models (headless.rewrite_for_random_models: 512 px,
@@ -32,6 +37,7 @@ function parseArgs(argv) {
     else if (argv[i] === '--pictures') args.pictures = true;
     else if (argv[i] === '--only') args.only = argv[++i];
     else if (argv[i] === '--real-models') args.realModels = true;
+    else if (argv[i] === '--with-layer-box') args.withLayerBox = true; // with --only layered_scene
   }
   return args;
 }
@@ -291,7 +297,7 @@ async function layerBoxRun(page) {
   const values = () => page.evaluate((id) => {
     const n = window.app.graph.getNodeById(id);
     return Object.fromEntries(['x', 'y', 'width', 'height', 'picture_width', 'picture_height',
-      'layer'].map((k) => [k, n.widgets.find((w) => w.name === k).value]));
+      'layer', 'shape'].map((k) => [k, n.widgets.find((w) => w.name === k).value]));
   }, ids.box);
   /** The node's canvas on screen and where the picture is in it (centred on the node first). */
   const geometry = async () => {
@@ -376,7 +382,128 @@ async function layerBoxRun(page) {
     y: (ly + lh + H * 0.06 <= H ? 1 : -1) * H * 0.06 };
   await drag(grab, { x: grab.x + by.x * g.s * g.k, y: grab.y + by.y * g.s * g.k });
   out.moved_layer = { layer: top, by, values: await values(), note: (await geometry()).note };
+  out.moved_layer.edit = await editMoved(page, ids.box);
+  await brushAndDelete(page, out, { ids, values, geometry, screen, drag });
   return out;
+}
+
+/** The dragged outline run through Edit Layer: an Edit Layer on the memory the Layer Box shows,
+ * its mask and layer linked from the Layer Box's outputs, and a second Layer Box on Edit Layer's
+ * memory (its outlines are the edited layers' boxes); one run, then both nodes are removed. */
+async function editMoved(page, boxId) {
+  const made = await page.evaluate((id) => {
+    const g = window.app.graph;
+    const box = g.getNodeById(id);
+    const linkOf = (node, name) => {
+      const lid = node.inputs.find((i) => i.name === name).link;
+      return g.getLink?.(lid) ?? g.links.get?.(lid) ?? g.links[lid];
+    };
+    const memory = linkOf(box, 'memory');
+    const model = linkOf(g.nodes.find((n) => n.type === 'AddLayer'), 'model');
+    const edit = window.LiteGraph.createNode('EditLayer');
+    const look = window.LiteGraph.createNode('LayerMemoryBox');
+    g.add(edit);
+    g.add(look);
+    edit.pos = [box.pos[0], box.pos[1] + box.size[1] + 200];
+    look.pos = [edit.pos[0] + edit.size[0] + 80, edit.pos[1]];
+    const slot = (node, name) => node.inputs.findIndex((i) => i.name === name);
+    g.getNodeById(memory.origin_id).connect(memory.origin_slot, edit, slot(edit, 'memory'));
+    g.getNodeById(model.origin_id).connect(model.origin_slot, edit, slot(edit, 'model'));
+    box.connect(0, edit, slot(edit, 'mask'));
+    box.connect(1, edit, slot(edit, 'layer'));
+    edit.connect(0, look, slot(look, 'memory'));
+    return { edit: edit.id, look: look.id,
+      layer_linked: edit.inputs[slot(edit, 'layer')].link != null };
+  }, boxId);
+  made.run = await run(page);
+  made.layers = await page.evaluate((id) => window.app.graph.getNodeById(id).layerBox.info
+    ?.layers ?? null, made.look);
+  await page.evaluate((ids) => {
+    for (const id of ids) window.app.graph.remove(window.app.graph.getNodeById(id));
+  }, [made.edit, made.look]);
+  return made;
+}
+
+/** The table a List Layers node shows. */
+const tableOf = (page, id) => page.evaluate((nid) => {
+  const n = window.app.graph.getNodeById(nid);
+  return String(n.widgets?.find((w) => w.name === 'layer_memory_text')?.value ?? '');
+}, id);
+
+/** Issue 24, second round, on continue_scene after the box runs: a Delete Layer and a List Layers
+ * after it are added to the graph (on Add Layer's memory); the Brush button is clicked and a
+ * stroke drawn with the mouse; a run (the new layer is the stroke: List Layers' area); then a
+ * layer is picked in Delete Layer's "pick layer" list with real clicks (the list opens, an entry
+ * is clicked), a run, and the second List Layers' table. */
+async function brushAndDelete(page, out, { ids, values, geometry, screen, drag }) {
+  const added = await page.evaluate(() => {
+    const g = window.app.graph;
+    const add = g.nodes.find((n) => n.type === 'AddLayer');
+    const linkId = add.inputs.find((i) => i.name === 'model').link;
+    const modelLink = g.getLink?.(linkId) ?? g.links.get?.(linkId) ?? g.links[linkId];
+    const del = window.LiteGraph.createNode('DeleteLayer');
+    const list = window.LiteGraph.createNode('ListLayers');
+    g.add(del);
+    g.add(list);
+    del.pos = [add.pos[0] + add.size[0] + 80, add.pos[1]];
+    list.pos = [del.pos[0] + del.size[0] + 80, del.pos[1]];
+    list.size = [560, 220];
+    add.connect(0, del, 0);
+    g.getNodeById(modelLink.origin_id).connect(modelLink.origin_slot, del, 1);
+    del.connect(0, list, 0);
+    del.widgets.find((w) => w.name === 'layer').value = '-1';
+    return { del: del.id, list: list.id };
+  });
+  let g = await geometry();
+  await page.click(`[data-layer-box] button[data-tool="brush"]`);
+  const W = g.info.width, H = g.info.height;
+  const a = { x: W * 0.2, y: H * 0.7 }, b = { x: W * 0.6, y: H * 0.75 };
+  await drag(screen(g, a), screen(g, b));
+  g = await geometry();
+  out.brush = { from: a, to: b, values: await values(), note: g.note,
+    strokes: await page.evaluate((id) => window.app.graph.getNodeById(id).widgets
+      .find((w) => w.name === 'strokes').value, ids.box),
+    shape: await page.evaluate((id) => window.app.graph.getNodeById(id).widgets
+      .find((w) => w.name === 'shape').value, ids.box) };
+  out.brush.run = await run(page);
+  out.brush.table = await tableOf(page, ids.list);
+  out.deleted = { before: await tableOf(page, added.list), pick_clicked: await clickPick(page,
+    added.del, '1: cheetah') };
+  out.deleted.layer = await page.evaluate((id) => window.app.graph.getNodeById(id).widgets
+    .find((w) => w.name === 'layer').value, added.del);
+  out.deleted.run = await run(page);
+  out.deleted.table = await tableOf(page, added.list);
+}
+
+/** Opens a node's "pick layer" list with a mouse click on the widget and clicks `label` in the
+ * menu the frontend opens; returns what was offered, or null when no menu opened. */
+async function clickPick(page, id, label) {
+  await page.evaluate((nid) => {
+    const c = window.app.canvas;
+    c.ds.scale = 1;
+    c.centerOnNode(window.app.graph.getNodeById(nid));
+    c.setDirty(true, true);
+  }, id);
+  await page.waitForTimeout(800); // drawn: the widgets have their place in the node
+  const where = await page.evaluate((nid) => {
+    const c = window.app.canvas;
+    const n = window.app.graph.getNodeById(nid);
+    const w = n.widgets.find((x) => x.name === 'pick layer');
+    const h = window.LiteGraph.NODE_WIDGET_HEIGHT ?? 20;
+    const wy = w.y ?? w.last_y;
+    const [sx, sy] = c.ds.convertOffsetToCanvas([n.pos[0] + n.size[0] / 2, n.pos[1] + wy + h / 2]);
+    const r = c.canvas.getBoundingClientRect();
+    const k = r.width / c.canvas.width * (window.devicePixelRatio || 1);
+    return { x: r.left + sx * k, y: r.top + sy * k, values: [...w.options.values] };
+  }, id);
+  await page.mouse.click(where.x, where.y);
+  const entry = page.locator('.litecontextmenu .litemenu-entry', { hasText: label }).first();
+  const opened = await entry.waitFor({ state: 'visible', timeout: 5000 }).then(() => true,
+    () => false);
+  if (!opened) return null;
+  await entry.click();
+  await page.waitForTimeout(300);
+  return where.values;
 }
 
 (async () => {
@@ -424,7 +551,7 @@ async function layerBoxRun(page) {
     console.log(`${wf.name}: ${entry.seconds.toFixed(0)} s, ${entry.executed.length} nodes ran, ` +
       `${entry.errors.length} errors, progress samples ${entry.progress_samples}`);
   }
-  if (!args.only) { // needs the memory layered_scene saved
+  if (!args.only || args.withLayerBox) { // needs the memory layered_scene saved
     phase = 'layer_box';
     report.layer_box = await layerBoxRun(page);
     console.log(`layer_box: ${JSON.stringify(report.layer_box.new_box.values)}`);

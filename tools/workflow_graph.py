@@ -70,7 +70,9 @@ class Graph:
             in_order = [w[0] for w in d.widgets if w[0] in node.widgets]
             assert list(node.widgets) == in_order, (node.type, list(node.widgets))
             assert names == set(node.widgets), (node.type, names ^ set(node.widgets))
-            assert set(node.links) <= {s[0] for s in d.sockets}, node.type
+            # a widget input may be linked too (its value stays in widgets_values, as the
+            # frontend keeps it)
+            assert set(node.links) <= {s[0] for s in d.sockets} | names, node.type
         self.nodes.append(node)
         return node.id
 
@@ -132,7 +134,8 @@ class Graph:
         for n in sorted(self.nodes, key=lambda n: n.id):
             if n.type in NOTE_TYPES:
                 continue
-            sockets = [s[0] for s in self.defs[n.type].sockets]
+            d = self.defs[n.type]
+            sockets = [s[0] for s in d.sockets] + [w[0] for w in d.widgets]  # the input slots
             for name in sorted(n.links, key=sockets.index):
                 src, slot = n.links[name]
                 src_type = self.defs[self._node(src).type].outputs[slot][1]
@@ -158,7 +161,7 @@ class Graph:
             link = {"link": in_link.get((n.id, name))}
             entry["inputs"].append(_input_slot(name, typ, optional, link))
         for name, typ, optional, _control in d.widgets:
-            widget = {"widget": {"name": name}, "link": None}
+            widget = {"widget": {"name": name}, "link": in_link.get((n.id, name))}
             entry["inputs"].append(_input_slot(name, typ, optional, widget))
         for slot_index, (name, typ) in enumerate(d.outputs):
             entry["outputs"].append({"localized_name": name, "name": name, "type": typ,

@@ -125,7 +125,8 @@ NODE_DEFS: dict[str, NodeDef] = {
         widgets=(("x", "INT", False, False), ("y", "INT", False, False),
                  ("width", "INT", False, False), ("height", "INT", False, False),
                  ("picture_width", "INT", True, False), ("picture_height", "INT", True, False),
-                 ("layer", "STRING", True, False)),
+                 ("layer", "STRING", True, False), ("shape", "COMBO", True, False),
+                 ("strokes", "STRING", True, False)),
         outputs=(("mask", "MASK"), ("layer", "STRING"))),
 }
 

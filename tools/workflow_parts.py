@@ -107,10 +107,12 @@ BOX_SIZE = (580, 460)  # Layer Box: room for the picture to draw on
 def box_mask(g: Graph, id: int, name: str, box_px: tuple, memory: int, y: int,
              layer: str = "", title: str | None = None) -> int:
     """A Layer Box on `memory` holding the box (image pixels, drawn on a SIZE picture); returns
-    its node id (output 0 is the mask)."""
+    its node id (output 0 is the mask, 1 the layer). With a `layer` it moves that layer's own
+    shape into the box, as a drag of the layer's outline sets it."""
     x0, y0, x1, y1 = box_px
     widgets = {"x": x0, "y": y0, "width": x1 - x0, "height": y1 - y0, "picture_width": SIZE,
-               "picture_height": SIZE, "layer": layer}
+               "picture_height": SIZE, "layer": layer,
+               "shape": "layer's shape" if layer else "box", "strokes": ""}
     g.add(Node(id, "LayerMemoryBox", widgets, {"memory": (memory, 0), "vae": VAE_OUT},
                title=title or f"Box: {name} (drag on the picture)", pos=(X_MASK, y - 20),
                size=BOX_SIZE))

@@ -5,6 +5,12 @@
 //   latent pixel) and picture_width/picture_height (the size it was drawn on; the node refuses a
 //   memory of another size). A drag inside the box moves it; a drag that starts on a layer's
 //   outline moves that layer's box and sets `layer` (link mask and layer to EditLayer).
+// - Brush and Eraser (the buttons above the picture; the size is the brush's radius in image
+//   pixels) paint a rough mask: each stroke is appended to the node's `strokes` input as JSON
+//   ({"tool", "radius", "points"} in image pixels), which the node rasterises, so an API prompt
+//   sends the same text. Painting sets `shape` to "strokes" (kept at "box + strokes" if chosen);
+//   a new box over strokes makes it "box + strokes"; a dragged outline makes it "layer's shape"
+//   (the layer's own mask moved, not its box). Clear removes the strokes.
 // - Before any run the widget says to run once. The last picture's info is kept in the node's
 //   properties, so a reopened workflow shows it again while the server still has the temp file.
 // Only the frontend extension API is used: registerExtension, a DOM widget, onExecuted.
@@ -17,6 +23,13 @@ const PROPERTY = "layer_box_picture"; // kept in the workflow: the picture is ba
 const GRID = 8; // image pixels per latent pixel
 const EDGE_PX = 7; // screen pixels either side of an outline that grab its layer
 const BOX_FIELDS = ["x", "y", "width", "height"];
+const TOOLS = [["box", "Box"], ["brush", "Brush"], ["eraser", "Eraser"]];
+const SHAPE = { box: "box", layer: "layer's shape", strokes: "strokes", both: "box + strokes" };
+const USES_BOX = new Set([SHAPE.box, SHAPE.layer, SHAPE.both]);
+const USES_STROKES = new Set([SHAPE.strokes, SHAPE.both]);
+const TOOL_PROPERTY = "layer_box_tool"; // the tool and brush size, kept with the node
+const DEFAULT_RADIUS = 24;
+const PAINT_RGB = "255, 64, 160";
 const BEFORE_RUN = "Run the workflow once (Queue): the memory's picture appears here. " +
   "Then drag a box on it.";
 const GONE = "The picture is no longer on the server (its temp folder is emptied on restart): " +
@@ -35,6 +48,20 @@ function setValue(node, name, value) {
 function currentBox(node) {
   const [x, y, width, height] = BOX_FIELDS.map((f) => Number(widgetOf(node, f)?.value ?? 0));
   return { x, y, width, height };
+}
+
+const shapeOf = (node) => String(widgetOf(node, "shape")?.value ?? SHAPE.box);
+
+/** The strokes the node's `strokes` input holds now ([] for empty or unreadable text). */
+function currentStrokes(node) {
+  const text = String(widgetOf(node, "strokes")?.value ?? "").trim();
+  if (!text) return [];
+  try {
+    const data = JSON.parse(text);
+    return Array.isArray(data) ? data : [];
+  } catch {
+    return [];
+  }
 }
 
 /** Where the picture sits in the canvas element: scale and offset in CSS pixels (letterboxed). */
@@ -135,6 +162,66 @@ function draw(node) {
   }
   const { s, ox, oy } = layout(state);
   ctx.drawImage(state.image, ox, oy, state.info.width * s, state.info.height * s);
+  const shape = shapeOf(node);
+  const painting = state.drag?.mode === "paint";
+  if (USES_STROKES.has(shape) || painting) drawStrokes(node, ctx, { s, ox, oy });
+  if (state.hover && state.tool !== "box") {
+    ctx.beginPath();
+    ctx.arc(ox + state.hover.x * s, oy + state.hover.y * s, state.radius * s, 0, 2 * Math.PI);
+    ctx.strokeStyle = state.tool === "eraser" ? "#fff" : `rgb(${PAINT_RGB})`;
+    ctx.lineWidth = 1.5;
+    ctx.stroke();
+  }
+  if (USES_BOX.has(shape) || state.drag?.box) drawBox(node, ctx, { s, ox, oy });
+  const drawnOn = ["picture_width", "picture_height"].map((f) => Number(widgetOf(node, f)?.value));
+  const otherSize = drawnOn[0] > 0 && (drawnOn[0] !== state.info.width ||
+    drawnOn[1] !== state.info.height);
+  const note = state.note || (otherSize ? `The box was drawn on a ${drawnOn[0]}×${drawnOn[1]} ` +
+    `picture, this one is ${state.info.width}×${state.info.height}: drag the box again.` : "");
+  if (note) drawNote(ctx, note, cw, ch, false);
+}
+
+/** The painted mask as the node rasterises it (round brush along each line; the eraser cuts),
+ * tinted over the picture. For "box + strokes" the box is painted first. */
+function drawStrokes(node, ctx, { s, ox, oy }) {
+  const state = node.layerBox;
+  const { width: W, height: H } = state.info;
+  const off = state.paintLayer ?? (state.paintLayer = document.createElement("canvas"));
+  if (off.width !== W || off.height !== H) { off.width = W; off.height = H; }
+  const p = off.getContext("2d");
+  p.globalCompositeOperation = "source-over";
+  p.clearRect(0, 0, W, H);
+  p.fillStyle = p.strokeStyle = `rgb(${PAINT_RGB})`;
+  if (shapeOf(node) === SHAPE.both && !state.drag?.box) {
+    const b = currentBox(node);
+    p.fillRect(b.x, b.y, b.width, b.height);
+  }
+  const strokes = [...currentStrokes(node), ...(state.drag?.stroke ? [state.drag.stroke] : [])];
+  for (const st of strokes) {
+    if (!Array.isArray(st?.points) || !st.points.length || !(st.radius > 0)) continue;
+    p.globalCompositeOperation = st.tool === "eraser" ? "destination-out" : "source-over";
+    p.lineWidth = 2 * st.radius;
+    p.lineCap = p.lineJoin = "round";
+    p.beginPath();
+    const [x0, y0] = st.points[0];
+    if (st.points.length === 1) {
+      p.arc(x0, y0, st.radius, 0, 2 * Math.PI);
+      p.fill();
+      continue;
+    }
+    p.moveTo(x0, y0);
+    for (const [x, y] of st.points.slice(1)) p.lineTo(x, y);
+    p.stroke();
+  }
+  ctx.save();
+  ctx.globalAlpha = 0.5;
+  ctx.drawImage(off, ox, oy, W * s, H * s);
+  ctx.restore();
+}
+
+/** The box the node holds (or the drag makes), dashed, with its numbers. */
+function drawBox(node, ctx, { s, ox, oy }) {
+  const state = node.layerBox;
   const b = state.drag?.box ?? currentBox(node);
   const r = [ox + b.x * s, oy + b.y * s, b.width * s, b.height * s];
   ctx.fillStyle = "rgba(255, 255, 255, 0.18)";
@@ -151,12 +238,6 @@ function draw(node) {
   ctx.font = "12px sans-serif";
   ctx.fillStyle = "#fff";
   ctx.fillText(`${b.x}, ${b.y}  ${b.width}×${b.height}`, r[0] + 4, Math.max(12, r[1] - 4));
-  const drawnOn = ["picture_width", "picture_height"].map((f) => Number(widgetOf(node, f)?.value));
-  const otherSize = drawnOn[0] > 0 && (drawnOn[0] !== state.info.width ||
-    drawnOn[1] !== state.info.height);
-  const note = state.note || (otherSize ? `The box was drawn on a ${drawnOn[0]}×${drawnOn[1]} ` +
-    `picture, this one is ${state.info.width}×${state.info.height}: drag the box again.` : "");
-  if (note) drawNote(ctx, note, cw, ch, false);
 }
 
 /** Sets the node's widgets from a finished drag and says what to connect. */
@@ -172,13 +253,47 @@ function commit(node, drag) {
   setValue(node, "picture_height", state.info.height);
   if (drag.mode === "layer") {
     setValue(node, "layer", layerValue(state, drag.layer));
+    setValue(node, "shape", SHAPE.layer);
     state.note = `Layer ${drag.layer.index} '${drag.layer.name}' moved: link this node's mask and ` +
       "layer outputs to Edit Layer's mask and layer, then Queue.";
   } else {
-    if (drag.mode === "new") setValue(node, "layer", "");
-    state.note = `Box ${box.x}, ${box.y}, ${box.width}×${box.height}: link the mask to Add ` +
-      "Layer's mask, then Queue.";
+    if (drag.mode === "new") {
+      setValue(node, "layer", "");
+      const withStrokes = USES_STROKES.has(shapeOf(node)) && currentStrokes(node).length;
+      setValue(node, "shape", withStrokes ? SHAPE.both : SHAPE.box);
+    }
+    state.note = `Box ${box.x}, ${box.y}, ${box.width}×${box.height}` +
+      (shapeOf(node) === SHAPE.both ? " with the strokes" : "") +
+      ": link the mask to Add Layer's mask, then Queue.";
   }
+  node.setDirtyCanvas(true, true);
+}
+
+/** A point inside the picture, in whole image pixels (what the node accepts). */
+function paintPoint(state, p) {
+  return [Math.round(clamp(p.x, 0, state.info.width)), Math.round(clamp(p.y, 0, state.info.height))];
+}
+
+/** Appends a finished stroke to the node's `strokes` input and makes the shape use it. */
+function commitStroke(node, stroke) {
+  const state = node.layerBox;
+  const strokes = [...currentStrokes(node), stroke];
+  setValue(node, "strokes", JSON.stringify(strokes));
+  setValue(node, "picture_width", state.info.width);
+  setValue(node, "picture_height", state.info.height);
+  if (!USES_STROKES.has(shapeOf(node))) setValue(node, "shape", SHAPE.strokes);
+  if (shapeOf(node) === SHAPE.strokes) setValue(node, "layer", "");
+  state.note = `${strokes.length} stroke${strokes.length > 1 ? "s" : ""} (shape ` +
+    `'${shapeOf(node)}'): link the mask to Add Layer's mask, then Queue. Clear removes them.`;
+  node.setDirtyCanvas(true, true);
+}
+
+/** Removes every stroke; a shape that used them falls back to the box. */
+function clearStrokes(node) {
+  setValue(node, "strokes", "");
+  if (USES_STROKES.has(shapeOf(node))) setValue(node, "shape", SHAPE.box);
+  node.layerBox.note = "Strokes cleared: the mask is the box.";
+  draw(node);
   node.setDirtyCanvas(true, true);
 }
 
@@ -193,13 +308,21 @@ function onPointerDown(node, event) {
     return;
   }
   const p = toPicture(state, event);
+  if (state.tool !== "box") {
+    state.drag = { mode: "paint", stroke: { tool: state.tool, radius: state.radius,
+      points: [paintPoint(state, p)] } };
+    state.canvas.setPointerCapture?.(event.pointerId);
+    draw(node);
+    return;
+  }
   const layer = outlineAt(state, p);
   const current = currentBox(node);
   if (layer) {
     const [x, y, width, height] = layer.box;
     state.drag = { mode: "layer", layer, start: p, from: { x, y, width, height } };
     state.drag.box = state.drag.from;
-  } else if (inside(p, current) && current.width > 0 && current.height > 0) {
+  } else if (USES_BOX.has(shapeOf(node)) && inside(p, current) && current.width > 0 &&
+      current.height > 0) { // the box is shown: a drag inside moves it
     state.drag = { mode: "move", start: p, from: current, box: current };
   } else {
     state.drag = { mode: "new", start: p, box: null };
@@ -210,10 +333,23 @@ function onPointerDown(node, event) {
 
 function onPointerMove(node, event) {
   const state = node.layerBox;
+  if (state.info && state.ready && state.tool !== "box") {
+    const p = toPicture(state, event);
+    state.hover = { x: p.x, y: p.y };
+    if (!state.drag) draw(node);
+  }
   if (!state.drag) return;
   event.preventDefault();
   event.stopPropagation();
-  state.drag.box = dragBox(state, state.drag, toPicture(state, event));
+  const p = toPicture(state, event);
+  if (state.drag.mode === "paint") {
+    const points = state.drag.stroke.points;
+    const next = paintPoint(state, p), last = points[points.length - 1];
+    const step = Math.max(2, state.drag.stroke.radius / 4); // fewer points, the same line
+    if (Math.hypot(next[0] - last[0], next[1] - last[1]) >= step) points.push(next);
+  } else {
+    state.drag.box = dragBox(state, state.drag, p);
+  }
   draw(node);
 }
 
@@ -223,9 +359,80 @@ function onPointerUp(node, event) {
   event.preventDefault();
   event.stopPropagation();
   const drag = state.drag;
-  drag.box = dragBox(state, drag, toPicture(state, event)) ?? (drag.mode === "new" ? null : drag.box);
   state.drag = null;
+  if (drag.mode === "paint") {
+    const points = drag.stroke.points, end = paintPoint(state, toPicture(state, event));
+    const last = points[points.length - 1];
+    if (end[0] !== last[0] || end[1] !== last[1]) points.push(end);
+    commitStroke(node, drag.stroke);
+    draw(node);
+    return;
+  }
+  drag.box = dragBox(state, drag, toPicture(state, event)) ?? (drag.mode === "new" ? null : drag.box);
   commit(node, drag);
+  draw(node);
+}
+
+/** The tool buttons, the brush size and Clear, above the picture (plain DOM: clickable). */
+function toolbar(node) {
+  const state = node.layerBox;
+  const bar = document.createElement("div");
+  bar.style.cssText = "display:flex;gap:4px;align-items:center;padding:2px 0 4px;" +
+    "font:12px sans-serif;color:#ddd;flex:0 0 auto";
+  const buttons = TOOLS.map(([tool, label]) => {
+    const b = document.createElement("button");
+    b.textContent = label;
+    b.dataset.tool = tool;
+    b.style.cssText = "padding:2px 8px;border-radius:4px;border:1px solid #666;cursor:pointer";
+    b.addEventListener("click", (e) => { e.stopPropagation(); setTool(node, tool); });
+    bar.append(b);
+    return b;
+  });
+  const size = document.createElement("input");
+  Object.assign(size, { type: "range", min: 2, max: 128, step: 2, value: state.radius,
+    title: "Brush radius in image pixels" });
+  size.dataset.brushSize = "";
+  size.style.cssText = "width:90px";
+  const shown = document.createElement("span");
+  const showSize = () => { shown.textContent = `${state.radius} px`; };
+  size.addEventListener("input", () => {
+    state.radius = Number(size.value);
+    keepTool(node);
+    showSize();
+    draw(node);
+  });
+  const clear = document.createElement("button");
+  clear.textContent = "Clear";
+  clear.dataset.clearStrokes = "";
+  clear.title = "Remove every brush and eraser stroke";
+  clear.style.cssText = buttons[0].style.cssText;
+  clear.addEventListener("click", (e) => { e.stopPropagation(); clearStrokes(node); });
+  bar.append(size, shown, clear);
+  bar.addEventListener("pointerdown", (e) => e.stopPropagation()); // not a drag of the node
+  state.showTool = () => {
+    for (const b of buttons) {
+      const on = b.dataset.tool === state.tool;
+      b.style.background = on ? "#3a6ea5" : "#333";
+      b.style.color = on ? "#fff" : "#ccc";
+    }
+    size.value = state.radius;
+    showSize();
+    state.canvas.style.cursor = state.tool === "box" ? "crosshair" : "none";
+  };
+  return bar;
+}
+
+function keepTool(node) {
+  node.properties = node.properties ?? {};
+  node.properties[TOOL_PROPERTY] = { tool: node.layerBox.tool, radius: node.layerBox.radius };
+}
+
+function setTool(node, tool) {
+  const state = node.layerBox;
+  state.tool = tool;
+  state.hover = null;
+  keepTool(node);
+  state.showTool();
   draw(node);
 }
 
@@ -250,17 +457,25 @@ function showPicture(node, info, choices) {
 
 function addPictureWidget(node) {
   const canvas = document.createElement("canvas");
-  canvas.style.cssText = "width:100%;height:100%;display:block;cursor:crosshair;touch-action:none";
+  canvas.style.cssText = "width:100%;flex:1 1 auto;min-height:0;display:block;cursor:crosshair;" +
+    "touch-action:none";
   canvas.dataset.layerMemory = NODE;
-  node.layerBox = { canvas, info: null, ready: false, drag: null, note: "", key: "" };
-  const widget = node.addDOMWidget(WIDGET, "layer_box", canvas, {
-    serialize: false, hideOnZoom: false, getMinHeight: () => 240,
+  node.layerBox = { canvas, info: null, ready: false, drag: null, note: "", key: "",
+    tool: "box", radius: DEFAULT_RADIUS, hover: null };
+  const box = document.createElement("div");
+  box.style.cssText = "display:flex;flex-direction:column;width:100%;height:100%";
+  box.dataset.layerBox = "";
+  box.append(toolbar(node), canvas);
+  node.layerBox.showTool();
+  const widget = node.addDOMWidget(WIDGET, "layer_box", box, {
+    serialize: false, hideOnZoom: false, getMinHeight: () => 270,
     getValue: () => "", setValue: () => {},
     onDraw: () => { // each frame: redraw only when the box, the size or the picture changed
       const b = currentBox(node);
       const drawnOn = ["picture_width", "picture_height"].map((f) => widgetOf(node, f)?.value);
       const key = [b.x, b.y, b.width, b.height, ...drawnOn, canvas.clientWidth,
-        canvas.clientHeight, node.layerBox.ready].join(",");
+        canvas.clientHeight, node.layerBox.ready, shapeOf(node),
+        widgetOf(node, "strokes")?.value ?? ""].join(",");
       if (key !== node.layerBox.key) { node.layerBox.key = key; draw(node); }
     },
   });
@@ -269,6 +484,7 @@ function addPictureWidget(node) {
   canvas.addEventListener("pointermove", (e) => onPointerMove(node, e));
   canvas.addEventListener("pointerup", (e) => onPointerUp(node, e));
   canvas.addEventListener("pointercancel", () => { node.layerBox.drag = null; draw(node); });
+  canvas.addEventListener("pointerleave", () => { node.layerBox.hover = null; draw(node); });
   node.setSize([Math.max(node.size[0], 360), Math.max(node.size[1], 560)]);
 }
 
@@ -294,6 +510,12 @@ app.registerExtension({
     const onConfigure = nodeType.prototype.onConfigure;
     nodeType.prototype.onConfigure = function () {
       onConfigure?.apply(this, arguments);
+      const tool = this.properties?.[TOOL_PROPERTY];
+      if (tool && TOOLS.some(([t]) => t === tool.tool)) {
+        this.layerBox.tool = tool.tool;
+        this.layerBox.radius = Number(tool.radius) || DEFAULT_RADIUS;
+        this.layerBox.showTool();
+      }
       const kept = this.properties?.[PROPERTY];
       if (kept?.info?.filename) showPicture(this, kept.info, kept.choices);
     };

@@ -214,6 +214,22 @@ def test_dragging_a_layer_outline_moves_its_box(report):
     assert abs(v["x"] - (x + moved["by"]["x"])) <= GRID and v["x"] != x, (v, moved)
     assert abs(v["y"] - (y + moved["by"]["y"])) <= GRID and v["y"] != y, (v, moved)
     assert "Layer 2 'lion' moved" in moved["note"]
+    assert v["shape"] == "layer's shape", "the lion's own mask is moved, not its box"
+
+
+def test_edit_layer_moves_the_dragged_layer(report):
+    """The drag's Layer Box linked (mask and layer) into an Edit Layer, run: a Layer Box on the
+    edited memory outlines the lion exactly where the drag put it, the cheetah where it was."""
+    box = _layer_box(report)
+    moved = box["moved_layer"]
+    edit, v = moved["edit"], moved["values"]
+    assert edit["layer_linked"] and edit["run"]["errors"] == [], edit
+    assert str(edit["edit"]) in edit["run"]["executed"]
+    after = {o["name"]: o["box"] for o in edit["layers"]}
+    assert after["lion"] == [v["x"], v["y"], v["width"], v["height"]], (after, v)
+    before = {o["name"]: o["box"] for o in box["picture"]["layers"]}
+    assert after["cheetah"] == before["cheetah"]
+    assert after["lion"] != before["lion"]
 
 
 def test_layer_inputs_offer_the_layers_after_a_run(report):
@@ -226,3 +242,39 @@ def test_layer_inputs_offer_the_layers_after_a_run(report):
     assert picked["label"] == "2: lion" and picked["after"] == "lion", picked
     assert "2: lion" not in picked["widgets_values"], "the list is not saved into the workflow"
     assert picked["before"] in picked["widgets_values"]
+
+
+# ------------------------------------------------- issue 24, second round: brush, a real pick
+
+def test_a_brush_stroke_drawn_with_the_mouse_is_the_new_layers_mask(report):
+    """Brush clicked, a stroke dragged with the mouse, a run: the strokes text is what the mouse
+    drew and List Layers' new top layer has the stroke's area (a round brush along the line)."""
+    brush = _layer_box(report)["brush"]
+    assert brush["shape"] == "strokes" and brush["values"]["layer"] == "", brush
+    (stroke,) = json.loads(brush["strokes"])
+    assert stroke["tool"] == "brush" and stroke["radius"] == 24, stroke
+    (x0, y0), (x1, y1) = stroke["points"][0], stroke["points"][-1]
+    a, b = brush["from"], brush["to"]
+    assert abs(x0 - a["x"]) <= 2 and abs(y0 - a["y"]) <= 2, (stroke["points"][0], a)
+    assert abs(x1 - b["x"]) <= 2 and abs(y1 - b["y"]) <= 2, (stroke["points"][-1], b)
+    assert len(stroke["points"]) >= 3, "the line's points, not only its ends"
+    assert brush["run"]["errors"] == [], brush["run"]["errors"]
+    rows = [row.split(" | ") for row in brush["table"].splitlines()[2:]]
+    assert [r[1] for r in rows] == ["background", "cheetah", "lion", "leopard"], brush["table"]
+    r = stroke["radius"]
+    capsule = 2 * r * ((x1 - x0) ** 2 + (y1 - y0) ** 2) ** 0.5 + 3.14159 * r * r
+    area = float(rows[3][2].rstrip("%")) / 100 * 512 ** 2
+    assert abs(area - capsule) < 0.08 * capsule, (area, capsule, rows[3])
+
+
+def test_picking_a_layer_with_clicks_on_the_list_deletes_that_layer(report):
+    """A Delete Layer added after Add Layer ran once with `-1` (the top layer, the stroke); then
+    its "pick layer" list was opened with a click and '1: cheetah' clicked; the next run's table
+    no longer has the cheetah."""
+    deleted = _layer_box(report)["deleted"]
+    assert deleted["pick_clicked"] == ["1: cheetah", "2: lion", "3: leopard"], deleted
+    assert deleted["layer"] == "cheetah"
+    names = lambda table: [row.split(" | ")[1] for row in table.splitlines()[2:]]  # noqa: E731
+    assert names(deleted["before"]) == ["background", "cheetah", "lion"], deleted["before"]
+    assert deleted["run"]["errors"] == [], deleted["run"]["errors"]
+    assert names(deleted["table"]) == ["background", "lion", "leopard"], deleted["table"]

@@ -25,3 +25,15 @@ def test_a_box_drawn_on_the_rewritten_picture_stays_as_drawn():
            "picture_height": 512}
     out = headless.rewrite_for_random_models(_prompt(box))[0]["2"]["inputs"]
     assert out == {"memory": ["1", 0], **box}
+
+
+def test_strokes_painted_for_the_template_size_are_scaled_with_the_scene():
+    strokes = '[{"tool": "brush", "radius": 40, "points": [[100, 200], [300, 401]]}]'
+    box = {"x": 0, "y": 0, "width": 64, "height": 64, "picture_width": 1024,
+           "picture_height": 1024, "strokes": strokes}
+    out = headless.rewrite_for_random_models(_prompt(box))[0]["2"]["inputs"]
+    assert out["strokes"] == \
+        '[{"tool":"brush","radius":20.0,"points":[[50.0,100.0],[150.0,200.5]]}]'
+    drawn = {**box, "picture_width": 512, "picture_height": 512}
+    assert headless.rewrite_for_random_models(_prompt(drawn))[0]["2"]["inputs"] == \
+        {"memory": ["1", 0], **drawn}

@@ -25,6 +25,7 @@ model too. Each node type has its rules in RULES; a rule changes one node in pla
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -158,6 +159,22 @@ def _layer_box(rw: Rewrite, node_id: str, node: dict) -> None:
         return
     rw.scale_inputs(node_id, node, ("x", "y", "width", "height", "picture_width",
                                     "picture_height"))
+    strokes = node["inputs"].get("strokes")
+    if isinstance(strokes, str) and strokes.strip():
+        rw.set(node_id, node, "strokes", _scaled_strokes(strokes, rw.scale))
+
+
+def _scaled_strokes(text: str, scale: float) -> str:
+    """Brush strokes (JSON text) painted for the workflow's size, scaled with the scene; text that
+    is not strokes is left for the node to refuse."""
+    try:
+        strokes = json.loads(text)
+        for s in strokes:
+            s["radius"] = round(s["radius"] * scale, 2)
+            s["points"] = [[round(c * scale, 2) for c in p] for p in s["points"]]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return text
+    return json.dumps(strokes, separators=(",", ":"))
 
 
 RULES: dict[str, tuple[Rule, ...]] = {
