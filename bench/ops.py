@@ -146,7 +146,7 @@ def txt2img(work: Workload) -> Callable[[], object]:
 
 def bcg_edit(work: Workload, memory) -> Callable[[Callable[[str], None]], None]:
     """The BCGBlend node's patch + stock sampling + VAE decode; lap(name) after each part."""
-    node = work.h.nodes.NODE_CLASS_MAPPINGS["BCGBlend"]
+    node = work.h.nodes.NODE_CLASS_MAPPINGS["LayerMem_BCGBlend"]
     obj = work.scene.objects[len(memory.layers) - 1]
     pos, mask = work.cond(obj["local_prompt"]), work.mask(obj)
 

@@ -70,13 +70,15 @@ def main(layers: int) -> None:
     alpha = comfy.sd.load_diffusion_model(
         random_models.write_models(str(tmp / "models"))["pixart_alpha_512"])
     node = host.nodes.NODE_CLASS_MAPPINGS
-    kept = [node["LayerMemory"].execute(alpha, scenes.cond(1, tokens=20), scenes.negative(),
+    kept = [node["LayerMem_LayerMemory"].execute(alpha, scenes.cond(1, tokens=20),
+                                                 scenes.negative(),
                                         512, 512, 0, 3, 4.5, "dpmpp_2m", "karras").result]
 
     def add(i: int) -> None:
         _trim()
         mask = scenes.box_mask(512, 0.1 + 0.02 * (i % 10), 0.1, 0.6, 0.6)
-        kept.append(node["AddLayer"].execute(kept[-1][0], alpha, scenes.cond(100 + i, tokens=20),
+        kept.append(node["LayerMem_AddLayer"].execute(kept[-1][0], alpha, scenes.cond(100 + i,
+                                                                                      tokens=20),
                                              mask, i).result)
 
     for i in range(2):  # warm-up: lazy initialisation, allocator growth

@@ -11,7 +11,7 @@ class BCGBlend(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="BCGBlend",
+            node_id="LayerMem_BCGBlend",
             display_name="BCG Blend (patch MODEL)",
             category=CATEGORY,
             description="Patches a MODEL so that KSampler / SamplerCustomAdvanced sample inside "

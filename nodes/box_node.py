@@ -106,7 +106,7 @@ class LayerBox(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="LayerMemoryBox",
+            node_id="LayerMem_LayerMemoryBox",
             display_name="Layer Box (draw a mask)",
             category=CATEGORY,
             description="Draw where a layer goes on the picture itself: after a run the node shows "

@@ -22,7 +22,7 @@ class EditLayer(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="EditLayer",
+            node_id="LayerMem_EditLayer",
             display_name="Edit Layer (reroll, re-prompt, move)",
             category=CATEGORY,
             description="Samples one layer again at its place in the stack: a new seed rerolls it, "
@@ -85,7 +85,7 @@ class LayerMemoryFromImage(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="LayerMemoryFromImage",
+            node_id="LayerMem_LayerMemoryFromImage",
             display_name="Layer Memory from Image",
             category=CATEGORY,
             description="Starts a layer-wise memory whose background is your picture (encoded with "

@@ -21,7 +21,7 @@ class LayerMemoryHistory(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="LayerMemoryHistory",
+            node_id="LayerMem_LayerMemoryHistory",
             display_name="Layer History (undo)",
             category=CATEGORY,
             description="Goes back to the scene as it was right after layer k, without any "
@@ -55,7 +55,7 @@ class RenameLayer(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="RenameLayer",
+            node_id="LayerMem_RenameLayer",
             display_name="Rename Layer",
             category=CATEGORY,
             description="Gives a layer a new name, usable wherever a layer is chosen (DeleteLayer, "
@@ -101,7 +101,7 @@ class PreviewLayers(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="PreviewLayers",
+            node_id="LayerMem_PreviewLayers",
             display_name="Preview Layers",
             category=CATEGORY,
             description="Decodes the memory and shows where every layer is: the final composite "

@@ -27,7 +27,7 @@ class ListLayers(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="ListLayers",
+            node_id="LayerMem_ListLayers",
             display_name="List Layers",
             category=CATEGORY,
             description="Lists the memory's layers in mask order (0 = background): name, mask "

@@ -29,7 +29,7 @@ class SaveLayerMemory(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="SaveLayerMemory",
+            node_id="LayerMem_SaveLayerMemory",
             display_name="Save Layer Memory",
             category=CATEGORY,
             description="Writes the whole layer memory (every layer's prompt embeddings, masks, "
@@ -107,7 +107,7 @@ class LoadLayerMemory(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="LoadLayerMemory",
+            node_id="LayerMem_LoadLayerMemory",
             display_name="Load Layer Memory",
             category=CATEGORY,
             description="Loads a layer memory saved by SaveLayerMemory and checks the whole file "

@@ -94,7 +94,7 @@ class LoadPixArt(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="LoadPixArt",
+            node_id="LayerMem_LoadPixArt",
             display_name="Load PixArt (model, T5, VAE)",
             category=CATEGORY,
             description="Loads a PixArt-alpha or PixArt-Sigma transformer, its T5-XXL text "

@@ -23,7 +23,7 @@ class LayerMemoryNode(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="LayerMemory",
+            node_id="LayerMem_LayerMemory",
             display_name="Layer Memory (background)",
             category=CATEGORY,
             description="Generates the background and starts a layer-wise memory that records the "
@@ -57,7 +57,7 @@ class AddLayerNode(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="AddLayer",
+            node_id="LayerMem_AddLayer",
             display_name="Add Layer (MQD + BCG)",
             category=CATEGORY,
             description="Places a new object inside a rough mask, in front of every earlier layer. "
@@ -115,7 +115,7 @@ class DeleteLayerNode(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="DeleteLayer",
+            node_id="LayerMem_DeleteLayer",
             display_name="Delete Layer",
             category=CATEGORY,
             description="Removes a layer from every stored composite (also where newer layers hid "

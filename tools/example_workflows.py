@@ -94,7 +94,7 @@ def _background(g: Graph, fam: Family, notes: list, out: str) -> None:
     widgets = {"width": SIZE, "height": SIZE, "seed": 42, "steps": 20, "cfg": fam.cfg,
                "sampler_name": "dpmpp_2m", "scheduler": "karras", "name": "background"}
     links = {"model": MODEL, "positive": (3, 0), "negative": (4, 0)}
-    g.add(Node(5, "LayerMemory", widgets, links, pos=(X_LAYER, 0), size=(340, 330)))
+    g.add(Node(5, "LayerMem_LayerMemory", widgets, links, pos=(X_LAYER, 0), size=(340, 330)))
     decode_save(g, 6, 7, (5, 1), 0, f"{out}/1_background")
     note(g, 8, notes[1], (X_NOTE, 0), (420, 330))
     row_group(g, "Step 1: background", 0)
@@ -107,12 +107,13 @@ def _edits(g: Graph, notes: list, memory: int, first: int, out: str) -> int:
     y = (step - 1) * ROW
     deleted = DELETE
     delete, decode, save, note_id = range(first, first + 4)
-    g.add(Node(delete, "DeleteLayer", {"layer": DELETE, "regenerate_fraction": 0.4, "seed": 0,
+    g.add(Node(delete, "LayerMem_DeleteLayer", {"layer": DELETE, "regenerate_fraction": 0.4,
+                                                "seed": 0,
                                        "grow": 2, "unblended_fraction": 0.0},
                {"memory": (memory, 0), "model": MODEL}, title=f"Delete the {deleted}",
                pos=(X_LAYER, y), size=(340, 230)))
     # which layer is which before the delete: indices shift after it, so the graph names layers
-    g.add(Node(first + 8, "ListLayers", {}, {"memory": (memory, 0)},
+    g.add(Node(first + 8, "LayerMem_ListLayers", {}, {"memory": (memory, 0)},
                title="Layers before the delete", pos=(X_MASK, y), size=(560, 200)))
     decode_save(g, decode, save, (delete, 1), y, f"{out}/{step}_without_{deleted}")
     note(g, note_id, notes[step], (X_NOTE, y), (420, 250))
@@ -147,13 +148,13 @@ def _save(g: Graph, notes: list, memory: int, first: int, prefix: str) -> None:
     step = len(OBJECTS) + 5
     y = (step - 1) * ROW
     keep, preview, note_id, table = range(first, first + 4)
-    g.add(Node(keep, "SaveLayerMemory",
+    g.add(Node(keep, "LayerMem_SaveLayerMemory",
                {"filename_prefix": prefix, "trajectory_storage": TRAJECTORY_STORAGE},
                {"memory": (memory, 0)}, title="Save the scene (for continue_scene)",
                pos=(X_LAYER, y), size=(340, 130)))
-    g.add(Node(preview, "PreviewLayers", {"line_width": 0},
+    g.add(Node(preview, "LayerMem_PreviewLayers", {"line_width": 0},
                {"memory": (memory, 0), "vae": VAE_OUT}, pos=(X_DECODE, y), size=SCENE_SIZE))
-    g.add(Node(table, "ListLayers", {}, {"memory": (memory, 0)}, title="Layers saved",
+    g.add(Node(table, "LayerMem_ListLayers", {}, {"memory": (memory, 0)}, title="Layers saved",
                pos=(X_MASK, y), size=(560, 200)))
     note(g, note_id, notes[-1], (X_NOTE, y), (420, 420))
     row_group(g, f"Step {step}: save the scene", y, x0=X_MASK)
@@ -202,7 +203,8 @@ def build_continue() -> Graph:
     PIXART.loader(g)
     note(g, 2, notes[0], (X_README, -360), (880, 880))
     # step 1: load
-    g.add(Node(3, "LoadLayerMemory", {"file": MEMORY_FILE}, {}, title="Load the saved scene",
+    g.add(Node(3, "LayerMem_LoadLayerMemory", {"file": MEMORY_FILE}, {},
+               title="Load the saved scene",
                pos=(X_LAYER, 0), size=(340, 130)))
     decode_save(g, 4, 5, (3, 1), 0, "continue_scene/1_loaded")
     note(g, 6, notes[1], (X_NOTE, 0), (420, 330))

@@ -144,8 +144,8 @@ async function run(page) {
   });
 }
 
-const SHOWN_TYPES = ['ListLayers', 'RenameLayer', 'SaveLayerMemory', 'SaveImage', 'PreviewLayers',
-  'DeleteLayer', 'EditLayer'];
+const SHOWN_TYPES = ['LayerMem_ListLayers', 'LayerMem_RenameLayer', 'LayerMem_SaveLayerMemory', 'SaveImage', 'LayerMem_PreviewLayers',
+  'LayerMem_DeleteLayer', 'LayerMem_EditLayer'];
 
 /** What each node that shows something looks like after the run, centred on the screen in turn
  * (the frontend draws images and text boxes only for nodes in view). */
@@ -185,7 +185,7 @@ async function nodeState(page) {
  * callback); the layer it put into `layer`, then the old value back. */
 async function pickLayer(page) {
   return page.evaluate(() => {
-    const n = window.app.graph.nodes.find((node) => node.type === 'EditLayer');
+    const n = window.app.graph.nodes.find((node) => node.type === 'LayerMem_EditLayer');
     const pick = n?.widgets?.find((w) => w.name === 'pick layer');
     const layer = n?.widgets?.find((w) => w.name === 'layer');
     if (!pick || !layer) return null;
@@ -210,7 +210,7 @@ async function reloadedTexts(page) {
   });
   await page.waitForTimeout(1000);
   return page.evaluate(() => window.app.graph.nodes
-    .filter((n) => n.type === 'ListLayers')
+    .filter((n) => n.type === 'LayerMem_ListLayers')
     .map((n) => {
       const box = n.widgets?.find((w) => w.name === 'layer_memory_text');
       return { id: n.id, text: box ? String(box.value ?? '') : null, size: [...n.size] };
@@ -221,8 +221,8 @@ async function reloadedTexts(page) {
 async function newNodeSeedControls(page) {
   return page.evaluate(() => {
     const out = {};
-    for (const type of ["LayerMemory", "AddLayer", "EditLayer", "DeleteLayer",
-      "LayerMemoryFromImage"]) {
+    for (const type of ["LayerMem_LayerMemory", "LayerMem_AddLayer", "LayerMem_EditLayer", "LayerMem_DeleteLayer",
+      "LayerMem_LayerMemoryFromImage"]) {
       const node = window.LiteGraph.createNode(type);
       window.app.graph.add(node);
       const seed = node.widgets?.find((w) => w.name === "seed");
@@ -256,8 +256,8 @@ async function pictures(page, wf, docsDir) {
     }, [type, scale]);
     await page.waitForTimeout(1500);
   };
-  const target = { continue_scene: 'ListLayers', edit_picture: 'PreviewLayers' };
-  await focus(target[wf.name.replace(/^\d+_/, '')] ?? 'SaveLayerMemory', 0.8);
+  const target = { continue_scene: 'LayerMem_ListLayers', edit_picture: 'LayerMem_PreviewLayers' };
+  await focus(target[wf.name.replace(/^\d+_/, '')] ?? 'LayerMem_SaveLayerMemory', 0.8);
   const shot = path.join(docsDir, `${wf.name.replace(/^\d+_/, '')}.jpg`);
   await page.screenshot({ path: shot, type: 'jpeg', quality: 65 });
   const box = await page.locator('#graph-canvas').boundingBox();
@@ -292,7 +292,7 @@ async function layerBoxRun(page) {
   await closeDialogs(page);
   const ids = await page.evaluate(() => {
     const find = (t) => window.app.graph.nodes.find((n) => n.type === t);
-    return { box: find('LayerMemoryBox').id, list: find('ListLayers').id };
+    return { box: find('LayerMem_LayerMemoryBox').id, list: find('LayerMem_ListLayers').id };
   });
   const values = () => page.evaluate((id) => {
     const n = window.app.graph.getNodeById(id);
@@ -399,9 +399,9 @@ async function editMoved(page, boxId) {
       return g.getLink?.(lid) ?? g.links.get?.(lid) ?? g.links[lid];
     };
     const memory = linkOf(box, 'memory');
-    const model = linkOf(g.nodes.find((n) => n.type === 'AddLayer'), 'model');
-    const edit = window.LiteGraph.createNode('EditLayer');
-    const look = window.LiteGraph.createNode('LayerMemoryBox');
+    const model = linkOf(g.nodes.find((n) => n.type === 'LayerMem_AddLayer'), 'model');
+    const edit = window.LiteGraph.createNode('LayerMem_EditLayer');
+    const look = window.LiteGraph.createNode('LayerMem_LayerMemoryBox');
     g.add(edit);
     g.add(look);
     edit.pos = [box.pos[0], box.pos[1] + box.size[1] + 200];
@@ -438,11 +438,11 @@ const tableOf = (page, id) => page.evaluate((nid) => {
 async function brushAndDelete(page, out, { ids, values, geometry, screen, drag }) {
   const added = await page.evaluate(() => {
     const g = window.app.graph;
-    const add = g.nodes.find((n) => n.type === 'AddLayer');
+    const add = g.nodes.find((n) => n.type === 'LayerMem_AddLayer');
     const linkId = add.inputs.find((i) => i.name === 'model').link;
     const modelLink = g.getLink?.(linkId) ?? g.links.get?.(linkId) ?? g.links[linkId];
-    const del = window.LiteGraph.createNode('DeleteLayer');
-    const list = window.LiteGraph.createNode('ListLayers');
+    const del = window.LiteGraph.createNode('LayerMem_DeleteLayer');
+    const list = window.LiteGraph.createNode('LayerMem_ListLayers');
     g.add(del);
     g.add(list);
     del.pos = [add.pos[0] + add.size[0] + 80, add.pos[1]];

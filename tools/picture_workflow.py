@@ -61,7 +61,8 @@ def _memory(g: Graph, notes: list, negative: str) -> None:
                "seed": 0, "name": "picture"}
     links = {"model": MODEL, "vae": VAE_OUT, "image": (4, 0), "positive": (7, 0),
              "negative": (8, 0)}
-    g.add(Node(9, "LayerMemoryFromImage", widgets, links, pos=(X_LAYER, y), size=(340, 330)))
+    g.add(Node(9, "LayerMem_LayerMemoryFromImage", widgets, links, pos=(X_LAYER, y), size=(340,
+                                                                                           330)))
     decode_save(g, 10, 11, (9, 1), y, f"{OUT}/1_picture")
     note(g, 12, notes[2], (X_NOTE, y), (420, 330))
     row_group(g, "Step 2: the picture becomes layer 0", y)

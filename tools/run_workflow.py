@@ -91,7 +91,7 @@ def _progress(prompt: dict, quiet: bool):
 def _memory_files(prompt: dict) -> list[str]:
     """The files the workflow's LoadLayerMemory nodes load from the output folder."""
     files = [str(n["inputs"].get("file", "")) for n in prompt.values()
-             if n["class_type"] == "LoadLayerMemory"]
+             if n["class_type"] == "LayerMem_LoadLayerMemory"]
     return [f for f in files if labels.is_output_name(f)]
 
 
@@ -102,7 +102,7 @@ def _stale_loads(prompts: list, output_dir: Path) -> list[str]:
     warnings = []
     for i, (path, prompt) in enumerate(prompts):
         prefixes = {str(n["inputs"].get("filename_prefix")) + "_" for _, earlier in prompts[:i]
-                    for n in earlier.values() if n["class_type"] == "SaveLayerMemory"}
+                    for n in earlier.values() if n["class_type"] == "LayerMem_SaveLayerMemory"}
         for file in _memory_files(prompt):
             if any(file.startswith(pre) for pre in prefixes) \
                     and (output_dir / labels.output_path(file)).exists():

@@ -21,7 +21,7 @@ def _pack(display: str, **kw) -> NodeDef:
 
 
 NODE_DEFS: dict[str, NodeDef] = {
-    "LoadPixArt": _pack(
+    "LayerMem_LoadPixArt": _pack(
         "Load PixArt (model, T5, VAE)",
         widgets=(("unet_name", "COMBO", False, False), ("text_encoder", "COMBO", False, False),
                  ("vae_name", "COMBO", False, False), ("weight_dtype", "COMBO", False, False)),
@@ -31,7 +31,7 @@ NODE_DEFS: dict[str, NodeDef] = {
         widgets=(("width", "INT", False, False), ("height", "INT", False, False),
                  ("text", "STRING", False, False)),
         outputs=(("CONDITIONING", "CONDITIONING"),), display="CLIPTextEncodePixArtAlpha"),
-    "LayerMemory": _pack(
+    "LayerMem_LayerMemory": _pack(
         "Layer Memory (background)",
         sockets=(MODEL, ("positive", "CONDITIONING", False), ("negative", "CONDITIONING", False)),
         widgets=(("width", "INT", False, False), ("height", "INT", False, False),
@@ -39,7 +39,7 @@ NODE_DEFS: dict[str, NodeDef] = {
                  ("cfg", "FLOAT", False, False), ("sampler_name", "COMBO", False, False),
                  ("scheduler", "COMBO", False, False), ("name", "STRING", True, False)),
         outputs=LAYER_OUT),
-    "AddLayer": _pack(
+    "LayerMem_AddLayer": _pack(
         "Add Layer (MQD + BCG)",
         sockets=(MEMORY, MODEL, ("positive", "CONDITIONING", False), ("mask", "MASK", False),
                  ("negative", "CONDITIONING", True)),
@@ -48,14 +48,14 @@ NODE_DEFS: dict[str, NodeDef] = {
                  ("unblended_fraction", "FLOAT", False, False), ("name", "STRING", True, False),
                  ("position", "INT", True, False)),
         outputs=LAYER_OUT),
-    "DeleteLayer": _pack(
+    "LayerMem_DeleteLayer": _pack(
         "Delete Layer",
         sockets=(MEMORY, MODEL),
         widgets=(("layer", "STRING", False, False), ("regenerate_fraction", "FLOAT", False, False),
                  ("seed", "INT", False, True), ("grow", "INT", False, False),
                  ("unblended_fraction", "FLOAT", True, False)),
         outputs=LAYER_OUT),
-    "EditLayer": _pack(
+    "LayerMem_EditLayer": _pack(
         "Edit Layer (reroll, re-prompt, move)",
         sockets=(MEMORY, MODEL, ("positive", "CONDITIONING", True), ("mask", "MASK", True),
                  ("negative", "CONDITIONING", True)),
@@ -64,7 +64,7 @@ NODE_DEFS: dict[str, NodeDef] = {
                  ("regenerate_fraction", "FLOAT", True, False), ("use_mqd", "BOOLEAN", True, False),
                  ("name", "STRING", True, False)),
         outputs=LAYER_OUT),
-    "LayerMemoryFromImage": _pack(
+    "LayerMem_LayerMemoryFromImage": _pack(
         "Layer Memory from Image",
         sockets=(MODEL, ("vae", "VAE", False), ("image", "IMAGE", False),
                  ("positive", "CONDITIONING", False), ("negative", "CONDITIONING", False)),
@@ -103,23 +103,23 @@ NODE_DEFS: dict[str, NodeDef] = {
     "SaveImage": NodeDef(sockets=(("images", "IMAGE", False),),
                          widgets=(("filename_prefix", "STRING", False, False),),
                          display="Save Image"),
-    "SaveLayerMemory": _pack(
+    "LayerMem_SaveLayerMemory": _pack(
         "Save Layer Memory",
         sockets=(MEMORY,),
         widgets=(("filename_prefix", "STRING", False, False),
                  ("trajectory_storage", "COMBO", False, False)),
         outputs=(("file", "STRING"),)),
-    "LoadLayerMemory": _pack(
+    "LayerMem_LoadLayerMemory": _pack(
         "Load Layer Memory",
         widgets=(("file", "COMBO", False, False),),
         outputs=(("memory", "LAYER_MEMORY"), ("latent", "LATENT"), ("layers", "STRING"))),
-    "PreviewLayers": _pack(
+    "LayerMem_PreviewLayers": _pack(
         "Preview Layers",
         sockets=(MEMORY, ("vae", "VAE", False)),
         widgets=(("line_width", "INT", True, False),),
         outputs=(("outlined", "IMAGE"), ("per_layer", "IMAGE"))),
-    "ListLayers": _pack("List Layers", sockets=(MEMORY,), outputs=(("table", "STRING"),)),
-    "LayerMemoryBox": _pack(
+    "LayerMem_ListLayers": _pack("List Layers", sockets=(MEMORY,), outputs=(("table", "STRING"),)),
+    "LayerMem_LayerMemoryBox": _pack(
         "Layer Box (draw a mask)",
         sockets=(MEMORY, ("vae", "VAE", True)),
         widgets=(("x", "INT", False, False), ("y", "INT", False, False),

@@ -39,7 +39,7 @@ class Family:
                        size=(400, 110), properties={"models": SDXL_LINKS}))
             return
         models = {"unet_name": UNET, "text_encoder": T5, "vae_name": VAE, "weight_dtype": "default"}
-        g.add(Node(1, "LoadPixArt", models, {}, pos=(X_TEXT, -360), size=(400, 150),
+        g.add(Node(1, "LayerMem_LoadPixArt", models, {}, pos=(X_TEXT, -360), size=(400, 150),
                    properties={"models": MODEL_LINKS}))
 
     def encode(self, g: Graph, id: int, text: str, title: str, pos: tuple, width: int,
@@ -113,7 +113,7 @@ def box_mask(g: Graph, id: int, name: str, box_px: tuple, memory: int, y: int,
     widgets = {"x": x0, "y": y0, "width": x1 - x0, "height": y1 - y0, "picture_width": SIZE,
                "picture_height": SIZE, "layer": layer,
                "shape": "layer's shape" if layer else "box", "strokes": ""}
-    g.add(Node(id, "LayerMemoryBox", widgets, {"memory": (memory, 0), "vae": VAE_OUT},
+    g.add(Node(id, "LayerMem_LayerMemoryBox", widgets, {"memory": (memory, 0), "vae": VAE_OUT},
                title=title or f"Box: {name} (drag on the picture)", pos=(X_MASK, y - 20),
                size=BOX_SIZE))
     return id
@@ -131,7 +131,8 @@ def box_layer(g: Graph, fam: Family, ids, y: int, obj: tuple, seed: int, memory:
     widgets = {"seed": seed, "use_mqd": True, "grow": 0, "feather": 0, "unblended_fraction": 0.0,
                "name": name, "position": -1}
     links = {"memory": (memory, 0), "model": MODEL, "positive": (text, 0), "mask": (box_id, 0)}
-    g.add(Node(layer, "AddLayer", widgets, links, title=title, pos=(X_LAYER, y), size=(340, 310)))
+    g.add(Node(layer, "LayerMem_AddLayer", widgets, links, title=title, pos=(X_LAYER, y),
+               size=(340, 310)))
     decode_save(g, decode, save, (layer, 1), y, save_prefix)
 
 
@@ -140,7 +141,8 @@ def edit_layer(g: Graph, id: int, memory: int, layer: str, seed: int, y: int, ti
     """EditLayer: a new seed rerolls; a `positive` or `mask` link re-prompts or moves."""
     widgets = {"layer": layer, "seed": seed, "grow": 0, "feather": 0, "regenerate_fraction": 0.4,
                "use_mqd": True, "name": name}
-    g.add(Node(id, "EditLayer", widgets, {"memory": (memory, 0), "model": MODEL, **(links or {})},
+    g.add(Node(id, "LayerMem_EditLayer", widgets, {"memory": (memory, 0), "model": MODEL,
+                                                   **(links or {})},
                title=title, pos=(X_LAYER, y), size=(340, 310)))
 
 
@@ -148,9 +150,10 @@ def inspect_row(g: Graph, ids: tuple[int, int, int], memory: int, y: int, text: 
                 height: int, title: str) -> None:
     """ListLayers and PreviewLayers on `memory`, with a note: the last row of a workflow."""
     table, preview, note_id = ids
-    g.add(Node(table, "ListLayers", {}, {"memory": (memory, 0)}, pos=(X_LAYER, y),
+    g.add(Node(table, "LayerMem_ListLayers", {}, {"memory": (memory, 0)}, pos=(X_LAYER, y),
                size=(340, height)))
-    g.add(Node(preview, "PreviewLayers", {"line_width": 0}, {"memory": (memory, 0), "vae": VAE_OUT},
+    g.add(Node(preview, "LayerMem_PreviewLayers", {"line_width": 0}, {"memory": (memory, 0),
+                                                                      "vae": VAE_OUT},
                pos=(X_DECODE, y), size=SCENE_SIZE))
     note(g, note_id, text, (X_NOTE, y), (420, height))
     row_group(g, title, y, x0=X_LAYER)

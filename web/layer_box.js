@@ -17,7 +17,7 @@
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
-const NODE = "LayerMemoryBox";
+const NODE = "LayerMem_LayerMemoryBox";
 const WIDGET = "layer_box_picture";
 const PROPERTY = "layer_box_picture"; // kept in the workflow: the picture is back on reload
 const GRID = 8; // image pixels per latent pixel

@@ -5,7 +5,7 @@
 // the server and is kept in the node's properties, so a reopened workflow offers it again.
 import { app } from "../../scripts/app.js";
 
-const NODES = new Set(["DeleteLayer", "EditLayer", "LayerMemoryHistory", "RenameLayer"]);
+const NODES = new Set(["LayerMem_DeleteLayer", "LayerMem_EditLayer", "LayerMem_LayerMemoryHistory", "LayerMem_RenameLayer"]);
 const PICK = "pick layer";
 const PROPERTY = "layer_memory_choices";
 const BEFORE_RUN = "(run once to list the layers)";

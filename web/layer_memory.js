@@ -10,12 +10,12 @@
 import { app } from "../../scripts/app.js";
 import { ComfyWidgets } from "../../scripts/widgets.js";
 
-const TEXT_NODES = new Set(["ListLayers", "RenameLayer", "SaveLayerMemory"]);
+const TEXT_NODES = new Set(["LayerMem_ListLayers", "LayerMem_RenameLayer", "LayerMem_SaveLayerMemory"]);
 const WIDGET = "layer_memory_text";
 const LINK_TYPE = "LAYER_MEMORY";
 const LINK_COLOUR = "#D500F9"; // magenta: > 80 RGB from every core type colour (dark, light)
-const SEED_NODES = new Set(["LayerMemory", "AddLayer", "EditLayer", "DeleteLayer",
-  "LayerMemoryFromImage"]);
+const SEED_NODES = new Set(["LayerMem_LayerMemory", "LayerMem_AddLayer", "LayerMem_EditLayer", "LayerMem_DeleteLayer",
+  "LayerMem_LayerMemoryFromImage"]);
 const SEED_CONTROL = "control_after_generate";
 
 /** The seed's after-generate control set to "fixed" (frontend 1.27: a combo linked to the seed). */

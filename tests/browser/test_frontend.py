@@ -99,8 +99,9 @@ def test_seed_nodes_from_the_menu_keep_their_seed(report):
     """Issue 26: a sampling node made from the menu starts with its seed on "fixed", so a
     re-run does not re-sample the scene from the background up (workflows keep their value)."""
     assert report["new_node_seed_controls"] == {
-        t: "fixed" for t in ("LayerMemory", "AddLayer", "EditLayer", "DeleteLayer",
-                             "LayerMemoryFromImage")}
+        t: "fixed" for t in ("LayerMem_LayerMemory", "LayerMem_AddLayer", "LayerMem_EditLayer",
+                             "LayerMem_DeleteLayer",
+                             "LayerMem_LayerMemoryFromImage")}
 
 
 @pytest.mark.parametrize("name", TEMPLATES)
@@ -119,7 +120,7 @@ def test_template_opens_and_runs(report, name):
 @pytest.mark.parametrize("name", TEMPLATES)
 def test_images_on_image_nodes(report, name):
     wf = _workflows(report)[name]
-    shown = [n for n in wf["nodes"] if n["type"] in ("SaveImage", "PreviewLayers")]
+    shown = [n for n in wf["nodes"] if n["type"] in ("SaveImage", "LayerMem_PreviewLayers")]
     assert shown
     for node in shown:
         assert node["images"] >= 1, f"{node['title']} ({node['type']}) shows no image"
@@ -127,7 +128,7 @@ def test_images_on_image_nodes(report, name):
 
 
 def test_save_layer_memory_message_on_the_node(report):
-    (node,) = _nodes(_workflows(report)["1_layered_scene"], "SaveLayerMemory")
+    (node,) = _nodes(_workflows(report)["1_layered_scene"], "LayerMem_SaveLayerMemory")
     saved = "layer_memory/savanna_00001_.safetensors"
     assert node["text"].startswith(f"Saved {saved}"), node["text"]
     assert f"LoadLayerMemory lists it as '{saved} [output]'" in node["text"]
@@ -135,7 +136,7 @@ def test_save_layer_memory_message_on_the_node(report):
 
 
 def test_list_layers_table_on_the_node(report):
-    (node,) = _nodes(_workflows(report)["2_continue_scene"], "ListLayers")
+    (node,) = _nodes(_workflows(report)["2_continue_scene"], "LayerMem_ListLayers")
     lines = node["text"].splitlines()
     assert lines[1] == "order | name | mask area | tokens | seed", lines
     names = [row.split(" | ")[1] for row in lines[2:]]
@@ -147,7 +148,7 @@ def test_list_layers_table_is_back_after_the_workflow_is_opened_again(report):
     """Issue 26: the table was an empty box after a reload until the next run; it is kept in the
     node's properties and sized to its text (no wrapped rows)."""
     wf = _workflows(report)["2_continue_scene"]
-    (node,) = _nodes(wf, "ListLayers")
+    (node,) = _nodes(wf, "LayerMem_ListLayers")
     (again,) = wf["reloaded"]
     assert again["text"] == node["text"] and again["text"].count("\n") >= 4
     longest = max(len(line) for line in again["text"].splitlines())
@@ -234,9 +235,9 @@ def test_edit_layer_moves_the_dragged_layer(report):
 
 def test_layer_inputs_offer_the_layers_after_a_run(report):
     wf = _workflows(report)["1_layered_scene"]
-    (delete,) = _nodes(wf, "DeleteLayer")
+    (delete,) = _nodes(wf, "LayerMem_DeleteLayer")
     assert delete["pick"] == ["1: cheetah", "2: leopard", "3: lion"], delete["pick"]
-    reroll = next(n for n in _nodes(wf, "EditLayer") if n["layer"] == "cheetah")
+    reroll = next(n for n in _nodes(wf, "LayerMem_EditLayer") if n["layer"] == "cheetah")
     assert reroll["pick"] == ["0: background", "1: cheetah", "2: lion"], reroll["pick"]
     picked = wf["picked"]
     assert picked["label"] == "2: lion" and picked["after"] == "lion", picked

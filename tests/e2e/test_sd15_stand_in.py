@@ -44,7 +44,7 @@ def sd15_workflow() -> dict:
               "inputs": {"ckpt_name": "v1-5-pruned-emaonly.safetensors"}},
         "2": encode("a sunny meadow, watercolor"),
         "3": encode("blurry, low quality"),
-        "4": {"class_type": "LayerMemory", "inputs": {
+        "4": {"class_type": "LayerMem_LayerMemory", "inputs": {
             "width": 512, "height": 512, "seed": 42, "steps": 20, "cfg": 7.0,
             "sampler_name": "dpmpp_2m", "scheduler": "karras", "name": "background",
             "model": ["1", 0], "positive": ["2", 0], "negative": ["3", 0]}},
@@ -56,7 +56,7 @@ def sd15_workflow() -> dict:
         "9": {"class_type": "MaskComposite", "inputs": {
             "x": x0, "y": y0, "operation": "add", "destination": ["7", 0], "source": ["8", 0]}},
         "10": encode(LONG_PROMPT),
-        "11": {"class_type": "AddLayer", "inputs": {
+        "11": {"class_type": "LayerMem_AddLayer", "inputs": {
             "seed": 101, "use_mqd": True, "grow": 0, "feather": 0, "unblended_fraction": 0.0,
             "name": "fox", "position": -1, "memory": ["4", 0], "model": ["1", 0],
             "positive": ["10", 0], "mask": ["9", 0]}},

@@ -40,12 +40,15 @@ UI_FILES = sorted(p for p in (REPO / "workflows").glob("*.json")
                   if headless.is_ui_format(json.loads(p.read_text())))
 # enough for every node to run its real code path; keeps the module well under 3 minutes on a CPU
 STEPS = 2
-NODE_IDS = ["LoadPixArt", "LayerMemory", "AddLayer", "BCGBlend", "DeleteLayer", "ListLayers",
-            "SaveLayerMemory", "LoadLayerMemory", "PreviewLayers", "EditLayer",
-            "LayerMemoryFromImage"]
+NODE_IDS = ["LayerMem_LoadPixArt", "LayerMem_LayerMemory", "LayerMem_AddLayer",
+            "LayerMem_BCGBlend", "LayerMem_DeleteLayer", "LayerMem_ListLayers",
+            "LayerMem_SaveLayerMemory", "LayerMem_LoadLayerMemory", "LayerMem_PreviewLayers",
+            "LayerMem_EditLayer",
+            "LayerMem_LayerMemoryFromImage"]
 # nodes whose output 0 is a memory
-MEMORY_MAKERS = ("LayerMemory", "LoadLayerMemory", "AddLayer", "DeleteLayer", "EditLayer",
-                 "LayerMemoryFromImage")
+MEMORY_MAKERS = ("LayerMem_LayerMemory", "LayerMem_LoadLayerMemory", "LayerMem_AddLayer",
+                 "LayerMem_DeleteLayer", "LayerMem_EditLayer",
+                 "LayerMem_LayerMemoryFromImage")
 _FIRST_RUNS: dict[Path, headless.RunResult] = {}
 # the workflow the server ran last (as is): its nodes are in ComfyUI's cache
 _LAST_RUN: list[Path] = []
@@ -94,11 +97,11 @@ def _inputs(prompt: dict, class_type: str, name: str) -> set:
 def prerequisites(path: Path) -> list[Path]:
     """The workflows before `path` in RUN_ORDER that save a memory `path` loads from the output
     folder."""
-    loads = _inputs(headless.load_api_workflow(path), "LoadLayerMemory", "file")
+    loads = _inputs(headless.load_api_workflow(path), "LayerMem_LoadLayerMemory", "file")
     before = API_FILES[:API_FILES.index(path)]
     return [p for p in before
             if any(_saved_memory_file(prefix) in loads
-                   for prefix in _inputs(headless.load_api_workflow(p), "SaveLayerMemory",
+                   for prefix in _inputs(headless.load_api_workflow(p), "LayerMem_SaveLayerMemory",
                                          "filename_prefix"))]
 
 
@@ -122,7 +125,7 @@ def test_run_order_lists_every_workflow_after_what_it_loads():
         "build_workflows.RUN_ORDER misses a workflow"
     for path in API_FILES:
         prompt = headless.load_api_workflow(path)
-        for nid in _nodes(prompt, "LoadLayerMemory"):
+        for nid in _nodes(prompt, "LayerMem_LoadLayerMemory"):
             file = prompt[nid]["inputs"]["file"]
             if labels.is_output_name(file):
                 assert prerequisites(path), \
@@ -190,24 +193,25 @@ def append_layer(prompt: dict) -> tuple[dict, set[str]]:
     top = _top_memory(p)
     # the scene's size: LayerMemory's, or (a loaded memory, a picture) the prompts'
     # the new prompt: a copy of an object's prompt node (the model family's test encoder)
-    encoder = copy.deepcopy(p[_first(p, "AddLayer")["positive"][0]])
-    memory = next((n["inputs"] for n in p.values() if n["class_type"] == "LayerMemory"),
+    encoder = copy.deepcopy(p[_first(p, "LayerMem_AddLayer")["positive"][0]])
+    memory = next((n["inputs"] for n in p.values() if n["class_type"] == "LayerMem_LayerMemory"),
                   encoder["inputs"])
     width, height = memory["width"], memory["height"]
     encoder["inputs"]["text"] = "a red hot-air balloon drifting low over the plain"
     encoder["_meta"] = {"title": "Prompt: balloon"}
     top_inputs = p[top]["inputs"]
-    model = top_inputs["model"] if "model" in top_inputs else _first(p, "AddLayer")["model"]
+    model = top_inputs["model"] if "model" in top_inputs else _first(p,
+                                                                     "LayerMem_AddLayer")["model"]
     vae = _first(p, "VAEDecode")["vae"]
     box = (width // 4 + 8, height // 4 + 24)
     first = max(int(k) for k in p) + 100
     ids = [str(first + i) for i in range(5)]
     text, composite, layer, decode, save = ids
     p[text] = encoder
-    p[composite] = {"class_type": "LayerMemoryBox",
+    p[composite] = {"class_type": "LayerMem_LayerMemoryBox",
                     "inputs": {"memory": [top, 0], "x": width // 2, "y": height // 8,
                                "width": box[0], "height": box[1]}}
-    p[layer] = {"class_type": "AddLayer", "_meta": {"title": "Add layer: balloon"},
+    p[layer] = {"class_type": "LayerMem_AddLayer", "_meta": {"title": "Add layer: balloon"},
                 "inputs": {"memory": [top, 0], "model": model, "positive": [text, 0],
                            "mask": [composite, 0], "seed": 7, "use_mqd": True, "grow": 0,
                            "feather": 0, "unblended_fraction": 0.0, "name": "balloon",
@@ -263,8 +267,8 @@ def _saver_of(prompt: dict, source: str, output: int) -> str:
 
 def _saved_layers(p1: dict, r1: headless.RunResult, p2: dict, server) -> int:
     """The first workflow saved the memory under the name the second loads; its layer count."""
-    (save_memory,) = _nodes(p1, "SaveLayerMemory")
-    (load,) = _nodes(p2, "LoadLayerMemory")
+    (save_memory,) = _nodes(p1, "LayerMem_SaveLayerMemory")
+    (load,) = _nodes(p2, "LayerMem_LoadLayerMemory")
     file = p2[load]["inputs"]["file"]
     saved_text = r1.outputs[save_memory]["text"][0]
     relative = labels.output_path(file)
@@ -280,9 +284,9 @@ def _same_picture(server, r1, p1: dict, r2, p2: dict) -> None:
     pixel."""
     from PIL import Image
 
-    (save,) = _nodes(p1, "SaveLayerMemory")
+    (save,) = _nodes(p1, "LayerMem_SaveLayerMemory")
     last = p1[save]["inputs"]["memory"][0]
-    (load,) = _nodes(p2, "LoadLayerMemory")
+    (load,) = _nodes(p2, "LayerMem_LoadLayerMemory")
     with Image.open(_image_of(server, r1, _saver_of(p1, last, 1))) as a, \
             Image.open(_image_of(server, r2, _saver_of(p2, load, 1))) as b:
         assert a.size == b.size == (512, 512) and a.tobytes() == b.tobytes(), \
@@ -294,15 +298,15 @@ def _new_layer_listed_and_saved(server, p1, r1, p2, r2, saved_layers: int) -> No
     and the new layer's image."""
     from PIL import Image
 
-    (add,) = _nodes(p2, "AddLayer")
-    (table,) = _nodes(p2, "ListLayers")
+    (add,) = _nodes(p2, "LayerMem_AddLayer")
+    (table,) = _nodes(p2, "LayerMem_ListLayers")
     rows = r2.outputs[table]["text"][0].splitlines()[2:]
     assert len(rows) == saved_layers + 1, rows
     assert [r.split(" | ")[1] for r in rows] == \
         ["background", "cheetah", "lion", p2[add]["inputs"]["name"]], rows
-    (preview,) = _nodes(p2, "PreviewLayers")
+    (preview,) = _nodes(p2, "LayerMem_PreviewLayers")
     assert len(r2.outputs[preview]["images"]) == 1 + saved_layers + 1
-    (preview1,) = _nodes(p1, "PreviewLayers")
+    (preview1,) = _nodes(p1, "LayerMem_PreviewLayers")
     assert len(r1.outputs[preview1]["images"]) == 1 + saved_layers
 
     saver = _saver_of(p2, add, 1)
@@ -310,7 +314,7 @@ def _new_layer_listed_and_saved(server, p1, r1, p2, r2, saved_layers: int) -> No
     assert new_image in r2.images and new_image.is_file()
     assert str(new_image.relative_to(server.output_dir)).startswith(
         p2[saver]["inputs"]["filename_prefix"])
-    (load,) = _nodes(p2, "LoadLayerMemory")
+    (load,) = _nodes(p2, "LayerMem_LoadLayerMemory")
     with Image.open(new_image) as im, \
             Image.open(_image_of(server, r2, _saver_of(p2, load, 1))) as loaded:
         assert im.size == (512, 512) and im.tobytes() != loaded.tobytes(), \
@@ -328,7 +332,7 @@ def test_second_workflow_continues_the_scene_the_first_saved(server):
     assert r1.ok, r1.describe_error()
     assert r2.ok, r2.describe_error()
     saved_layers = _saved_layers(p1, r1, p2, server)
-    (load,) = _nodes(p2, "LoadLayerMemory")
+    (load,) = _nodes(p2, "LayerMem_LoadLayerMemory")
     assert load in r2.executed, "LoadLayerMemory did not run"
     _same_picture(server, r1, p1, r2, p2)
     _new_layer_listed_and_saved(server, p1, r1, p2, r2, saved_layers)
@@ -337,7 +341,7 @@ def test_second_workflow_continues_the_scene_the_first_saved(server):
 def _box_of(prompt: dict, layer: str) -> tuple[int, int, int, int]:
     """The pixel box of a layer's mask: the x, y, width, height of its Layer Box."""
     box = prompt[prompt[layer]["inputs"]["mask"][0]]
-    assert box["class_type"] == "LayerMemoryBox", box
+    assert box["class_type"] == "LayerMem_LayerMemoryBox", box
     b = box["inputs"]
     return b["x"], b["y"], b["x"] + b["width"], b["y"] + b["height"]
 
@@ -358,9 +362,9 @@ def test_picture_survives_outside_the_mask(server):
     p = _prompt(path)
     result = _first_run(server, path)
     assert result.ok, result.describe_error()
-    (start,) = _nodes(p, "LayerMemoryFromImage")
-    (add,) = _nodes(p, "AddLayer")
-    (edit,) = _nodes(p, "EditLayer")
+    (start,) = _nodes(p, "LayerMem_LayerMemoryFromImage")
+    (add,) = _nodes(p, "LayerMem_AddLayer")
+    (edit,) = _nodes(p, "LayerMem_EditLayer")
     assert "mask" not in p[edit]["inputs"], "the re-prompt keeps the layer's mask"
     (load,) = _nodes(p, "LoadImage")
     assert (server.base / "input" / p[load]["inputs"]["image"]).is_file()
@@ -387,15 +391,17 @@ def test_sdxl_workflow_ran_on_the_sdxl_stand_in(server):
     path = API_DIR / "sdxl_layered_scene_api.json"
     p = _prompt(path)
     assert {n["class_type"] for n in p.values()} >= {
-        "LayerMemTestSDXLLoader", "LayerMemTestEncodeSDXL", "EditLayer", "DeleteLayer"}
-    assert not _nodes(p, "LoadPixArt") and not _nodes(p, headless.TEST_ENCODER)
+        "LayerMemTestSDXLLoader", "LayerMemTestEncodeSDXL", "LayerMem_EditLayer",
+        "LayerMem_DeleteLayer"}
+    assert not _nodes(p, "LayerMem_LoadPixArt") and not _nodes(p, headless.TEST_ENCODER)
     result = _first_run(server, path)
     assert result.ok, result.describe_error()
-    assert set(_nodes(p, "EditLayer")) <= set(result.executed)
+    assert set(_nodes(p, "LayerMem_EditLayer")) <= set(result.executed)
 
 
 def _file_choices(server) -> list[str]:
-    spec = server.object_info("LoadLayerMemory")["LoadLayerMemory"]["input"]["required"]["file"]
+    info = server.object_info("LayerMem_LoadLayerMemory")["LayerMem_LoadLayerMemory"]
+    spec = info["input"]["required"]["file"]
     return spec[1]["options"] if spec[0] == "COMBO" else spec[0]
 
 
@@ -404,7 +410,7 @@ def test_memory_files_sent_through_upload_image(server):
     listed and loads; an uploaded file that only carries the name is refused with the reason."""
     layered = API_DIR / "layered_scene_api.json"
     assert _first_run(server, layered).ok
-    prefix = next(iter(_inputs(_prompt(layered), "SaveLayerMemory", "filename_prefix")))
+    prefix = next(iter(_inputs(_prompt(layered), "LayerMem_SaveLayerMemory", "filename_prefix")))
     saved = (server.output_dir / f"{prefix}_00001_.safetensors").read_bytes()
     for name, data in (("scene.safetensors", saved),
                        ("fake.safetensors", b"not a layer memory at all " * 40)):
@@ -417,8 +423,10 @@ def test_memory_files_sent_through_upload_image(server):
 
     def load_and_list(file: str) -> headless.RunResult:
         _LAST_RUN[:] = []  # the cache now holds these nodes, not a workflow's
-        return server.run({"1": {"class_type": "LoadLayerMemory", "inputs": {"file": file}},
-                           "2": {"class_type": "ListLayers", "inputs": {"memory": ["1", 0]}}},
+        return server.run({"1": {"class_type": "LayerMem_LoadLayerMemory",
+                                 "inputs": {"file": file}},
+                           "2": {"class_type": "LayerMem_ListLayers", "inputs": {"memory": ["1",
+                                                                                            0]}}},
                           timeout=120)
 
     good = load_and_list("uploads/scene.safetensors")

@@ -147,7 +147,7 @@ def _loaded_files(prompt: dict) -> set[str]:
     """LoadLayerMemory files a workflow takes from the output folder (what an earlier workflow
     saved)."""
     return {n["inputs"]["file"] for n in prompt.values()
-            if n["class_type"] == "LoadLayerMemory"
+            if n["class_type"] == "LayerMem_LoadLayerMemory"
             and str(n["inputs"].get("file", "")).endswith(OUTPUT_TAG)}
 
 
@@ -163,7 +163,7 @@ def saved_memories(host, models) -> set[str]:
     exists) included."""
     import scenes
 
-    save = host.nodes.NODE_CLASS_MAPPINGS["SaveLayerMemory"]
+    save = host.nodes.NODE_CLASS_MAPPINGS["LayerMem_SaveLayerMemory"]
     output = Path(host.folder_paths.get_output_directory())
     wanted = set().union(*(_loaded_files(headless.load_api_workflow(p)) for p in API_FILES))
     memory = None
@@ -441,20 +441,22 @@ def test_ui_workflow_explains_itself(path):
     notes = [n["widgets_values"][0] for n in wf["nodes"] if n["type"] in ("Note", "MarkdownNote")]
     text = "\n".join(notes)
     for node in wf["nodes"]:
-        if node["type"] == "LoadPixArt":
+        if node["type"] == "LayerMem_LoadPixArt":
             for value in node["widgets_values"]:
                 if isinstance(value, str) and value.endswith(MODEL_SUFFIXES):
                     assert value in text, f"no note tells where {value} goes"
     for folder in ("diffusion_models", "text_encoders", "vae"):
         assert f"{folder}/" in text
-    displays = {"LayerMemory": "Layer Memory", "AddLayer": "Add Layer",
-                "DeleteLayer": "Delete Layer", "SaveLayerMemory": "Save Layer Memory",
-                "LoadLayerMemory": "Load Layer Memory",
-                "PreviewLayers": "Preview Layers", "ListLayers": "List Layers"}
+    displays = {"LayerMem_LayerMemory": "Layer Memory", "LayerMem_AddLayer": "Add Layer",
+                "LayerMem_DeleteLayer": "Delete Layer",
+                "LayerMem_SaveLayerMemory": "Save Layer Memory",
+                "LayerMem_LoadLayerMemory": "Load Layer Memory",
+                "LayerMem_PreviewLayers": "Preview Layers", "LayerMem_ListLayers": "List Layers"}
     for step in sorted({n["type"] for n in wf["nodes"]} & set(displays)):
         assert displays[step] in text, f"no note explains {displays[step]}"
     for node in wf["nodes"]:
-        if node["type"] == "LoadLayerMemory" and node["widgets_values"][0].endswith(OUTPUT_TAG):
+        if (node["type"] == "LayerMem_LoadLayerMemory"
+                and node["widgets_values"][0].endswith(OUTPUT_TAG)):
             # a file another workflow saved: say which one, and where a received file goes
             assert node["widgets_values"][0] in text
             saved_by = [w for w in build_workflows.RUN_ORDER
@@ -482,15 +484,15 @@ def test_ui_workflow_shows_which_layer_is_which(path):
     moves shows the layer table of the memory it edits, names layers by name, and no node title
     names an index that a later edit makes stale (0, the background, never moves)."""
     wf = _load(path)
-    edits = [n for n in wf["nodes"] if n["type"] in ("DeleteLayer", "EditLayer")]
-    tables = {_memory_source(wf, n) for n in wf["nodes"] if n["type"] == "ListLayers"}
+    edits = [n for n in wf["nodes"] if n["type"] in ("LayerMem_DeleteLayer", "LayerMem_EditLayer")]
+    tables = {_memory_source(wf, n) for n in wf["nodes"] if n["type"] == "LayerMem_ListLayers"}
     if edits:
         assert tables, "a workflow that edits layers has no List Layers"
     for node in edits:
         layer = node["widgets_values"][0]
         assert not str(layer).strip().isdigit(), \
             f"node {node['id']} ({node.get('title')}) picks layer {layer!r} by index, not by name"
-    deletes = [n for n in edits if n["type"] == "DeleteLayer"]
+    deletes = [n for n in edits if n["type"] == "LayerMem_DeleteLayer"]
     for node in deletes:
         assert _memory_source(wf, node) in tables, \
             f"no List Layers shows the memory that {node.get('title')!r} deletes from"
@@ -570,7 +572,7 @@ def test_comfyui_validation_refuses_a_missing_memory(path, host_with_test_nodes)
     import execution
 
     prompt, _ = headless.rewrite_for_random_models(headless.load_api_workflow(path))
-    loads = [nid for nid, n in prompt.items() if n["class_type"] == "LoadLayerMemory"]
+    loads = [nid for nid, n in prompt.items() if n["class_type"] == "LayerMem_LoadLayerMemory"]
     for nid in loads:
         prompt[nid]["inputs"]["file"] = "layer_memory/never_saved_00001_.safetensors" + OUTPUT_TAG
     ok, _error, _outputs, node_errors = asyncio.run(execution.validate_prompt("check", prompt,
@@ -639,7 +641,7 @@ def test_random_rewrite_leaves_no_real_model_and_no_large_size(path):
     assert changes
     assert not {n["class_type"] for n in prompt.values()} & REAL_MODEL_NODES
     for nid, node in prompt.items():
-        if node["class_type"] == "LoadPixArt":
+        if node["class_type"] == "LayerMem_LoadPixArt":
             assert node["inputs"]["unet_name"] in (headless.RANDOM_ALPHA, headless.RANDOM_SIGMA)
         for name in ("width", "height", "target_width", "target_height"):
             value = node["inputs"].get(name)

@@ -14,11 +14,12 @@ def test_non_pixart_model(host, background, no_sampling):
                                              torch.device("cpu"))
     digest = scenes.memory_digest(background)
     N = host.nodes.NODE_CLASS_MAPPINGS
-    _refused(host, N["AddLayer"].execute, background, other, scenes.cond(1), torch.ones(1, 64, 64),
-             0, match="not PixArt", input_name="model")
-    _refused(host, N["LayerMemory"].execute, other, scenes.cond(1), scenes.negative(), 512, 512, 0,
+    _refused(host, N["LayerMem_AddLayer"].execute, background, other, scenes.cond(1),
+             torch.ones(1, 64, 64), 0, match="not PixArt", input_name="model")
+    _refused(host, N["LayerMem_LayerMemory"].execute, other, scenes.cond(1), scenes.negative(),
+             512, 512, 0,
              2, 4.5, "euler", "normal", match="not PixArt", input_name="model")
-    _refused(host, N["BCGBlend"].execute, other, background, torch.ones(1, 64, 64),
+    _refused(host, N["LayerMem_BCGBlend"].execute, other, background, torch.ones(1, 64, 64),
              match="not PixArt", input_name="model")
     assert scenes.memory_digest(background) == digest
 
@@ -100,11 +101,13 @@ def test_load_pixart_refuses_missing_and_foreign_files(host, tmp_path):
     from safetensors.torch import save_file
 
     N = host.nodes.NODE_CLASS_MAPPINGS
-    _refused(host, N["LoadPixArt"].execute, "missing.safetensors", host.labels.NO_TEXT_ENCODER,
+    _refused(host, N["LayerMem_LoadPixArt"].execute, "missing.safetensors",
+             host.labels.NO_TEXT_ENCODER,
              "taesd", "default", match="not found", input_name="unet_name")
     folder = host.folder_paths.get_folder_paths("diffusion_models")[0]
     save_file({"weight": torch.zeros(2, 2)}, f"{folder}/not_a_model.safetensors")
-    _refused(host, N["LoadPixArt"].execute, "not_a_model.safetensors", host.labels.NO_TEXT_ENCODER,
+    _refused(host, N["LayerMem_LoadPixArt"].execute, "not_a_model.safetensors",
+             host.labels.NO_TEXT_ENCODER,
              "taesd", "default", match="could not read", input_name="unet_name")
 
 
@@ -137,7 +140,7 @@ def test_a_picture_whose_vae_encode_cannot_fit_is_refused_before_the_encode(host
                                                                             no_sampling):
     N = host.nodes.NODE_CLASS_MAPPINGS
     start = (scenes.cond(1), scenes.negative(), 2, 4.5, "dpmpp_2m", "karras", 0)
-    error = _refused(host, N["LayerMemoryFromImage"].execute, alpha, _HugeEncodeVae(),
+    error = _refused(host, N["LayerMem_LayerMemoryFromImage"].execute, alpha, _HugeEncodeVae(),
                      torch.rand(1, 512, 512, 3), *start, match="encoding the 512x512 picture "
                      r"needs about 1048576\.0 GiB", input_name="image")
     assert "scale the picture down" in error.fix
@@ -154,7 +157,8 @@ def test_the_red_team_4096_picture_is_refused_before_the_vae_encode(host, alpha,
     monkeypatch.setattr(host.limits, "query_free", lambda device: 8 << 30)
     start = (scenes.cond(1), scenes.negative(), 2, 4.5, "dpmpp_2m", "karras", 0)
     with pytest.raises(host.errors.LayerMemoryError, match="GiB is free") as e:
-        N["LayerMemoryFromImage"].execute(alpha, vae, torch.zeros(1, 4096, 4096, 3), *start)
+        N["LayerMem_LayerMemoryFromImage"].execute(alpha, vae, torch.zeros(1, 4096, 4096, 3),
+                                                   *start)
     assert e.value.input_name in ("width/height", "image")
 
 
@@ -162,10 +166,10 @@ def test_adaptive_sampler_refused_by_every_node_that_starts_a_memory(host, alpha
     N = host.nodes.NODE_CLASS_MAPPINGS
     start = (scenes.cond(1), scenes.negative())
     for error in (
-            _refused(host, N["LayerMemory"].execute, alpha, *start, 512, 512, 0, 2, 4.5,
+            _refused(host, N["LayerMem_LayerMemory"].execute, alpha, *start, 512, 512, 0, 2, 4.5,
                      "dpm_adaptive", "normal", match="not fixed by steps",
                      input_name="sampler_name"),
-            _refused(host, N["LayerMemoryFromImage"].execute, alpha, _NoEncodeVae(),
+            _refused(host, N["LayerMem_LayerMemoryFromImage"].execute, alpha, _NoEncodeVae(),
                      torch.rand(1, 512, 512, 3), *start, 2, 4.5, "dpm_adaptive", "karras", 0,
                      match="not fixed by steps", input_name="sampler_name")):
         usable = error.fix.split(": ", 1)[1].split(", ")
@@ -186,7 +190,7 @@ def test_picture_size_fix_is_one_that_works(host, alpha, no_sampling):
     for (w, h), verb, size in (((17, 1000), "upscale", (512, 1008)),
                                ((1000, 17), "upscale", (1008, 512)),
                                ((520, 1000), "crop", (512, 992))):
-        error = _refused(host, N["LayerMemoryFromImage"].execute, alpha, _NoEncodeVae(),
+        error = _refused(host, N["LayerMem_LayerMemoryFromImage"].execute, alpha, _NoEncodeVae(),
                          torch.rand(1, h, w, 3), *start, match="the picture is",
                          input_name="image")
         assert error.fix.startswith(f"{verb} it first") and _fixed_size(error.fix) == size
@@ -204,19 +208,22 @@ def test_one_rule_for_layer_names_numbers_are_refused_everywhere(host, alpha, th
     start = (scenes.cond(1), scenes.negative())
     for number in ("2", " -1 ", "007"):
         calls = (
-            (N["AddLayer"].execute, (memory, alpha, scenes.cond(5), torch.ones(1, 64, 64), 0),
+            (N["LayerMem_AddLayer"].execute, (memory, alpha, scenes.cond(5), torch.ones(1, 64, 64),
+                                              0),
              {"name": number}, "name"),
-            (N["EditLayer"].execute, (memory, alpha, "1", 9), {"name": number}, "name"),
-            (N["LayerMemoryFromImage"].execute, (alpha, _NoEncodeVae(), torch.rand(1, 512, 512, 3),
+            (N["LayerMem_EditLayer"].execute, (memory, alpha, "1", 9), {"name": number}, "name"),
+            (N["LayerMem_LayerMemoryFromImage"].execute, (alpha, _NoEncodeVae(), torch.rand(1, 512,
+                                                                                            512, 3),
                                                  *start, 2, 4.5, "dpmpp_2m", "karras", 0),
              {"name": number}, "name"),
-            (N["LayerMemory"].execute, (alpha, *start, 512, 512, 0, 2, 4.5, "euler", "normal"),
+            (N["LayerMem_LayerMemory"].execute, (alpha, *start, 512, 512, 0, 2, 4.5, "euler",
+                                                 "normal"),
              {"name": number}, "name"),
-            (N["RenameLayer"].execute, (memory, "1", number), {}, "new_name"),
+            (N["LayerMem_RenameLayer"].execute, (memory, "1", number), {}, "new_name"),
         )
         for fn, args, kwargs, input_name in calls:
             _refused(host, fn, *args, **kwargs, match="is a number", input_name=input_name)
     assert scenes.memory_digest(memory) == digest
     for name in ("car 2", "\uff12", "+2", "2b"):  # not read as an index by a `layer` input
-        renamed = N["RenameLayer"].execute(memory, "1", name).result[0]
+        renamed = N["LayerMem_RenameLayer"].execute(memory, "1", name).result[0]
         assert renamed.resolve(name) == 1

@@ -65,7 +65,7 @@ def test_bcgblend_with_stock_sampler_is_exact(host, alpha, background):
 
     N = host.nodes.NODE_CLASS_MAPPINGS
     mask = scenes.box_mask(512, 0.2, 0.2, 0.6, 0.6)
-    patched = N["BCGBlend"].execute(alpha, background, mask, 0, 0).result[0]
+    patched = N["LayerMem_BCGBlend"].execute(alpha, background, mask, 0, 0).result[0]
     assert patched is not alpha and not alpha.get_wrappers("sampler_sample", "layer_memory_bcg")
     s = background.schedule
     latent = torch.zeros(1, 4, 64, 64)
@@ -82,7 +82,7 @@ def test_bcgblend_other_schedule_falls_back_and_says_so(host, alpha, background,
     import comfy.sample
 
     mask = scenes.box_mask(512, 0.2, 0.2, 0.6, 0.6)
-    patched = (host.nodes.NODE_CLASS_MAPPINGS["BCGBlend"]
+    patched = (host.nodes.NODE_CLASS_MAPPINGS["LayerMem_BCGBlend"]
                .execute(alpha, background, mask, 0, 0).result[0])
     latent = torch.zeros(1, 4, 64, 64)
     with caplog.at_level(logging.WARNING):
@@ -96,7 +96,7 @@ def test_bcgblend_refuses_batch_and_size(host, alpha, background):
     import comfy.sample
 
     mask = scenes.box_mask(512, 0.2, 0.2, 0.6, 0.6)
-    patched = (host.nodes.NODE_CLASS_MAPPINGS["BCGBlend"]
+    patched = (host.nodes.NODE_CLASS_MAPPINGS["LayerMem_BCGBlend"]
                .execute(alpha, background, mask, 0, 0).result[0])
     s = background.schedule
     for shape, text in (((2, 4, 64, 64), "batch size 2"), ((1, 4, 96, 64), "memory is 512x512")):

@@ -76,19 +76,22 @@ def test_the_estimate_against_a_tiny_free_memory(host, alpha, limits, background
 
 def test_non_finite_cfg_and_mask_values(host, N, alpha, background, no_sampling):
     for cfg in (float("nan"), float("inf")):
-        _refused(host, N["LayerMemory"].execute, alpha, scenes.cond(1), scenes.negative(), 512, 512,
+        _refused(host, N["LayerMem_LayerMemory"].execute, alpha, scenes.cond(1), scenes.negative(),
+                 512, 512,
                  0, 3, cfg, "dpmpp_2m", "karras", match="not a finite number", input_name="cfg")
     mask = torch.zeros(1, 512, 512)
     mask[0, 100:200, 100:200] = 1.0
     mask[0, 150, 150] = float("nan")
-    _refused(host, N["AddLayer"].execute, background, alpha, scenes.cond(2), mask, 0, match="NaN",
+    _refused(host, N["LayerMem_AddLayer"].execute, background, alpha, scenes.cond(2), mask, 0,
+             match="NaN",
              input_name="mask")
 
 
 # ----------------------------------------------------------------- 2 and 3: files and folders
 
 def _file_options(N) -> list:
-    spec = N["LoadLayerMemory"].INPUT_TYPES()["required"]["file"]  # what /object_info calls
+    # what /object_info calls
+    spec = N["LayerMem_LoadLayerMemory"].INPUT_TYPES()["required"]["file"]
     return spec[1]["options"] if spec[0] == "COMBO" else spec[0]
 
 
@@ -139,18 +142,18 @@ def test_no_file_breaks_the_list_and_links_stay_inside(host, N, folders, caplog)
 
 
 def test_crafted_and_linked_files_are_refused_with_the_packs_error(host, N, folders, background):
-    _refused(host, N["LoadLayerMemory"].execute, "hard/nested.safetensors",
+    _refused(host, N["LayerMem_LoadLayerMemory"].execute, "hard/nested.safetensors",
              match="nests deeper than", input_name="file")
     for name in ("hard/outside.safetensors", "hard/outside.safetensors [output]"):
         assert ("outside ComfyUI's input and output folders"
-                in N["LoadLayerMemory"].validate_inputs(name))
-        _refused(host, N["LoadLayerMemory"].execute, name, match="link to a file outside",
+                in N["LayerMem_LoadLayerMemory"].validate_inputs(name))
+        _refused(host, N["LayerMem_LoadLayerMemory"].execute, name, match="link to a file outside",
                  input_name="file")
-    text = _refused(host, N["LoadLayerMemory"].execute, "hard/text.safetensors",
+    text = _refused(host, N["LayerMem_LoadLayerMemory"].execute, "hard/text.safetensors",
                     match="not a safetensors file", input_name="file")
     first8 = struct.unpack("<Q", b"hello wo")[0]
     assert str(first8) not in text and "hello" not in text
-    loaded = N["LoadLayerMemory"].execute("hard/inside.safetensors").result[0]
+    loaded = N["LayerMem_LoadLayerMemory"].execute("hard/inside.safetensors").result[0]
     assert scenes.memory_digest(loaded) == scenes.memory_digest(background)
 
 
@@ -159,13 +162,14 @@ def test_a_temp_file_is_refused_for_its_folder_not_as_a_link(host, N, background
     os.makedirs(temp, exist_ok=True)
     host.serialization.save(background, os.path.join(temp, "lm_temp.safetensors"))
     for name in ("lm_temp.safetensors [temp]", "missing.safetensors [temp]"):
-        text = _refused(host, N["LoadLayerMemory"].execute, name, match="ComfyUI's temp folder",
+        text = _refused(host, N["LayerMem_LoadLayerMemory"].execute, name,
+                        match="ComfyUI's temp folder",
                         input_name="file")
         assert "link" not in text and "copy the file into the input folder" in text
-        assert "temp folder" in N["LoadLayerMemory"].validate_inputs(name)
+        assert "temp folder" in N["LayerMem_LoadLayerMemory"].validate_inputs(name)
     copy = os.path.join(host.folder_paths.get_input_directory(), "lm_temp_copy.safetensors")
     host.serialization.save(background, copy)  # the fix the message names works
-    loaded = N["LoadLayerMemory"].execute("lm_temp_copy.safetensors").result[0]
+    loaded = N["LayerMem_LoadLayerMemory"].execute("lm_temp_copy.safetensors").result[0]
     assert scenes.memory_digest(loaded) == scenes.memory_digest(background)
 
 
@@ -178,9 +182,9 @@ def test_a_2_gib_file_is_refused_without_being_read(host, N, background):
     claiming_2_gib(host.serialization.to_bytes(background), "layers.0.trajectory.x",
                    os.path.join(folder, "claims_2gib.safetensors"))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    _refused(host, N["LoadLayerMemory"].execute, "hard/zeros_2gib.safetensors",
+    _refused(host, N["LayerMem_LoadLayerMemory"].execute, "hard/zeros_2gib.safetensors",
              match="not a safetensors file", input_name="file")
-    _refused(host, N["LoadLayerMemory"].execute, "hard/claims_2gib.safetensors",
+    _refused(host, N["LayerMem_LoadLayerMemory"].execute, "hard/claims_2gib.safetensors",
              match="trajectory x\\) has shape", input_name="file")
     grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak
     assert grown < 256 * 1024, f"peak RSS grew by {grown} KiB"
@@ -225,7 +229,7 @@ def test_fifos_and_folders_named_like_memories_neither_block_nor_load(host, N, b
         assert name not in options and f"{name} [output]" not in options, options
     assert any("pipe.safetensors" in r.getMessage() and "FIFO" in r.getMessage()
                for r in caplog.records), "the left-out FIFO is logged with its kind"
-    load = N["LoadLayerMemory"]
+    load = N["LayerMem_LoadLayerMemory"]
     for name in ("special/pipe.safetensors", "special/pipe.safetensors [output]"):
         assert "FIFO (named pipe), not a memory file" in _within(30, load.validate_inputs, name)
         _refused(host, _within, 30, load.execute, name, match="FIFO", input_name="file")
@@ -273,7 +277,8 @@ def test_files_with_bad_values_are_refused(host, N, three_layers):
     for case, (data, reason) in _bad_value_files(good).items():
         with open(os.path.join(folder, case + ".safetensors"), "wb") as f:
             f.write(data)
-        _refused(host, N["LoadLayerMemory"].execute, f"values/{case}.safetensors", match=reason,
+        _refused(host, N["LayerMem_LoadLayerMemory"].execute, f"values/{case}.safetensors",
+                 match=reason,
                  input_name="file")
 
 
@@ -283,7 +288,7 @@ def test_a_memory_with_nan_is_not_saved(host, N, background):
     x = t.x.clone()
     x[0, 0, 0, 0] = float("nan")
     bad = background.with_layers((replace(background.top, trajectory=replace(t, x=x)),))
-    _refused(host, N["SaveLayerMemory"].execute, bad, "lm_test/nan", match="cannot save",
+    _refused(host, N["LayerMem_SaveLayerMemory"].execute, bad, "lm_test/nan", match="cannot save",
              input_name="memory")
 
 
@@ -294,24 +299,24 @@ def test_prefixes_are_refused_or_normalised_so_every_saved_name_loads(host, N, b
                           (".hidden/scene", "starts with '.'"), ("/etc/scene", "absolute path"),
                           ("scene\u202egpj", "U\\+202E"), ("a\u200bb", "U\\+200B"),
                           ("x/\u2066y", "U\\+2066"), ("\ufeffscene", "U\\+FEFF")):
-        _refused(host, N["SaveLayerMemory"].execute, background, prefix, match=match,
+        _refused(host, N["LayerMem_SaveLayerMemory"].execute, background, prefix, match=match,
                  input_name="filename_prefix")
     for prefix, start in ((" ", "layer_memory/scene_"), ("  my scene /  x ", "my scene/x_")):
-        name = N["SaveLayerMemory"].execute(background, prefix).result[0]
+        name = N["LayerMem_SaveLayerMemory"].execute(background, prefix).result[0]
         assert name.startswith(start), name
         assert name in _file_options(N)
-        loaded = N["LoadLayerMemory"].execute(name).result[0]
+        loaded = N["LayerMem_LoadLayerMemory"].execute(name).result[0]
         assert scenes.memory_digest(loaded) == scenes.memory_digest(background)
 
 
 def test_delete_on_a_background_only_memory_and_full_width_digits(host, N, alpha, three_layers,
                                                                   no_sampling):
-    text = _refused(host, N["DeleteLayer"].execute, three_layers[0], alpha, "-1", 0.4, 0,
+    text = _refused(host, N["LayerMem_DeleteLayer"].execute, three_layers[0], alpha, "-1", 0.4, 0,
                     match="no layer to choose", input_name="layer")
     assert "from 1 to 0" not in text
-    _refused(host, N["DeleteLayer"].execute, three_layers[3], alpha, "\uff11", 0.4, 0,
+    _refused(host, N["LayerMem_DeleteLayer"].execute, three_layers[3], alpha, "\uff11", 0.4, 0,
              match="no layer is named", input_name="layer")
-    _refused(host, N["DeleteLayer"].execute, three_layers[3], alpha, "9" * 5000, 0.4, 0,
+    _refused(host, N["LayerMem_DeleteLayer"].execute, three_layers[3], alpha, "9" * 5000, 0.4, 0,
              match="out of range", input_name="layer")
     assert json.dumps(three_layers[3].describe())
 

@@ -26,16 +26,16 @@ def test_history_gives_each_stored_composite_and_the_truncated_memory(N, three_l
     memory = three_layers[-1]
     digest = scenes.memory_digest(memory)
     for k in range(len(memory.layers)):
-        kept, latent = N["LayerMemoryHistory"].execute(memory, str(k)).result
+        kept, latent = N["LayerMem_LayerMemoryHistory"].execute(memory, str(k)).result
         assert torch.equal(latent["samples"], memory.composite_latent(k)["samples"])
         assert kept.layers == memory.layers[:k + 1], \
             "the same layer objects: nothing recomputed or copied"
         assert scenes.memory_digest(kept) == scenes.memory_digest(three_layers[k]), \
             "undo == the memory at that time"
-    by_name = N["LayerMemoryHistory"].execute(memory, "object 2").result[0]
-    undo_top = N["LayerMemoryHistory"].execute(memory, "-2").result[0]
+    by_name = N["LayerMem_LayerMemoryHistory"].execute(memory, "object 2").result[0]
+    undo_top = N["LayerMem_LayerMemoryHistory"].execute(memory, "-2").result[0]
     assert len(by_name.layers) == 3 and len(undo_top.layers) == 3
-    assert N["LayerMemoryHistory"].execute(memory, "-1").result[0] is memory
+    assert N["LayerMem_LayerMemoryHistory"].execute(memory, "-1").result[0] is memory
     assert scenes.memory_digest(memory) == digest and len(memory.layers) == 4
 
 
@@ -43,9 +43,9 @@ def test_history_refuses_what_is_not_there(host, N, three_layers):
     refused = (("4", "out of range"), ("-5", "out of range"), ("dog", "no layer is named"))
     for spec, reason in refused:
         with pytest.raises(host.errors.LayerMemoryError, match=reason):
-            N["LayerMemoryHistory"].execute(three_layers[-1], spec)
+            N["LayerMem_LayerMemoryHistory"].execute(three_layers[-1], spec)
     with pytest.raises(host.errors.LayerMemoryError, match="expected a LAYER_MEMORY"):
-        N["LayerMemoryHistory"].execute(None, "0")
+        N["LayerMem_LayerMemoryHistory"].execute(None, "0")
 
 
 def test_adding_after_undo_is_like_adding_then(host, N, alpha, three_layers):
@@ -53,10 +53,11 @@ def test_adding_after_undo_is_like_adding_then(host, N, alpha, three_layers):
     layer 1."""
     memory = three_layers[-1]
     digest = scenes.memory_digest(memory)
-    undone = N["LayerMemoryHistory"].execute(memory, "1").result[0]
+    undone = N["LayerMem_LayerMemoryHistory"].execute(memory, "1").result[0]
     mask = scenes.box_mask(512, 0.6, 0.6, 0.95, 0.95)
-    a = N["AddLayer"].execute(undone, alpha, scenes.cond(90), mask, 9, name="redo").result[0]
-    b = N["AddLayer"].execute(three_layers[1], alpha, scenes.cond(90), mask, 9,
+    a = N["LayerMem_AddLayer"].execute(undone, alpha, scenes.cond(90), mask, 9,
+                                       name="redo").result[0]
+    b = N["LayerMem_AddLayer"].execute(three_layers[1], alpha, scenes.cond(90), mask, 9,
                               name="redo").result[0]
     assert scenes.memory_digest(a) == scenes.memory_digest(b)
     assert len(a.layers) == 3 and scenes.memory_digest(memory) == digest
@@ -67,29 +68,29 @@ def test_adding_after_undo_is_like_adding_then(host, N, alpha, three_layers):
 def test_rename_by_index_or_name_and_use_the_name(host, N, alpha, three_layers):
     memory = three_layers[-1]
     digest = scenes.memory_digest(memory)
-    out = N["RenameLayer"].execute(memory, "-1", "  red car ")
+    out = N["LayerMem_RenameLayer"].execute(memory, "-1", "  red car ")
     renamed = out.result[0]
     assert renamed.layers[3].name == "red car" and memory.layers[3].name == "object 3"
     assert "red car" in out.ui["text"][0]
     assert out.ui["layer_choices"][3] == {"label": "3: object 3", "value": "object 3"}, \
         "the choices are the input memory's layers"
     assert renamed.layers[3].trajectory is memory.layers[3].trajectory, "only the name changed"
-    again = N["RenameLayer"].execute(renamed, "object 1", "sky").result[0]
+    again = N["LayerMem_RenameLayer"].execute(renamed, "object 1", "sky").result[0]
     assert [layer.name for layer in again.layers] == ["background", "sky", "object 2", "red car"]
-    bg = N["RenameLayer"].execute(memory, "0", "meadow").result[0]
+    bg = N["LayerMem_RenameLayer"].execute(memory, "0", "meadow").result[0]
     assert bg.layers[0].name == "meadow"
     # the new name works in DeleteLayer (top layer: no sampling) and in the history
-    by_name = N["DeleteLayer"].execute(again, alpha, "red car", 0.4, 0, 2).result[0]
-    by_index = N["DeleteLayer"].execute(again, alpha, "-1", 0.4, 0, 2).result[0]
+    by_name = N["LayerMem_DeleteLayer"].execute(again, alpha, "red car", 0.4, 0, 2).result[0]
+    by_index = N["LayerMem_DeleteLayer"].execute(again, alpha, "-1", 0.4, 0, 2).result[0]
     assert scenes.memory_digest(by_name) == scenes.memory_digest(by_index)
     assert len(by_name.layers) == 3
-    assert len(N["LayerMemoryHistory"].execute(again, "sky").result[0].layers) == 2
+    assert len(N["LayerMem_LayerMemoryHistory"].execute(again, "sky").result[0].layers) == 2
     refused = (("", "empty"), ("  ", "empty"), ("3", "is a number"), ("-1", "is a number"))
     for bad, reason in refused:
         with pytest.raises(host.errors.LayerMemoryError, match=reason):
-            N["RenameLayer"].execute(memory, "1", bad)
+            N["LayerMem_RenameLayer"].execute(memory, "1", bad)
     with pytest.raises(host.errors.LayerMemoryError, match="no layer is named"):
-        N["RenameLayer"].execute(memory, "cat", "dog")
+        N["LayerMem_RenameLayer"].execute(memory, "cat", "dog")
     assert scenes.memory_digest(memory) == digest
     assert [layer.name for layer in memory.layers] == \
         ["background", "object 1", "object 2", "object 3"]
@@ -135,7 +136,7 @@ def test_annotate_draws_only_outlines_and_labels(preview):
 def test_preview_node(host, N, three_layers, vae, temp_dir, preview):
     memory = three_layers[-1]
     digest = scenes.memory_digest(memory)
-    out = N["PreviewLayers"].execute(memory, vae)
+    out = N["LayerMem_PreviewLayers"].execute(memory, vae)
     outlined, per_layer = out.result
     assert outlined.shape == (1, 512, 512, 3) and per_layer.shape == (4, 512, 512, 3)
     for k in (0, 3):  # the same code path for every k; VAE decoding is the slow part of this test
@@ -168,7 +169,7 @@ def test_preview_node(host, N, three_layers, vae, temp_dir, preview):
 
 def test_preview_line_width(N, three_layers, vae, temp_dir, preview):
     memory = three_layers[1]
-    outlined, per_layer = N["PreviewLayers"].execute(memory, vae, 6).result
+    outlined, per_layer = N["LayerMem_PreviewLayers"].execute(memory, vae, 6).result
     colour = torch.tensor(preview.palette(1)[0]) / 255.0
     region = preview.region(memory.layers[1].latent_mask, (512, 512))
     ys, xs = torch.nonzero(region, as_tuple=True)
@@ -179,14 +180,15 @@ def test_preview_line_width(N, three_layers, vae, temp_dir, preview):
 
 
 def test_preview_of_a_background_only_memory(N, background, vae, temp_dir):
-    outlined, per_layer = N["PreviewLayers"].execute(background, vae).result
+    outlined, per_layer = N["LayerMem_PreviewLayers"].execute(background, vae).result
     assert per_layer.shape[0] == 1
     assert torch.allclose(outlined[0], per_layer[0], atol=1 / 255 + 1e-6), "no layer, nothing drawn"
 
 
 def test_new_nodes_are_registered_with_tooltips(host):
-    new_nodes = ("SaveLayerMemory", "LoadLayerMemory", "LayerMemoryHistory", "RenameLayer",
-                 "PreviewLayers")
+    new_nodes = ("LayerMem_SaveLayerMemory", "LayerMem_LoadLayerMemory",
+                 "LayerMem_LayerMemoryHistory", "LayerMem_RenameLayer",
+                 "LayerMem_PreviewLayers")
     for node_id in new_nodes:
         cls = host.nodes.NODE_CLASS_MAPPINGS[node_id]
         info = cls.INPUT_TYPES()
@@ -196,5 +198,5 @@ def test_new_nodes_are_registered_with_tooltips(host):
         assert cls.CATEGORY == "layer_memory" and cls.DESCRIPTION
         schema = cls.GET_SCHEMA()
         assert all(o.tooltip for o in schema.outputs), node_id
-    assert host.nodes.NODE_CLASS_MAPPINGS["SaveLayerMemory"].OUTPUT_NODE
-    assert host.nodes.NODE_CLASS_MAPPINGS["PreviewLayers"].OUTPUT_NODE
+    assert host.nodes.NODE_CLASS_MAPPINGS["LayerMem_SaveLayerMemory"].OUTPUT_NODE
+    assert host.nodes.NODE_CLASS_MAPPINGS["LayerMem_PreviewLayers"].OUTPUT_NODE

@@ -25,7 +25,7 @@ class NoDecode:
 
 
 def _box(N, memory, x, y, w, h, vae=None, **kw):
-    return N["LayerMemoryBox"].execute(memory, x, y, w, h, vae=vae, **kw)
+    return N["LayerMem_LayerMemoryBox"].execute(memory, x, y, w, h, vae=vae, **kw)
 
 
 @pytest.mark.parametrize("box", [(0, 0, 512, 512), (64, 128, 200, 72), (511, 0, 1, 512),
@@ -109,8 +109,8 @@ def test_the_mask_makes_the_same_layer_as_a_hand_made_box(N, alpha, background, 
     mask = _box(N, background, 64, 96, 256, 160).result[0]
     by_hand = torch.zeros(1, 512, 512)
     by_hand[:, 96:256, 64:320] = 1.0
-    a = N["AddLayer"].execute(background, alpha, scenes.cond(40), mask, 3).result[0]
-    b = N["AddLayer"].execute(background, alpha, scenes.cond(40), by_hand, 3).result[0]
+    a = N["LayerMem_AddLayer"].execute(background, alpha, scenes.cond(40), mask, 3).result[0]
+    b = N["LayerMem_AddLayer"].execute(background, alpha, scenes.cond(40), by_hand, 3).result[0]
     assert scenes.memory_digest(a) == scenes.memory_digest(b)
 
 
@@ -118,7 +118,7 @@ def test_the_mask_makes_the_same_layer_as_a_hand_made_box(N, alpha, background, 
 
 def test_layer_inputs_get_the_input_memorys_layers(host, N, alpha, three_layers):
     memory = three_layers[-1].renamed(2, "object 1")  # two layers named "object 1"
-    history = N["LayerMemoryHistory"].execute(memory, "-1").ui["layer_choices"]
+    history = N["LayerMem_LayerMemoryHistory"].execute(memory, "-1").ui["layer_choices"]
     assert history == [{"label": "0: background", "value": "background"},
                        {"label": "1: object 1", "value": "1"},  # the name picks layer 2
                        {"label": "2: object 1", "value": "object 1"},
@@ -126,6 +126,6 @@ def test_layer_inputs_get_the_input_memorys_layers(host, N, alpha, three_layers)
     for choice in history:
         assert memory.resolve(choice["value"], allow_background=True) == \
             int(choice["label"].split(":")[0]), choice
-    deleted = N["DeleteLayer"].execute(memory, alpha, "-1", 0.0, 1).ui["layer_choices"]
+    deleted = N["LayerMem_DeleteLayer"].execute(memory, alpha, "-1", 0.0, 1).ui["layer_choices"]
     assert [c["label"] for c in deleted] == ["1: object 1", "2: object 1", "3: object 3"], \
         "DeleteLayer cannot pick the background"

@@ -24,7 +24,7 @@ class NoDecode:
 
 
 def _box(N, memory, x=0, y=0, w=64, h=64, **kw):
-    return N["LayerMemoryBox"].execute(memory, x, y, w, h, **kw)
+    return N["LayerMem_LayerMemoryBox"].execute(memory, x, y, w, h, **kw)
 
 
 STROKES = [{"tool": "brush", "radius": 30, "points": [[100, 120], [180, 150], [260, 140]]},
@@ -109,7 +109,8 @@ def test_layers_shape_is_its_own_mask_shifted(N, round_layer, temp_dir):
     memory = round_layer
     digest = scenes.memory_digest(memory)
     old = memory.layers[1].latent_mask
-    (x, y, w, h) = N["LayerMemoryBox"].execute(memory, 0, 0, 8, 8).ui["layer_box"][0]["layers"][0][
+    (x, y, w, h) = N["LayerMem_LayerMemoryBox"].execute(memory, 0, 0, 8,
+                                                        8).ui["layer_box"][0]["layers"][0][
         "box"]
     mask = _box(N, memory, x + 96, y + 40, w, h, layer="ball", shape="layer's shape").result[0]
     up = old.repeat_interleave(8, 0).repeat_interleave(8, 1)
@@ -124,11 +125,12 @@ def test_edit_layer_moves_the_shape(N, alpha, round_layer, temp_dir):
     """EditLayer with the shape mask: the new layer's latent mask is the old one shifted."""
     memory = round_layer
     old = memory.layers[1].latent_mask
-    (x, y, w, h) = N["LayerMemoryBox"].execute(memory, 0, 0, 8, 8).ui["layer_box"][0]["layers"][0][
+    (x, y, w, h) = N["LayerMem_LayerMemoryBox"].execute(memory, 0, 0, 8,
+                                                        8).ui["layer_box"][0]["layers"][0][
         "box"]
     mask, layer = _box(N, memory, x + 96, y + 40, w, h, layer="ball",
                        shape="layer's shape").result
-    moved = N["EditLayer"].execute(memory, alpha, layer, 51, mask=mask, grow=0,
+    moved = N["LayerMem_EditLayer"].execute(memory, alpha, layer, 51, mask=mask, grow=0,
                                    feather=0).result[0]
     assert torch.equal(moved.layers[1].latent_mask, torch.roll(old, (5, 12), (0, 1)))
     assert moved.layers[1].name == "ball"

@@ -34,11 +34,11 @@ def test_nodes_leave_their_input_bit_identical(host, alpha, three_layers):
     memory = three_layers[2]
     digest = scenes.memory_digest(memory)
     mask = scenes.box_mask(512, 0.5, 0.5, 0.9, 0.9)
-    a = N["AddLayer"].execute(memory, alpha, scenes.cond(50), mask, 1).result[0]
-    b = N["AddLayer"].execute(memory, alpha, scenes.cond(51), mask, 2).result[0]
-    d = N["DeleteLayer"].execute(memory, alpha, "1", 0.4, 0, 2).result[0]
-    N["ListLayers"].execute(memory)
-    N["BCGBlend"].execute(alpha, memory, mask, 0, 0)
+    a = N["LayerMem_AddLayer"].execute(memory, alpha, scenes.cond(50), mask, 1).result[0]
+    b = N["LayerMem_AddLayer"].execute(memory, alpha, scenes.cond(51), mask, 2).result[0]
+    d = N["LayerMem_DeleteLayer"].execute(memory, alpha, "1", 0.4, 0, 2).result[0]
+    N["LayerMem_ListLayers"].execute(memory)
+    N["LayerMem_BCGBlend"].execute(alpha, memory, mask, 0, 0)
     assert scenes.memory_digest(memory) == digest
     assert [len(m.layers) for m in (memory, a, b, d)] == [3, 4, 4, 2]
     assert a is not memory and b is not memory and d is not memory
@@ -50,11 +50,12 @@ def _two_branch_graph(host):
 
     register_test_cond(host)
     g = GraphBuilder()
-    loader = g.node("LoadPixArt", unet_name=ALPHA_512.filename,
+    loader = g.node("LayerMem_LoadPixArt", unet_name=ALPHA_512.filename,
                     text_encoder=host.labels.NO_TEXT_ENCODER, vae_name="taesd",
                     weight_dtype="default")
     pos, neg = g.node("LayerMemTestCond", seed=1), g.node("LayerMemTestCond", seed=2)
-    start = g.node("LayerMemory", model=loader.out(0), positive=pos.out(0), negative=neg.out(0),
+    start = g.node("LayerMem_LayerMemory", model=loader.out(0), positive=pos.out(0),
+                   negative=neg.out(0),
                    width=512, height=512, seed=3, steps=2, cfg=4.5, sampler_name="euler",
                    scheduler="normal", name="background")
     canvas = g.node("SolidMask", value=0.0, width=512, height=512)
@@ -63,11 +64,11 @@ def _two_branch_graph(host):
                   operation="add")
     branches = []
     for s in (5, 6):
-        add = g.node("AddLayer", memory=start.out(0), model=loader.out(0),
+        add = g.node("LayerMem_AddLayer", memory=start.out(0), model=loader.out(0),
                      positive=g.node("LayerMemTestCond", seed=s).out(0), mask=mask.out(0), seed=s,
                      use_mqd=True, grow=0, feather=0, unblended_fraction=0.0)
-        branches.append(g.node("ListLayers", memory=add.out(0)))
-    listing = g.node("ListLayers", memory=start.out(0))
+        branches.append(g.node("LayerMem_ListLayers", memory=add.out(0)))
+    listing = g.node("LayerMem_ListLayers", memory=start.out(0))
     return g.finalize(), start.id, listing.id, [b.id for b in branches]
 
 

@@ -5,14 +5,16 @@ from random_models import ALPHA_512
 
 pytestmark = pytest.mark.host
 
-NODE_IDS = ["LoadPixArt", "LayerMemory", "AddLayer", "BCGBlend", "DeleteLayer", "ListLayers",
-            "PreviewLayers", "LayerMemoryHistory", "RenameLayer", "SaveLayerMemory",
-            "LoadLayerMemory", "LayerMemoryBox"]
+NODE_IDS = ["LayerMem_LoadPixArt", "LayerMem_LayerMemory", "LayerMem_AddLayer",
+            "LayerMem_BCGBlend", "LayerMem_DeleteLayer", "LayerMem_ListLayers",
+            "LayerMem_PreviewLayers", "LayerMem_LayerMemoryHistory", "LayerMem_RenameLayer",
+            "LayerMem_SaveLayerMemory",
+            "LayerMem_LoadLayerMemory", "LayerMem_LayerMemoryBox"]
 
 
 def _load_pixart(host):
     """LoadPixArt with the random PixArt-alpha 512, no text encoder and TAESD."""
-    node = host.nodes.NODE_CLASS_MAPPINGS["LoadPixArt"]
+    node = host.nodes.NODE_CLASS_MAPPINGS["LayerMem_LoadPixArt"]
     return node.execute(ALPHA_512.filename, host.labels.NO_TEXT_ENCODER, "taesd", "default")
 
 
@@ -38,11 +40,12 @@ def test_load_pixart_through_comfy_loaders(host):
 def test_scene_through_nodes(host):
     N = host.nodes.NODE_CLASS_MAPPINGS
     model = _load_pixart(host).result[0]
-    memory, latent = N["LayerMemory"].execute(model, scenes.cond(1), scenes.negative(), 512, 512, 0,
+    memory, latent = N["LayerMem_LayerMemory"].execute(model, scenes.cond(1), scenes.negative(),
+                                                       512, 512, 0,
                                               2, 4.5, "euler", "normal").result
     assert latent["samples"].shape == (1, 4, 64, 64)
     mask = scenes.box_mask(512, 0.2, 0.2, 0.6, 0.6)
-    memory2, latent2 = N["AddLayer"].execute(memory, model, scenes.cond(2), mask, 5).result
+    memory2, latent2 = N["LayerMem_AddLayer"].execute(memory, model, scenes.cond(2), mask, 5).result
     assert len(memory2.layers) == 2 and len(memory.layers) == 1
-    text = N["ListLayers"].execute(memory2).result[0]
+    text = N["LayerMem_ListLayers"].execute(memory2).result[0]
     assert "layer 1" in text and "background" in text

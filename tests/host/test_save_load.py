@@ -29,7 +29,7 @@ def N(host):
 
 
 def file_options(N) -> list:
-    spec = N["LoadLayerMemory"].INPUT_TYPES()["required"]["file"]
+    spec = N["LayerMem_LoadLayerMemory"].INPUT_TYPES()["required"]["file"]
     return spec[1]["options"] if spec[0] == "COMBO" else spec[0]
 
 
@@ -39,7 +39,7 @@ def saved(host, N, three_layers):
     saving)."""
     memory = three_layers[-1]
     digest = scenes.memory_digest(memory)
-    out = N["SaveLayerMemory"].execute(memory, "lm_test/scene")
+    out = N["LayerMem_SaveLayerMemory"].execute(memory, "lm_test/scene")
     name = out.result[0]
     path = os.path.join(host.folder_paths.get_output_directory(),
                         name.removesuffix(host.labels.OUTPUT_TAG))
@@ -68,7 +68,7 @@ def test_save_writes_safetensors_with_counter_and_reports_it(host, N, saved, ser
     assert md == meta and torch.equal(sd["layers.3.trajectory.x"], memory.layers[3].trajectory.x)
     assert "layers.1.negative" not in sd, "the negative every layer shares is stored once"
     # counter naming, and the same memory always gives the same bytes
-    again = N["SaveLayerMemory"].execute(memory, "lm_test/scene").result[0]
+    again = N["LayerMem_SaveLayerMemory"].execute(memory, "lm_test/scene").result[0]
     n1 = int(name.split("_")[-2])
     assert again == name.replace(f"_{n1:05}_", f"_{n1 + 1:05}_")
     path2 = os.path.join(host.folder_paths.get_output_directory(),
@@ -76,7 +76,7 @@ def test_save_writes_safetensors_with_counter_and_reports_it(host, N, saved, ser
     with open(path, "rb") as f1, open(path2, "rb") as f2:
         assert f1.read() == f2.read()
     with pytest.raises(host.errors.LayerMemoryError, match="filename_prefix"):
-        N["SaveLayerMemory"].execute(memory, "../../outside")
+        N["LayerMem_SaveLayerMemory"].execute(memory, "../../outside")
     assert scenes.memory_digest(memory) == digest, "saving changed nothing"
 
 
@@ -96,8 +96,8 @@ def test_load_node_lists_and_round_trips_exactly(host, N, saved, three_layers):
     name, path, memory, digest, _ = saved
     options = file_options(N)
     assert name in options, "memories saved to the output folder are listed with ' [output]'"
-    assert N["LoadLayerMemory"].validate_inputs(name) is True
-    loaded, latent, table = N["LoadLayerMemory"].execute(name).result
+    assert N["LayerMem_LoadLayerMemory"].validate_inputs(name) is True
+    loaded, latent, table = N["LayerMem_LoadLayerMemory"].execute(name).result
     assert loaded is not memory
     assert_same_memory(memory, loaded)
     assert torch.equal(latent["samples"], memory.composite_latent()["samples"])
@@ -113,12 +113,13 @@ def test_input_folder_copy_is_listed_and_loads(host, N, saved):
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     shutil.copy(path, dest)
     assert "shared/scene.safetensors" in file_options(N)
-    assert_same_memory(memory, N["LoadLayerMemory"].execute("shared/scene.safetensors").result[0])
+    assert_same_memory(memory,
+                       N["LayerMem_LoadLayerMemory"].execute("shared/scene.safetensors").result[0])
 
 
 def test_add_and_delete_on_the_loaded_memory_equal_the_original(host, N, alpha, saved):
     name, path, memory, digest, _ = saved
-    loaded = N["LoadLayerMemory"].execute(name).result[0]
+    loaded = N["LayerMem_LoadLayerMemory"].execute(name).result[0]
     mask = scenes.box_mask(512, 0.55, 0.05, 0.95, 0.45)
     a = host.layer_ops.add_layer(memory, alpha, scenes.cond(77), mask, seed=5, name="new")
     b = host.layer_ops.add_layer(loaded, alpha, scenes.cond(77), mask, seed=5, name="new")
@@ -131,28 +132,29 @@ def test_add_and_delete_on_the_loaded_memory_equal_the_original(host, N, alpha, 
 
 def test_memory_of_another_model_is_refused_at_use(host, N, models, saved):
     name, *_ = saved
-    loaded = N["LoadLayerMemory"].execute(name).result[0]
+    loaded = N["LayerMem_LoadLayerMemory"].execute(name).result[0]
     sigma = models("pixart_sigma_512")
     with pytest.raises(host.errors.LayerMemoryError, match="made with another model") as e:
-        N["AddLayer"].execute(loaded, sigma, scenes.cond(3, micro=False),
+        N["LayerMem_AddLayer"].execute(loaded, sigma, scenes.cond(3, micro=False),
                               scenes.box_mask(512, 0.1, 0.1, 0.5, 0.5), 1)
     assert "image_model" in str(e.value) and "Fix:" in str(e.value)
 
 
 def test_float16_storage_halves_trajectories_and_still_works(host, N, alpha, saved, ser):
     name, path, memory, *_ = saved
-    half = N["SaveLayerMemory"].execute(memory, "lm_test/half", host.labels.STORAGE_HALF).result[0]
+    half = N["LayerMem_SaveLayerMemory"].execute(memory, "lm_test/half",
+                                                 host.labels.STORAGE_HALF).result[0]
     half_path = os.path.join(host.folder_paths.get_output_directory(),
                              half.removesuffix(host.labels.OUTPUT_TAG))
     traj = sum(layer.trajectory.x.nbytes for layer in memory.layers)
     assert os.path.getsize(path) - os.path.getsize(half_path) == pytest.approx(traj / 2, abs=16)
-    loaded = N["LoadLayerMemory"].execute(half).result[0]
+    loaded = N["LayerMem_LoadLayerMemory"].execute(half).result[0]
     for la, lb in zip(memory.layers, loaded.layers, strict=True):
         assert lb.trajectory.x.dtype == torch.float32
         assert torch.equal(lb.trajectory.x, la.trajectory.x.half().float())
         assert torch.equal(lb.trajectory.final, la.trajectory.final)
     mask = scenes.box_mask(512, 0.55, 0.05, 0.95, 0.45)
-    added = N["AddLayer"].execute(loaded, alpha, scenes.cond(77), mask, 5).result[0]
+    added = N["LayerMem_AddLayer"].execute(loaded, alpha, scenes.cond(77), mask, 5).result[0]
     assert len(added.layers) == 5
 
 
@@ -205,9 +207,9 @@ def test_every_bad_file_is_refused_naming_file_and_reason(host, N, saved):
     for case, (_, reason) in cases.items():
         file = "bad/" + case.replace(" ", "_") + ".safetensors"
         assert file in options, "every .safetensors of the input folder is listed"
-        assert N["LoadLayerMemory"].validate_inputs(file) is True
+        assert N["LayerMem_LoadLayerMemory"].validate_inputs(file) is True
         with pytest.raises(host.errors.LayerMemoryError) as e:
-            N["LoadLayerMemory"].execute(file)
+            N["LayerMem_LoadLayerMemory"].execute(file)
         text = str(e.value)
         assert file in text and "Fix:" in text and re.search(reason, text), (case, text)
     # a model file saved to the output folder is not offered as a memory
@@ -218,11 +220,11 @@ def test_every_bad_file_is_refused_naming_file_and_reason(host, N, saved):
 
 
 def test_missing_and_escaping_paths(host, N):
-    msg = N["LoadLayerMemory"].validate_inputs("nope.safetensors")
+    msg = N["LayerMem_LoadLayerMemory"].validate_inputs("nope.safetensors")
     assert isinstance(msg, str) and "does not exist" in msg
-    assert "outside" in N["LoadLayerMemory"].validate_inputs("../../etc/passwd")
+    assert "outside" in N["LayerMem_LoadLayerMemory"].validate_inputs("../../etc/passwd")
     with pytest.raises(host.errors.LayerMemoryError, match="cannot read 'gone.safetensors'"):
-        N["LoadLayerMemory"].execute("gone.safetensors")
+        N["LayerMem_LoadLayerMemory"].execute("gone.safetensors")
 
 
 def test_executor_reloads_when_the_file_changes(host, N, three_layers, ser):
@@ -239,10 +241,10 @@ def test_executor_reloads_when_the_file_changes(host, N, three_layers, ser):
 
     with open(path, "rb") as fh:
         digest = hashlib.sha256(fh.read()).hexdigest()
-    assert N["LoadLayerMemory"].fingerprint_inputs("exec_scene.safetensors") == digest
+    assert N["LayerMem_LoadLayerMemory"].fingerprint_inputs("exec_scene.safetensors") == digest
     g = GraphBuilder()
-    load = g.node("LoadLayerMemory", file="exec_scene.safetensors")
-    listing = g.node("ListLayers", memory=load.out(0))
+    load = g.node("LayerMem_LoadLayerMemory", file="exec_scene.safetensors")
+    listing = g.node("LayerMem_ListLayers", memory=load.out(0))
     prompt = g.finalize()
     valid = asyncio.run(execution.validate_prompt("v", prompt, None))
     assert valid[0], valid
@@ -265,6 +267,6 @@ def test_executor_reloads_when_the_file_changes(host, N, three_layers, ser):
     ser.save(three_layers[1],
              os.path.join(host.folder_paths.get_output_directory(), "fresh.safetensors"))
     g2 = GraphBuilder()
-    g2.node("ListLayers",
-            memory=g2.node("LoadLayerMemory", file="fresh.safetensors [output]").out(0))
+    g2.node("LayerMem_ListLayers",
+            memory=g2.node("LayerMem_LoadLayerMemory", file="fresh.safetensors [output]").out(0))
     assert asyncio.run(execution.validate_prompt("w", g2.finalize(), None))[0]

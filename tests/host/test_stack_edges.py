@@ -86,7 +86,7 @@ def test_another_sampler_on_the_same_sigmas_falls_back_up_front(host, alpha, bac
     import comfy.sample
 
     mask = scenes.box_mask(512, 0.2, 0.2, 0.6, 0.6)
-    patched = (host.nodes.NODE_CLASS_MAPPINGS["BCGBlend"]
+    patched = (host.nodes.NODE_CLASS_MAPPINGS["LayerMem_BCGBlend"]
                .execute(alpha, background, mask, 0, 0).result[0])
     s = background.schedule
     latent = torch.zeros(1, 4, 64, 64)

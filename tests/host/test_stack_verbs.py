@@ -171,7 +171,8 @@ def test_memory_from_a_picture_keeps_the_picture_outside_every_mask(host, alpha)
     g = torch.Generator().manual_seed(3)
     image = torch.rand(1, 512, 512, 3, generator=g)
     N = host.nodes.NODE_CLASS_MAPPINGS
-    memory = N["LayerMemoryFromImage"].execute(alpha, vae, image, scenes.cond(1), scenes.negative(),
+    memory = N["LayerMem_LayerMemoryFromImage"].execute(alpha, vae, image, scenes.cond(1),
+                                                        scenes.negative(),
                                                STEPS, 4.5, "dpmpp_2m", "karras", 0).result[0]
     encoded = alpha.model.process_latent_in(vae.encode(image)).to(torch.float32)[0]
     assert torch.equal(memory.top.trajectory.final, encoded)
@@ -186,5 +187,6 @@ def test_memory_from_a_picture_keeps_the_picture_outside_every_mask(host, alpha)
     for bad, text in ((torch.rand(2, 512, 512, 3), "batch of 2"),
                       (torch.rand(1, 500, 512, 3), "upscale it first")):
         with pytest.raises(host.errors.LayerMemoryError, match=text):
-            N["LayerMemoryFromImage"].execute(alpha, vae, bad, scenes.cond(1), scenes.negative(),
+            N["LayerMem_LayerMemoryFromImage"].execute(alpha, vae, bad, scenes.cond(1),
+                                                       scenes.negative(),
                                               STEPS, 4.5, "dpmpp_2m", "karras", 0)

@@ -19,7 +19,7 @@ def sdxl_nodes(host):
 def test_layer_nodes_with_sdxl(host, sdxl_nodes):
     N, model = sdxl_nodes, us.model("sdxl")
     bg, latent = (
-        N["LayerMemory"]
+        N["LayerMem_LayerMemory"]
         .execute(
             model,
             us.cond("sdxl", 1),
@@ -41,18 +41,19 @@ def test_layer_nodes_with_sdxl(host, sdxl_nodes):
         SIZE // 8,
     )
     box = scenes.box_mask(SIZE, 0.2, 0.2, 0.6, 0.6)
-    one = N["AddLayer"].execute(bg, model, us.cond("sdxl", 3), box, 6, name="a").result[0]
+    one = N["LayerMem_AddLayer"].execute(bg, model, us.cond("sdxl", 3), box, 6, name="a").result[0]
     two = (
-        N["AddLayer"]
+        N["LayerMem_AddLayer"]
         .execute(
             one, model, us.cond("sdxl", 4), scenes.box_mask(SIZE, 0.5, 0.4, 0.9, 0.9), 7, name="b"
         )
         .result[0]
     )
-    edited = N["EditLayer"].execute(two, model, "a", 8, positive=us.cond("sdxl", 5)).result[0]
+    edited = N["LayerMem_EditLayer"].execute(two, model, "a", 8, positive=us.cond("sdxl",
+                                                                                  5)).result[0]
     assert [layer.name for layer in edited.layers] == ["background", "a", "b"]
     assert edited.layers[1].positive.pooled is not None
-    deleted = N["DeleteLayer"].execute(edited, model, "a", 0.5, 0).result[0]
+    deleted = N["LayerMem_DeleteLayer"].execute(edited, model, "a", 0.5, 0).result[0]
     assert [layer.name for layer in deleted.layers] == ["background", "b"]
     # EditLayer and DeleteLayer heal a region grown by 2 latent pixels (their default)
     grown = host.masks.grow(torch.maximum(one.top.latent_mask, two.top.latent_mask), 2)
@@ -80,7 +81,7 @@ def test_bcgblend_with_the_stock_sampler(host, sdxl_nodes):
         scheduler="normal",
     )
     mask = scenes.box_mask(SIZE, 0.2, 0.2, 0.6, 0.6)
-    patched = sdxl_nodes["BCGBlend"].execute(model, bg, mask, 0, 0).result[0]
+    patched = sdxl_nodes["LayerMem_BCGBlend"].execute(model, bg, mask, 0, 0).result[0]
     s = bg.schedule
     latent = torch.zeros(1, 4, SIZE // 8, SIZE // 8)
     out = comfy.sample.sample(
@@ -107,7 +108,8 @@ def test_an_odd_latent_size_saves_and_loads_for_a_unet(host, sdxl_nodes, tmp_pat
     memory LayerMemory made must load again (the even-latent rule is PixArt's 2x2 patches only)."""
     N, model = sdxl_nodes, us.model(family)
     width, height = 136, 128
-    bg = N["LayerMemory"].execute(model, us.cond(family, 1), us.cond(family, 2), width, height,
+    bg = N["LayerMem_LayerMemory"].execute(model, us.cond(family, 1), us.cond(family, 2), width,
+                                           height,
                                   5, 1, 6.0, "euler", "normal").result[0]
     assert bg.top.trajectory.final.shape[-2:] == (16, 17)
     path = tmp_path / "odd.safetensors"

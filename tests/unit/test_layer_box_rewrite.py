@@ -7,8 +7,8 @@ import headless
 
 def _prompt(box: dict) -> dict:
     return {
-        "1": {"class_type": "LayerMemory", "inputs": {"width": 1024, "height": 1024}},
-        "2": {"class_type": "LayerMemoryBox", "inputs": {"memory": ["1", 0], **box}},
+        "1": {"class_type": "LayerMem_LayerMemory", "inputs": {"width": 1024, "height": 1024}},
+        "2": {"class_type": "LayerMem_LayerMemoryBox", "inputs": {"memory": ["1", 0], **box}},
     }
 
 

@@ -178,11 +178,11 @@ def _scaled_strokes(text: str, scale: float) -> str:
 
 
 RULES: dict[str, tuple[Rule, ...]] = {
-    "LoadPixArt": (_random_loader,),
+    "LayerMem_LoadPixArt": (_random_loader,),
     "CLIPTextEncodePixArtAlpha": (_test_encoder,),
     "CLIPTextEncode": (_test_encoder, _test_sd15_encoder),
-    "LayerMemory": (_scene_size, _steps),
-    "LayerMemoryFromImage": (_steps,),
+    "LayerMem_LayerMemory": (_scene_size, _steps),
+    "LayerMem_LayerMemoryFromImage": (_steps,),
     "ImageScale": (_scene_size,),
     "CheckpointLoaderSimple": (_test_checkpoint_loader,),
     "CLIPTextEncodeSDXL": (_test_sdxl_encoder,),
@@ -192,8 +192,8 @@ RULES: dict[str, tuple[Rule, ...]] = {
     "BasicScheduler": (_steps,),
     "SolidMask": (_scaled("width", "height", minimum=1),),
     "MaskComposite": (_scaled("x", "y"),),
-    "PreviewLayers": (_line_width,),
-    "LayerMemoryBox": (_layer_box,),
+    "LayerMem_PreviewLayers": (_line_width,),
+    "LayerMem_LayerMemoryBox": (_layer_box,),
 }
 
 
@@ -205,10 +205,10 @@ def _sizes(prompt: dict, class_type: str) -> list[tuple[int, int]]:
 
 def _start(prompt: dict, original: dict, steps: int, size: int) -> Rewrite:
     """The scale from the scene's size: LayerMemory's, else (a loaded memory) the prompts'."""
-    sizes = _sizes(prompt, "LayerMemory") or _sizes(prompt, "CLIPTextEncodePixArtAlpha")
+    sizes = _sizes(prompt, "LayerMem_LayerMemory") or _sizes(prompt, "CLIPTextEncodePixArtAlpha")
     scale = size / min(sizes[0]) if sizes and min(sizes[0]) > size else 1.0
     rw = Rewrite(original, scale, (size, size), size, steps,
-                 {nid for nid, n in prompt.items() if n["class_type"] == "LoadPixArt"},
+                 {nid for nid, n in prompt.items() if n["class_type"] == "LayerMem_LoadPixArt"},
                  {nid for nid, n in prompt.items() if n["class_type"] == "CheckpointLoaderSimple"
                   and not _is_sdxl_file(n["inputs"].get("ckpt_name", ""))})
     if sizes:

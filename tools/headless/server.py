@@ -149,7 +149,8 @@ class ComfyServer:
                 raise HeadlessError(f"ComfyUI did not answer within {self.startup_timeout:.0f} s; "
                                     f"log {self.log_path}:\n{self.log_tail()}")
             time.sleep(0.5)
-        needed = ["LayerMemory"] + ([base_folder.TEST_ENCODER] if self.random_models else [])
+        needed = (["LayerMem_LayerMemory"]
+                  + ([base_folder.TEST_ENCODER] if self.random_models else []))
         for node in needed:
             if node not in requests.get(f"{self.url}/object_info/{node}", timeout=30).json():
                 raise HeadlessError(f"ComfyUI started but node {node} is missing: the custom "
