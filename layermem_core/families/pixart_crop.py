@@ -39,8 +39,8 @@ class CropPositionEmbed(torch.nn.Module):
                  box: tuple[int, int, int, int]):
         super().__init__()
         self.stock = stock  # the same module: weight patches and casting apply unchanged
-        self.patch_size = int(dm.patch_size)
-        self.params = (dm.hidden_size, dm.pe_interpolation, dm.pe_precision, self.patch_size)
+        self.patch_size = stock.patch_size  # PixArtMS.unpatchify reads x_embedder.patch_size
+        self.params = (dm.hidden_size, dm.pe_interpolation, dm.pe_precision, int(dm.patch_size))
         self.full_hw, self.box = full_hw, box
         self._delta: dict[tuple, torch.Tensor] = {}
 
