@@ -74,6 +74,13 @@ def _assert_same_outside(new, old, keep):
         assert torch.equal(points(a.trajectory)[..., keep], points(b.trajectory)[..., keep])
 
 
+@pytest.fixture(scope="module")
+def two_layers(host, kit, bg):
+    """Background and two objects, A far from BOX and B near it (whole-picture runs)."""
+    a = kit.add(host.layer_ops, bg, (0.0, 0.0, 0.15, 0.15), 30, name="A")
+    return kit.add(host.layer_ops, a, (0.60, 0.60, 0.70, 0.70), 31, name="B")
+
+
 def test_add_runs_on_the_crop_and_is_exact_outside_the_mask(host, kit, bg, seen, crops):
     added = kit.add(host.layer_ops, bg, BOX, 4, compute=AROUND, context_margin=8)
     (c,) = crops
@@ -97,18 +104,18 @@ def test_a_crop_at_the_border(host, kit, bg, crops):
                        points(bg.top.trajectory)[..., outside])
 
 
-def test_a_margin_larger_than_the_picture_is_the_whole_picture(host, kit, bg, caplog):
+def test_a_margin_larger_than_the_picture_is_the_whole_picture(host, kit, bg, seen, caplog):
     caplog.set_level(logging.INFO, logger="LayerMemory")
     huge = kit.add(host.layer_ops, bg, BOX, 6, compute=AROUND, context_margin=8 * kit.size)
     assert "larger than" in caplog.text and "whole picture" in caplog.text
-    whole = kit.add(host.layer_ops, bg, BOX, 6)
-    assert torch.equal(points(huge.top.trajectory), points(whole.top.trajectory))
+    assert set(seen) == {bg.latent_hw}, "the fallback did not run on the whole picture"
+    outside = huge.top.latent_mask == 0
+    assert torch.equal(points(huge.top.trajectory)[..., outside],
+                       points(bg.top.trajectory)[..., outside])
 
 
-def test_stack_verbs_around_the_mask(host, kit, bg, crops):
-    lo, eo = host.layer_ops, host.edit_ops
-    a = kit.add(lo, bg, (0.05, 0.05, 0.30, 0.30), 20, name="A")
-    memory = kit.add(lo, a, (0.60, 0.10, 0.90, 0.40), 21, name="B")
+def test_stack_verbs_around_the_mask(host, kit, two_layers, crops):
+    lo, eo, memory = host.layer_ops, host.edit_ops, two_layers
     model, digest = StackModel(memory), scenes.memory_digest(memory)
     crops.clear()
     ins = kit.add(lo, memory, BOX, 22, name="I", position=2, compute=AROUND, context_margin=8)
@@ -144,13 +151,6 @@ def test_stack_verbs_around_the_mask(host, kit, bg, crops):
     assert scenes.memory_digest(memory) == digest, "a verb changed its input memory"
 
 
-@pytest.fixture(scope="module")
-def two_layers(host, kit, bg):
-    """Background and two objects, A far from BOX and B near it (whole-picture runs)."""
-    a = kit.add(host.layer_ops, bg, (0.0, 0.0, 0.15, 0.15), 30, name="A")
-    return kit.add(host.layer_ops, a, (0.60, 0.60, 0.70, 0.70), 31, name="B")
-
-
 def test_bad_choices_are_refused_before_sampling(host, kit, bg, two_layers, no_sampling):
     lo, eo, mask = host.layer_ops, host.edit_ops, kit.mask(*BOX)
     refused(host, lo.add_layer, bg, kit.model, kit.cond(3), mask, 3, compute="around",
@@ -165,13 +165,12 @@ def test_bad_choices_are_refused_before_sampling(host, kit, bg, two_layers, no_s
 
 def test_model_is_stock_after_a_crop_run_and_an_error(host, kit, bg):
     model = kit.model
-    before = (dict(model.object_patches), repr(model.wrappers),
-              [(n, id(m), type(m)) for n, m in model.model.diffusion_model.named_modules()])
 
     def state():
         return (dict(model.object_patches), repr(model.wrappers),
                 [(n, id(m), type(m)) for n, m in model.model.diffusion_model.named_modules()])
 
+    before = state()
     kit.add(host.layer_ops, bg, BOX, 7, compute=AROUND, context_margin=8)
     assert state() == before
 
