@@ -13,6 +13,10 @@ AddLayer, the crop `crop.plan` makes at 1024 px for AddLayer around the mask (wi
 over the cropped layers, and for PixArt its positional patch). Composed = the rest + the full
 model's calls. The rest does not depend on the model's size; the small run's own MQD set-up
 (depth 1) is in it as well as the full model's in its first call (a few ops counted twice).
+PixArt's small runs are slow on a CPU, so there the background is not sampled (zeros on the
+schedule: an edit's cost does not depend on the stored values), txt2img's rest is measured at
+512 px and AddLayer's rest once (at 2%) for every fraction (SDXL measures every fraction: its
+rests agree across them), and no whole-picture AddLayer row is made.
 
     python bench/crop_counts.py --out bench/results/cpu-crop-counts-<date>.json
 """
@@ -41,6 +45,7 @@ FRACTIONS = (0.02, 0.10, 0.30)
 SMALL = {"pixart": 768, "sdxl": 512}
 AROUND = "around the mask"
 META = torch.device("meta")
+EXACT: list[bool] = []  # per measured AddLayer: bit-identical outside its mask (small_rest)
 
 
 def box(fraction: float) -> list[float]:
@@ -59,6 +64,25 @@ def _layers(work: ops.Workload, memory, fraction: float, size: int):
     draft = replace(memory.top, name="new", positive=pos, latent_mask=mask,
                     token_mask=h.masks.token_mask(mask))
     return [memory.top, draft]
+
+
+def unsampled_background(work: ops.Workload):
+    """A background memory on the schedule without sampling it (zeros as its stored path): what
+    an edit costs does not depend on the stored values (bench/ops.py), and a whole-picture
+    background run of the small PixArt at 768 px would take most of this bench's time."""
+    h = work.h
+    fam = h.families.get(work.family)
+    schedule = h.sampling.make_schedule(work.model, work.sampler, work.scheduler, work.steps,
+                                        work.cfg)
+    n, hw = work.steps, (work.size // 8, work.size // 8)  # dpmpp_2m: one call per step
+    trajectory = h.trajectory.Trajectory(schedule.sigmas[:n].double(), torch.arange(n),
+                                         torch.zeros(n, 4, *hw), torch.zeros(4, *hw))
+    cond = h.conditioning.Conditioning
+    return h.verb_toolkit.background_memory(
+        h.model_checks.fingerprint(work.model), schedule, (4, *hw),
+        float(work.model.model.latent_format.scale_factor),
+        cond.from_comfy(work.cond(work.scene.background_prompt), "positive", fam),
+        cond.from_comfy(work.negative, "negative", fam), work.seed, trajectory, "background")
 
 
 class FullModel:
@@ -147,16 +171,24 @@ def _set(root, key: str, module) -> None:
     setattr(root.get_submodule(parent) if parent else root, name, module)
 
 
-def small_rest(work: ops.Workload, fn) -> tuple[dict, int]:
-    """The rest of a real run of `fn` on the small model (outside its model calls); calls."""
+def small_rest(work: ops.Workload, fn, below=None) -> tuple[dict, int]:
+    """The rest of a real run of `fn` on the small model (outside its model calls); calls.
+    With `below` (the memory an AddLayer was given), also whether the new memory is `below`
+    bit for bit outside the new mask in every stored point of every composite."""
     dm = work.model.model.diffusion_model
     with counting.counting() as tally:
         log = sdxl_counts.CallLog(dm, tally, work.h.unet_mqd.RoutedAttn2)
         try:
-            fn()
+            out = fn()
         finally:
             log.close()
         total = tally.result()
+    if below is not None:
+        outside = out.top.latent_mask == 0
+        old = torch.cat([below.top.trajectory.x, below.top.trajectory.final[None]])
+        new = torch.cat([out.top.trajectory.x, out.top.trajectory.final[None]])
+        same_bg = torch.equal(out.layers[0].trajectory.x, below.layers[0].trajectory.x)
+        EXACT.append(bool(torch.equal(old[..., outside], new[..., outside])) and same_bg)
     inside = [sum(getattr(c, k) for c in log.calls) for k in ("ops", "kernel_ops", "flops")]
     rest = [total.ops - inside[0], total.kernel_ops - inside[1], total.flops - inside[2]]
     return dict(zip(("ops", "kernel_ops", "flops"), rest, strict=True)), len(log.calls)
@@ -166,23 +198,30 @@ def _sum(rest: dict, calls: list) -> dict:
     return {k: rest[k] + sum(getattr(c, k) for c in calls) for k in ("ops", "kernel_ops", "flops")}
 
 
-def measure(work: ops.Workload, small_model, margin: int) -> dict:
+def measure(work: ops.Workload, small_model, margin: int, txt_work: ops.Workload,
+            cheap: bool) -> dict:
+    """txt2img and AddLayer around the mask (and, unless `cheap`, over the whole picture) per
+    mask fraction. `cheap` (PixArt, whose small runs are slow on a CPU): the rest of the
+    around-the-mask run is measured once, at the first fraction, and reused (its ops do not
+    depend on the mask: the SDXL rows measure every fraction and show it)."""
     h = work.h
     fam = h.families.get(work.family)
     full = FullModel(work, small_model)
-    bg = ops.start(work)
+    bg = unsampled_background(work) if cheap else ops.start(work)
     full_hw = (FULL_SIZE // 8, FULL_SIZE // 8)
-    rest, calls = small_rest(work, ops.txt2img(work))
+    rest, calls = small_rest(txt_work, ops.txt2img(txt_work))
     txt = _sum(rest, full.count(full_hw, calls=calls))
     rows: dict = {"txt2img": {**txt, "model_calls": calls, "outside_model": rest}}
     for fraction in FRACTIONS:
         big = _layers(work, bg, fraction, FULL_SIZE)
-        for compute in ("whole picture", AROUND):
+        for compute in ((AROUND,) if cheap else ("whole picture", AROUND)):
             def add(c=compute, fraction=fraction):
                 return h.layer_ops.add_layer(bg, work.model, work.cond(f"object {fraction}"),
                                              inputs.box_mask(box(fraction), work.size),
                                              seed=work.seed + 1, compute=c, context_margin=margin)
-            rest, calls = small_rest(work, add)
+            if not (cheap and fraction != FRACTIONS[0]):
+                EXACT.clear()
+                rest, calls = small_rest(work, add, below=bg)
             crop = (h.crop.plan(big[1].latent_mask > 0, margin, fam.crop_cells, fam.min_size,
                                 "bench") if compute == AROUND else None)
             layers = h.crop_run.layers_in(crop, big) if crop is not None else big
@@ -194,6 +233,7 @@ def measure(work: ops.Workload, small_model, margin: int) -> dict:
             key = f"add_layer_{'around' if crop is not None else 'whole'}_{fraction:.2f}"
             rows[key] = {**composed, "model_calls": calls, "outside_model": rest,
                          "crop_px": None if crop is None else [8 * v for v in crop.box],
+                         "small_run_exact_outside_mask": EXACT[-1],
                          "ratios": {k: composed[k] / txt[k] for k in
                                     ("ops", "kernel_ops", "flops")}}
     return rows
@@ -226,11 +266,13 @@ def main() -> None:
             work = sdxl_workload.workload(
                 SimpleNamespace(cfg=4.5, sampler="dpmpp_2m", scheduler="karras", seed=args.seed),
                 h, model, vae, scene, size, args.steps)
+            txt_work = work
         else:
             model, _ = models.load_pixart(Path(tempfile.mkdtemp(dir=workdir)), 512, 1, "fp16")
             work = ops.Workload(h, model, vae, size, args.steps, 4.5, "dpmpp_2m", "karras", 20,
                                 args.seed, scene)
-        rows = measure(work, model, args.margin)
+            txt_work = replace(work, size=512)  # the rest of txt2img: at 512 px (size-free)
+        rows = measure(work, model, args.margin, txt_work, cheap=family == "pixart")
         out[family] = rows
         label = "PixArt-alpha depth 28" if family == "pixart" else "SDXL (full UNet)"
         print(f"{label}, {FULL_SIZE} px, {args.steps} steps dpmpp_2m, CFG batch 2, margin "
@@ -242,7 +284,8 @@ def main() -> None:
             crop = "whole" if r["crop_px"] is None else "x".join(str(v) for v in r["crop_px"][2:])
             q = r["ratios"]
             print(f"{key:<23} | {crop:<17} | {q['ops']:.3f} | {q['kernel_ops']:.3f}   | "
-                  f"{q['flops']:.4f}")
+                  f"{q['flops']:.4f} | small run exact outside the mask: "
+                  f"{r['small_run_exact_outside_mask']}")
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=1, default=str))
 
