@@ -9,7 +9,9 @@ where a crop is smaller than the picture (PixArt's crops are at least 512 px a s
   value semantics hold; a crop at the picture's border; a margin larger than the picture falls
   back to the whole picture (bit-identical to it) and says so; bad input is refused first.
 - PixArt's tokens in a crop get the full picture's positional embedding (through ComfyUI's own
-  forward); MQD in the crop gives keys to the layers with a mask there only.
+  forward); MQD in the crop gives keys to the layers with a mask there only; SDXL's size and
+  crop conditioning says where the crop lies; the AddLayer node hands the choice on and
+  defaults to the whole picture.
 """
 import logging
 from dataclasses import replace
@@ -232,3 +234,37 @@ def test_pixart_crop_tokens_get_the_full_pictures_positions(host, kit):
     want = grid.reshape(1, -1, full.shape[-1])
     torch.testing.assert_close(cropped, want, rtol=1e-4, atol=1e-4)
     assert not torch.allclose(unplaced, want, atol=1e-2), "the stock crop is placed anyway?"
+
+
+def test_the_nodes_pass_the_choice_and_default_to_the_whole_picture(host, kit, bg, crops, seen):
+    if kit.name != "sd15":
+        pytest.skip("the node hands the choice on whatever the family: one (the cheapest) does")
+    add = host.nodes.NODE_CLASS_MAPPINGS["AddLayer"]
+    mask = kit.mask(*BOX)
+    around = add.execute(bg, kit.model, kit.cond(8), mask, 8, compute=AROUND,
+                         context_margin=8).result[0]
+    whole = add.execute(bg, kit.model, kit.cond(8), mask, 8).result[0]
+    assert crops[0] is not None and crops[1] is None  # old workflows: as before
+    assert seen[0] == (crops[0].height, crops[0].width) and seen[-1] == bg.latent_hw
+    outside = around.top.latent_mask == 0
+    assert torch.equal(points(around.top.trajectory)[..., outside],
+                       points(whole.top.trajectory)[..., outside])
+
+
+def test_sdxl_conditioning_says_where_the_crop_lies(host, kit, bg, monkeypatch):
+    if kit.family != "sdxl":
+        pytest.skip("only SDXL has size and crop conditioning")
+    extras, run = [], host.sampling.run
+
+    def spy(model, schedule, positive, negative, *args, **kwargs):
+        extras.append((dict(positive.extras), dict(negative.extras), kwargs.get("window")))
+        return run(model, schedule, positive, negative, *args, **kwargs)
+
+    monkeypatch.setattr(host.sampling, "run", spy)
+    kit.add(host.layer_ops, bg, BOX, 9, compute=AROUND, context_margin=8)
+    (pos, neg, window) = extras[0]
+    top, left, h, w = window
+    for e in (pos, neg):
+        assert (e["width"], e["height"]) == (kit.size, kit.size)
+        assert (e["crop_w"], e["crop_h"]) == (8 * left, 8 * top)
+        assert (e["target_width"], e["target_height"]) == (8 * w, 8 * h)
