@@ -165,7 +165,7 @@ def test_bad_choices_are_refused_before_sampling(host, kit, bg, two_layers, no_s
             context_margin=-1, match="negative", input_name="context_margin")
 
 
-def test_model_is_stock_after_a_crop_run_and_an_error(host, kit, bg):
+def test_model_is_stock_after_a_crop_run_an_error_and_an_interrupt(host, kit, bg):
     model = kit.model
 
     def state():
@@ -186,6 +186,15 @@ def test_model_is_stock_after_a_crop_run_and_an_error(host, kit, bg):
     finally:
         hook.remove()
     assert state() == before
+    import comfy.model_management as mm
+
+    mm.interrupt_current_processing(True)
+    try:
+        with pytest.raises(mm.InterruptProcessingException):
+            kit.add(host.layer_ops, bg, BOX, 7, compute=AROUND, context_margin=8)
+    finally:
+        mm.interrupt_current_processing(False)
+    assert state() == before
 
 
 def test_mqd_in_the_crop_keys_only_the_layers_there(host, kit, two_layers):
@@ -199,41 +208,6 @@ def test_mqd_in_the_crop_keys_only_the_layers_there(host, kit, two_layers):
     run = family.attention_run(kept)
     if hasattr(run, "prompt_owner"):  # PixArt: owners of no token get no keys either
         assert run.prompt_owner == [0, 2]
-
-
-def test_pixart_crop_tokens_get_the_full_pictures_positions(host, kit):
-    """Through ComfyUI's PixArtMS.forward_orig: the first block's input on a crop equals the
-    whole picture's at the crop's tokens (x_embedder is a 2x2 patch conv: local)."""
-    if not kit.is_pixart:
-        pytest.skip("a UNet has no positional embedding")
-    from comfy.ldm.pixart.pixartms import PixArtMS
-
-    dm = kit.model.model.diffusion_model
-    assert isinstance(dm, PixArtMS)
-    h = w = kit.size // 8
-    box = (32, 16, 64, 64)  # top, left, height, width: 512 px, off the top-left corner
-    x = torch.randn(1, 4, h, w, generator=torch.Generator().manual_seed(0))
-    t = torch.tensor([500.0])
-    ctx = torch.randn(1, 1, 6, 4096, generator=torch.Generator().manual_seed(1))
-    seen = []
-    handle = dm.blocks[0].register_forward_pre_hook(lambda m, args: seen.append(args[0]))
-    stock = dm.x_embedder
-    try:
-        with torch.no_grad():
-            dm.forward_orig(x, t, ctx)
-            top, left, ch, cw = box
-            dm.x_embedder = host.pixart_crop.CropPositionEmbed(stock, dm, (h, w), box)
-            dm.forward_orig(x[..., top:top + ch, left:left + cw], t, ctx)
-            dm.x_embedder = stock
-            dm.forward_orig(x[..., top:top + ch, left:left + cw], t, ctx)
-    finally:
-        dm.x_embedder = stock
-        handle.remove()
-    full, cropped, unplaced = seen
-    grid = full.view(h // 2, w // 2, -1)[top // 2:(top + ch) // 2, left // 2:(left + cw) // 2]
-    want = grid.reshape(1, -1, full.shape[-1])
-    torch.testing.assert_close(cropped, want, rtol=1e-4, atol=1e-4)
-    assert not torch.allclose(unplaced, want, atol=1e-2), "the stock crop is placed anyway?"
 
 
 def test_the_nodes_pass_the_choice_and_default_to_the_whole_picture(host, kit, bg, crops, seen):
@@ -268,3 +242,38 @@ def test_sdxl_conditioning_says_where_the_crop_lies(host, kit, bg, monkeypatch):
         assert (e["width"], e["height"]) == (kit.size, kit.size)
         assert (e["crop_w"], e["crop_h"]) == (8 * left, 8 * top)
         assert (e["target_width"], e["target_height"]) == (8 * w, 8 * h)
+
+
+@pytest.mark.parametrize("variant", ["pixart_alpha_512", "pixart_sigma_512"])
+def test_pixart_crop_tokens_get_the_full_pictures_positions(host, models, variant):
+    """Through ComfyUI's PixArtMS.forward_orig: the first block's input on a crop equals the
+    whole picture's at the crop's tokens (x_embedder is a 2x2 patch conv: local); alpha and
+    sigma (their positional-interpolation settings differ)."""
+    from comfy.ldm.pixart.pixartms import PixArtMS
+
+    dm = models(variant).model.diffusion_model
+    assert isinstance(dm, PixArtMS)
+    h = w = 768 // 8
+    box = (32, 16, 64, 64)  # top, left, height, width: 512 px, off the top-left corner
+    x = torch.randn(1, 4, h, w, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([500.0])
+    ctx = torch.randn(1, 1, 6, 4096, generator=torch.Generator().manual_seed(1))
+    seen = []
+    handle = dm.blocks[0].register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    stock = dm.x_embedder
+    try:
+        with torch.no_grad():
+            dm.forward_orig(x, t, ctx)
+            top, left, ch, cw = box
+            dm.x_embedder = host.pixart_crop.CropPositionEmbed(stock, dm, (h, w), box)
+            dm.forward_orig(x[..., top:top + ch, left:left + cw], t, ctx)
+            dm.x_embedder = stock
+            dm.forward_orig(x[..., top:top + ch, left:left + cw], t, ctx)
+    finally:
+        dm.x_embedder = stock
+        handle.remove()
+    full, cropped, unplaced = seen
+    grid = full.view(h // 2, w // 2, -1)[top // 2:(top + ch) // 2, left // 2:(left + cw) // 2]
+    want = grid.reshape(1, -1, full.shape[-1])
+    torch.testing.assert_close(cropped, want, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(unplaced, want, atol=1e-2), "the stock crop is placed anyway?"
