@@ -277,3 +277,22 @@ def test_pixart_crop_tokens_get_the_full_pictures_positions(host, models, varian
     want = grid.reshape(1, -1, full.shape[-1])
     torch.testing.assert_close(cropped, want, rtol=1e-4, atol=1e-4)
     assert not torch.allclose(unplaced, want, atol=1e-2), "the stock crop is placed anyway?"
+
+
+def test_an_unblended_heal_around_the_mask_changes_the_crop_only(host, kit, two_layers, crops):
+    if kit.is_pixart:
+        pytest.skip("writing an unforced tail into the crop is family-agnostic: the UNets do")
+    model, memory = StackModel(two_layers), two_layers
+    gone = host.layer_ops.delete_layer(memory, kit.model, "A", regenerate_fraction=1.0,
+                                       unblended_fraction=0.5, compute=AROUND, context_margin=8)
+    (c,) = crops
+    inside = c.mask(memory.latent_hw)
+    region = host.layer_ops.deletion_region(memory, 1, 2)
+    for new, old in zip(gone.layers, [memory.layers[0], memory.layers[2]], strict=True):
+        assert torch.equal(points(new.trajectory)[..., ~inside],
+                           points(old.trajectory)[..., ~inside])
+    free = inside & ~region & (gone.top.latent_mask == 0)
+    assert not torch.equal(points(gone.top.trajectory)[..., free],
+                           points(memory.top.trajectory)[..., free]), "the tail was not free"
+    model.healed(gone, inside)
+    model.check(gone)
