@@ -91,10 +91,12 @@ def sample_over(memory: LayerMemory, model, below: list[Layer], draft: Layer, us
                    schedule_sigmas=s.sigmas,
                    unblended_from_step=unblended_from(s.steps, unblended_fraction),
                    sampler_name=s.sampler_name, label=label)
-    region = masks.support(draft.latent_mask)
-    if changed is not None:
-        region = region | changed.to(torch.bool)
-    crop = crop_run.plan(memory, area, region, label)
+    crop = None
+    if area is not None and area.around:  # the default path computes nothing more than before
+        region = masks.support(draft.latent_mask)
+        if changed is not None:
+            region = region | changed.to(torch.bool)
+        crop = crop_run.plan(memory, area, region, label)
     return crop_run.run(memory, model, draft.positive, draft.negative, draft.seed, spec,
                         below + [draft] if use_mqd else None, crop)
 
