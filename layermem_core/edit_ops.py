@@ -14,6 +14,7 @@ from dataclasses import replace
 from . import checks, masks, model_checks, sampling, stack, verb_toolkit
 from .bcg import BCGSpec
 from .conditioning import Conditioning
+from .crop import DEFAULT_MARGIN, WHOLE
 from .errors import LayerMemoryError
 from .memory import Layer, LayerMemory, check_layer_name
 
@@ -32,14 +33,19 @@ def _new_background(memory: LayerMemory, model, old: Layer, positive, negative, 
 def edit_layer(memory: LayerMemory, model, layer, positive=None, mask=None, seed: int | None = None,
                grow_pixels: int = 0, feather_pixels: int = 0, use_mqd: bool = True, negative=None,
                name: str = "", regenerate_fraction: float = 0.4, heal_grow: int = 2,
-               unblended_fraction: float = 0.0) -> LayerMemory:
-    """Layer `layer` sampled again with what is given (prompt, mask, seed); the rest as it was."""
+               unblended_fraction: float = 0.0, compute: str = WHOLE,
+               context_margin: int = DEFAULT_MARGIN) -> LayerMemory:
+    """Layer `layer` sampled again with what is given (prompt, mask, seed); the rest as it was.
+
+    `compute` "around the mask" samples the crop around the old and new mask, and heals the
+    crop around the freed region (a re-sampled background is always the whole picture)."""
     checks.check_add(memory, model, mask)
     check_layer_name(name)
     memory = model_checks.require_memory(memory)
     index = memory.resolve(layer, "layer", allow_background=True)
     family = model_checks.require_same_model(memory, model)
     verb_toolkit.check_heal(regenerate_fraction, 0.0)
+    area = verb_toolkit.check_area(memory, compute, context_margin)
     old = memory.layers[index]
     pos = (Conditioning.from_comfy(positive, "positive", family) if positive is not None
            else old.positive)
@@ -56,6 +62,9 @@ def edit_layer(memory: LayerMemory, model, layer, positive=None, mask=None, seed
                                    "the background (layer 0) always covers the whole picture",
                                    "leave the mask unconnected to re-prompt or reroll the "
                                    "background")
+        if area.around:
+            log.info("EditLayer: the background covers the whole picture; computing over the "
+                     "whole picture.")
         new = _new_background(memory, model, old, pos, neg, seed, name)
         return memory.with_layers(
             tuple([new] + stack.recompose(layers[1:], old.trajectory, new.trajectory)))
@@ -67,7 +76,8 @@ def edit_layer(memory: LayerMemory, model, layer, positive=None, mask=None, seed
                     token_mask=tmask, name=name or old.name)
     kept = stack.kept_under(old, layers[index - 1].trajectory)
     composite = verb_toolkit.sample_over(memory, model, layers[:index], draft, use_mqd,
-                                      unblended_fraction, "EditLayer", reference=kept)
+                                         unblended_fraction, "EditLayer", reference=kept,
+                                         area=area, changed=masks.support(old.latent_mask))
     upper = stack.recompose(layers[index + 1:], old.trajectory, composite)
     new_layers = layers[:index] + [replace(draft, trajectory=composite)] + upper
     new_support = masks.support(latent_mask)
@@ -75,5 +85,5 @@ def edit_layer(memory: LayerMemory, model, layer, positive=None, mask=None, seed
     region = verb_toolkit.visible_region(new_layers, index, vacated, heal_grow) & ~new_support
     if regenerate_fraction > 0.0 and bool(region.any()):
         new_layers = verb_toolkit.heal(memory, model, new_layers, index, region,
-                                       regenerate_fraction, 0.0, seed, "EditLayer")
+                                       regenerate_fraction, 0.0, seed, "EditLayer", area=area)
     return memory.with_layers(tuple(new_layers))

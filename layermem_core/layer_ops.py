@@ -19,10 +19,12 @@ import torch
 from . import checks, families, masks, model_checks, sampling, stack
 from .bcg import BCGSpec
 from .conditioning import Conditioning
+from .crop import DEFAULT_MARGIN, WHOLE
 from .errors import LayerMemoryError
 from .memory import Layer, LayerMemory, check_layer_name
 from .verb_toolkit import (
     background_memory,
+    check_area,
     check_fraction,
     check_heal,
     check_schedule,
@@ -69,16 +71,19 @@ def _position(memory: LayerMemory, position: int) -> int:
 
 def add_layer(memory: LayerMemory, model, positive, mask, seed: int, grow_pixels: int = 0,
               feather_pixels: int = 0, use_mqd: bool = True, unblended_fraction: float = 0.0,
-              negative=None, name: str = "", prompt: str = "", position: int = -1) -> LayerMemory:
+              negative=None, name: str = "", prompt: str = "", position: int = -1,
+              compute: str = WHOLE, context_margin: int = DEFAULT_MARGIN) -> LayerMemory:
     """Sample a new object inside `mask` at `position` in the stack (default: on top).
 
     Outside the mask the new composite follows the one below; newer layers stay in front of it,
-    bit-exact wherever their masks are fully on.
+    bit-exact wherever their masks are fully on. `compute` "around the mask" runs the model on
+    the crop around the mask with `context_margin` px of context only (crop_run).
     """
     checks.check_add(memory, model, mask)
     check_layer_name(name)
     memory = model_checks.require_memory(memory)
     family = model_checks.require_same_model(memory, model)
+    area = check_area(memory, compute, context_margin)
     index = _position(memory, position)
     pos = Conditioning.from_comfy(positive, "positive", family)
     neg = (Conditioning.from_comfy(negative, "negative", family) if negative is not None
@@ -90,7 +95,8 @@ def add_layer(memory: LayerMemory, model, positive, mask, seed: int, grow_pixels
     draft = Layer(name=name or f"layer {len(memory.layers)}", positive=pos, negative=neg,
                   seed=int(seed), latent_mask=latent_mask, token_mask=tmask,
                   trajectory=below[-1].trajectory, prompt=prompt)
-    composite = sample_over(memory, model, below, draft, use_mqd, unblended_fraction, "AddLayer")
+    composite = sample_over(memory, model, below, draft, use_mqd, unblended_fraction, "AddLayer",
+                            area=area)
     upper = stack.recompose(list(memory.layers[index:]), below[-1].trajectory, composite)
     return memory.with_layers(tuple(below + [replace(draft, trajectory=composite)] + upper))
 
@@ -103,13 +109,16 @@ def deletion_region(memory: LayerMemory, index: int, grow_pixels: int) -> torch.
 
 
 def delete_layer(memory: LayerMemory, model, layer, regenerate_fraction: float = 0.4, seed: int = 0,
-                 grow_pixels: int = 2, unblended_fraction: float = 0.0) -> LayerMemory:
-    """Remove a layer from every composite, then heal its visible region (see module doc)."""
+                 grow_pixels: int = 2, unblended_fraction: float = 0.0, compute: str = WHOLE,
+                 context_margin: int = DEFAULT_MARGIN) -> LayerMemory:
+    """Remove a layer from every composite, then heal its visible region (see module doc);
+    `compute` "around the mask" heals on the crop around the region only."""
     checks.check_add(memory, model, None)
     memory = model_checks.require_memory(memory)
     index = memory.resolve(layer, "layer")
     model_checks.require_same_model(memory, model)
     check_heal(regenerate_fraction, unblended_fraction)
+    area = check_area(memory, compute, context_margin)
     layers = list(memory.layers)
     upper = stack.recompose(layers[index + 1:], layers[index].trajectory,
                             layers[index - 1].trajectory)
@@ -125,5 +134,5 @@ def delete_layer(memory: LayerMemory, model, layer, regenerate_fraction: float =
                  "sampling.", index)
         return memory.with_layers(tuple(remaining))
     healed = heal(memory, model, remaining, index, region, regenerate_fraction, unblended_fraction,
-                  seed, "DeleteLayer")
+                  seed, "DeleteLayer", area=area)
     return memory.with_layers(tuple(healed))

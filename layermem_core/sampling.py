@@ -2,6 +2,8 @@
 scoped to a clone of the caller's ModelPatcher."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import comfy.sample
 import comfy.samplers
 import comfy.utils
@@ -25,21 +27,31 @@ def make_schedule(model, sampler_name: str, scheduler: str, steps: int, cfg: flo
 
 def run(model, schedule: Schedule, positive: Conditioning, negative: Conditioning,
         latent_shape: tuple[int, int, int], seed: int, spec: bcg.BCGSpec,
-        mqd_run: AttentionRun | None = None) -> Trajectory:
+        mqd_run: AttentionRun | None = None, window: tuple[int, int, int, int] | None = None,
+        patches: Sequence = ()) -> Trajectory:
     """Sample from `spec.start_step` to the end of the schedule; returns the recorded trajectory.
 
+    `window` (top, left, height, width in latent cells) samples only that crop of the latent,
+    from the crop of the noise the whole picture would start from (`spec` is the crop's);
+    `patches` (objects with `install(patcher) -> keys`) go on the clone with MQD.
     The caller's `model` is never changed: patches go on a clone, and the clone's object
     patches are taken off the shared module again when the run ends, raises or is interrupted.
     """
     patcher = model.clone()
     wrapper = bcg.install(patcher, spec)
     patched_keys = mqd_run.install(patcher) if mqd_run is not None else []
+    for patch in patches:
+        patched_keys += patch.install(patcher)
     sigmas = schedule.sigmas[spec.start_step:].clone()
     guider = comfy.samplers.CFGGuider(patcher)
     guider.set_conds(positive.to_comfy(), negative.to_comfy())
     guider.set_cfg(schedule.cfg)
     latent = torch.zeros((1,) + tuple(latent_shape), dtype=torch.float32)
     noise = comfy.sample.prepare_noise(latent, seed)
+    if window is not None:
+        top, left, h, w = window
+        noise = noise[..., top:top + h, left:left + w].contiguous()
+        latent = torch.zeros_like(noise)
     sampler = comfy.samplers.sampler_object(schedule.sampler_name)
     callback = latent_preview.prepare_callback(patcher, len(sigmas) - 1)
     try:

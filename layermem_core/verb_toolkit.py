@@ -11,7 +11,8 @@ import logging
 
 import torch
 
-from . import families, masks, sampling, stack
+from . import crop as crops
+from . import crop_run, families, masks, stack
 from .bcg import ADAPTIVE_SAMPLERS, BCGSpec
 from .conditioning import Conditioning
 from .errors import LayerMemoryError
@@ -70,20 +71,34 @@ def unblended_from(steps: int, fraction: float) -> int | None:
     return steps - free_steps if free_steps > 0 else None
 
 
+def check_area(memory: LayerMemory, compute: object, context_margin: object) -> crops.Area:
+    """The `compute` / `context_margin` choice for this memory's family, before any work."""
+    family = families.get(memory.fingerprint.family)
+    return crops.check_area(compute, context_margin, family.crop_cells, family.label,
+                            family.crop_why_not)
+
+
 def sample_over(memory: LayerMemory, model, below: list[Layer], draft: Layer, use_mqd: bool,
                  unblended_fraction: float, label: str,
-                 reference: Trajectory | None = None) -> Trajectory:
+                 reference: Trajectory | None = None, area: crops.Area | None = None,
+                 changed: torch.Tensor | None = None) -> Trajectory:
     """Sample `draft` in its mask over the composite of `below` (or over `reference`, which
-    shows the same layers); returns the new layer's composite."""
+    shows the same layers); returns the new layer's composite. Around the mask (`area`), the
+    crop covers the draft's mask and `changed` (a move's old mask)."""
     s = memory.schedule
     reference = below[-1].trajectory if reference is None else reference
     spec = BCGSpec(free_mask=draft.latent_mask, reference=reference,
                    schedule_sigmas=s.sigmas,
                    unblended_from_step=unblended_from(s.steps, unblended_fraction),
                    sampler_name=s.sampler_name, label=label)
-    mqd_run = attention_run(memory, below + [draft]) if use_mqd else None
-    return sampling.run(model, s, draft.positive, draft.negative, memory.latent_shape, draft.seed,
-                        spec, mqd_run)
+    crop = None
+    if area is not None and area.around:  # the default path computes nothing more than before
+        region = masks.support(draft.latent_mask)
+        if changed is not None:
+            region = region | changed.to(torch.bool)
+        crop = crop_run.plan(memory, area, region, label)
+    return crop_run.run(memory, model, draft.positive, draft.negative, draft.seed, spec,
+                        below + [draft] if use_mqd else None, crop)
 
 
 def layer_mask(memory: LayerMemory, mask, grow_pixels: int,
@@ -111,14 +126,15 @@ def visible_region(layers: list[Layer], index: int, support: torch.Tensor,
 
 def heal(memory: LayerMemory, model, layers: list[Layer], level: int, region: torch.Tensor,
          regenerate_fraction: float, unblended_fraction: float, seed: int,
-         label: str) -> list[Layer]:
+         label: str, area: crops.Area | None = None) -> list[Layer]:
     """Regenerate the end of the schedule in `region`, freed at stack index `level`.
 
     The region starts from the composite below `level` at the start step and is denoised with
     everything else following the top composite and MQD routing the live layers. The result is
     written where the stack keeps heals (`stack.write_tail`): at each pixel into the composite
     of the newest layer that shows there and every one above, so no later rebuild loses it; an
-    unforced tail goes there everywhere, not only in the region.
+    unforced tail goes there everywhere, not only in the region (around the mask: everywhere
+    in the crop, the only place it changed anything).
     """
     s = memory.schedule
     start_step = min(s.steps - 1, max(0, s.steps - int(round(regenerate_fraction * s.steps))))
@@ -128,12 +144,16 @@ def heal(memory: LayerMemory, model, layers: list[Layer], level: int, region: to
     spec = BCGSpec(free_mask=region.float(), reference=top, schedule_sigmas=s.sigmas,
                    start_step=start_step, free_init=below.x[c0], unblended_from_step=free_from,
                    sampler_name=s.sampler_name, label=label)
-    tail = sampling.run(model, s, layers[-1].positive, layers[-1].negative, memory.latent_shape,
-                        seed, spec, attention_run(memory, layers))
+    crop = crop_run.plan(memory, area, region, label)
+    tail = crop_run.run(memory, model, layers[-1].positive, layers[-1].negative, seed, spec,
+                        layers, crop)
     if tail.calls != top.calls - c0:
         raise RuntimeError(f"{label} made {tail.calls} model calls, the stored schedule has "
                            f"{top.calls - c0}")
-    return stack.write_tail(layers, region, c0, tail, whole_picture=free_from is not None)
+    unforced = free_from is not None
+    if unforced and crop is not None:
+        region, unforced = crop.mask(memory.latent_hw), False
+    return stack.write_tail(layers, region, c0, tail, whole_picture=unforced)
 
 
 def check_heal(regenerate_fraction: float, unblended_fraction: float) -> None:

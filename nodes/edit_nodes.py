@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..layermem_core import edit_ops, picture
+from ..layermem_core import crop, edit_ops, picture
 from ..layermem_core.labels import CATEGORY
 from .layer_choices import choices_ui
 from .types import (
     background_name_input,
+    compute_inputs,
     grow_input,
     layer_outputs,
     memory_input,
@@ -66,6 +67,7 @@ class EditLayer(io.ComfyNode):
                                         "(set it when you re-prompt: a lion made a tiger still "
                                         "reads 'lion'); empty keeps the name. Not a number "
                                         "(numbers choose layers by index)."),
+                *compute_inputs("the layer's old and new mask (and the healed region)"),
             ],
             outputs=layer_outputs(),
         )
@@ -73,11 +75,13 @@ class EditLayer(io.ComfyNode):
     @classmethod
     def execute(cls, memory, model, layer, seed, positive=None, mask=None, grow=0, feather=0,
                 regenerate_fraction=0.4, use_mqd=True, negative=None,
-                name: str = "") -> io.NodeOutput:
+                name: str = "", compute: str = crop.WHOLE,
+                context_margin: int = crop.DEFAULT_MARGIN) -> io.NodeOutput:
         new = edit_ops.edit_layer(memory, model, layer, positive=positive, mask=mask, seed=seed,
                                   grow_pixels=grow, feather_pixels=feather, use_mqd=use_mqd,
                                   negative=negative, name=name,
-                                  regenerate_fraction=regenerate_fraction)
+                                  regenerate_fraction=regenerate_fraction, compute=compute,
+                                  context_margin=context_margin)
         return io.NodeOutput(new, new.composite_latent(), ui=choices_ui(memory))
 
 

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..layermem_core import layer_ops
+from ..layermem_core import crop, layer_ops
 from ..layermem_core.labels import CATEGORY
 from .layer_choices import choices_ui
 from .types import (
     background_name_input,
+    compute_inputs,
     encoders_text,
     grow_input,
     layer_outputs,
@@ -96,6 +97,7 @@ class AddLayerNode(io.ComfyNode):
                                      "1 = right above the background, pushing the layers from 1 "
                                      "up one place. Newer layers stay in front of it, bit-exact "
                                      "inside their masks."),
+                *compute_inputs("the mask"),
             ],
             outputs=layer_outputs(),
         )
@@ -103,11 +105,13 @@ class AddLayerNode(io.ComfyNode):
     @classmethod
     def execute(cls, memory, model, positive, mask, seed, use_mqd=True, grow=0, feather=0,
                 unblended_fraction=0.0, negative=None, name: str = "",
-                position: int = -1) -> io.NodeOutput:
+                position: int = -1, compute: str = crop.WHOLE,
+                context_margin: int = crop.DEFAULT_MARGIN) -> io.NodeOutput:
         new = layer_ops.add_layer(memory, model, positive, mask, seed, grow_pixels=grow,
                                   feather_pixels=feather, use_mqd=use_mqd,
                                   unblended_fraction=unblended_fraction, negative=negative,
-                                  name=name, position=position)
+                                  name=name, position=position, compute=compute,
+                                  context_margin=context_margin)
         return io.NodeOutput(new, new.composite_latent())
 
 
@@ -145,15 +149,18 @@ class DeleteLayerNode(io.ComfyNode):
                                        "regenerate_fraction). 0 keeps everything outside the freed "
                                        "region bit-exact; 0.2 with regenerate_fraction 0.4 is the "
                                        "paper's deletion (blend until tau/2, then free)."),
+                *compute_inputs("the freed region (the heal)"),
             ],
             outputs=layer_outputs(),
         )
 
     @classmethod
     def execute(cls, memory, model, layer, regenerate_fraction, seed, grow=2,
-                unblended_fraction=0.0) -> io.NodeOutput:
+                unblended_fraction=0.0, compute: str = crop.WHOLE,
+                context_margin: int = crop.DEFAULT_MARGIN) -> io.NodeOutput:
         new = layer_ops.delete_layer(memory, model, layer, regenerate_fraction=regenerate_fraction,
                                      seed=seed, grow_pixels=grow,
-                                     unblended_fraction=unblended_fraction)
+                                     unblended_fraction=unblended_fraction, compute=compute,
+                                     context_margin=context_margin)
         return io.NodeOutput(new, new.composite_latent(),
                              ui=choices_ui(memory, allow_background=False))

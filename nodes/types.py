@@ -4,12 +4,12 @@ from __future__ import annotations
 import comfy.samplers
 from comfy_api.latest import io
 
-from ..layermem_core import families
+from ..layermem_core import crop, families
 from ..layermem_core.labels import CATEGORY
 
 __all__ = ["CATEGORY", "LayerMemoryType", "memory_input", "model_input", "seed_input", "grow_input",
            "schedule_inputs", "background_name_input", "memory_output", "latent_output",
-           "layer_outputs", "size_input", "encoders_text"]
+           "layer_outputs", "size_input", "encoders_text", "compute_inputs"]
 
 LayerMemoryType = io.Custom("LAYER_MEMORY")
 
@@ -85,4 +85,22 @@ def schedule_inputs(later: str = "every layer") -> list[io.Input]:
                                "calls is not fixed by steps)."),
         io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="karras",
                        tooltip=f"Sigma schedule for {later}."),
+    ]
+
+
+def compute_inputs(region: str) -> list[io.Input]:
+    """`compute` and `context_margin` (issue 25), optional: old workflows compute over the whole
+    picture as before."""
+    return [
+        io.Combo.Input("compute", options=list(crop.COMPUTE_CHOICES), default=crop.WHOLE,
+                       optional=True,
+                       tooltip=f"'{crop.WHOLE}': the model runs over the whole picture. "
+                               f"'{crop.AROUND}': only over the crop around {region} plus "
+                               "context_margin (cheaper for small masks; at least 512 px a side "
+                               "for PixArt); everything outside the crop stays bit-exact. A crop "
+                               "of almost the whole picture runs over the whole picture."),
+        io.Int.Input("context_margin", default=crop.DEFAULT_MARGIN, min=0, max=8192, step=8,
+                     optional=True,
+                     tooltip="Pixels of context around the region's bounding box that the model "
+                             "sees when computing around the mask."),
     ]

@@ -24,6 +24,7 @@ import picture_workflow
 from workflow_graph import Graph, Node
 from workflow_nodes import NODE_DEFS, SDXL_CKPT
 from workflow_parts import (
+    COMPUTE,
     MODEL,
     NEGATIVE_COLOR,
     NOTES_DIR,
@@ -109,7 +110,7 @@ def _edits(g: Graph, notes: list, memory: int, first: int, out: str) -> int:
     delete, decode, save, note_id = range(first, first + 4)
     g.add(Node(delete, "LayerMem_DeleteLayer", {"layer": DELETE, "regenerate_fraction": 0.4,
                                                 "seed": 0,
-                                       "grow": 2, "unblended_fraction": 0.0},
+                                       "grow": 2, "unblended_fraction": 0.0, **COMPUTE},
                {"memory": (memory, 0), "model": MODEL}, title=f"Delete the {deleted}",
                pos=(X_LAYER, y), size=(340, 230)))
     # which layer is which before the delete: indices shift after it, so the graph names layers

@@ -12,6 +12,7 @@ from workflow_graph import NodeDef
 
 MEMORY = ("memory", "LAYER_MEMORY", False)
 MODEL = ("model", "MODEL", False)
+COMPUTE = (("compute", "COMBO", True, False), ("context_margin", "INT", True, False))
 LAYER_OUT = (("memory", "LAYER_MEMORY"), ("latent", "LATENT"))
 
 
@@ -46,14 +47,14 @@ NODE_DEFS: dict[str, NodeDef] = {
         widgets=(("seed", "INT", False, True), ("use_mqd", "BOOLEAN", False, False),
                  ("grow", "INT", False, False), ("feather", "INT", False, False),
                  ("unblended_fraction", "FLOAT", False, False), ("name", "STRING", True, False),
-                 ("position", "INT", True, False)),
+                 ("position", "INT", True, False)) + COMPUTE,
         outputs=LAYER_OUT),
     "LayerMem_DeleteLayer": _pack(
         "Delete Layer",
         sockets=(MEMORY, MODEL),
         widgets=(("layer", "STRING", False, False), ("regenerate_fraction", "FLOAT", False, False),
                  ("seed", "INT", False, True), ("grow", "INT", False, False),
-                 ("unblended_fraction", "FLOAT", True, False)),
+                 ("unblended_fraction", "FLOAT", True, False)) + COMPUTE,
         outputs=LAYER_OUT),
     "LayerMem_EditLayer": _pack(
         "Edit Layer (reroll, re-prompt, move)",
@@ -62,7 +63,7 @@ NODE_DEFS: dict[str, NodeDef] = {
         widgets=(("layer", "STRING", False, False), ("seed", "INT", False, True),
                  ("grow", "INT", False, False), ("feather", "INT", True, False),
                  ("regenerate_fraction", "FLOAT", True, False), ("use_mqd", "BOOLEAN", True, False),
-                 ("name", "STRING", True, False)),
+                 ("name", "STRING", True, False)) + COMPUTE,
         outputs=LAYER_OUT),
     "LayerMem_LayerMemoryFromImage": _pack(
         "Layer Memory from Image",

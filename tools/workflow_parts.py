@@ -119,6 +119,10 @@ def box_mask(g: Graph, id: int, name: str, box_px: tuple, memory: int, y: int,
     return id
 
 
+# AddLayer / EditLayer / DeleteLayer's compute choice (issue 25) at its defaults: the whole picture
+COMPUTE = {"compute": "whole picture", "context_margin": 64}
+
+
 def box_layer(g: Graph, fam: Family, ids, y: int, obj: tuple, seed: int, memory: int,
               title: str, save_prefix: str) -> None:
     """Prompt, Layer Box, AddLayer (on top), decode and save. ids: text, (unused: the box size
@@ -129,7 +133,7 @@ def box_layer(g: Graph, fam: Family, ids, y: int, obj: tuple, seed: int, memory:
     fam.encode(g, text, prompt, f"Prompt: {name}", (X_TEXT, y), 400, POSITIVE_COLOR)
     box_mask(g, box_id, name, box_pixels(box), memory, y)
     widgets = {"seed": seed, "use_mqd": True, "grow": 0, "feather": 0, "unblended_fraction": 0.0,
-               "name": name, "position": -1}
+               "name": name, "position": -1, **COMPUTE}
     links = {"memory": (memory, 0), "model": MODEL, "positive": (text, 0), "mask": (box_id, 0)}
     g.add(Node(layer, "LayerMem_AddLayer", widgets, links, title=title, pos=(X_LAYER, y),
                size=(340, 310)))
@@ -140,7 +144,7 @@ def edit_layer(g: Graph, id: int, memory: int, layer: str, seed: int, y: int, ti
                links: dict | None = None, name: str = "") -> None:
     """EditLayer: a new seed rerolls; a `positive` or `mask` link re-prompts or moves."""
     widgets = {"layer": layer, "seed": seed, "grow": 0, "feather": 0, "regenerate_fraction": 0.4,
-               "use_mqd": True, "name": name}
+               "use_mqd": True, "name": name, **COMPUTE}
     g.add(Node(id, "LayerMem_EditLayer", widgets, {"memory": (memory, 0), "model": MODEL,
                                                    **(links or {})},
                title=title, pos=(X_LAYER, y), size=(340, 310)))

@@ -70,6 +70,21 @@ class Family:
     pooled_encoder: str = ""  # the encoder whose pooled output that is (SDXL: CLIP-G)
     size_why: str = ""  # why sizes must be multiples of size_multiple, for the message
     min_size_why: str = ""  # why sizes below min_size are refused, for the message
+    # Computing around the mask (issue 25). `crop_cells`: latent cells a crop's offset and size
+    # are aligned to (the UNet's downsampling, PixArt's 2x2 token grid); None: the family cannot
+    # place a crop and the choice is refused with `crop_why_not`. A crop is at least `min_size`.
+    crop_cells: int | None = None
+    crop_why_not: str = ""
+    # Patches that make the model see a crop at its place in the full picture: called with the
+    # full latent (h, w) and the crop's (top, left, height, width) in latent cells, returns
+    # objects with `install(patcher) -> keys` (object patches on the run's clone); None: nothing
+    # to do (a UNet has no positional embedding)
+    crop_patches: Callable[[tuple[int, int], tuple[int, int, int, int]],
+                           Sequence[Any]] | None = None
+    # A prompt's scalar extras for a run on a crop: called with the extras, the crop's
+    # (left, top, width, height) and the picture's (width, height) in pixels (SDXL's size and
+    # crop conditioning); None: the extras are kept
+    crop_extras: Callable[[tuple, tuple[int, int, int, int], tuple[int, int]], tuple] | None = None
 
     @property
     def patch_cells(self) -> int:

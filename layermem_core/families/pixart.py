@@ -68,6 +68,13 @@ def _attention_run(layers: Sequence[Any]) -> AttentionRun:
     return MQDRun.for_layers(layers)
 
 
+def _crop_patches(full_hw: tuple[int, int], box: tuple[int, int, int, int]) -> list:
+    """The crop's positional correction (pixart_crop): its tokens embedded at their place."""
+    from .pixart_crop import CropPosition
+
+    return [CropPosition(full_hw, box)]
+
+
 def run_bytes(width: int, height: int, calls: int, itemsize: int,
               attention: str = "blocked") -> int:
     """Bytes one PixArt sampling run at width x height needs on its device.
@@ -112,4 +119,6 @@ PIXART = Family(
     run_bytes=run_bytes,
     size_why="its latent patches are 2x2 at /8",
     min_size_why="ComfyUI's PixArt divides by zero there",
+    crop_cells=2,  # the 2x2 token grid: a crop's tokens are the full picture's tokens
+    crop_patches=_crop_patches,
 )

@@ -61,9 +61,37 @@ def _attention_run(layers: Sequence[Any]) -> AttentionRun:
     return UNetMQDRun.for_layers(layers)
 
 
+# SD 1.5's UNet halves its grid three times (/8), SDXL's twice (/4): a crop aligned to 8 latent
+# cells keeps every level of both on the full picture's grid, so MQD pools its masks there as
+# the whole picture's run does.
+CROP_CELLS = 8
+
+
+def sdxl_crop_extras(extras: tuple, crop_px: tuple[int, int, int, int],
+                     picture_px: tuple[int, int]) -> tuple:
+    """SDXL's size conditioning for a run on a crop: what its training crops said.
+
+    SDXL was trained on crops of larger pictures: (width, height) the original picture,
+    (crop_w, crop_h) where the crop starts in it, (target_width, target_height) the size of the
+    image the UNet made. A run around the mask is exactly that: width/height stay the prompt's
+    (the full picture's when the prompt has none), crop_w/crop_h move by the crop's offset (in
+    the prompt's original-size frame), target_width/target_height are the crop's size.
+    """
+    left, top, w, h = crop_px
+    pic_w, pic_h = picture_px
+    e = dict(extras)
+    width, height = int(e.get("width", pic_w)), int(e.get("height", pic_h))
+    e.update(width=width, height=height,
+             crop_w=int(e.get("crop_w", 0)) + round(left * width / pic_w),
+             crop_h=int(e.get("crop_h", 0)) + round(top * height / pic_h),
+             target_width=w, target_height=h)
+    return tuple(sorted(e.items()))
+
+
 def _unet(name: str, label: str, checkpoint: str, embed_width: int, pooled_width: int | None,
           encoder: str, encoder_fix: str, encoder_widths: tuple[tuple[int, str], ...],
-          signature_keys: tuple[str, ...], detect, pooled_encoder: str = "") -> Family:
+          signature_keys: tuple[str, ...], detect, pooled_encoder: str = "",
+          crop_extras=None) -> Family:
     return Family(
         name=name, label=label, embed_width=embed_width, pooled_width=pooled_width,
         latent_channels=4, size_multiple=8, min_size=64, token_grid=_TOKEN_GRID,
@@ -73,7 +101,9 @@ def _unet(name: str, label: str, checkpoint: str, embed_width: int, pooled_width
         min_file_version=3,  # version 3 added the family and pooled embeddings
         detect=detect, describe=_describe, attention_run=_attention_run,
         owns_tokens=_owns_tokens,
-        pooled_encoder=pooled_encoder)
+        pooled_encoder=pooled_encoder,
+        crop_cells=CROP_CELLS,  # no positional embedding: a crop needs no patch
+        crop_extras=crop_extras)
 
 
 SD15 = _unet(
@@ -87,4 +117,5 @@ SDXL = _unet(
     "encode the prompt with the SDXL checkpoint's CLIP (CheckpointLoaderSimple -> "
     "CLIPTextEncode or CLIPTextEncodeSDXL)",
     ((2048, "CLIP-L + CLIP-G, SDXL"), (1280, "CLIP-G only, the SDXL refiner")),
-    _UNET_SIGNATURE + ("diffusion_model.label_emb.0.0.bias",), _is_sdxl, pooled_encoder="CLIP-G")
+    _UNET_SIGNATURE + ("diffusion_model.label_emb.0.0.bias",), _is_sdxl, pooled_encoder="CLIP-G",
+    crop_extras=sdxl_crop_extras)
