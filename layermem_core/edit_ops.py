@@ -68,6 +68,9 @@ def edit_layer(memory: LayerMemory, model, layer, positive=None, mask=None, seed
     kept = stack.kept_under(old, layers[index - 1].trajectory)
     composite = layer_ops.sample_over(memory, model, layers[:index], draft, use_mqd,
                                       unblended_fraction, "EditLayer", reference=kept)
+    # stored as the old composite plus the cells the run changed (its masks' box), so the
+    # memory before the edit and the one after share the rest (issue 22)
+    composite = stack.shared_with(composite, old.trajectory)
     upper = stack.recompose(layers[index + 1:], old.trajectory, composite)
     new_layers = layers[:index] + [replace(draft, trajectory=composite)] + upper
     new_support = masks.support(latent_mask)
