@@ -67,42 +67,62 @@ def changed_region(old: Trajectory, new: Trajectory) -> torch.Tensor:
     return (_any_cell(old.x != new.x)) | (old.final != new.final).any(dim=0)
 
 
+def _boxes(cells: list[torch.Tensor], origin: Box) -> list[Box | None]:
+    """Per [h, w] bool map (of a crop starting at `origin`), the bounding box of its True cells
+    in picture coordinates, or None: computed for all maps at once (one host read)."""
+    maps = torch.stack(cells)
+    rows, cols = maps.any(dim=2), maps.any(dim=1)
+    flags = torch.cat([rows, cols], dim=1).tolist()
+    bh = rows.shape[1]
+    out: list[Box | None] = []
+    for f in flags:
+        ys = [i for i, v in enumerate(f[:bh]) if v]
+        xs = [i for i, v in enumerate(f[bh:]) if v]
+        out.append(None if not ys else (origin[0] + ys[0], origin[0] + ys[-1] + 1,
+                                        origin[2] + xs[0], origin[2] + xs[-1] + 1))
+    return out
+
+
 def recompose(upper: list, old_below: Trajectory, new_below: Trajectory) -> list:
     """The layers `upper` (oldest first) with their composites rebuilt over a changed layer below.
 
     `old_below` is the composite they were made over, `new_below` the one that replaces it.
-    Returns new Layer values (a layer nothing reached is passed on as it is); the ones passed in
-    are not changed.
+    Returns new Layer values (a layer whose bits did not change is passed on as it is); the ones
+    passed in are not changed.
+
+    Works on the bounding-box crop of the changed region: the mask maps of all layers in one
+    batch, then the recurrence layer by layer (it stops where nothing changed any more), then
+    every layer's patch box in one batch; each layer keeps its base and gains a patch of the
+    cells whose bits changed.
     """
     region = changed_region(old_below, new_below)
     box = bounding_box(region)
     if box is None or not upper:
         return list(upper)
-    frame = box  # the crop all mask maps are cut from
-    o, b, r = old_below.crop(box), new_below.crop(box), region[_sl(box)]
-    m = torch.stack([layer.latent_mask[_sl(box)] for layer in upper]).to(o.dtype)
+    ys, xs = _sl(box)
+    o, b, r = old_below.crop(box), new_below.crop(box), region[ys, xs]
+    m = torch.stack([layer.latent_mask[ys, xs] for layer in upper]).to(o.dtype)
     keep, take_below, weight = m >= 1.0, m <= 0.0, 1.0 - m
-    rebuilt = []
+    news, changed = [], []
     for i, layer in enumerate(upper):
-        s = _sl(box, frame)
         t = layer.trajectory.crop(box)
-        soft = t + weight[i][s] * (b - o)
-        new = torch.where(r, torch.where(keep[i][s], t, torch.where(take_below[i][s], b, soft)), t)
-        bits = bounding_box(_bits_differ(new, t))
-        if bits is None:  # every changed cell is hidden under this layer: nothing above moves
-            return rebuilt + list(upper[i:])
-        patch = (box[0] + bits[0], box[0] + bits[1], box[2] + bits[2], box[2] + bits[3])
-        ps = _sl(patch, box)
+        soft = t + weight[i] * (b - o)
+        new = torch.where(r, torch.where(keep[i], t, torch.where(take_below[i], b, soft)), t)
+        news.append(new)
+        changed.append(_bits_differ(new, t))
+        r = _any_cell(new != t)
+        if not bool(r.any()):  # hidden under this layer everywhere: nothing above changes
+            break
+        o, b = t, new
+    rebuilt = []
+    for layer, new, patch in zip(upper, news, _boxes(changed, box), strict=False):
+        if patch is None:
+            rebuilt.append(layer)
+            continue
+        py, px = _sl(patch, box)
         rebuilt.append(replace(layer, trajectory=layer.trajectory.with_patch(
-            patch, new[:, :, ps[0], ps[1]])))
-        r_next = _any_cell(new != t)
-        nxt = bounding_box(r_next)
-        if nxt is None:
-            return rebuilt + list(upper[i + 1:])
-        nxt = (box[0] + nxt[0], box[0] + nxt[1], box[2] + nxt[2], box[2] + nxt[3])
-        ns = _sl(nxt, box)
-        o, b, r, box = t[:, :, ns[0], ns[1]], new[:, :, ns[0], ns[1]], r_next[ns], nxt
-    return rebuilt
+            patch, new[:, :, py, px])))
+    return rebuilt + list(upper[len(news):])
 
 
 def shared_with(new: Trajectory, old: Trajectory) -> Trajectory:
@@ -126,10 +146,11 @@ def owners(layers: list) -> torch.Tensor:
     That layer's composite is the lowest one that shows the pixel as the top of the stack shows
     it: every newer composite equals it there (their masks are 0), every older one lacks it.
     """
-    owner = torch.zeros(layers[0].latent_mask.shape, dtype=torch.int64)
-    for k, layer in enumerate(layers[1:], start=1):
-        owner = torch.where(layer.latent_mask > 0, torch.full_like(owner, k), owner)
-    return owner
+    if len(layers) == 1:
+        return torch.zeros(layers[0].latent_mask.shape, dtype=torch.int64)
+    on = torch.stack([layer.latent_mask for layer in layers[1:]]) > 0
+    index = torch.arange(1, len(layers), dtype=torch.int64)[:, None, None]
+    return (on * index).amax(dim=0)
 
 
 def write_tail(layers: list, region: torch.Tensor, first_call: int, tail: Trajectory,
@@ -142,24 +163,29 @@ def write_tail(layers: list, region: torch.Tensor, first_call: int, tail: Trajec
     keeps it, unless that verb's own region covers the pixel (then its owner is re-made); and
     history at a level shows what the stack shows there. Composites below the owner are left
     as they were: they never showed that pixel on top. Each composite written gets a patch of
-    the box it is written in (the whole picture compacts into plain tensors).
+    the box it is written in (the whole picture compacts into plain tensors); the maps and
+    boxes of all layers are found in one batch.
     """
     r = torch.ones_like(region, dtype=torch.bool) if whole_picture else region.to(torch.bool)
-    owner = owners(layers)
+    box = bounding_box(r)
+    if box is None:
+        return list(layers)
+    ys, xs = _sl(box)
+    levels = torch.arange(len(layers), dtype=torch.int64)[:, None, None]
+    wheres = r[ys, xs] & (owners(layers)[ys, xs] <= levels)  # [layers, bh, bw]
     out = []
     tail_crops: dict[Box, torch.Tensor] = {}
-    for k, layer in enumerate(layers):
-        where = r & (owner <= k)
-        box = bounding_box(where)
-        if box is None:
+    for k, (layer, lbox) in enumerate(zip(layers, _boxes(list(wheres), box), strict=True)):
+        if lbox is None:
             out.append(layer)
             continue
-        if box not in tail_crops:
-            tail_crops[box] = tail.crop(box)
+        if lbox not in tail_crops:
+            tail_crops[lbox] = tail.crop(lbox)
         t = layer.trajectory
-        crop = t.crop(box)
-        crop[first_call:] = torch.where(where[_sl(box)], tail_crops[box], crop[first_call:])
-        out.append(replace(layer, trajectory=t.with_patch(box, crop)))
+        crop = t.crop(lbox)
+        wy, wx = _sl(lbox, box)
+        crop[first_call:] = torch.where(wheres[k, wy, wx], tail_crops[lbox], crop[first_call:])
+        out.append(replace(layer, trajectory=t.with_patch(lbox, crop)))
     return out
 
 
