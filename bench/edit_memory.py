@@ -155,6 +155,13 @@ def measure(core, args) -> dict:
         "delete+heal": lambda: delete(core, memory, heal, g),
         "move": lambda: move(core, memory, new_mask, sample, heal),
     }
+    def box_share(cells: torch.Tensor) -> float:
+        ys, xs = cells.nonzero(as_tuple=True)
+        return (int(ys.max() - ys.min()) + 1) * (int(xs.max() - xs.min()) + 1) / (h * w)
+
+    # the region each edit changes at layer 1: its mask (delete), old and new mask (move)
+    regions = {"delete": box_share(m1 > 0), "delete+heal": box_share(m1 > 0),
+               "move": box_share((m1 > 0) | (new_mask > 0))}
     base = held_bytes([memory])
     out = {"layers": args.layers, "size": args.size, "steps": args.steps, "tokens": args.tokens,
            "memory_mb": base / MB, "layer_1_mask_share": float((m1 > 0).float().mean()),
@@ -170,7 +177,8 @@ def measure(core, args) -> dict:
         both = held_bytes([memory, new])
         out["edits"][name] = {
             "old_plus_new_mb": both / MB, "added_mb": (both - base) / MB,
-            "added_share": (both - base) / base, "new_memory_nbytes_mb": new.nbytes() / MB,
+            "added_share": (both - base) / base, "region_box_share": regions[name],
+            "new_memory_nbytes_mb": new.nbytes() / MB,
             "ops": counted.ops, "kernel_ops": counted.kernel_ops,
             "ops_per_layer_above": counted.ops / (args.layers - 2),
             "kernel_ops_per_layer_above": counted.kernel_ops / (args.layers - 2),
@@ -187,6 +195,7 @@ def main(argv=None) -> int:
     p.add_argument("--tokens", type=int, default=20)
     p.add_argument("--repeat", type=int, default=3, help="timed runs per edit (median)")
     p.add_argument("--core", type=Path, default=REPO, help="checkout whose layermem_core to use")
+    p.add_argument("--commit", help="the commit --core holds, where it is not a git checkout")
     p.add_argument("--json", type=Path, help="append the result (with the commit) to this file")
     args = p.parse_args(argv)
     core = import_core(args.core)
@@ -194,13 +203,14 @@ def main(argv=None) -> int:
     commit = subprocess.run(["git", "-C", str(args.core), "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()
     res["core"] = str(args.core)
-    res["commit"] = commit or "(not a git checkout)"
+    res["commit"] = args.commit or commit or "(not a git checkout)"
     print(f"{args.layers} layers, {args.size} px, {args.steps} steps: memory "
           f"{res['memory_mb']:.1f} MB; layer 1 mask {res['layer_1_mask_share']:.3f} of the "
           f"picture, its box {res['layer_1_box_share']:.3f}  [{res['commit']} {args.core}]")
     for name, e in res["edits"].items():
         print(f"  {name:12s} old+new {e['old_plus_new_mb']:7.1f} MB (+{e['added_mb']:.1f} MB, "
-              f"+{100 * e['added_share']:.1f}%)  ops {e['ops']} / kernels {e['kernel_ops']} "
+              f"+{100 * e['added_share']:.1f}%; region box {100 * e['region_box_share']:.1f}%)  "
+              f"ops {e['ops']} / kernels {e['kernel_ops']} "
               f"({e['ops_per_layer_above']:.1f} / {e['kernel_ops_per_layer_above']:.1f} a layer "
               f"above)  {1000 * e['seconds_median']:.1f} ms")
     if args.json:
