@@ -46,7 +46,8 @@ def _any_cell(diff: torch.Tensor) -> torch.Tensor:
 
 def _bits_differ(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Cells whose bits differ (also -0.0 against 0.0, which `!=` calls equal)."""
-    return _any_cell(a.view(torch.int32) != b.view(torch.int32))
+    as_int = {2: torch.int16, 4: torch.int32, 8: torch.int64}[a.element_size()]
+    return _any_cell(a.view(as_int) != b.view(as_int))
 
 
 def changed_region(old: Trajectory, new: Trajectory) -> torch.Tensor:

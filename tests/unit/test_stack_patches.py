@@ -186,3 +186,34 @@ def test_accounting_counts_each_storage_once():
     assert both == t.nbytes() + 4 * 4 * 2 * 2 * 4, "the shared base once, the patch added"
     assert torch.equal(p.x[:, :, 2:, :], t.x[:, :, 2:, :]) and p.x[:, :, :2, :2].eq(0).all()
     assert p.final[:, :2, :2].eq(0).all() and torch.equal(p.compacted().x, p.x)
+
+
+def test_a_memory_with_patches_saves_the_same_file_and_loads_bit_for_bit():
+    from dataclasses import replace
+
+    from asserts import assert_same_memory
+    from comfyui_layer_memory.layermem_core import serialization as ser
+    from memory_files import small_memory
+
+    m = small_memory(3, 3, 8, 8)
+    g = torch.Generator().manual_seed(25)
+    layers = list(m.layers)
+    for k in (1, 2):  # two patched composites, each on its own base
+        t = layers[k].trajectory
+        for box in ((1, 3, 2, 6), (4, 8, 0, 3)):
+            vals = torch.randn(t.calls + 1, 4, box[1] - box[0], box[3] - box[2], generator=g)
+            vals[0, 0, 0, 0] = -0.0
+            t = t.with_patch(box, vals)
+        assert len(t.patches) == 2
+        layers[k] = replace(layers[k], trajectory=t)
+    patched = m.with_layers(tuple(layers))
+    plain = m.with_layers(tuple(replace(la, trajectory=la.trajectory.compacted())
+                                for la in layers))
+    for dtype in ("float32", "float16"):
+        data = ser.to_bytes(patched, dtype)
+        assert data == ser.to_bytes(plain, dtype), "the file does not depend on patches"
+        assert_same_memory(ser.from_bytes(data, "p"), ser.from_bytes(ser.to_bytes(plain, dtype),
+                                                                     "q"))
+    assert_same_memory(ser.from_bytes(ser.to_bytes(patched), "p"), patched)
+    patch_bytes = sum(p.points.numel() * 4 for la in patched.layers for p in la.trajectory.patches)
+    assert patched.nbytes() == plain.nbytes() + patch_bytes, "a base and its patches, each once"
