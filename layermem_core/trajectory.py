@@ -78,11 +78,36 @@ class Trajectory:
     _final: torch.Tensor
     patches: tuple[Patch, ...]
 
-    def __init__(self, sigmas: torch.Tensor, steps: torch.Tensor, x: torch.Tensor,
-                 final: torch.Tensor, patches: tuple[Patch, ...] = ()):
+    def __init__(self, sigmas: torch.Tensor, steps: torch.Tensor, x: torch.Tensor | None = None,
+                 final: torch.Tensor | None = None, *, _x: torch.Tensor | None = None,
+                 _final: torch.Tensor | None = None, patches: tuple[Patch, ...] = ()):
+        """Trajectory(sigmas, steps, x, final): plain tensors. The keyword fields are what
+        `dataclasses.replace` passes: replace(t, x=...) gives that x and t's (assembled) final."""
+        if _x is not None:
+            t = Trajectory._make(sigmas, steps, _x, _final, patches)
+            if x is None and final is None:
+                x, final, patches = _x, _final, t.patches
+            else:
+                x, final, patches = (t.x if x is None else x), (t.final if final is None
+                                                                 else final), ()
+        elif patches:
+            raise TypeError("patches need the base they go over (_x, _final)")
+        if x is None or final is None:
+            raise TypeError("a Trajectory needs x and final")
+        self._set(sigmas, steps, x, final, tuple(patches))
+
+    def _set(self, sigmas, steps, x, final, patches) -> None:
         for name, value in (("sigmas", sigmas), ("steps", steps), ("_x", x), ("_final", final),
-                            ("patches", tuple(patches))):
+                            ("patches", patches)):
             object.__setattr__(self, name, value)
+
+    @staticmethod
+    def _make(sigmas: torch.Tensor, steps: torch.Tensor, x: torch.Tensor, final: torch.Tensor,
+              patches: tuple[Patch, ...]) -> Trajectory:
+        """A trajectory of base tensors and patches over them."""
+        t = object.__new__(Trajectory)
+        t._set(sigmas, steps, x, final, tuple(patches))
+        return t
 
     # ------------------------------------------------------------------------------ reading
     @property
@@ -160,7 +185,7 @@ class Trajectory:
         h, w = self.shape[1:]
         patch = Patch(tuple(int(v) for v in box), points.contiguous())
         patches = tuple(p for p in self.patches if not _inside(p.box, patch.box)) + (patch,)
-        chained = Trajectory(self.sigmas, self.steps, self._x, self._final, patches)
+        chained = Trajectory._make(self.sigmas, self.steps, self._x, self._final, patches)
         limit = COMPACT_AREA * h * w
         if len(patches) <= MAX_PATCHES and sum(p.area for p in patches) <= limit:
             return chained
@@ -168,8 +193,8 @@ class Trajectory:
         union = (min(b[0] for b in boxes), max(b[1] for b in boxes),
                  min(b[2] for b in boxes), max(b[3] for b in boxes))
         if (union[1] - union[0]) * (union[3] - union[2]) <= limit:
-            return Trajectory(self.sigmas, self.steps, self._x, self._final,
-                              (Patch(union, chained.crop(union)),))
+            return Trajectory._make(self.sigmas, self.steps, self._x, self._final,
+                                    (Patch(union, chained.crop(union)),))
         return chained.compacted()
 
     def compacted(self) -> Trajectory:

@@ -217,3 +217,17 @@ def test_a_memory_with_patches_saves_the_same_file_and_loads_bit_for_bit():
     assert_same_memory(ser.from_bytes(ser.to_bytes(patched), "p"), patched)
     patch_bytes = sum(p.points.numel() * 4 for la in patched.layers for p in la.trajectory.patches)
     assert patched.nbytes() == plain.nbytes() + patch_bytes, "a base and its patches, each once"
+
+
+def test_dataclasses_replace_keeps_working_on_patched_trajectories():
+    from dataclasses import replace
+
+    g = torch.Generator().manual_seed(26)
+    t = traj(torch.randn(CALLS + 1, C, H, W, generator=g))
+    p = t.with_patch((1, 4, 2, 5), torch.randn(CALLS + 1, C, 3, 3, generator=g))
+    x = torch.randn(CALLS, C, H, W, generator=g)
+    swapped = replace(p, x=x)
+    assert swapped.x is x and not swapped.patches and torch.equal(swapped.final, p.final)
+    same = replace(p, sigmas=p.sigmas * 2)
+    assert same.patches == p.patches and torch.equal(_points(same), _points(p))
+    assert torch.equal(same.sigmas, p.sigmas * 2)
