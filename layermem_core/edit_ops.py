@@ -78,6 +78,9 @@ def edit_layer(memory: LayerMemory, model, layer, positive=None, mask=None, seed
     composite = verb_toolkit.sample_over(memory, model, layers[:index], draft, use_mqd,
                                          unblended_fraction, "EditLayer", reference=kept,
                                          area=area, changed=masks.support(old.latent_mask))
+    # stored as the old composite plus the cells the run changed (its masks' box), so the
+    # memory before the edit and the one after share the rest (issue 22)
+    composite = stack.shared_with(composite, old.trajectory)
     upper = stack.recompose(layers[index + 1:], old.trajectory, composite)
     new_layers = layers[:index] + [replace(draft, trajectory=composite)] + upper
     new_support = masks.support(latent_mask)

@@ -13,7 +13,7 @@ import torch
 
 from .conditioning import Conditioning
 from .errors import LayerMemoryError
-from .trajectory import Trajectory
+from .trajectory import Trajectory, storage_bytes
 
 
 def reads_as_index(text: str) -> bool:
@@ -175,7 +175,9 @@ class LayerMemory:
         return replace(self, layers=tuple(layers))
 
     def tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
-        """Every tensor the memory holds, named; for hashing, saving and size accounting."""
+        """Every value the memory holds, named, each trajectory as its assembled x and final
+        (new tensors where it carries patches); for hashing, comparing and saving. Size
+        accounting reads `stored_tensors()`, the tensors actually held."""
         yield "schedule.sigmas", self.schedule.sigmas
         for i, layer in enumerate(self.layers):
             p = f"layers.{i}."
@@ -189,15 +191,33 @@ class LayerMemory:
             for field in ("sigmas", "steps", "x", "final"):
                 yield p + "trajectory." + field, getattr(t, field)
 
+    def stored_tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """Every tensor the memory holds in RAM, named: `tensors()` with each trajectory as its
+        parts (base and patches, `Trajectory.parts`) rather than its assembled x and final."""
+        for name, t in self._plain_tensors():
+            yield name, t
+        for i, layer in enumerate(self.layers):
+            for part, t in layer.trajectory.parts():
+                yield f"layers.{i}.trajectory.{part}", t
+
+    def _plain_tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """Every tensor but the trajectories (in `tensors()` order)."""
+        yield "schedule.sigmas", self.schedule.sigmas
+        for i, layer in enumerate(self.layers):
+            p = f"layers.{i}."
+            for key, cond in (("positive", layer.positive), ("negative", layer.negative)):
+                yield p + key, cond.embedding
+                if cond.pooled is not None:
+                    yield p + key + ".pooled", cond.pooled
+            yield p + "latent_mask", layer.latent_mask
+            yield p + "token_mask", layer.token_mask
+
     def nbytes(self) -> int:
-        seen: set[int] = set()
-        total = 0
-        for _, t in self.tensors():
-            key = t.data_ptr()
-            if key not in seen:
-                seen.add(key)
-                total += t.numel() * t.element_size()
-        return total
+        """RAM the memory holds: every byte of a storage its tensors share counted once
+        (`trajectory.storage_bytes`), so a rebuilt composite that shares its base with the one
+        it replaced costs only its patches. Summed over several memories, count
+        `storage_bytes` over all their `stored_tensors()` at once."""
+        return storage_bytes(t for _, t in self.stored_tensors())
 
     def describe(self) -> list[dict]:
         rows = []

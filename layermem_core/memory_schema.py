@@ -33,7 +33,8 @@ KNOWN_FIELDS = {
             "prompt"},
     Conditioning: {"embedding", "extras", "pooled"},
     Schedule: {"sigmas", "sampler_name", "scheduler", "steps", "cfg"},
-    Trajectory: {"sigmas", "steps", "x", "final"},
+    # stored as the assembled x and final (TRAJECTORY_FIELDS): base and patches are RAM only
+    Trajectory: {"sigmas", "steps", "_x", "_final", "patches"},
     ModelFingerprint: {"image_model", "depth", "micro_condition", "latent_channels",
                        "weight_signature", "family"},
 }
@@ -66,6 +67,9 @@ class _Writer:
         self.store_dtype = store_dtype
         self.tensors: dict[str, torch.Tensor] = {}
         self.names_by_id: dict[int, str] = {}
+        # every tensor put, kept alive while writing: an assembled trajectory's x is a new
+        # object, and a freed one's id could be reused by the next (and be taken for it)
+        self._held: list[torch.Tensor] = []
 
     def put(self, name: str, t: torch.Tensor, halve: bool = False) -> str:
         if id(t) in self.names_by_id:
@@ -79,6 +83,7 @@ class _Writer:
                                        f"of {kind}", "save with float32 (exact)")
         self.tensors[name] = stored.contiguous()  # a copy only for a non-contiguous view
         self.names_by_id[id(t)] = name
+        self._held.append(t)
         return name
 
     def conditioning(self, prefix: str, c: Conditioning) -> dict:

@@ -14,6 +14,14 @@ layers, or as (1 - m) of it in a newer layer's soft rim).
 the last being lerp(T'_{k-1}, S_k, m_k) with S_k eliminated. Only the region where the new
 composite below differs from the old one is touched, so everything else keeps its bits.
 
+Proportional to what changed (issue 22): the recurrence runs on the bounding-box crop of the
+changed region only, the box shrinking layer by layer to where the composite below still
+changed, and each rebuilt composite is stored as the one it replaces plus a patch of the cells
+whose bits changed (`Trajectory.with_patch`), so an edit adds memory in proportion to its region.
+The per-layer mask maps (1 - m, m == 1, m == 0) are computed for all layers above in one batch;
+the recurrence itself stays sequential over the layers, since a cumulative product of (1 - m)
+rounds differently from it and the stack invariant is bit for bit.
+
 Pure module (torch only).
 """
 from __future__ import annotations
@@ -22,50 +30,115 @@ from dataclasses import replace
 
 import torch
 
-from .trajectory import Trajectory
+from .trajectory import COMPACT_AREA, Box, Trajectory, bounding_box
 
 
-def _points(t: Trajectory) -> torch.Tensor:
-    """Every stored point of a trajectory as one [calls + 1, C, h, w] tensor (the final last)."""
-    return torch.cat([t.x, t.final[None]])
+def _sl(box: Box, origin: Box | None = None) -> tuple[slice, slice]:
+    """Slices of `box`, in a crop that starts at `origin`'s corner (the picture by default)."""
+    oy, ox = (origin[0], origin[2]) if origin is not None else (0, 0)
+    return slice(box[0] - oy, box[1] - oy), slice(box[2] - ox, box[3] - ox)
 
 
-def _from_points(t: Trajectory, points: torch.Tensor) -> Trajectory:
-    return Trajectory(t.sigmas, t.steps, points[:-1].contiguous(), points[-1].contiguous())
+def _any_cell(diff: torch.Tensor) -> torch.Tensor:
+    """[P, C, h, w] bool -> [h, w]: cells that differ at any stored point or channel."""
+    return diff.flatten(0, 1).any(dim=0)
+
+
+def _bits_differ(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Cells whose bits differ (also -0.0 against 0.0, which `!=` calls equal)."""
+    as_int = {2: torch.int16, 4: torch.int32, 8: torch.int64}[a.element_size()]
+    return _any_cell(a.view(as_int) != b.view(as_int))
 
 
 def changed_region(old: Trajectory, new: Trajectory) -> torch.Tensor:
-    """[h, w] bool: where two trajectories of one schedule differ at any stored point."""
-    return (_points(old) != _points(new)).flatten(0, 1).any(dim=0)
+    """[h, w] bool: where two trajectories of one schedule differ at any stored point.
+
+    Two trajectories on one base can only differ inside their patches: only those boxes are
+    read."""
+    h, w = old.shape[1:]
+    region = torch.zeros(h, w, dtype=torch.bool)
+    if old._x is new._x and old._final is new._final:
+        boxes = [p.box for p in old.patches + new.patches]
+        if not boxes:
+            return region
+        box = (min(b[0] for b in boxes), max(b[1] for b in boxes),
+               min(b[2] for b in boxes), max(b[3] for b in boxes))
+        region[_sl(box)] = _any_cell(old.crop(box) != new.crop(box))
+        return region
+    return (_any_cell(old.x != new.x)) | (old.final != new.final).any(dim=0)
 
 
-def reblend(composite: Trajectory, old_below: Trajectory, new_below: Trajectory, mask: torch.Tensor,
-            region: torch.Tensor) -> Trajectory:
-    """Layer composite `composite` (made over `old_below`)
-    rebuilt over `new_below` inside `region`."""
-    t, o, b = _points(composite), _points(old_below), _points(new_below)
-    m = mask.to(t.dtype)
-    soft = t + (1.0 - m) * (b - o)
-    rebuilt = torch.where(m >= 1.0, t, torch.where(m <= 0.0, b, soft))
-    return _from_points(composite, torch.where(region.to(torch.bool), rebuilt, t))
+def _boxes(cells: list[torch.Tensor], origin: Box) -> list[Box | None]:
+    """Per [h, w] bool map (of a crop starting at `origin`), the bounding box of its True cells
+    in picture coordinates, or None: computed for all maps at once (one host read)."""
+    maps = torch.stack(cells)
+    rows, cols = maps.any(dim=2), maps.any(dim=1)
+    flags = torch.cat([rows, cols], dim=1).tolist()
+    bh = rows.shape[1]
+    out: list[Box | None] = []
+    for f in flags:
+        ys = [i for i, v in enumerate(f[:bh]) if v]
+        xs = [i for i, v in enumerate(f[bh:]) if v]
+        out.append(None if not ys else (origin[0] + ys[0], origin[0] + ys[-1] + 1,
+                                        origin[2] + xs[0], origin[2] + xs[-1] + 1))
+    return out
 
 
 def recompose(upper: list, old_below: Trajectory, new_below: Trajectory) -> list:
     """The layers `upper` (oldest first) with their composites rebuilt over a changed layer below.
 
     `old_below` is the composite they were made over, `new_below` the one that replaces it.
-    Returns new Layer values; the ones passed in are not changed.
+    Returns new Layer values (a layer whose bits did not change is passed on as it is); the ones
+    passed in are not changed.
+
+    Works on the bounding-box crop of the changed region: the mask maps of all layers in one
+    batch, then the recurrence layer by layer (it stops where nothing changed any more), then
+    every layer's patch box in one batch; each layer keeps its base and gains a patch of the
+    cells whose bits changed.
     """
-    rebuilt = []
-    for layer in upper:
-        region = changed_region(old_below, new_below)
-        if not bool(region.any()):
-            rebuilt.extend(upper[len(rebuilt):])
+    region = changed_region(old_below, new_below)
+    box = bounding_box(region)
+    if box is None or not upper:
+        return list(upper)
+    ys, xs = _sl(box)
+    o, b, r = old_below.crop(box), new_below.crop(box), region[ys, xs]
+    m = torch.stack([layer.latent_mask[ys, xs] for layer in upper]).to(o.dtype)
+    keep, take_below, weight = m >= 1.0, m <= 0.0, 1.0 - m
+    news, changed = [], []
+    for i, layer in enumerate(upper):
+        t = layer.trajectory.crop(box)
+        soft = t + weight[i] * (b - o)
+        new = torch.where(r, torch.where(keep[i], t, torch.where(take_below[i], b, soft)), t)
+        news.append(new)
+        changed.append(_bits_differ(new, t))
+        r = _any_cell(new != t)
+        if not bool(r.any()):  # hidden under this layer everywhere: nothing above changes
             break
-        new_t = reblend(layer.trajectory, old_below, new_below, layer.latent_mask, region)
-        rebuilt.append(replace(layer, trajectory=new_t))
-        old_below, new_below = layer.trajectory, new_t
-    return rebuilt
+        o, b = t, new
+    rebuilt = []
+    for layer, new, patch in zip(upper, news, _boxes(changed, box), strict=False):
+        if patch is None:
+            rebuilt.append(layer)
+            continue
+        py, px = _sl(patch, box)
+        rebuilt.append(replace(layer, trajectory=layer.trajectory.with_patch(
+            patch, new[:, :, py, px])))
+    return rebuilt + list(upper[len(news):])
+
+
+def shared_with(new: Trajectory, old: Trajectory) -> Trajectory:
+    """`new` stored as `old` plus a patch of the cells whose bits differ, where those cover at
+    most `COMPACT_AREA` of the picture (a re-sampled layer over its old composite); else `new`."""
+    if new.calls != old.calls:
+        return new
+    bits = _bits_differ(new.x, old.x) | _bits_differ(new.final[None], old.final[None])
+    box = bounding_box(bits)
+    if box is None:
+        return old
+    h, w = old.shape[1:]
+    if (box[1] - box[0]) * (box[3] - box[2]) > COMPACT_AREA * h * w:
+        return new
+    return old.with_patch(box, new.crop(box))
 
 
 def owners(layers: list) -> torch.Tensor:
@@ -74,10 +147,11 @@ def owners(layers: list) -> torch.Tensor:
     That layer's composite is the lowest one that shows the pixel as the top of the stack shows
     it: every newer composite equals it there (their masks are 0), every older one lacks it.
     """
-    owner = torch.zeros(layers[0].latent_mask.shape, dtype=torch.int64)
-    for k, layer in enumerate(layers[1:], start=1):
-        owner = torch.where(layer.latent_mask > 0, torch.full_like(owner, k), owner)
-    return owner
+    if len(layers) == 1:
+        return torch.zeros(layers[0].latent_mask.shape, dtype=torch.int64)
+    on = torch.stack([layer.latent_mask for layer in layers[1:]]) > 0
+    index = torch.arange(1, len(layers), dtype=torch.int64)[:, None, None]
+    return (on * index).amax(dim=0)
 
 
 def write_tail(layers: list, region: torch.Tensor, first_call: int, tail: Trajectory,
@@ -89,21 +163,30 @@ def write_tail(layers: list, region: torch.Tensor, first_call: int, tail: Trajec
     and every composite above it. So a later verb that rebuilds any composite from the one below
     keeps it, unless that verb's own region covers the pixel (then its owner is re-made); and
     history at a level shows what the stack shows there. Composites below the owner are left
-    as they were: they never showed that pixel on top.
+    as they were: they never showed that pixel on top. Each composite written gets a patch of
+    the box it is written in (the whole picture compacts into plain tensors); the maps and
+    boxes of all layers are found in one batch.
     """
     r = torch.ones_like(region, dtype=torch.bool) if whole_picture else region.to(torch.bool)
-    owner = owners(layers)
+    box = bounding_box(r)
+    if box is None:
+        return list(layers)
+    ys, xs = _sl(box)
+    levels = torch.arange(len(layers), dtype=torch.int64)[:, None, None]
+    wheres = r[ys, xs] & (owners(layers)[ys, xs] <= levels)  # [layers, bh, bw]
     out = []
-    for k, layer in enumerate(layers):
-        where = r & (owner <= k)
-        if not bool(where.any()):
+    tail_crops: dict[Box, torch.Tensor] = {}
+    for k, (layer, lbox) in enumerate(zip(layers, _boxes(list(wheres), box), strict=True)):
+        if lbox is None:
             out.append(layer)
             continue
+        if lbox not in tail_crops:
+            tail_crops[lbox] = tail.crop(lbox)
         t = layer.trajectory
-        x = t.x.clone()
-        x[first_call:] = torch.where(where, tail.x, t.x[first_call:])
-        final = torch.where(where, tail.final, t.final)
-        out.append(replace(layer, trajectory=Trajectory(t.sigmas, t.steps, x, final)))
+        crop = t.crop(lbox)
+        wy, wx = _sl(lbox, box)
+        crop[first_call:] = torch.where(wheres[k, wy, wx], tail_crops[lbox], crop[first_call:])
+        out.append(replace(layer, trajectory=t.with_patch(lbox, crop)))
     return out
 
 
@@ -114,7 +197,4 @@ def kept_under(layer, below: Trajectory) -> Trajectory:
     Outside its mask a layer's composite equals the one below, except for what lives there with
     it: its own unblended tail. A reroll, re-prompt or move keeps that, bit for bit.
     """
-    inside = layer.latent_mask > 0
-    t = layer.trajectory
-    return Trajectory(t.sigmas, t.steps, torch.where(inside, below.x, t.x),
-                      torch.where(inside, below.final, t.final))
+    return layer.trajectory.replaced_in(layer.latent_mask > 0, below)

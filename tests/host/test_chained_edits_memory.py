@@ -22,10 +22,11 @@ SIZE, STEPS, EDITS = 512, 1, 30
 
 
 def _storages(memories) -> dict[int, int]:
-    """Distinct tensor storages the memories hold: data pointer -> bytes."""
+    """Distinct tensor storages the memories hold: data pointer -> bytes. (The tensors held:
+    `stored_tensors`, since `tensors()` assembles a patched trajectory's x anew, issue 22.)"""
     found = {}
     for memory in memories:
-        for _, t in memory.tensors():
+        for _, t in memory.stored_tensors():
             found[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
     return found
 
