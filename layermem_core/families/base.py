@@ -70,6 +70,12 @@ class Family:
     pooled_encoder: str = ""  # the encoder whose pooled output that is (SDXL: CLIP-G)
     size_why: str = ""  # why sizes must be multiples of size_multiple, for the message
     min_size_why: str = ""  # why sizes below min_size are refused, for the message
+    # (problem, fix) for a model of this family's class that the pack cannot drive (FLUX Fill,
+    # Chroma), so the refusal names it; None: the generic "not a supported model" message
+    refusal: Callable[[Any], tuple[str, str] | None] | None = None
+    # refuses a prompt's extras (dict, input name, the MODEL) this family's model would take
+    # silently wrong (FLUX dev without guidance); None: nothing beyond the widths is checked
+    check_extras: Callable[[dict, str, Any], None] | None = None
 
     @property
     def patch_cells(self) -> int:
