@@ -20,7 +20,8 @@ HOW_TO_GET_IT = ("ComfyUI host not found: set COMFYUI_PATH to a ComfyUI checkout
 CORE_MODULES = ("errors", "labels", "masks", "memory", "trajectory", "bcg", "conditioning",
                 "sampling", "model_checks", "layer_ops", "serialization", "preview", "stack",
                 "edit_ops", "picture", "families", "limits", "verb_toolkit", "families.pixart",
-                "families.pixart_mqd", "families.unet_mqd", "families.unet_mqd_run")
+                "families.pixart_mqd", "families.unet_mqd", "families.unet_mqd_run",
+                "families.flux_mqd")
 MODEL_FOLDERS = ("diffusion_models", "vae_approx", "vae", "text_encoders", "checkpoints")
 
 
