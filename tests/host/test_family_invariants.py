@@ -34,6 +34,7 @@ pytestmark = pytest.mark.host
 SAMPLERS = [("euler", "normal"), ("heun", "simple"), ("dpmpp_2m", "karras"),
             ("uni_pc", "sgm_uniform"), ("ddim", "ddim_uniform"), ("euler_ancestral", "karras"),
             ("dpmpp_2m_sde", "karras")]
+FLOW_SAMPLERS = [("res_multistep", "simple"), ("deis", "beta")]
 LEVELS = {"pixart_alpha": {(32, 32)}, "pixart_sigma": {(32, 32)},
           "sd15": {(16, 16), (8, 8), (4, 4)}, "sdxl": {(16, 16), (8, 8)}}
 BOX_A, BOX_B = (0.05, 0.05, 0.55, 0.55), (0.35, 0.30, 0.85, 0.80)
@@ -71,6 +72,13 @@ def test_bcg_is_bit_exact_outside_the_mask(host, kit, sampler, scheduler):
     added = kit.add(host.layer_ops, bg, (0.3, 0.2, 0.7, 0.6), 4, grow_pixels=1)
     _assert_exact_outside(added, bg)
     assert added.fingerprint.family == kit.family
+
+
+@pytest.mark.parametrize("sampler,scheduler", FLOW_SAMPLERS)
+def test_bcg_is_bit_exact_outside_the_mask_on_flow_samplers(host, kit, sampler, scheduler):
+    """The flow-matching samplers FLUX users pick, on the joint kit only (CI time)."""
+    _joint_only(kit)
+    test_bcg_is_bit_exact_outside_the_mask(host, kit, sampler, scheduler)
 
 
 def test_each_layer_follows_the_one_below(stack):
