@@ -92,8 +92,9 @@ class FluxMQDRun:
 
     def _routed_call(self, rows: tuple[bool, ...], context: torch.Tensor,
                      image_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(context [B, T, D], bias [B, 1, S, S]) of a call with these rows, built once per run
-        and layout."""
+        """(context [B, T, D], bias [B, 1, S, S]) of a call with these rows. The routed prompts
+        and the bias are built once per run and layout; the unconditional rows' own context is
+        taken from each call (padded), so it is never a stale copy."""
         if image_tokens != self.token_owner.numel():
             raise RuntimeError(f"layer memory: the FLUX call has {image_tokens} image tokens, the "
                                f"layers' masks {self.token_owner.numel()}")
@@ -102,13 +103,15 @@ class FluxMQDRun:
             text = round_up(max(self.real_text, int(context.shape[1])), TEXT_BUCKET)
             routed = torch.cat([p.to(context.device, context.dtype) for p in self.prompts], 1)
             routed = F.pad(routed, (0, 0, 0, text - routed.shape[1]))
-            own = F.pad(context, (0, 0, 0, text - context.shape[1]))
-            ctx = torch.cat([routed if r else own[b:b + 1] for b, r in enumerate(rows)])
             allowed = self.allowed(rows, int(context.shape[1]), text)
             bias = torch.zeros(allowed.shape, dtype=context.dtype).masked_fill_(
                 ~allowed, float("-inf")).to(context.device)[:, None]
-            self._cache[key] = (ctx, bias)
-        return self._cache[key]
+            self._cache[key] = (routed, bias)
+        routed, bias = self._cache[key]
+        if all(rows):
+            return routed.expand(len(rows), -1, -1), bias
+        own = F.pad(context, (0, 0, 0, routed.shape[1] - context.shape[1]))
+        return torch.cat([routed if r else own[b:b + 1] for b, r in enumerate(rows)]), bias
 
     def attention(self, func, *args, **kwargs):
         """optimized_attention_override: the run's routed calls on torch SDPA with the bias,
