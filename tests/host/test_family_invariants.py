@@ -136,6 +136,8 @@ def test_joint_mqd_gives_forbidden_keys_zero_weight_at_every_block(host, kit, st
         allowed = joint_allowed(lengths, owners, text)
         w = call.weights()
         assert torch.isfinite(call.out).all()
+        # the call applied these weights (the bias was not dropped on the way to the kernel)
+        torch.testing.assert_close(call.out.double(), w @ call.v.double(), rtol=1e-4, atol=1e-5)
         cond = w[1]  # cond_or_uncond [1, 0]: row 1 is the positive
         assert torch.equal(cond[:, ~allowed], torch.zeros_like(cond[:, ~allowed]))
         assert (cond[:, allowed] > 0).all()
