@@ -3,15 +3,13 @@ the eager one gives, with no graph break (issue 21)."""
 import flux_scenes as fs
 import pytest
 import scenes
-import torch
+import torch._dynamo
 from compile_check import breaks, compiled, graphs
 
 pytestmark = pytest.mark.host
 
 
 def test_flux_mqd_under_torch_compile_matches_eager(host):
-    import torch._dynamo
-
     torch._dynamo.reset()
     lo = host.layer_ops
     eager = fs.model()
