@@ -105,3 +105,28 @@ def test_mqd_routes_under_an_override_that_drops_masks_and_says_so(host, flux_bg
     torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=0)
     stock = flux_call(kit, fs.model(), context)
     assert not torch.allclose(outs[0], stock), "MQD changed nothing"
+
+
+def test_mqd_routes_when_the_backend_drops_masks(host, flux_bg, monkeypatch):
+    """ComfyUI's sage attention ignores masks: with a backend like it (wrapped as ComfyUI wraps
+    its backends) the routed calls still go to SDPA with the bias, so nothing changes."""
+    import comfy.ldm.flux.math as flux_math
+    from comfy.ldm.modules.attention import attention_pytorch, wrap_attn
+
+    @wrap_attn
+    def sage_like(q, k, v, heads, mask=None, **kwargs):
+        return attention_pytorch(q, k, v, heads, mask=None, **kwargs)
+
+    layers = host.layer_ops.add_layer(flux_bg, fs.model(), fs.cond(4),
+                                      scenes.box_mask(SIZE, 0.2, 0.2, 0.7, 0.7), seed=4).layers
+    kit = type("Kit", (), {"size": SIZE})()
+    context = _context(layers[-1].negative.embedding, layers[-1].positive.embedding)
+
+    def routed_output():
+        clone = fs.model().clone()
+        host.families.get("flux").attention_run(layers).install(clone)
+        return flux_call(kit, clone, context)
+
+    want = routed_output()
+    monkeypatch.setattr(flux_math, "optimized_attention", sage_like)
+    torch.testing.assert_close(routed_output(), want, rtol=1e-5, atol=1e-5)
