@@ -1,12 +1,15 @@
 """The method's invariants, once for every model kind: PixArt-alpha, PixArt-Sigma, SD 1.5, SDXL
-(issue 11). Small random models through ComfyUI's own classes (tools/family_kits.py).
+(issue 11), FLUX.1 dev (issue 21). Small random models through ComfyUI's own classes
+(tools/family_kits.py).
 
 - BCG: outside the mask every model input and the final latent are bit-identical to the layer
   below, for every sampler family (first order, second order, multistep, predictor-corrector,
   DDIM, ancestral, SDE).
 - MQD: in one routed model call, at every attention level, each token group of the conditional
   row gets the stock cross-attention output for its own layer's prompt (the documented
-  ownership rule: area-pooled mask >= 0.5, newest first); the negative row is stock.
+  ownership rule: area-pooled mask >= 0.5, newest first); the negative row is stock. Joint
+  attention (FLUX): in every block a token's forbidden keys get exactly zero weight, a single
+  owner is stock, and another layer's prompt leaves an owner's first block unchanged.
 - The stack: insert, move, reroll, delete (healed and exact undo) and history keep every
   composite made of the layers below it only (tests/support/stack_check.py).
 - Values: no verb changes the memory it was given.
