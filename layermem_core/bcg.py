@@ -78,7 +78,7 @@ class _Replay:
         run = run_sigmas.detach().to("cpu", torch.float32)
         self.exact = same_sampler and expected is not None and expected.shape == run.shape and \
             bool(torch.allclose(run, expected, rtol=1e-6, atol=1e-7))
-        self.offset = ref.call_starting_at(float(expected[0])) if self.exact else 0
+        self.offset = call_at_step(ref, spec.schedule_sigmas, spec.start_step) if self.exact else 0
         self.stored_calls = ref.calls
         self.ref = ref.to(device, dtype)
         self.mask = spec.free_mask.to(device, dtype)[None, None]
@@ -171,7 +171,20 @@ def _reset_call(spec: BCGSpec, replay: _Replay | None) -> int | None:
     """Stored call at which an unblended tail starts: the first call of its first step."""
     if replay is None or not replay.exact or spec.unblended_from_step is None:
         return None
-    return spec.reference.call_starting_at(float(spec.schedule_sigmas[spec.unblended_from_step]))
+    return call_at_step(spec.reference, spec.schedule_sigmas, spec.unblended_from_step)
+
+
+def call_at_step(ref: Trajectory, sigmas: torch.Tensor, step: int) -> int:
+    """The stored call a run over `sigmas[step:]` lines up with.
+
+    A run from the schedule's very first sigma lines up with call 0 whatever sigma that call
+    was made at: on flow models (CONST sampling) samplers such as dpmpp_2m_sde move a first
+    sigma of 1 to just below it before their first call (`offset_first_sigma_for_snr`), so
+    sigma 1 itself is never recorded.
+    """
+    if step == 0:
+        return 0
+    return ref.call_starting_at(float(sigmas[step]))
 
 
 class BCGSamplerWrapper:

@@ -26,10 +26,14 @@ class Conditioning:
     pooled: torch.Tensor | None = None  # [1, 1280] CLIP-G pooled output (SDXL); None otherwise
 
     @staticmethod
-    def from_comfy(conditioning, input_name: str, family: Family) -> Conditioning:
-        """Parse and check one CONDITIONING for the model family `family`."""
+    def from_comfy(conditioning, input_name: str, family: Family,
+                   model=None) -> Conditioning:
+        """Parse and check one CONDITIONING for the model family `family` (and `model`, the
+        MODEL it will be sampled with, for the family's checks of its extras)."""
         tensor, extras = _single_entry(conditioning, input_name)
         _check_width(tensor, input_name, family)
+        if family.check_extras is not None:
+            family.check_extras(extras, input_name, model)
         kept = tuple(
             sorted((k, v) for k, v in extras.items() if isinstance(v, (int, float, str, bool)))
         )

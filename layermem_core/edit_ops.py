@@ -47,9 +47,9 @@ def edit_layer(memory: LayerMemory, model, layer, positive=None, mask=None, seed
     verb_toolkit.check_heal(regenerate_fraction, 0.0)
     area = verb_toolkit.check_area(memory, compute, context_margin)
     old = memory.layers[index]
-    pos = (Conditioning.from_comfy(positive, "positive", family) if positive is not None
+    pos = (Conditioning.from_comfy(positive, "positive", family, model) if positive is not None
            else old.positive)
-    neg = (Conditioning.from_comfy(negative, "negative", family) if negative is not None
+    neg = (Conditioning.from_comfy(negative, "negative", family, model) if negative is not None
            else old.negative)
     seed = old.seed if seed is None else int(seed)
     if positive is None and negative is None and mask is None and seed == old.seed:

@@ -29,6 +29,7 @@ from .verb_toolkit import (
     check_heal,
     check_schedule,
     heal,
+    latent_shift,
     layer_mask,
     sample_over,
     visible_region,
@@ -46,8 +47,8 @@ def start_memory(model, positive, negative, width: int, height: int, seed: int, 
     check_layer_name(name)
     family = model_checks.require_supported(model)
     families.require_size(family, width, height)
-    pos = Conditioning.from_comfy(positive, "positive", family)
-    neg = Conditioning.from_comfy(negative, "negative", family)
+    pos = Conditioning.from_comfy(positive, "positive", family, model)
+    neg = Conditioning.from_comfy(negative, "negative", family, model)
     fp = model_checks.fingerprint(model)
     latent_shape = (fp.latent_channels, height // 8, width // 8)
     schedule = sampling.make_schedule(model, sampler_name, scheduler, steps, cfg)
@@ -55,7 +56,8 @@ def start_memory(model, positive, negative, width: int, height: int, seed: int, 
                               BCGSpec(free_mask=None, reference=None))
     return background_memory(fp, schedule, latent_shape,
                              float(model.model.latent_format.scale_factor), pos, neg, seed,
-                             trajectory, name or "background", prompt)
+                             trajectory, name or "background", prompt,
+                             latent_shift(model))
 
 
 def _position(memory: LayerMemory, position: int) -> int:
@@ -85,8 +87,8 @@ def add_layer(memory: LayerMemory, model, positive, mask, seed: int, grow_pixels
     family = model_checks.require_same_model(memory, model)
     area = check_area(memory, compute, context_margin)
     index = _position(memory, position)
-    pos = Conditioning.from_comfy(positive, "positive", family)
-    neg = (Conditioning.from_comfy(negative, "negative", family) if negative is not None
+    pos = Conditioning.from_comfy(positive, "positive", family, model)
+    neg = (Conditioning.from_comfy(negative, "negative", family, model) if negative is not None
            else memory.top.negative)
     check_fraction("unblended_fraction", unblended_fraction, False,
                    "use 0 for an exact background, or a small fraction such as 0.1")

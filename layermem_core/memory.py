@@ -91,6 +91,8 @@ class LayerMemory:
     latent_shape: tuple[int, int, int]  # (C, h, w)
     latent_scale: float  # the model's latent_format.scale_factor: internal = user * scale
     layers: tuple[Layer, ...]
+    # the model's latent_format.shift_factor (FLUX 0.1159): internal = (user - shift) * scale
+    latent_shift: float = 0.0
 
     @property
     def top(self) -> Layer:
@@ -109,7 +111,7 @@ class LayerMemory:
         """The composite after layer `index` as a ComfyUI LATENT (the model's
         process_latent_out)."""
         final = self.layers[index].trajectory.final
-        return {"samples": final[None] / self.latent_scale}
+        return {"samples": final[None] / self.latent_scale + self.latent_shift}
 
     def with_layer(self, layer: Layer) -> LayerMemory:
         return replace(self, layers=self.layers + (layer,))

@@ -137,6 +137,8 @@ def decode(doc: Doc, version: int, tensors: dict[str, torch.Tensor]) -> LayerMem
     fingerprint = _fingerprint(doc["fingerprint"])
     shape = _latent_shape(doc, fingerprint)
     scale = float(doc["latent_scale"].get(int, float, check=lambda v: math.isfinite(v) and v > 0))
+    shift = (float(doc["latent_shift"].get(int, float, check=math.isfinite))
+             if doc.has("latent_shift") else 0.0)
     storage = doc["trajectory_dtype"].get(str, check=lambda v: v in TRAJECTORY_DTYPES)
     stored = (TRAJECTORY_DTYPES[storage],)
     schedule = _schedule(doc["schedule"], table)
@@ -149,7 +151,7 @@ def decode(doc: Doc, version: int, tensors: dict[str, torch.Tensor]) -> LayerMem
         layers.append(_layer(ld, table, i, fingerprint, shape, stored, version, first))
     table.require_all_used()
     memory = LayerMemory(fingerprint=fingerprint, schedule=schedule, latent_shape=shape,
-                         latent_scale=scale, layers=tuple(layers))
+                         latent_scale=scale, layers=tuple(layers), latent_shift=shift)
     if schedule.sigmas.device.type != "meta":
         problem = memory_problem(memory)
         if problem:

@@ -28,7 +28,8 @@ TRAJECTORY_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 # The fields this format stores. If the value types gain a field, saving refuses (rather than
 # silently dropping it) until the format learns it.
 KNOWN_FIELDS = {
-    LayerMemory: {"fingerprint", "schedule", "latent_shape", "latent_scale", "layers"},
+    LayerMemory: {"fingerprint", "schedule", "latent_shape", "latent_scale", "layers",
+                  "latent_shift"},
     Layer: {"name", "positive", "negative", "seed", "latent_mask", "token_mask", "trajectory",
             "prompt"},
     Conditioning: {"embedding", "extras", "pooled"},
@@ -132,6 +133,8 @@ def encode(memory: LayerMemory, trajectory_dtype: str = "float32"
         },
         "latent_shape": [int(v) for v in memory.latent_shape],
         "latent_scale": float(memory.latent_scale),
+        # written only when the model shifts its latents (FLUX), so older files stay as they were
+        **({"latent_shift": float(memory.latent_shift)} if memory.latent_shift else {}),
         "trajectory_dtype": trajectory_dtype,
         "layers": [writer.layer(i, layer) for i, layer in enumerate(memory.layers)],
     }

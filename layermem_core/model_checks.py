@@ -23,6 +23,9 @@ def _describe(model) -> str:
 def require_supported(model, input_name: str = "model") -> Family:
     """The family of a MODEL layer memory can work with."""
     family = families.family_of(model)
+    refused = families.refusal(model) if family is None else None
+    if refused is not None:
+        raise LayerMemoryError(input_name, *refused)
     if family is None:
         raise LayerMemoryError(
             input_name,

@@ -106,8 +106,8 @@ def _check_start(model, positive, negative, width: int, height: int, steps: int,
     check_layer_name(name)
     verb_toolkit.check_schedule(steps, sampler_name, scheduler)
     family = model_checks.require_supported(model)
-    pos = Conditioning.from_comfy(positive, "positive", family)
-    neg = Conditioning.from_comfy(negative, "negative", family)
+    pos = Conditioning.from_comfy(positive, "positive", family, model)
+    neg = Conditioning.from_comfy(negative, "negative", family, model)
     checks.check_start(model, width, height, steps, cfg)
     return family, pos, neg
 
@@ -171,4 +171,5 @@ def _build(model, family: Family, latent: torch.Tensor, pos: Conditioning, neg: 
                   schedule.sigmas.clone(), disable_pbar=True, seed=seed)
     scale = float(model.model.latent_format.scale_factor)
     return verb_toolkit.background_memory(fp, schedule, (c, h, w), scale, pos, neg, seed,
-                                          run.trajectory, name or "picture")
+                                          run.trajectory, name or "picture",
+                                          latent_shift=verb_toolkit.latent_shift(model))

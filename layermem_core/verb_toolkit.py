@@ -13,7 +13,7 @@ import torch
 
 from . import crop as crops
 from . import crop_run, families, masks, stack
-from .bcg import ADAPTIVE_SAMPLERS, BCGSpec
+from .bcg import ADAPTIVE_SAMPLERS, BCGSpec, call_at_step
 from .conditioning import Conditioning
 from .errors import LayerMemoryError
 from .families import AttentionRun
@@ -139,7 +139,7 @@ def heal(memory: LayerMemory, model, layers: list[Layer], level: int, region: to
     s = memory.schedule
     start_step = min(s.steps - 1, max(0, s.steps - int(round(regenerate_fraction * s.steps))))
     top, below = layers[-1].trajectory, layers[level - 1].trajectory
-    c0 = top.call_starting_at(float(s.sigmas[start_step]))
+    c0 = call_at_step(top, s.sigmas, start_step)
     free_from = unblended_from(s.steps, unblended_fraction)
     spec = BCGSpec(free_mask=region.float(), reference=top, schedule_sigmas=s.sigmas,
                    start_step=start_step, free_init=below.x[c0], unblended_from_step=free_from,
@@ -175,10 +175,16 @@ def attention_run(memory: LayerMemory, layers: list[Layer]) -> AttentionRun:
     return families.get(memory.fingerprint.family).attention_run(layers)
 
 
+def latent_shift(model) -> float:
+    """The model's latent shift (FLUX's 0.1159; 0 for the SD-style formats that only scale)."""
+    return float(getattr(model.model.latent_format, "shift_factor", 0.0) or 0.0)
+
+
 def background_memory(fingerprint: ModelFingerprint, schedule: Schedule,
                       latent_shape: tuple[int, int, int], latent_scale: float,
                       positive: Conditioning, negative: Conditioning, seed: int,
-                      trajectory: Trajectory, name: str, prompt: str = "") -> LayerMemory:
+                      trajectory: Trajectory, name: str, prompt: str = "",
+                      latent_shift: float = 0.0) -> LayerMemory:
     """A one-layer memory: the background (mask all ones) with its recorded trajectory. Shared by
     a generated background (LayerMemory) and a picture (LayerMemoryFromImage)."""
     _, h, w = latent_shape
@@ -187,4 +193,4 @@ def background_memory(fingerprint: ModelFingerprint, schedule: Schedule,
                   token_mask=torch.ones(h // 2, w // 2, dtype=torch.bool), trajectory=trajectory,
                   prompt=prompt)
     return LayerMemory(fingerprint=fingerprint, schedule=schedule, latent_shape=latent_shape,
-                       latent_scale=latent_scale, layers=(layer,))
+                       latent_scale=latent_scale, layers=(layer,), latent_shift=latent_shift)

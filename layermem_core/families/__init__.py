@@ -11,19 +11,25 @@ from typing import Any
 
 from ..errors import LayerMemoryError
 from .base import AttentionRun, Family, ModelDescription
+from .flux import FLUX
 from .pixart import PIXART
 from .unet import SD15, SDXL
 
 __all__ = ["AttentionRun", "FAMILIES", "Family", "LEGACY", "ModelDescription", "family_of",
-           "get", "loaders", "require_size", "supported", "width_name"]
+           "get", "loaders", "refusal", "require_size", "supported", "width_name"]
 
-FAMILIES: dict[str, Family] = {f.name: f for f in (PIXART, SD15, SDXL)}
+FAMILIES: dict[str, Family] = {f.name: f for f in (PIXART, SD15, SDXL, FLUX)}
 LEGACY = PIXART  # the family of memory files written before files recorded one (version 2)
 
 
 def family_of(model: Any) -> Family | None:
     """The family of a ComfyUI MODEL (a ModelPatcher), or None when it is none of them."""
     return next((f for f in FAMILIES.values() if f.detect(model)), None)
+
+
+def refusal(model: Any) -> tuple[str, str] | None:
+    """(problem, fix) when a family knows this MODEL's kind and cannot drive it (FLUX Fill)."""
+    return next((r for f in FAMILIES.values() if f.refusal and (r := f.refusal(model))), None)
 
 
 def get(name: str) -> Family:

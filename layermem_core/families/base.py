@@ -85,6 +85,12 @@ class Family:
     # (left, top, width, height) and the picture's (width, height) in pixels (SDXL's size and
     # crop conditioning); None: the extras are kept
     crop_extras: Callable[[tuple, tuple[int, int, int, int], tuple[int, int]], tuple] | None = None
+    # (problem, fix) for a model of this family's class that the pack cannot drive (FLUX Fill,
+    # Chroma), so the refusal names it; None: the generic "not a supported model" message
+    refusal: Callable[[Any], tuple[str, str] | None] | None = None
+    # refuses a prompt's extras (dict, input name, the MODEL) this family's model would take
+    # silently wrong (FLUX dev without guidance); None: nothing beyond the widths is checked
+    check_extras: Callable[[dict, str, Any], None] | None = None
 
     @property
     def patch_cells(self) -> int:

@@ -1,4 +1,5 @@
-"""Records every cross-attention call of one routed model call, for the shared MQD invariant.
+"""Records every cross-attention call of one routed model call, for the shared MQD invariant
+(and, for joint attention (FLUX), every routed joint attention call: `joint_calls`).
 
 The routed model is built the pack's own way (the family's `attention_run` over a memory's layers,
 its `install` on a clone) and called once through ComfyUI's `apply_model` with a CFG
@@ -11,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -121,3 +123,87 @@ def routed_calls(host, kit, layers, negative: torch.Tensor, seed: int = 1) -> li
     if family == "pixart":
         return _pixart_calls(host, kit, clone, context, seed)
     return _unet_calls(host, kit, clone, context, seed)
+
+
+# --- Joint attention (FLUX): one sequence [text..., image...] per block --------------------
+
+
+@dataclass
+class JointCall:
+    """One routed joint attention call: head-major inputs, the bias and the output."""
+
+    q: torch.Tensor  # [B, heads, S, d]
+    k: torch.Tensor
+    v: torch.Tensor
+    bias: torch.Tensor  # [B, 1, S, S] additive
+    out: torch.Tensor  # [B, heads, S, d]
+
+    def weights(self) -> torch.Tensor:
+        """The attention weights the call applied, [B, heads, S, S], in float64."""
+        scores = self.q.double() @ self.k.double().transpose(-1, -2) / self.q.shape[-1] ** 0.5
+        return torch.softmax(scores + self.bias.double(), dim=-1)
+
+
+def joint_allowed(text_lengths: list[int], token_owner: torch.Tensor,
+                  text: int) -> torch.Tensor:
+    """[S, S] what the rule lets a conditional row's query see (the rule alone, not the pack's
+    code): text of prompt i sees itself and the image tokens i owns; an image token sees its
+    owner's text and every image token; padding sees only itself. Prompts side by side in
+    `text_lengths` order (owners 0..), padded to `text`."""
+    own = torch.full((text,), -1, dtype=torch.long)
+    own[:sum(text_lengths)] = torch.repeat_interleave(torch.arange(len(text_lengths)),
+                                                      torch.tensor(text_lengths))
+    n = token_owner.numel()
+    s = text + n
+    allowed = torch.zeros(s, s, dtype=torch.bool)
+    for i in range(text):
+        if own[i] >= 0:
+            allowed[i, :text] = own == own[i]
+            allowed[i, text:] = token_owner == own[i]
+        allowed[i, i] = True
+    for j in range(n):
+        allowed[text + j, :text] = own == token_owner[j]
+        allowed[text + j, text:] = True
+    return allowed
+
+
+def _flux_inputs(kit, context: torch.Tensor, seed: int) -> tuple[torch.Tensor, dict]:
+    g = torch.Generator().manual_seed(seed)
+    latent = kit.size // 8
+    x = torch.randn(2, 16, latent, latent, generator=g)
+    extra = {"y": torch.randn(2, 768, generator=g), "guidance": torch.full((2,), 3.5)}
+    return x, extra
+
+
+@torch.no_grad()
+def flux_call(kit, model, context: torch.Tensor, seed: int = 1,
+              options: dict | None = None) -> torch.Tensor:
+    """One [negative, positive] model call of `model` (cond_or_uncond [1, 0]): its output."""
+    x, extra = _flux_inputs(kit, context, seed)
+    transformer_options = dict(model.model_options.get("transformer_options", {}),
+                               cond_or_uncond=[1, 0], **(options or {}))
+    transformer_options["wrappers"] = model.wrappers
+    return model.model.apply_model(x, torch.full((2,), 0.7), c_crossattn=context,
+                                   transformer_options=transformer_options, **extra)
+
+
+@torch.no_grad()
+def joint_calls(host, kit, layers, negative: torch.Tensor,
+                seed: int = 1) -> tuple[list[JointCall], torch.Tensor]:
+    """Every routed joint attention call of one [negative, newest layer's prompt] model call
+    with MQD routing `layers` installed the pack's way, and the call's output."""
+    run = host.families.get(kit.family).attention_run(layers)
+    clone = kit.model.clone()
+    run.install(clone)
+    calls: list[JointCall] = []
+    original = host.flux_mqd.sdpa
+
+    def record(q, k, v, bias):
+        out = original(q, k, v, bias)
+        calls.append(JointCall(q.clone(), k.clone(), v.clone(), bias.clone(), out.clone()))
+        return out
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(host.flux_mqd, "sdpa", record)
+        out = flux_call(kit, clone, _context(negative, layers[-1].positive.embedding), seed)
+    return calls, out

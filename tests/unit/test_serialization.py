@@ -301,7 +301,7 @@ HARDENING = {
                                             "tensors of its own"),
     # replaced below (needs the offset)
     "bool tensor holding 2": (_raw_header(GOOD, lambda t: t), None),
-    "unknown family": (rewrite(GOOD, lambda d: d["fingerprint"].update(family="flux")),
+    "unknown family": (rewrite(GOOD, lambda d: d["fingerprint"].update(family="hidream")),
                        "family is not one"),
     "sdxl family with T5 width": (rewrite(GOOD, lambda d: d["fingerprint"].update(family="sdxl"),
                                           edit_meta=lambda m: m.update(format_version="3")),
