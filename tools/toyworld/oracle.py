@@ -52,7 +52,8 @@ def _best_shape(mask: np.ndarray) -> tuple[str, float]:
     return best, best_iou
 
 
-def read_box(label_map: np.ndarray, box: tuple[int, int, int, int]) -> Reading:
+def read_box(label_map: np.ndarray, box: tuple[int, int, int, int],
+             min_share: float = MIN_OBJECT_SHARE) -> Reading:
     """The object in `box` and its background: among object colours covering enough of the box,
     the one whose pixels best fill a shape template fitted to them (a clipped neighbour fits
     badly), so an object in front reads as itself even where another colour covers more."""
@@ -66,7 +67,7 @@ def read_box(label_map: np.ndarray, box: tuple[int, int, int, int]) -> Reading:
     for c in np.argsort(-counts[n_bg:]):  # object colours, most common first
         pixels = int(counts[n_bg + c])
         share = pixels / region.size
-        if pixels < MIN_OBJECT_PIXELS or share < MIN_OBJECT_SHARE:
+        if pixels < MIN_OBJECT_PIXELS or share < min_share:
             break
         shape, iou = _best_shape(region == n_bg + c)
         score = share * iou * iou  # a whole shape fitted to the box beats a clipped neighbour
@@ -75,8 +76,9 @@ def read_box(label_map: np.ndarray, box: tuple[int, int, int, int]) -> Reading:
     return best if best is not None else Reading(None, None, background, 0.0, 0.0)
 
 
-def read_picture_box(image: np.ndarray, box: tuple[int, int, int, int]) -> Reading:
-    return read_box(labels(image), box)
+def read_picture_box(image: np.ndarray, box: tuple[int, int, int, int],
+                     min_share: float = MIN_OBJECT_SHARE) -> Reading:
+    return read_box(labels(image), box, min_share)
 
 
 def visible_mask(scene: world.Scene, index: int, size: int = world.SIZE) -> np.ndarray:
