@@ -7,12 +7,15 @@ from tests (registered into the booted host) and from graphs. Never shipped to u
 from __future__ import annotations
 
 import functools
+import os
+from pathlib import Path
 
 import torch
 
 from . import text, unet, vae
 
-WEIGHTS = vae.WEIGHTS
+# the committed weights; another folder (a fresh training run) via LAYERMEM_TOYWORLD_WEIGHTS
+WEIGHTS = Path(os.environ.get("LAYERMEM_TOYWORLD_WEIGHTS", str(vae.WEIGHTS)))
 
 
 @functools.cache

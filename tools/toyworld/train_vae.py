@@ -34,23 +34,30 @@ def latent_stats_loss(z: torch.Tensor) -> torch.Tensor:
 
 def train(steps: int, seed: int = 0, batch: int = 4, crop: int = 64, lr: float = 1e-3,
           latent_noise: float = 0.1, log_every: int = 50,
-          resume: tuple[torch.nn.Module, torch.nn.Module] | None = None
+          resume: tuple[torch.nn.Module, torch.nn.Module] | None = None,
+          decoder_only: bool = False
           ) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """`resume`: continue from these modules (a second stage on larger crops)."""
+    """`resume`: continue from these modules (a later stage on larger crops); `decoder_only`:
+    the encoder stays frozen, so latents a UNet was trained on keep their meaning."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     enc, dec = vae.build() if resume is None else resume
-    params = list(enc.parameters()) + list(dec.parameters())
+    params = (list(dec.parameters()) if decoder_only
+              else list(enc.parameters()) + list(dec.parameters()))
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     start = time.time()
     for step in range(steps):
         for g in opt.param_groups:  # cosine decay after a short warm-up
             g["lr"] = lr * min(1.0, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * step / steps))
         x = crops(rng, batch, crop)
-        z = enc(x)
+        if decoder_only:
+            with torch.no_grad():
+                z = enc(x)
+        else:
+            z = enc(x)
         y = dec(z + latent_noise * torch.randn_like(z))
         rec = (y - x).pow(2).mean()
-        loss = rec + 0.05 * latent_stats_loss(z)
+        loss = rec if decoder_only else rec + 0.05 * latent_stats_loss(z)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -69,10 +76,12 @@ def main() -> None:
     p.add_argument("--crop", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--resume", action="store_true", help="continue from the saved weights")
+    p.add_argument("--decoder-only", action="store_true", help="freeze the encoder")
     args = p.parse_args()
     torch.set_num_threads(1)
     resume = vae.load_modules() if args.resume else None
-    enc, dec = train(args.steps, args.seed, args.batch, args.crop, args.lr, resume=resume)
+    enc, dec = train(args.steps, args.seed, args.batch, args.crop, args.lr, resume=resume,
+                     decoder_only=args.decoder_only)
     vae.save(enc, dec)
     print("saved", vae.WEIGHTS)
 
