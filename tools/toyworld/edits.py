@@ -33,6 +33,7 @@ def box_mask(box: tuple[int, int, int, int], size: int = world.SIZE) -> torch.Te
     return m
 
 
+@torch.no_grad()
 def decode(latent: dict) -> np.ndarray:
     """[H, W, 3] in [0, 1]: the latent through the toy VAE (ComfyUI's VAE.decode)."""
     return toy.vae_model().decode(latent["samples"])[0].float().cpu().numpy()
