@@ -59,6 +59,7 @@ def run_method(host, method: str, scene, index: int, start) -> dict:
     adds = []
     for k, obj in enumerate(scene.objects):
         seed = 1000 + 10 * index + k
+        latent_before = latent
         if method == "stock":
             latent = edits.stock_inpaint(host, latent, obj.phrase, edits.box_mask(obj.box), seed,
                                          settings)
@@ -70,7 +71,9 @@ def run_method(host, method: str, scene, index: int, start) -> dict:
         changed, psnr = edits.outside_change(pictures[-1], picture, edits.box_region(obj.box))
         adds.append({"object": reading.object == (obj.colour, obj.shape),
                      "colour": reading.colour == obj.colour, "read": reading.object,
-                     "outside_changed": changed, "outside_psnr": psnr})
+                     "outside_changed": changed, "outside_psnr": psnr,
+                     "outside_latent_exact": edits.outside_latent_equal(latent_before, latent,
+                                                                        obj.box)})
         pictures.append(picture)
     final = oracle.labels(pictures[-1])
     pairs = []
@@ -120,6 +123,7 @@ def summarise(results: list[dict]) -> dict:
         "objects": len(adds),
         "object_accuracy": float(np.mean([a["object"] for a in adds])),
         "colour_accuracy": float(np.mean([a["colour"] for a in adds])),
+        "outside_latent_exact": float(np.mean([a["outside_latent_exact"] for a in adds])),
         "outside_class_changed": float(np.mean([a["outside_changed"] for a in adds])),
         "outside_psnr_median": float(np.median(psnr)),
         "outside_psnr_identical_share": float(np.mean([not np.isfinite(p) for p in psnr])),

@@ -4,7 +4,7 @@ bit with the same seed (the committed weights come from these functions)."""
 import numpy as np
 import pytest
 import torch
-from toyworld import text, train_unet, train_vae, world
+from toyworld import text, train_unet, train_vae, unet, world
 
 pytestmark = pytest.mark.host
 
@@ -36,5 +36,9 @@ def test_unet_training_is_seeded(host):
     assert all(torch.equal(s1[k], s2[k]) for k in s1)
     assert all(torch.equal(a, b) for a, b in zip(e1.state_dict().values(),
                                                  e2.state_dict().values(), strict=True))
+    fresh = unet.base_model(7).diffusion_model.state_dict()
+    weights = [k for k in s1 if s1[k].dim() > 1]  # zero biases can stay put for 3 tiny steps
+    frozen = [k for k in weights if torch.equal(s1[k], fresh[k])]
+    assert not frozen, f"UNet weights not trained (ComfyUI builds without gradients): {frozen[:3]}"
     out = e1.encode(["a red circle on grass"])
     assert out.shape == (1, text.CONTEXT, text.WIDTH) and bool(torch.isfinite(out).all())

@@ -51,6 +51,7 @@ def train(latents: torch.Tensor, scenes: list, steps: int, seed: int = 0, batch:
     rng = np.random.default_rng(seed + 1)
     model = unet.base_model(seed)
     net = model.diffusion_model
+    net.requires_grad_(True)  # ComfyUI builds its models for inference: no gradients
     enc = text.TextEncoder()
     ema_net, ema_enc = copy.deepcopy(net), copy.deepcopy(enc)
     params = list(net.parameters()) + list(enc.parameters())

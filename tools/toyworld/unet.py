@@ -38,7 +38,7 @@ def base_model(seed: int = 0):
                 p.fill_(1.0)  # norm scales
             else:
                 p.zero_()
-        for p in model.diffusion_model.out.parameters():  # start predicting zero noise
+        for p in model.diffusion_model.out[-1].parameters():  # the last conv: predict zero
             p.zero_()
     return model
 
