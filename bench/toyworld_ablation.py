@@ -139,7 +139,8 @@ def summarise(results: list[dict]) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--scenes", type=int, default=100)
-    p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "toyworld_ablation.json")
+    p.add_argument("--out", type=Path,
+                   default=REPO / "bench" / "results" / "toyworld_ablation.json")
     args = p.parse_args()
     torch.set_num_threads(1)
     import comfy_host

@@ -83,7 +83,7 @@ def test_add_layer_changes_nothing_outside_its_box(runs):
                    "(docs/toyworld.md); passes only with a better-trained model")
 def test_add_layer_draws_the_object_in_its_box(runs):
     hits = []
-    for (bg, colour, shape, box), run in zip(CASES, runs, strict=True):
+    for (_, colour, shape, box), run in zip(CASES, runs, strict=True):
         reading = oracle.read_picture_box(edits.decode(run["added"]), box)
         hits.append(reading.object == (colour, shape))
     print("add hits", hits)
@@ -92,7 +92,7 @@ def test_add_layer_draws_the_object_in_its_box(runs):
 
 def test_delete_layer_shows_what_was_below(runs):
     below_share, clean = [], 0
-    for (bg, colour, shape, box), run in zip(CASES, runs, strict=True):
+    for (bg, colour, _, box), run in zip(CASES, runs, strict=True):
         freed = edits.box_region(box) & ~edits.box_region(run["other"])
         below = oracle.labels(edits.decode(run["bg"]))
         now = oracle.labels(edits.decode(run["deleted"]))

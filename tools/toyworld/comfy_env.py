@@ -21,7 +21,7 @@ def ensure_comfy(pytorch_attention: bool = False) -> Path:
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
     if "comfy.model_management" not in sys.modules:
-        import comfy.options  # noqa: F401
+        import comfy.options  # noqa: F401, I001  (before cli_args, as comfy_host does)
         import comfy.cli_args
 
         comfy.cli_args.args.cpu = True

@@ -80,7 +80,8 @@ def outside_latent_equal(before: dict, after: dict, box, size: int = world.SIZE)
     return bool(torch.equal(a[:, keep], b[:, keep]))
 
 
-def outside_change(before: np.ndarray, after: np.ndarray, region: np.ndarray) -> tuple[float, float]:
+def outside_change(before: np.ndarray, after: np.ndarray,
+                   region: np.ndarray) -> tuple[float, float]:
     """(share of pixels outside `region` whose oracle class changed, PSNR there in dB)."""
     outside = ~region
     changed = (oracle.labels(before) != oracle.labels(after))[outside].mean()
