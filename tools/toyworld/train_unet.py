@@ -1,0 +1,115 @@
+"""Trains the toy UNet and its text encoder as a text-to-image model: whole-scene captions,
+SD 1.5's noise schedule from ComfyUI's model_sampling, eps prediction, no layer routing (why: the
+pack's MQD and BCG are then judged on a model that never saw them).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from . import text, unet, vae, world
+from .comfy_env import ensure_comfy
+
+
+def encoder_from(folder: Path) -> torch.nn.Module:
+    enc, _ = vae.build()
+    sd = load_file(str(folder / vae.ENCODER_FILE))
+    enc.load_state_dict({k: v.float() for k, v in sd.items()})
+    return enc.eval()
+
+
+@torch.no_grad()
+def dataset(n: int, seed: int, folder: Path, batch: int = 32) -> tuple[torch.Tensor, list]:
+    """(model-space latents [n, 4, 16, 16], scenes): seeded scenes through the trained encoder."""
+    rng = np.random.default_rng(seed)
+    enc = encoder_from(folder)
+    scenes = [world.random_scene(rng, 0, 4) for _ in range(n)]
+    latents = []
+    for i in range(0, n, batch):
+        images = np.stack([world.render(s)[0] for s in scenes[i:i + batch]])
+        latents.append(enc(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()))
+    return torch.cat(latents), scenes
+
+
+def ema_update(ema: torch.nn.Module, live: torch.nn.Module, decay: float) -> None:
+    with torch.no_grad():
+        for e, p in zip(ema.parameters(), live.parameters(), strict=True):
+            e.lerp_(p, 1.0 - decay)
+
+
+def train(latents: torch.Tensor, scenes: list, steps: int, seed: int = 0, batch: int = 16,
+          lr: float = 8e-4, log_every: int = 100, max_seconds: float | None = None):
+    """Returns (BaseModel with EMA weights, EMA text encoder, steps run)."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed + 1)
+    model = unet.base_model(seed)
+    net = model.diffusion_model
+    net.requires_grad_(True)  # ComfyUI builds its models for inference: no gradients
+    enc = text.TextEncoder()
+    ema_net, ema_enc = copy.deepcopy(net), copy.deepcopy(enc)
+    params = list(net.parameters()) + list(enc.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    sigmas = model.model_sampling.sigmas.float()
+    start = time.time()
+    done = 0
+    for step in range(steps):
+        for g in opt.param_groups:
+            g["lr"] = lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * step / steps))
+        idx = rng.integers(0, len(scenes), batch)
+        x0 = latents[idx]
+        captions = [world.caption(scenes[i], rng, drop_background=0.3, drop_all=0.1) for i in idx]
+        t = torch.from_numpy(rng.integers(0, len(sigmas), batch))
+        sigma = sigmas[t].view(-1, 1, 1, 1)
+        eps = torch.randn_like(x0)
+        x_in = (x0 + sigma * eps) / torch.sqrt(sigma ** 2 + 1.0)  # ComfyUI's EPS calculate_input
+        pred = net(x_in, t.float(), context=enc.encode(captions))
+        loss = (pred - eps).pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        decay = min(0.995, (1 + step) / (10 + step))
+        ema_update(ema_net, net, decay)
+        ema_update(ema_enc, enc, decay)
+        done = step + 1
+        if step % log_every == 0 or step == steps - 1:
+            print(f"unet step {step} loss {loss.item():.4f} {time.time() - start:.0f}s", flush=True)
+        if max_seconds is not None and time.time() - start > max_seconds:
+            print(f"unet stopped at the time limit after {done} steps", flush=True)
+            break
+    model.diffusion_model = ema_net
+    return model, ema_enc, done
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--scenes", type=int, default=3000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--max-seconds", type=float, default=None)
+    p.add_argument("--out", type=Path, default=vae.WEIGHTS)
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    ensure_comfy(pytorch_attention=True)
+    t0 = time.time()
+    latents, scenes = dataset(args.scenes, args.seed + 1000, vae.WEIGHTS)
+    print(f"dataset {latents.shape} mean {latents.mean():+.3f} std {latents.std():.3f} "
+          f"{time.time() - t0:.0f}s", flush=True)
+    model, enc, done = train(latents, scenes, args.steps, args.seed, args.batch,
+                             max_seconds=args.max_seconds)
+    args.out.mkdir(parents=True, exist_ok=True)
+    unet.save(model, args.out)
+    text.save(enc, args.out)
+    print(f"saved {args.out} after {done} steps", flush=True)
+
+
+if __name__ == "__main__":
+    main()
