@@ -45,7 +45,8 @@ def node(host, name: str):
 
 def background(host, prompt: str, seed: int, s: Settings):
     """LayerMemory node: (memory, latent)."""
-    out = node(host, "LayerMemory").execute(toy.model(), toy.encode(prompt), toy.encode(""),
+    out = node(host, "LayerMem_LayerMemory").execute(toy.model(), toy.encode(prompt),
+                                                     toy.encode(""),
                                             s.size, s.size, seed, s.steps, s.cfg, s.sampler,
                                             s.scheduler)
     return out.result[0], out.result[1]
@@ -53,13 +54,15 @@ def background(host, prompt: str, seed: int, s: Settings):
 
 def add_layer(host, memory, prompt: str, box, seed: int, use_mqd: bool = True):
     """AddLayer node with a box mask: (memory, latent)."""
-    out = node(host, "AddLayer").execute(memory, toy.model(), toy.encode(prompt), box_mask(box),
+    out = node(host, "LayerMem_AddLayer").execute(memory, toy.model(), toy.encode(prompt),
+                                                  box_mask(box),
                                          seed, use_mqd=use_mqd)
     return out.result[0], out.result[1]
 
 
 def delete_layer(host, memory, layer: int, seed: int, regenerate_fraction: float = 0.4):
-    out = node(host, "DeleteLayer").execute(memory, toy.model(), str(layer), regenerate_fraction,
+    out = node(host, "LayerMem_DeleteLayer").execute(memory, toy.model(), str(layer),
+                                                     regenerate_fraction,
                                             seed)
     return out.result[0], out.result[1]
 
