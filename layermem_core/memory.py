@@ -180,30 +180,22 @@ class LayerMemory:
         """Every value the memory holds, named, each trajectory as its assembled x and final
         (new tensors where it carries patches); for hashing, comparing and saving. Size
         accounting reads `stored_tensors()`, the tensors actually held."""
-        yield "schedule.sigmas", self.schedule.sigmas
+        yield from self._plain_tensors()
         for i, layer in enumerate(self.layers):
-            p = f"layers.{i}."
-            for key, cond in (("positive", layer.positive), ("negative", layer.negative)):
-                yield p + key, cond.embedding
-                if cond.pooled is not None:
-                    yield p + key + ".pooled", cond.pooled
-            yield p + "latent_mask", layer.latent_mask
-            yield p + "token_mask", layer.token_mask
             t = layer.trajectory
             for field in ("sigmas", "steps", "x", "final"):
-                yield p + "trajectory." + field, getattr(t, field)
+                yield f"layers.{i}.trajectory.{field}", getattr(t, field)
 
     def stored_tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
         """Every tensor the memory holds in RAM, named: `tensors()` with each trajectory as its
         parts (base and patches, `Trajectory.parts`) rather than its assembled x and final."""
-        for name, t in self._plain_tensors():
-            yield name, t
+        yield from self._plain_tensors()
         for i, layer in enumerate(self.layers):
             for part, t in layer.trajectory.parts():
                 yield f"layers.{i}.trajectory.{part}", t
 
     def _plain_tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
-        """Every tensor but the trajectories (in `tensors()` order)."""
+        """Every tensor but the trajectories."""
         yield "schedule.sigmas", self.schedule.sigmas
         for i, layer in enumerate(self.layers):
             p = f"layers.{i}."
