@@ -26,7 +26,7 @@ def test_detected_as_sd15_and_layers_work(host, detected):
     import comfy.supported_models
 
     assert isinstance(detected.model.model_config, comfy.supported_models.SD15)
-    assert host.model_checks.require_supported(detected) == "sd15"
+    assert host.model_checks.require_supported(detected).name == "sd15"
     bg = host.layer_ops.start_memory(
         detected,
         us.cond("sd15", 1),
