@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -143,14 +142,10 @@ def main() -> None:
                    default=REPO / "bench" / "results" / "toyworld_ablation.json")
     args = p.parse_args()
     torch.set_num_threads(1)
-    import comfy_host
-    from toyworld import edits, nodes, world
+    from toyworld import edits, world
+    from toyworld.comfy_env import boot_toy_host
 
-    work = Path(tempfile.mkdtemp(prefix="lm_toyworld_"))
-    for sub in ("models", "custom_nodes"):
-        (work / sub).mkdir()
-    host = comfy_host.boot(comfy_host.find_comfyui(), work / "models", work / "custom_nodes")
-    nodes.register(host.nodes)
+    host = boot_toy_host("lm_toyworld_")
     settings = edits.Settings()
     results = {m: [] for m in METHODS}
     start = time.time()

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 import torch
-from executor import cached_output, classic_executor, register_test_cond
+from executor import background_prompt, cached_output, classic_executor, register_test_cond
 from random_models import ALPHA_512
 
 pytestmark = pytest.mark.e2e
@@ -18,16 +18,7 @@ BOXES = [(64, 96, 200, 120), (0, 0, 512, 512), (8, 400, 504, 112), (311, 7, 1, 3
 def _prompt(host) -> dict:
     """The API format a pipeline posts: node id -> class_type and inputs (links are [id, out])."""
     prompt = {
-        "1": {"class_type": "LayerMem_LoadPixArt",
-              "inputs": {"unet_name": ALPHA_512.filename,
-                         "text_encoder": host.labels.NO_TEXT_ENCODER, "vae_name": "taesd",
-                         "weight_dtype": "default"}},
-        "2": {"class_type": "LayerMemTestCond", "inputs": {"seed": 1}},
-        "3": {"class_type": "LayerMemTestCond", "inputs": {"seed": 2}},
-        "4": {"class_type": "LayerMem_LayerMemory",
-              "inputs": {"model": ["1", 0], "positive": ["2", 0], "negative": ["3", 0],
-                         "width": 512, "height": 512, "seed": 3, "steps": 2, "cfg": 4.5,
-                         "sampler_name": "euler", "scheduler": "normal", "name": "background"}},
+        **background_prompt(host, ALPHA_512.filename),
         "5": {"class_type": "SolidMask", "inputs": {"value": 0.0, "width": 512, "height": 512}},
     }
     for i, (x, y, w, h) in enumerate(BOXES):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import scenes
 import torch
-from executor import cached_output, classic_executor, register_test_cond
+from executor import background_prompt, cached_output, classic_executor, register_test_cond
 from PIL import Image
 from random_models import ALPHA_512
 from stroke_reference import reference
@@ -39,16 +39,7 @@ def _prompt(host, strokes: str) -> dict:
     add = {"seed": 7, "use_mqd": True, "grow": 0, "feather": 0, "unblended_fraction": 0.0,
            "name": "painted", "position": -1}
     return {
-        "1": {"class_type": "LayerMem_LoadPixArt",
-              "inputs": {"unet_name": ALPHA_512.filename,
-                         "text_encoder": host.labels.NO_TEXT_ENCODER, "vae_name": "taesd",
-                         "weight_dtype": "default"}},
-        "2": {"class_type": "LayerMemTestCond", "inputs": {"seed": 1}},
-        "3": {"class_type": "LayerMemTestCond", "inputs": {"seed": 2}},
-        "4": {"class_type": "LayerMem_LayerMemory",
-              "inputs": {"model": ["1", 0], "positive": ["2", 0], "negative": ["3", 0],
-                         "width": 512, "height": 512, "seed": 3, "steps": 2, "cfg": 4.5,
-                         "sampler_name": "euler", "scheduler": "normal", "name": "background"}},
+        **background_prompt(host, ALPHA_512.filename),
         "6": {"class_type": "LayerMemTestCond", "inputs": {"seed": 5}},
         "box": {"class_type": "LayerMem_LayerMemoryBox",
                 "inputs": {"memory": ["4", 0], "x": 0, "y": 0, "width": 0, "height": 0,

@@ -7,7 +7,7 @@ import pytest
 import scenes
 import torch
 from PIL import Image
-from refusals import refused
+from refusals import NoDecode, refused
 
 pytestmark = pytest.mark.host
 
@@ -16,12 +16,6 @@ pytestmark = pytest.mark.host
 def N(host):
     return host.nodes.NODE_CLASS_MAPPINGS
 
-
-class NoDecode:
-    """A VAE that must not be used: bad input is refused before the picture is decoded."""
-
-    def decode(self, *a, **k):
-        raise AssertionError("decoded before the box was checked")
 
 
 def _box(N, memory, x, y, w, h, vae=None, **kw):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scenes
 import torch
-from refusals import refused
+from refusals import NoDecode, refused
 from stroke_reference import reference
 
 pytestmark = pytest.mark.host
@@ -17,10 +17,6 @@ pytestmark = pytest.mark.host
 def N(host):
     return host.nodes.NODE_CLASS_MAPPINGS
 
-
-class NoDecode:
-    def decode(self, *a, **k):
-        raise AssertionError("decoded before the input was checked")
 
 
 def _box(N, memory, x=0, y=0, w=64, h=64, **kw):

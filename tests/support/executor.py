@@ -50,3 +50,20 @@ def register_test_cond(host) -> str:
     """Make LayerMemTestCond a node of the booted host; its class_type."""
     host.nodes.NODE_CLASS_MAPPINGS.setdefault("LayerMemTestCond", LayerMemTestCond)
     return "LayerMemTestCond"
+
+
+def background_prompt(host, unet_name: str) -> dict:
+    """API-format nodes of a 512 px PixArt background (LoadPixArt "1", test prompts "2" and "3",
+    LayerMemory "4": its memory is ["4", 0]) that an e2e prompt builds on."""
+    return {
+        "1": {"class_type": "LayerMem_LoadPixArt",
+              "inputs": {"unet_name": unet_name,
+                         "text_encoder": host.labels.NO_TEXT_ENCODER, "vae_name": "taesd",
+                         "weight_dtype": "default"}},
+        "2": {"class_type": "LayerMemTestCond", "inputs": {"seed": 1}},
+        "3": {"class_type": "LayerMemTestCond", "inputs": {"seed": 2}},
+        "4": {"class_type": "LayerMem_LayerMemory",
+              "inputs": {"model": ["1", 0], "positive": ["2", 0], "negative": ["3", 0],
+                         "width": 512, "height": 512, "seed": 3, "steps": 2, "cfg": 4.5,
+                         "sampler_name": "euler", "scheduler": "normal", "name": "background"}},
+    }

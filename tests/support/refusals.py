@@ -10,3 +10,10 @@ def refused(host, fn, *args, match: str, input_name: str, **kwargs):
         fn(*args, **kwargs)
     assert e.value.input_name == input_name and "Fix:" in str(e.value)
     return e.value
+
+
+class NoDecode:
+    """A VAE that must not be used: bad input is refused before the picture is decoded."""
+
+    def decode(self, *a, **k):
+        raise AssertionError("decoded before the input was checked")

@@ -27,3 +27,23 @@ def ensure_comfy(pytorch_attention: bool = False) -> Path:
         comfy.cli_args.args.cpu = True
         comfy.cli_args.args.use_pytorch_cross_attention = pytorch_attention
     return root
+
+
+def boot_toy_host(prefix: str):
+    """The real ComfyUI booted in-process in a fresh temp folder, with the toy world's test nodes
+    registered: what the bench and the picture scripts run the pack's nodes on."""
+    import tempfile
+
+    if str(TOOLS) not in sys.path:
+        sys.path.insert(0, str(TOOLS))
+    import comfy_host
+
+    from . import nodes
+
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    for sub in ("models", "custom_nodes"):
+        (work / sub).mkdir()
+    host = comfy_host.boot(comfy_host.find_comfyui(), work / "models", work / "custom_nodes")
+    nodes.register(host.nodes)
+    return host
+

@@ -6,7 +6,6 @@ background, three objects added (AddLayer), the middle one deleted (DeleteLayer)
 from __future__ import annotations
 
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -19,18 +18,14 @@ STEPS = [("grass", None), ("a red circle", (16, 24, 64, 72)),
 
 
 def main(out: str) -> None:
-    import comfy_host
     import torch
     from PIL import Image
 
-    from toyworld import edits, nodes
+    from toyworld import edits
+    from toyworld.comfy_env import boot_toy_host
 
     torch.set_num_threads(1)
-    work = Path(tempfile.mkdtemp(prefix="lm_toy_pic_"))
-    for sub in ("models", "custom_nodes"):
-        (work / sub).mkdir()
-    host = comfy_host.boot(comfy_host.find_comfyui(), work / "models", work / "custom_nodes")
-    nodes.register(host.nodes)
+    host = boot_toy_host("lm_toy_pic_")
     s = edits.Settings()
     memory, latent = edits.background(host, STEPS[0][0], 3, s)
     frames = [edits.decode(latent)]

@@ -30,22 +30,15 @@ def check(host, n: int = 24, seed: int = 0) -> dict[str, float]:
 def main() -> None:
     """`python3 -m toyworld.t2i_check` from tools/: boots the host, prints the figures."""
     import sys
-    import tempfile
     from pathlib import Path
 
     import torch
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import comfy_host
-
-    from . import nodes
+    from .comfy_env import boot_toy_host
 
     torch.set_num_threads(1)
-    work = Path(tempfile.mkdtemp(prefix="lm_toy_t2i_"))
-    for sub in ("models", "custom_nodes"):
-        (work / sub).mkdir()
-    host = comfy_host.boot(comfy_host.find_comfyui(), work / "models", work / "custom_nodes")
-    nodes.register(host.nodes)
+    host = boot_toy_host("lm_toy_t2i_")
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 24
     print("text-to-image", check(host, n))
 
