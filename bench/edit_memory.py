@@ -65,7 +65,10 @@ def box_mask(core, size: int, hw: tuple[int, int], box: tuple[float, float, floa
     return core["masks"].prepare_layer_mask(m, hw, 0, 0)
 
 
-def scene(core, size: int, steps: int, n: int, tokens: int, g: torch.Generator):
+def scene(core, size: int, steps: int, n: int, tokens: int, g: torch.Generator,
+          add_shared: bool = True):
+    """The scene's layers; with `add_shared` each composite stored as AddLayer stores it since
+    issue 22's second part (`stack.shared_with` over the one below), else in full."""
     mem, T = core["memory"], core["trajectory"].Trajectory
     h = w = size // 8
     sigmas = torch.linspace(14.6, 0.03, steps + 1)
@@ -85,9 +88,11 @@ def scene(core, size: int, steps: int, n: int, tokens: int, g: torch.Generator):
         pts = s if below is None else torch.lerp(below, s, m)
         below = pts
         traj = T(calls.clone(), torch.arange(steps), pts[:-1].clone(), pts[-1].clone())
+        if add_shared and rows and hasattr(core["stack"], "shared_with"):
+            traj = core["stack"].shared_with(traj, rows[-1].trajectory)
         pos = mem.Conditioning(torch.randn(1, tokens, 4096, generator=g), (("height", size),))
         rows.append(mem.Layer(f"layer {i}", pos, neg, i, m, core["masks"].token_mask(m), traj))
-    fp = mem.ModelFingerprint("pixart_alpha", 28, True, 4, (0.0,))
+    fp = mem.ModelFingerprint("pixart_alpha", 28, True, 4, (0.0,), "pixart")
     sched = mem.Schedule(sigmas, "euler", "normal", steps, 4.5)
     return mem.LayerMemory(fp, sched, (4, h, w), 0.18215, tuple(rows))
 
@@ -141,7 +146,8 @@ def move(core, memory, new_mask, sample, heal):
 def measure(core, args) -> dict:
     torch.set_num_threads(1)
     g = torch.Generator().manual_seed(22)
-    memory = scene(core, args.size, args.steps, args.layers, args.tokens, g)
+    memory = scene(core, args.size, args.steps, args.layers, args.tokens, g,
+                   add_shared=args.add_stored == "shared")
     h, w = memory.latent_hw
     heal = fake_tail(core, memory, g)
     m1 = memory.layers[1].latent_mask
@@ -193,6 +199,9 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, default=1024)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--tokens", type=int, default=20)
+    p.add_argument("--add-stored", choices=("shared", "full"), default="shared",
+                   help="each added composite stored as AddLayer does now (over the one below) "
+                        "or in full (as before)")
     p.add_argument("--repeat", type=int, default=3, help="timed runs per edit (median)")
     p.add_argument("--core", type=Path, default=REPO, help="checkout whose layermem_core to use")
     p.add_argument("--commit", help="the commit --core holds, where it is not a git checkout")
@@ -203,9 +212,11 @@ def main(argv=None) -> int:
     commit = subprocess.run(["git", "-C", str(args.core), "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()
     res["core"] = str(args.core)
+    res["add_stored"] = args.add_stored
     res["commit"] = args.commit or commit or "(not a git checkout)"
     print(f"{args.layers} layers, {args.size} px, {args.steps} steps: memory "
-          f"{res['memory_mb']:.1f} MB; layer 1 mask {res['layer_1_mask_share']:.3f} of the "
+          f"{res['memory_mb']:.1f} MB (added composites {args.add_stored}); "
+          f"layer 1 mask {res['layer_1_mask_share']:.3f} of the "
           f"picture, its box {res['layer_1_box_share']:.3f}  [{res['commit']} {args.core}]")
     for name, e in res["edits"].items():
         print(f"  {name:12s} old+new {e['old_plus_new_mb']:7.1f} MB (+{e['added_mb']:.1f} MB, "

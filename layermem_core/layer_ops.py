@@ -99,6 +99,9 @@ def add_layer(memory: LayerMemory, model, positive, mask, seed: int, grow_pixels
                   trajectory=below[-1].trajectory, prompt=prompt)
     composite = sample_over(memory, model, below, draft, use_mqd, unblended_fraction, "AddLayer",
                             area=area)
+    # stored as the composite below plus the cells the run changed (issue 22): an AddLayer
+    # adds memory in proportion to its mask's box, not a whole trajectory
+    composite = stack.shared_with(composite, below[-1].trajectory)
     upper = stack.recompose(list(memory.layers[index:]), below[-1].trajectory, composite)
     return memory.with_layers(tuple(below + [replace(draft, trajectory=composite)] + upper))
 

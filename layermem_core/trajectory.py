@@ -12,9 +12,12 @@ Shared storage (issue 22). An edit changes a region of the picture, so a rebuilt
 is stored as the one it replaces (its base tensors, shared, never written) plus patches: the
 bounding-box crop of the changed latent cells at every stored point. `x` and `final` are
 assembled on demand (a plain trajectory returns its own tensors, no copy); `crop` reads a box
-without assembling the picture. Chains stay short: a trajectory with more than `MAX_PATCHES`
-patches, or patches covering more than `COMPACT_AREA` of the picture, is compacted (one patch
-over their bounding box, or plain tensors where that box is most of the picture).
+without assembling the picture. AddLayer stores its composite the same way, over the one below,
+so a stack's layers chain their patches and each holds only its own region. Reads stay bounded:
+a trajectory with more than `MAX_PATCHES` patches, or patches covering more than `READ_AREA`
+pictures together, is compacted (one patch over their bounding box, or plain tensors where that
+box is over `COMPACT_AREA` of the picture). Patches are shared tensors, so a long chain costs
+reads (one copy plus the patches' writes), not memory.
 `storage_bytes` counts each distinct storage once (see there).
 """
 from __future__ import annotations
@@ -24,8 +27,9 @@ from dataclasses import dataclass
 
 import torch
 
-MAX_PATCHES = 4  # patches a trajectory may carry before it is compacted (`with_patch`)
-COMPACT_AREA = 0.5  # ... or once its patches cover more than this share of the picture
+MAX_PATCHES = 64  # patches a trajectory may carry before it is compacted (`with_patch`)
+READ_AREA = 4.0  # ... or once its patches together cover more than this many pictures
+COMPACT_AREA = 0.5  # a compacted patch over more than this share of the picture: plain tensors
 
 Box = tuple[int, int, int, int]  # (y0, y1, x0, x1) in latent cells, end exclusive
 
@@ -177,17 +181,17 @@ class Trajectory:
         """This trajectory with every stored point inside `box` replaced by `points`.
 
         Shares the base and the older patches (those the new box does not cover). A chain that
-        would grow past `MAX_PATCHES` patches, or cover more than `COMPACT_AREA` of the picture,
-        is compacted: into one patch over the patches' bounding box while that box is at most
+        would grow past `MAX_PATCHES` patches, or cover more than `READ_AREA` pictures, is
+        compacted: into one patch over the patches' bounding box while that box is at most
         `COMPACT_AREA` of the picture (the base still shared), else into plain tensors. So a
-        read stays one copy plus at most `MAX_PATCHES` small writes.
+        read stays one copy plus at most `READ_AREA` pictures of writes in `MAX_PATCHES` parts.
         """
         h, w = self.shape[1:]
         patch = Patch(tuple(int(v) for v in box), points.contiguous())
         patches = tuple(p for p in self.patches if not _inside(p.box, patch.box)) + (patch,)
         chained = Trajectory._make(self.sigmas, self.steps, self._x, self._final, patches)
         limit = COMPACT_AREA * h * w
-        if len(patches) <= MAX_PATCHES and sum(p.area for p in patches) <= limit:
+        if len(patches) <= MAX_PATCHES and sum(p.area for p in patches) <= READ_AREA * h * w:
             return chained
         boxes = [p.box for p in patches]
         union = (min(b[0] for b in boxes), max(b[1] for b in boxes),
