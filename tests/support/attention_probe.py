@@ -171,7 +171,7 @@ def _flux_inputs(kit, context: torch.Tensor, seed: int) -> tuple[torch.Tensor, d
     g = torch.Generator().manual_seed(seed)
     latent = kit.size // 8
     x = torch.randn(2, 16, latent, latent, generator=g)
-    if kit.family == "sd3":  # pooled CLIP-L + CLIP-G, no guidance
+    if getattr(kit, "family", "flux") == "sd3":  # pooled CLIP-L + CLIP-G, no guidance
         return x, {"y": torch.randn(2, 2048, generator=g)}
     extra = {"y": torch.randn(2, 768, generator=g), "guidance": torch.full((2,), 3.5)}
     return x, extra
@@ -198,7 +198,7 @@ def joint_calls(host, kit, layers, negative: torch.Tensor,
     clone = kit.model.clone()
     run.install(clone)
     calls: list[JointCall] = []
-    mqd = host.sd3_mqd if kit.family == "sd3" else host.flux_mqd
+    mqd = host.sd3_mqd if getattr(kit, "family", "flux") == "sd3" else host.flux_mqd
     original = mqd.sdpa
 
     def record(q, k, v, bias):
