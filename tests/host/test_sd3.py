@@ -201,17 +201,22 @@ def test_memories_of_another_family_are_refused(host, no_sampling, models, sd3_b
             scenes.box_mask(SIZE, 0.2, 0.2, 0.6, 0.6), seed=3, match="SD3", input_name="model")
 
 
-def test_an_mmdit_with_register_tokens_is_refused_by_name(host, no_sampling):
-    """Register tokens are prompt tokens MQD does not route: refused, not silently wrong."""
+@pytest.mark.parametrize("extra,match", [
+    ({"register_length": 4}, "register tokens"),
+    ({"context_processor_layers": 1, "context_size": 64}, "context processor")])
+def test_an_mmdit_the_hooks_cannot_reach_is_refused_by_name(host, no_sampling, extra, match):
+    """Register tokens (prompt tokens MQD does not route) and a context processor (attention over
+    the prompt tokens outside the joint blocks, which would mix the layers' prompts): refused,
+    not silently wrong."""
     import comfy.model_management as mm
     import comfy.model_patcher
     import comfy.supported_models as sm
 
-    config = sm.SD3(s3._config("large35", register_length=4))
+    config = sm.SD3(s3._config("large35", **extra))
     config.set_inference_dtype(torch.float32, None)
     inner = config.get_model({})
     model = comfy.model_patcher.ModelPatcher(inner, load_device=mm.get_torch_device(),
                                              offload_device=mm.unet_offload_device())
     assert host.families.family_of(model) is None
-    e = refused(host, _start, host, model=model, match="register tokens", input_name="model")
+    e = refused(host, _start, host, model=model, match=match, input_name="model")
     assert "UNETLoader" in e.fix
