@@ -8,7 +8,8 @@ import pytest
 import scenes
 import sd3_scenes as s3
 import torch
-from attention_probe import _context, flux_call
+from attention_probe import _context, expected_owners, flux_call, joint_allowed, joint_calls
+from family_kits import FamilyKit
 from refusals import refused
 
 pytestmark = pytest.mark.host
@@ -50,6 +51,32 @@ def test_variants_are_recognised_and_keep_the_background(host, variant, name):
     assert torch.equal(added.top.trajectory.x[..., outside], bg.top.trajectory.x[..., outside])
     assert torch.equal(added.top.trajectory.final[..., outside],
                        bg.top.trajectory.final[..., outside])
+
+
+@pytest.mark.parametrize("variant", ["large35", "sd3"])
+def test_other_variants_route_by_the_rule_and_one_owner_is_stock(host, variant):
+    """SD3.5 Large and SD3 Medium (the kit in the shared invariants is SD3.5 Medium): every
+    block's joint call gives the forbidden keys exactly zero weight; the background alone gives
+    the stock output."""
+    kit = FamilyKit("sd3_" + variant, "sd3", SIZE, s3.model(variant))
+    bg = _start(host, model=kit.model)
+    layers = host.layer_ops.add_layer(bg, kit.model, s3.cond(4),
+                                      scenes.box_mask(SIZE, 0.2, 0.2, 0.7, 0.7), seed=4).layers
+    calls, out = joint_calls(host, kit, layers, layers[-1].negative.embedding)
+    assert len(calls) == len(kit.model.model.diffusion_model.joint_blocks)
+    assert torch.isfinite(out).all()
+    owners = expected_owners([layers[1].latent_mask], (SIZE // 16, SIZE // 16))
+    lengths = [int(layer.positive.embedding.shape[1]) for layer in layers]
+    for call in calls:
+        allowed = joint_allowed(lengths, owners, call.q.shape[2] - owners.numel())
+        cond = call.weights()[1]
+        assert torch.equal(cond[:, ~allowed], torch.zeros_like(cond[:, ~allowed]))
+        assert (cond[:, allowed] > 0).all()
+    clone = kit.model.clone()
+    host.families.get("sd3").attention_run(layers[:1]).install(clone)
+    context = _context(layers[0].negative.embedding, layers[0].positive.embedding)
+    torch.testing.assert_close(flux_call(kit, clone, context), flux_call(kit, kit.model, context),
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_memory_of_one_variant_is_refused_on_another(host, sd3_bg):
