@@ -16,8 +16,8 @@ from ..errors import LayerMemoryError
 from .base import AttentionRun, Family, ModelDescription
 
 LATENT_CHANNELS = 16
-LOADER = "load an SD3 Medium, SD3.5 Large or SD3.5 Medium model with UNETLoader or " \
-         "CheckpointLoaderSimple"
+LOADER = ("load an SD3 Medium, SD3.5 Large or SD3.5 Medium model with UNETLoader or "
+          "CheckpointLoaderSimple")
 
 
 def _inner(model: Any) -> Any:
