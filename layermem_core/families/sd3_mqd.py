@@ -19,9 +19,11 @@ override runs the joint call on torch SDPA with the bias (whatever backend the u
 drops masks, flash refuses them). It tells the joint call by its sequence, exactly the routed
 text plus the image tokens; SD3.5 Medium's second self-attention (MMDiT-X `x_block.attn2`, over
 the image tokens only, same options) has the image tokens alone and goes to the backend (or to
-another node's override) stock, as does any other call. The pooled vector `y` stays the sampled
-(newest) layer's, as ComfyUI batched it. Everything is built in the wrapper (once per run and
-batch layout), outside the model's forward; nothing is patched but the clone's wrappers.
+another node's override) stock, as does any other call. A routed model call in which no joint
+call reached the override (another node replaced the MMDiT's attention function or its blocks)
+stops the run with the pack's error instead of sampling unrouted. The pooled vector `y` stays
+the sampled (newest) layer's, as ComfyUI batched it. Everything is built in the wrapper (once per
+run and batch layout), outside the model's forward; nothing is patched but the clone's wrappers.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from ..cfg_rows import COND, conditional_rows
+from ..errors import LayerMemoryError
 from .flux_mqd import OVERRIDE, FluxMQDRun
 
 WRAPPER_KEY = "layer_memory_mqd_sd3"
@@ -41,6 +44,7 @@ class SD3MQDRun(FluxMQDRun):
     """FLUX's routing and bias, delivered by the attention override (SD3 passes no mask)."""
 
     _bias: torch.Tensor | None = None  # [B, 1, S, S] of the routed call in progress
+    _routed = 0  # joint calls routed in the model call in progress
 
     def attention(self, func, *args, **kwargs):
         """optimized_attention_override: the routed joint call (sequence = routed text + image
@@ -55,6 +59,7 @@ class SD3MQDRun(FluxMQDRun):
                   and k.shape[1] == bias.shape[-1])
         if not routed:
             return self._theirs(func, *args, **kwargs) if self._theirs else func(*args, **kwargs)
+        self._routed += 1
         b, s, inner = q.shape
         q, k, v = (t.view(b, -1, heads, inner // heads).transpose(1, 2) for t in (q, k, v))
         out = sdpa(q, k, v, bias.to(q.dtype))
@@ -94,11 +99,19 @@ class SD3MQDRun(FluxMQDRun):
                                           image_tokens)
         options = dict(transformer_options)
         options[OVERRIDE] = self.attention
-        self._bias = bias
+        self._bias, self._routed = bias, 0
         try:
-            return executor(x, t, c_concat, context, control, options, **kwargs)
+            out = executor(x, t, c_concat, context, control, options, **kwargs)
+            routed = self._routed
         finally:
             self._bias = None
+        if routed == 0:  # never a silent no-op
+            raise LayerMemoryError(
+                "model", "MQD could not reach SD3's joint attention: no block's attention call "
+                "went through ComfyUI's attention override (another node replaced the MMDiT's "
+                "attention function or its blocks)",
+                "remove the node that replaces SD3's attention, or set use_mqd off")
+        return out
 
 
 def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:

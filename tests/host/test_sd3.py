@@ -169,6 +169,25 @@ class _Records(logging.Handler):
         self.text += record.getMessage() + "\n"
 
 
+def test_mqd_that_cannot_reach_the_joint_attention_refuses_instead_of_a_silent_no_op(
+        host, sd3_bg, monkeypatch):
+    """A node that replaces the MMDiT's attention with a function that ignores ComfyUI's
+    attention override: the run stops at its first routed call, naming the model and the fix;
+    the memory is unchanged."""
+    import comfy.ldm.modules.diffusionmodules.mmdit as mmdit
+    from comfy.ldm.modules.attention import attention_pytorch
+
+    digest = scenes.memory_digest(sd3_bg)
+    monkeypatch.setattr(mmdit, "optimized_attention", attention_pytorch.__wrapped__)
+    e = refused(host, host.layer_ops.add_layer, sd3_bg, s3.model(), s3.cond(4),
+                scenes.box_mask(SIZE, 0.2, 0.2, 0.7, 0.7), seed=4, match="could not reach",
+                input_name="model")
+    assert "use_mqd off" in e.fix
+    assert scenes.memory_digest(sd3_bg) == digest
+    host.layer_ops.add_layer(sd3_bg, s3.model(), s3.cond(4),
+                             scenes.box_mask(SIZE, 0.2, 0.2, 0.7, 0.7), seed=4, use_mqd=False)
+
+
 def test_another_nodes_override_is_named_and_routing_still_happens(host, two_layers):
     def drops_masks(func, *args, **kwargs):
         kwargs["mask"] = None
