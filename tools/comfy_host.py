@@ -21,7 +21,8 @@ CORE_MODULES = ("errors", "labels", "masks", "memory", "trajectory", "bcg", "con
                 "sampling", "model_checks", "layer_ops", "serialization", "preview", "stack",
                 "edit_ops", "picture", "families", "limits", "verb_toolkit", "families.pixart",
                 "families.pixart_mqd", "families.unet_mqd", "families.unet_mqd_run", "crop",
-                "crop_run", "families.pixart_crop", "families.flux_mqd")
+                "crop_run", "families.pixart_crop", "families.flux_mqd",
+                "families.sd3_mqd")
 MODEL_FOLDERS = ("diffusion_models", "vae_approx", "vae", "text_encoders", "checkpoints")
 
 

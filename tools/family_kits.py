@@ -1,10 +1,10 @@
 """One interface over the model kinds the shared invariants run on (issues 11, 21).
 
 A `FamilyKit` is a small random model of one kind (PixArt-alpha, PixArt-Sigma, SD 1.5, SDXL,
-FLUX.1 dev) with conditioning shaped as that kind's text encoder gives it, the scene size it
-runs at on a CPU, and start/add shorthands. Tests written against a kit check one invariant for
-every family without knowing which one it is; the per-family pieces live here and in
-tools/unet_scenes.py and tools/flux_scenes.py.
+FLUX.1 dev, SD3.5 Medium) with conditioning shaped as that kind's text encoder gives it, the
+scene size it runs at on a CPU, and start/add shorthands. Tests written against a kit check one
+invariant for every family without knowing which one it is; the per-family pieces live here and
+in tools/unet_scenes.py, tools/flux_scenes.py and tools/sd3_scenes.py.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from typing import Any
 
 import flux_scenes
 import scenes
+import sd3_scenes
 import torch
 import unet_scenes
 
-KIT_NAMES = ("pixart_alpha", "pixart_sigma", "sd15", "sdxl", "flux")
+KIT_NAMES = ("pixart_alpha", "pixart_sigma", "sd15", "sdxl", "flux", "sd3")
 PIXART_FILES = {"pixart_alpha": "pixart_alpha_512", "pixart_sigma": "pixart_sigma_512"}
 
 
@@ -27,7 +28,7 @@ class FamilyKit:
     """A model of one kind and how to talk to it; `family` is what memories record."""
 
     name: str  # one of KIT_NAMES
-    family: str  # "pixart", "sd15", "sdxl", "flux"
+    family: str  # "pixart", "sd15", "sdxl", "flux", "sd3"
     size: int  # pixels, square
     model: Any  # a ComfyUI ModelPatcher, shared: never patched in place
     micro: bool = False  # PixArt-alpha's size micro-conditions
@@ -38,19 +39,29 @@ class FamilyKit:
 
     @property
     def joint(self) -> bool:
-        """Joint attention (text and image tokens in one sequence): FLUX."""
-        return self.family == "flux"
+        """Joint attention (text and image tokens in one sequence): FLUX, SD3."""
+        return self.family in ("flux", "sd3")
+
+    @property
+    def joint_blocks(self) -> int:
+        """Routed joint attention calls per model call (FLUX: double + single blocks)."""
+        dm = self.model.model.diffusion_model
+        if self.family == "sd3":
+            return len(dm.joint_blocks)
+        return len(dm.double_blocks) + len(dm.single_blocks)
 
     @property
     def long_tokens(self) -> int:
         """A prompt length other than `cond`'s default (a longer prompt)."""
-        return {"pixart": 9, "flux": 40}.get(self.family, 154)
+        return {"pixart": 9, "flux": 40, "sd3": 40}.get(self.family, 154)
 
     def cond(self, seed: int, tokens: int | None = None) -> list:
         """A CONDITIONING like the kind's text encoder output (random embedding)."""
         if self.is_pixart:
             return scenes.cond(seed, tokens=tokens or 6, width=self.size, height=self.size,
                                micro=self.micro)
+        if self.family == "sd3":
+            return sd3_scenes.cond(seed, tokens=tokens or 16)
         if self.joint:
             return flux_scenes.cond(seed, tokens=tokens or 16)
         return unet_scenes.cond(self.family, seed, tokens=tokens or 77, size=self.size)
@@ -58,6 +69,8 @@ class FamilyKit:
     def negative(self) -> list:
         if self.is_pixart:
             return scenes.negative(self.size, self.size, self.micro)
+        if self.family == "sd3":
+            return sd3_scenes.cond(2)
         if self.joint:
             return flux_scenes.cond(2)
         return unet_scenes.cond(self.family, 2, size=self.size)
@@ -87,6 +100,8 @@ def make_kit(name: str, load_pixart: Callable[[str], Any]) -> FamilyKit:
                          micro=name == "pixart_alpha")
     if name == "flux":
         return FamilyKit(name, "flux", flux_scenes.SIZE, flux_scenes.model())
+    if name == "sd3":  # SD3.5 Medium's MMDiT-X: joint attention and an image-only attn2
+        return FamilyKit(name, "sd3", sd3_scenes.SIZE, sd3_scenes.model("medium35"))
     if name in unet_scenes.SIZE:
         return FamilyKit(name, name, unet_scenes.SIZE[name], unet_scenes.model(name))
     raise ValueError(f"unknown kit {name!r}; one of {KIT_NAMES}")

@@ -128,7 +128,7 @@ FLUX = Family(
     encoder="T5-XXL + CLIP-L",
     encoder_fix="encode the prompt with FLUX's text encoders (DualCLIPLoader type 'flux' -> "
                 "CLIPTextEncodeFlux, or CLIPTextEncode then FluxGuidance)",
-    encoder_widths=((4096, "T5-XXL, PixArt or FLUX"),),
+    encoder_widths=((4096, "T5-XXL, PixArt, FLUX or SD3"),),
     signature_keys=("diffusion_model.final_layer.linear.bias", "diffusion_model.img_in.bias",
                     "diffusion_model.time_in.in_layer.bias"),
     min_file_version=3,  # version 3 added the family and pooled embeddings

@@ -109,7 +109,7 @@ PIXART = Family(
     encoder="T5-XXL",
     encoder_fix="encode the prompt with the T5-XXL text encoder (CLIPLoader type 'pixart', or "
                 "LoadPixArt's CLIP)",
-    encoder_widths=((4096, "T5-XXL, PixArt or FLUX"),),
+    encoder_widths=((4096, "T5-XXL, PixArt, FLUX or SD3"),),
     signature_keys=("diffusion_model.final_layer.linear.bias", "diffusion_model.t_block.1.bias"),
     min_file_version=2,  # version 2 files were PixArt's; packs reading them load these unchanged
     detect=_is_pixart,

@@ -1,6 +1,6 @@
 """The method's invariants, once for every model kind: PixArt-alpha, PixArt-Sigma, SD 1.5, SDXL
-(issue 11), FLUX.1 dev (issue 21). Small random models through ComfyUI's own classes
-(tools/family_kits.py).
+(issue 11), FLUX.1 dev and SD3.5 Medium (issue 21). Small random models through ComfyUI's own
+classes (tools/family_kits.py).
 
 - BCG: outside the mask every model input and the final latent are bit-identical to the layer
   below, for every sampler family (first order, second order, multistep, predictor-corrector,
@@ -8,7 +8,7 @@
 - MQD: in one routed model call, at every attention level, each token group of the conditional
   row gets the stock cross-attention output for its own layer's prompt (the documented
   ownership rule: area-pooled mask >= 0.5, newest first); the negative row is stock. Joint
-  attention (FLUX): in every block a token's forbidden keys get exactly zero weight, a single
+  attention (FLUX, SD3): in every block a token's forbidden keys get exactly zero weight, a single
   owner is stock, and another layer's prompt leaves an owner's first block unchanged.
 - The stack: insert, move, reroll, delete (healed and exact undo) and history keep every
   composite made of the layers below it only (tests/support/stack_check.py).
@@ -79,7 +79,7 @@ def test_bcg_is_bit_exact_outside_the_mask(host, kit, sampler, scheduler):
 
 @pytest.mark.parametrize("sampler,scheduler", FLOW_SAMPLERS)
 def test_bcg_is_bit_exact_outside_the_mask_on_flow_samplers(host, kit, sampler, scheduler):
-    """The flow-matching samplers FLUX users pick, on the joint kit only (CI time)."""
+    """The flow-matching samplers FLUX and SD3 users pick, on the joint kits only (CI time)."""
     _joint_only(kit)
     test_bcg_is_bit_exact_outside_the_mask(host, kit, sampler, scheduler)
 
@@ -91,7 +91,7 @@ def test_each_layer_follows_the_one_below(stack):
 
 def test_mqd_gives_each_group_its_own_stock_attention_at_every_level(host, kit, stack):
     if kit.joint:
-        pytest.skip("cross-attention invariant; joint attention (FLUX) has its own below")
+        pytest.skip("cross-attention invariant; joint attention (FLUX, SD3) has its own below")
     layers = stack[-1].layers
     negative = layers[-1].negative.embedding  # the run samples with the newest layer's
     calls = routed_calls(host, kit, layers, negative)
@@ -126,8 +126,7 @@ def test_joint_mqd_gives_forbidden_keys_zero_weight_at_every_block(host, kit, st
     _joint_only(kit)
     layers = stack[-1].layers
     calls, out = joint_calls(host, kit, layers, layers[-1].negative.embedding)
-    dm = kit.model.model.diffusion_model
-    assert len(calls) == len(dm.double_blocks) + len(dm.single_blocks)
+    assert len(calls) == kit.joint_blocks
     assert torch.isfinite(out).all()
     owners = expected_owners([layer.latent_mask for layer in layers[1:]], _token_hw(kit))
     assert torch.equal(torch.unique(owners), torch.arange(len(layers)))

@@ -251,6 +251,6 @@ def test_unsupported_unet_is_refused(host, no_sampling):
         5.0,
         "euler",
         "normal",
-        match="not PixArt, SD 1.5, SDXL or FLUX.1",
+        match="not PixArt, SD 1.5, SDXL, FLUX.1 or SD3.5",
         input_name="model",
     )

@@ -171,6 +171,8 @@ def _flux_inputs(kit, context: torch.Tensor, seed: int) -> tuple[torch.Tensor, d
     g = torch.Generator().manual_seed(seed)
     latent = kit.size // 8
     x = torch.randn(2, 16, latent, latent, generator=g)
+    if getattr(kit, "family", "flux") == "sd3":  # pooled CLIP-L + CLIP-G, no guidance
+        return x, {"y": torch.randn(2, 2048, generator=g)}
     extra = {"y": torch.randn(2, 768, generator=g), "guidance": torch.full((2,), 3.5)}
     return x, extra
 
@@ -196,7 +198,8 @@ def joint_calls(host, kit, layers, negative: torch.Tensor,
     clone = kit.model.clone()
     run.install(clone)
     calls: list[JointCall] = []
-    original = host.flux_mqd.sdpa
+    mqd = host.sd3_mqd if getattr(kit, "family", "flux") == "sd3" else host.flux_mqd
+    original = mqd.sdpa
 
     def record(q, k, v, bias):
         out = original(q, k, v, bias)
@@ -204,6 +207,6 @@ def joint_calls(host, kit, layers, negative: torch.Tensor,
         return out
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(host.flux_mqd, "sdpa", record)
+        mp.setattr(mqd, "sdpa", record)
         out = flux_call(kit, clone, _context(negative, layers[-1].positive.embedding), seed)
     return calls, out

@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Ops, kernels and FLOPs of ONE model call of the full SD3.5 Large / Medium at 1024 px, stock
+against MQD with a stack of layers (issue 21).
+
+The full model (SD3.5 Large: 38 blocks, hidden 2432; SD3.5 Medium: 24 blocks, hidden 1536,
+MMDiT-X attn2 in blocks 0-12), prompts of 154 tokens (CLIP-L/G 77 + T5 77, as ComfyUI's SD3
+encoder gives them), is built through ComfyUI's own classes on "meta" tensors and called once
+per layout through the family's attention run's APPLY_MODEL wrapper (routed context, its
+override with the bias), as sampling calls it. Stock and the calls MQD does not route use
+ComfyUI's CUDA attention (torch SDPA). Per call only: the sampler and BCG are not counted.
+
+    python bench/sd3_counts.py --variant large --layers 1,5 --batch 1,2
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+REPO = Path(__file__).resolve().parents[1]
+for _p in (REPO / "tools", REPO):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+
+import torch  # noqa: E402
+
+from bench import counting, sdxl_models  # noqa: E402
+from bench.flux_counts import _Executor  # noqa: E402
+
+PROMPT_TOKENS = 154  # CLIP-L + CLIP-G 77, then T5-XXL 77 (ComfyUI's SD3 text encoder)
+
+
+def config(variant: str) -> dict:
+    depth, pos = {"large": (38, 192), "medium": (24, 384)}[variant]
+    return {
+        "in_channels": 16, "out_channels": 16, "patch_size": 2, "depth": depth,
+        "input_size": None, "adm_in_channels": 2048, "pos_embed_max_size": pos,
+        "num_patches": pos * pos, "pos_embed_scaling_factor": None, "qk_norm": "rms",
+        "context_embedder_config": {"target": "torch.nn.Linear",
+                                    "params": {"in_features": 4096, "out_features": 64 * depth}},
+        "x_block_self_attn_layers": list(range(13)) if variant == "medium" else [],
+    }
+
+
+def meta_sd3(variant: str, dtype: torch.dtype):
+    import comfy.supported_models as sm
+
+    model_config = sm.SD3(config(variant))
+    model_config.set_inference_dtype(dtype, None)
+    return model_config.get_model({}, device=torch.device("meta"))
+
+
+def grid_layers(count: int, latent: int) -> list:
+    """Background plus `count - 1` boxes on a grid (each owns tokens)."""
+    meta = torch.device("meta")
+    tokens = latent // 2
+    prompt = SimpleNamespace(embedding=torch.empty(1, PROMPT_TOKENS, 4096, device=meta))
+    layers = [SimpleNamespace(token_mask=torch.ones(tokens, tokens, dtype=torch.bool),
+                              positive=prompt)]
+    side = 1
+    while side * side < count - 1:
+        side += 1
+    cell = tokens // max(side, 1)
+    for i in range(count - 1):
+        m = torch.zeros(tokens, tokens, dtype=torch.bool)
+        r, c = divmod(i, side)
+        m[r * cell:(r + 1) * cell - 2, c * cell:(c + 1) * cell - 2] = True
+        layers.append(SimpleNamespace(token_mask=m, positive=prompt))
+    return layers
+
+
+def count_call(host, base, layers: int | None, batch: int, size: int,
+               dtype: torch.dtype) -> counting.Count:
+    meta = torch.device("meta")
+    latent = size // 8
+    x = torch.empty(batch, 16, latent, latent, device=meta, dtype=dtype)
+    t = torch.empty(batch, device=meta)
+    context = torch.empty(batch, PROMPT_TOKENS, 4096, device=meta, dtype=dtype)
+    extra = {"y": torch.empty(batch, 2048, device=meta, dtype=dtype)}
+    marks = [0] if batch == 1 else [1, 0]  # batch 1: the positive alone; else [negative, pos]
+    options = {"cond_or_uncond": marks,
+               "optimized_attention_override": sdxl_models.attention_like_cuda}
+    if layers is None:
+        return counting.count(lambda: _Executor(base)(x, t, None, context, None, options,
+                                                      **extra))[0]
+    run = host.families.get("sd3").attention_run(grid_layers(layers, latent))
+    run._theirs = sdxl_models.attention_like_cuda  # calls it does not route: CUDA attention
+    return counting.count(lambda: run.apply_model_wrapper(_Executor(base), x, t, None, context,
+                                                          None, options, **extra))[0]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--comfyui", default=None, help="ComfyUI checkout")
+    p.add_argument("--variant", default="large", choices=("large", "medium"))
+    p.add_argument("--layers", default="1,5", help="layers routed (background counted)")
+    p.add_argument("--batch", default="1,2", help="1: the positive alone; 2: CFG batch")
+    p.add_argument("--size", type=int, default=1024)
+    p.add_argument("--out", default=None, help="JSON file")
+    args = p.parse_args()
+    from bench.run_bench import boot
+
+    h, _, _ = boot(SimpleNamespace(comfyui_path=None, comfyui=args.comfyui, device="cpu",
+                                   verbose=False))
+    base = meta_sd3(args.variant, torch.bfloat16)
+    rows = []
+    for batch in (int(v) for v in args.batch.split(",")):
+        stock = count_call(h, base, None, batch, args.size, torch.bfloat16)
+        rows.append({"batch": batch, "layers": 0, **stock.as_dict()})
+        for n in (int(v) for v in args.layers.split(",")):
+            c = count_call(h, base, n, batch, args.size, torch.bfloat16)
+            rows.append({"batch": batch, "layers": n, **c.as_dict(),
+                         "over_stock": counting.ratio(c, stock)})
+    report = {"what": f"one SD3.5 {args.variant} model call, full size on meta, {args.size} px, "
+                      f"bf16, prompts of {PROMPT_TOKENS} tokens", "rows": rows}
+    text = json.dumps(report, indent=1, default=str)
+    if args.out:
+        Path(args.out).write_text(text)
+    for r in rows:
+        ratio = r.get("over_stock")
+        print(f"batch {r['batch']} layers {r['layers']}: ops {r['ops']} kernels "
+              f"{r['kernel_ops']} GFLOP {r['flops'] / 1e9:.1f}"
+              + (f"  x stock: ops {ratio['ops']:.3f} kernels {ratio['kernel_ops']:.3f} "
+                 f"flops {ratio['flops']:.3f}" if ratio else ""))
+
+
+if __name__ == "__main__":
+    main()
