@@ -189,3 +189,4 @@ FLUX_LINKS = {
     "vae": {"name": FLUX_VAE, "directory": "vae",
             "url": f"{HF}/black-forest-labs/FLUX.1-dev/resolve/main/ae.safetensors"},
 }
+FLUX_MODEL_LINKS = [FLUX_LINKS["unet"], *FLUX_LINKS["clip"], FLUX_LINKS["vae"]]
