@@ -8,9 +8,17 @@ storage) and called once per layout through the same path sampling takes for MQD
 attention run's APPLY_MODEL wrapper (its routed context, its bias as `attention_mask`, its
 SDPA override), then `Flux.forward`. The stock call uses ComfyUI's CUDA attention (torch SDPA,
 via `optimized_attention_override`). Per call only: the sampler, BCG and the rest of a run are
-not in these counts (bench/sdxl_counts.py composes them for SDXL; not done for FLUX yet).
+not in these counts (bench/sdxl_counts.py composes them for SDXL).
+
+`--composed` counts whole runs instead, as bench/sdxl_counts.py does for SDXL: txt2img and
+AddLayer(5) (a memory of 4 layers, the fifth added) run for real with tools/flux_scenes.py's small
+FLUX at 256 px and the full schedule (20 steps, euler / simple, cfg 1); every model call (for MQD
+calls: the family's APPLY_MODEL wrapper with the call inside it) is split from the rest (sampler,
+BCG, memory), and replaced by the full model's call on meta at `--size` (stock, or routed with as
+many prompts on a grid layout: `count_call`). Composed = the rest + the full calls.
 
     python bench/flux_counts.py --layers 1,5 --batch 1,2
+    python bench/flux_counts.py --composed
 """
 from __future__ import annotations
 
@@ -78,7 +86,9 @@ class _Executor:
 
 
 def count_call(host, base, layers: int | None, batch: int, size: int,
-               dtype: torch.dtype) -> counting.Count:
+               dtype: torch.dtype, run=None) -> counting.Count:
+    """One call, stock (layers None) or routed over `layers` prompts on a grid; a `run` given
+    is reused (its second call finds what the first built)."""
     meta = torch.device("meta")
     latent = size // 8
     x = torch.empty(batch, 16, latent, latent, device=meta, dtype=dtype)
@@ -92,10 +102,128 @@ def count_call(host, base, layers: int | None, batch: int, size: int,
     if layers is None:
         return counting.count(lambda: _Executor(base)(x, t, None, context, None, options,
                                                       **extra))[0]
-    run = host.families.get("flux").attention_run(grid_layers(layers, latent))
+    run = run or host.families.get("flux").attention_run(grid_layers(layers, latent))
     run._theirs = sdxl_models.attention_like_cuda  # calls it does not route: CUDA attention
     return counting.count(lambda: run.apply_model_wrapper(_Executor(base), x, t, None, context,
                                                           None, options, **extra))[0]
+
+
+class _CallLog:
+    """Per model call of a small run: ops inside it, and whether MQD routed it (how many prompts).
+    A routed call is counted at the family's APPLY_MODEL wrapper (its routing included); a stock
+    call at the diffusion model's forward."""
+
+    def __init__(self, tally: counting.Tally, dm, run_cls):
+        self.tally, self.calls, self._inside = tally, [], False
+        self._run_cls, self._orig = run_cls, run_cls.apply_model_wrapper
+        log = self
+
+        def wrapper(run, *args, **kwargs):
+            start, log._inside = log._totals(), True
+            try:
+                return log._orig(run, *args, **kwargs)
+            finally:
+                log._inside = False
+                log._add(start, len(run.prompts), int(args[1].shape[0]))
+
+        run_cls.apply_model_wrapper = wrapper
+        self.handles = [dm.register_forward_pre_hook(self._pre, with_kwargs=True),
+                        dm.register_forward_hook(self._post, with_kwargs=True)]
+
+    def _totals(self) -> tuple[int, int, int]:
+        return self.tally.ops(), self.tally.kernel_ops(), self.tally.flops()
+
+    def _add(self, start, layers, batch) -> None:
+        end = self._totals()
+        self.calls.append((layers, batch, *(b - a for a, b in zip(start, end, strict=True))))
+
+    def _pre(self, module, args, kwargs) -> None:
+        self._start = self._totals()
+
+    def _post(self, module, args, kwargs, output) -> None:
+        if not self._inside:
+            self._add(self._start, None, int(args[0].shape[0]))
+
+    def close(self) -> None:
+        self._run_cls.apply_model_wrapper = self._orig
+        for handle in self.handles:
+            handle.remove()
+
+
+def composed_counts(h, steps: int, size: int, objects: int = 4) -> dict:
+    """txt2img and AddLayer(objects + 1) run with the small FLUX, composed for the full one."""
+    import comfy.sample
+    import flux_scenes
+    import scenes
+
+    flux_mqd = h.flux_mqd  # the host's copy (the pack loads under its custom node name)
+
+    small = flux_scenes.build(0)
+    small_size = flux_scenes.SIZE
+    schedule = {"steps": steps, "cfg": 1.0, "sampler_name": "euler", "scheduler": "simple"}
+    pos, neg = flux_scenes.cond(1), flux_scenes.cond(2)
+    latent = torch.zeros(1, 16, small_size // 8, small_size // 8)
+
+    def txt2img():
+        noise = comfy.sample.prepare_noise(latent, 42)
+        return comfy.sample.sample(small, noise, steps, 1.0, "euler", "simple", pos, neg,
+                                   latent, seed=42)
+
+    memory = h.layer_ops.start_memory(small, pos, neg, small_size, small_size, seed=42,
+                                      **schedule)
+    boxes = [(0.05, 0.05, 0.45, 0.45), (0.55, 0.05, 0.95, 0.45), (0.05, 0.55, 0.45, 0.95),
+             (0.55, 0.55, 0.95, 0.95), (0.3, 0.3, 0.7, 0.7)]
+    for i, box in enumerate(boxes[:objects - 1]):
+        memory = h.layer_ops.add_layer(memory, small, flux_scenes.cond(10 + i),
+                                       scenes.box_mask(small_size, *box), seed=100 + i)
+    top_box = boxes[objects - 1]
+
+    def add_layer():
+        return h.layer_ops.add_layer(memory, small, flux_scenes.cond(20),
+                                     scenes.box_mask(small_size, *top_box), seed=7)
+
+    base = meta_flux(torch.bfloat16)
+    memo: dict = {}
+    out: dict = {}
+    for name, fn in (("txt2img", txt2img), (f"add_layer_{objects + 1}", add_layer)):
+        with counting.counting() as tally:
+            log = _CallLog(tally, small.model.diffusion_model, flux_mqd.FluxMQDRun)
+            try:
+                fn()
+            finally:
+                log.close()
+            measured = tally.result()
+        inside = [sum(c[k] for c in log.calls) for k in (2, 3, 4)]
+        rest = [measured.ops - inside[0], measured.kernel_ops - inside[1],
+                measured.flops - inside[2]]
+        full, runs = [0, 0, 0], {}
+        for layers, batch, *_ in log.calls:
+            # one full-size run per verb and layout, as the small run has one: its first call
+            # builds the routed context and bias, later calls reuse them
+            later = (layers, batch) in runs
+            if layers is not None and not later:
+                runs[(layers, batch)] = h.families.get("flux").attention_run(
+                    grid_layers(layers, size // 8))
+            key = (layers, batch, later)
+            if key not in memo:
+                memo[key] = count_call(h, base, layers, batch, size, torch.bfloat16,
+                                       runs.get((layers, batch)))
+            runs.setdefault((layers, batch), None)
+            c = memo[key]
+            full = [full[0] + c.ops, full[1] + c.kernel_ops, full[2] + c.flops]
+        out[name] = {"model_calls": len(log.calls),
+                     "mqd_calls": sum(c[0] is not None for c in log.calls),
+                     "outside_model": dict(zip(("ops", "kernel_ops", "flops"), rest,
+                                               strict=True)),
+                     "composed": dict(zip(("ops", "kernel_ops", "flops"),
+                                          [r + f for r, f in zip(rest, full, strict=True)],
+                                          strict=True))}
+    a, b = out[f"add_layer_{objects + 1}"]["composed"], out["txt2img"]["composed"]
+    out["ratio_add_over_txt2img"] = {k: a[k] / b[k] for k in a}
+    out["what"] = (f"composed: full FLUX.1 dev calls on meta ({size} px, bf16, T5 {T5_TOKENS} "
+                   f"tokens, CUDA attention) + the rest of a real {steps}-step run (euler / "
+                   f"simple, cfg 1) with the small FLUX at {small_size} px")
+    return out
 
 
 def main() -> None:
@@ -105,11 +233,21 @@ def main() -> None:
     p.add_argument("--batch", default="1,2", help="1: cfg 1 (dev's usual); 2: CFG batch")
     p.add_argument("--size", type=int, default=1024)
     p.add_argument("--out", default=None, help="JSON file")
+    p.add_argument("--composed", action="store_true",
+                   help="whole runs (txt2img, AddLayer(5)) composed for the full model")
+    p.add_argument("--steps", type=int, default=20, help="with --composed")
     args = p.parse_args()
     from bench.run_bench import boot
 
     h, _, _ = boot(SimpleNamespace(comfyui_path=None, comfyui=args.comfyui, device="cpu",
                                    verbose=False))
+    if args.composed:
+        report = composed_counts(h, args.steps, args.size)
+        text = json.dumps(report, indent=1, default=str)
+        if args.out:
+            Path(args.out).write_text(text)
+        print(text)
+        return
     base = meta_flux(torch.bfloat16)
     rows = []
     for batch in (int(v) for v in args.batch.split(",")):

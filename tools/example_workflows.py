@@ -7,7 +7,9 @@
 - `edit_picture` (tools/picture_workflow.py): starts from a picture (LoadImage), adds a layer and
   re-prompts it;
 - `sdxl_layered_scene`: layered_scene with an SDXL checkpoint (CheckpointLoaderSimple,
-  CLIPTextEncodeSDXL).
+  CLIPTextEncodeSDXL);
+- `flux_layered_scene`: layered_scene with FLUX.1-dev (UNETLoader, DualCLIPLoader type flux,
+  VAELoader, CLIPTextEncodeFlux, FluxGuidance).
 
 `RUN_ORDER` is the order in which they run in one ComfyUI; template file names carry it
 (`UI_NAMES`: 1_layered_scene, 2_continue_scene, ...): ComfyUI lists a pack's templates in
@@ -22,9 +24,10 @@ import json
 
 import picture_workflow
 from workflow_graph import Graph, Node
-from workflow_nodes import NODE_DEFS, SDXL_CKPT
+from workflow_nodes import FLUX_CLIP_L, FLUX_UNET, FLUX_VAE, NODE_DEFS, SDXL_CKPT, T5
 from workflow_parts import (
     COMPUTE,
+    FLUX,
     MODEL,
     NEGATIVE_COLOR,
     NOTES_DIR,
@@ -72,14 +75,16 @@ RESTORE_SEED = 202
 MEMORY_PREFIX = "layer_memory/savanna"
 MEMORY_FILE = f"{MEMORY_PREFIX}_00001_.safetensors [output]"
 TRAJECTORY_STORAGE = "float32 (exact)"
-RUN_ORDER = ("layered_scene", "continue_scene", "edit_picture", "sdxl_layered_scene")
+RUN_ORDER = ("layered_scene", "continue_scene", "edit_picture", "sdxl_layered_scene",
+             "flux_layered_scene")
 UI_NAMES = {name: f"{i + 1}_{name}" for i, name in enumerate(RUN_ORDER)}
 
 
 def _fill(memory_prefix: str) -> dict:
     memory_file = f"{memory_prefix}_00001_.safetensors [output]"
     return {"memory_file": memory_file, "memory_path": memory_file.removesuffix(" [output]"),
-            "ckpt": SDXL_CKPT, "picture": picture_workflow.PICTURE}
+            "ckpt": SDXL_CKPT, "picture": picture_workflow.PICTURE, "unet": FLUX_UNET,
+            "clip_l": FLUX_CLIP_L, "t5": T5, "vae": FLUX_VAE}
 
 
 def _for_sdxl(text: str, out: str, cfg: float) -> str:
@@ -88,12 +93,20 @@ def _for_sdxl(text: str, out: str, cfg: float) -> str:
             .replace("cfg 4.5", f"cfg {cfg}"))
 
 
+def _for_flux(text: str, out: str) -> str:
+    """A layered_scene note for the FLUX graph: its output folder, sampler and cfg."""
+    return (text.replace("layered_scene/", f"{out}/")
+            .replace("the paper's: 1024x1024, 20 steps, dpmpp_2m / karras, cfg 4.5",
+                     f"1024x1024, 20 steps, {FLUX.sampler} / {FLUX.scheduler}, cfg {FLUX.cfg}: "
+                     "FLUX.1-dev is guidance-distilled, its guidance is in the prompts"))
+
+
 def _background(g: Graph, fam: Family, notes: list, out: str) -> None:
     """Step 1 of layered_scene: nodes 3 to 8."""
     fam.encode(g, 3, BACKGROUND, "Background prompt", (X_TEXT, 0), 400, POSITIVE_COLOR)
     fam.encode(g, 4, NEGATIVE, "Negative prompt", (X_MASK, 0), 570, NEGATIVE_COLOR)
     widgets = {"width": SIZE, "height": SIZE, "seed": 42, "steps": 20, "cfg": fam.cfg,
-               "sampler_name": "dpmpp_2m", "scheduler": "karras", "name": "background"}
+               "sampler_name": fam.sampler, "scheduler": fam.scheduler, "name": "background"}
     links = {"model": MODEL, "positive": (3, 0), "negative": (4, 0)}
     g.add(Node(5, "LayerMem_LayerMemory", widgets, links, pos=(X_LAYER, 0), size=(340, 330)))
     decode_save(g, 6, 7, (5, 1), 0, f"{out}/1_background")
@@ -163,14 +176,18 @@ def _save(g: Graph, notes: list, memory: int, first: int, prefix: str) -> None:
 
 def build(fam: Family = PIXART) -> Graph:
     """layered_scene: background, three objects, delete one, reroll one, move one, save the
-    memory, preview it. With SDXL: sdxl_layered_scene (the same graph, other loader/encoder)."""
-    sdxl = fam.name == "sdxl"
-    out = "sdxl_layered_scene" if sdxl else "layered_scene"
-    prefix = f"{MEMORY_PREFIX}_sdxl" if sdxl else MEMORY_PREFIX
+    memory, preview it. With SDXL: sdxl_layered_scene, with FLUX: flux_layered_scene (the same
+    graph, other loader/encoder)."""
+    sdxl, flux = fam.name == "sdxl", fam.name == "flux"
+    out = f"{fam.name}_layered_scene" if sdxl or flux else "layered_scene"
+    prefix = f"{MEMORY_PREFIX}_{fam.name}" if sdxl or flux else MEMORY_PREFIX
     steps = read_notes("layered_scene", _fill(prefix))
     if sdxl:
         readme = read_notes("sdxl_layered_scene", _fill(prefix))[0]
         steps = [readme] + [(t, _for_sdxl(x, out, fam.cfg)) for t, x in steps[1:]]
+    elif flux:
+        readme = read_notes("flux_layered_scene", _fill(prefix))[0]
+        steps = [readme] + [(t, _for_flux(x, out)) for t, x in steps[1:]]
     else:
         steps[0] = read_notes("layered_scene", _fill(prefix), models_note(
             "Models: put the files here, then press `r` to refresh the lists"))[0]
@@ -189,11 +206,16 @@ def build(fam: Family = PIXART) -> Graph:
         memory, next_id = ids[3], next_id + 7
     memory = _edits(g, steps, memory, next_id, out)
     _save(g, steps, memory, next_id + 14, prefix)
+    fam.relink(g)
     return g
 
 
 def build_sdxl() -> Graph:
     return build(SDXL)
+
+
+def build_flux() -> Graph:
+    return build(FLUX)
 
 
 def build_continue() -> Graph:
@@ -229,5 +251,6 @@ def build_picture() -> Graph:
 
 
 GRAPHS = {"layered_scene": build, "continue_scene": build_continue,
-          "edit_picture": build_picture, "sdxl_layered_scene": build_sdxl}
+          "edit_picture": build_picture, "sdxl_layered_scene": build_sdxl,
+          "flux_layered_scene": build_flux}
 assert tuple(GRAPHS) == RUN_ORDER

@@ -1,4 +1,4 @@
-"""Small random-weight PixArt and TAESD files with the real key names.
+"""Small random-weight PixArt and TAESD (TAESDXL, TAEF1) files with the real key names.
 
 ComfyUI's own detection (`comfy/model_detection.py`) and loaders take these files, so
 tests exercise the same code paths as real checkpoints. Hidden size is fixed at 1152
@@ -80,13 +80,14 @@ def pixart_state_dict(variant: PixArtVariant, depth: int = 1, seed: int = 0,
     return {k: v.to(dtype).contiguous() for k, v in sd.items()}
 
 
-def taesd_state_dicts(seed: int = 0) -> tuple[dict, dict]:
-    """Random TAESD encoder and decoder, shaped by ComfyUI's own `comfy.taesd.taesd` modules."""
+def taesd_state_dicts(seed: int = 0, latent_channels: int = 4) -> tuple[dict, dict]:
+    """Random TAESD encoder and decoder, shaped by ComfyUI's own `comfy.taesd.taesd` modules
+    (latent_channels 16: TAEF1, the FLUX VAE stand-in that VAELoader lists as "taef1")."""
     from comfy.taesd.taesd import Decoder, Encoder  # needs the host on sys.path
 
     gen = torch.Generator().manual_seed(seed)
     out = []
-    for module in (Encoder(), Decoder()):
+    for module in (Encoder(latent_channels), Decoder(latent_channels)):
         sd = {}
         for key, value in module.state_dict().items():
             fan_in = max(1, value[0].numel()) if value.dim() > 1 else 1
@@ -109,7 +110,8 @@ def write_models(models_dir: str, depth: int = 1, variants=VARIANTS) -> dict[str
             save_file(pixart_state_dict(variant, depth=depth, seed=i), path)
         out[variant.name] = path
     enc, dec = taesd_state_dicts()
-    for name, sd in (("taesd", (enc, dec)), ("taesdxl", (enc, dec))):
+    taef1 = taesd_state_dicts(seed=1, latent_channels=16)
+    for name, sd in (("taesd", (enc, dec)), ("taesdxl", (enc, dec)), ("taef1", taef1)):
         for part, tensors in zip(("encoder", "decoder"), sd, strict=True):
             path = os.path.join(approx, f"{name}_{part}.safetensors")
             if not os.path.exists(path):

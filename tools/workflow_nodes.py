@@ -90,6 +90,27 @@ NODE_DEFS: dict[str, NodeDef] = {
             "width", "height", "crop_w", "crop_h", "target_width", "target_height"))
         + (("text_g", "STRING", False, False), ("text_l", "STRING", False, False)),
         outputs=(("CONDITIONING", "CONDITIONING"),), display="CLIPTextEncodeSDXL"),
+    "UNETLoader": NodeDef(
+        widgets=(("unet_name", "COMBO", False, False), ("weight_dtype", "COMBO", False, False)),
+        outputs=(("MODEL", "MODEL"),), display="Load Diffusion Model"),
+    "DualCLIPLoader": NodeDef(
+        widgets=(("clip_name1", "COMBO", False, False), ("clip_name2", "COMBO", False, False),
+                 ("type", "COMBO", False, False), ("device", "COMBO", True, False)),
+        outputs=(("CLIP", "CLIP"),), display="DualCLIPLoader"),
+    "VAELoader": NodeDef(widgets=(("vae_name", "COMBO", False, False),),
+                         outputs=(("VAE", "VAE"),), display="Load VAE"),
+    "CLIPTextEncodeFlux": NodeDef(
+        sockets=(("clip", "CLIP", False),),
+        widgets=(("clip_l", "STRING", False, False), ("t5xxl", "STRING", False, False),
+                 ("guidance", "FLOAT", False, False)),
+        outputs=(("CONDITIONING", "CONDITIONING"),), display="CLIPTextEncodeFlux"),
+    "CLIPTextEncode": NodeDef(
+        sockets=(("clip", "CLIP", False),), widgets=(("text", "STRING", False, False),),
+        outputs=(("CONDITIONING", "CONDITIONING"),), display="CLIP Text Encode (Prompt)"),
+    "FluxGuidance": NodeDef(
+        sockets=(("conditioning", "CONDITIONING", False),),
+        widgets=(("guidance", "FLOAT", False, False),),
+        outputs=(("CONDITIONING", "CONDITIONING"),), display="FluxGuidance"),
     "SolidMask": NodeDef(
         widgets=(("value", "FLOAT", False, False), ("width", "INT", False, False),
                  ("height", "INT", False, False)),
@@ -155,3 +176,17 @@ SDXL_LINKS = [
      "url": f"{HF}/stabilityai/stable-diffusion-xl-base-1.0/resolve/main/"
             "sd_xl_base_1.0.safetensors"},
 ]
+# FLUX.1-dev: the diffusion model, both text encoders and the VAE, each a file of its own
+FLUX_UNET = "flux1-dev.safetensors"
+FLUX_CLIP_L = "clip_l.safetensors"
+FLUX_VAE = "ae.safetensors"
+FLUX_LINKS = {
+    "unet": {"name": FLUX_UNET, "directory": "diffusion_models",
+             "url": f"{HF}/black-forest-labs/FLUX.1-dev/resolve/main/flux1-dev.safetensors"},
+    "clip": [{"name": FLUX_CLIP_L, "directory": "text_encoders",
+              "url": f"{HF}/comfyanonymous/flux_text_encoders/resolve/main/clip_l.safetensors"},
+             MODEL_LINKS[1]],  # t5xxl_fp16, as for PixArt
+    "vae": {"name": FLUX_VAE, "directory": "vae",
+            "url": f"{HF}/black-forest-labs/FLUX.1-dev/resolve/main/ae.safetensors"},
+}
+FLUX_MODEL_LINKS = [FLUX_LINKS["unet"], *FLUX_LINKS["clip"], FLUX_LINKS["vae"]]

@@ -2,8 +2,10 @@
 the canvas layout, notes, groups, Layer Box masks and the decode + save pair.
 
 A `Family` says how one model family loads and encodes prompts: PixArt (the pack's LoadPixArt,
-CLIPTextEncodePixArtAlpha) or SDXL (the stock CheckpointLoaderSimple, CLIPTextEncodeSDXL). Both
-loaders have MODEL, CLIP and VAE as outputs 0, 1 and 2, so the rest of a graph is the same.
+CLIPTextEncodePixArtAlpha), SDXL (the stock CheckpointLoaderSimple, CLIPTextEncodeSDXL) or FLUX.1
+(the stock UNETLoader, DualCLIPLoader, VAELoader, CLIPTextEncodeFlux and FluxGuidance). The first
+two loaders have MODEL, CLIP and VAE as outputs 0, 1 and 2, so the rest of a graph is the same;
+FLUX's three loaders are wired to the same places by `Family.relink`.
 """
 from __future__ import annotations
 
@@ -11,7 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workflow_graph import Graph, Group, Node
-from workflow_nodes import MODEL_LINKS, SDXL_CKPT, SDXL_LINKS, T5, UNET, VAE
+from workflow_nodes import (
+    FLUX_CLIP_L,
+    FLUX_LINKS,
+    FLUX_UNET,
+    FLUX_VAE,
+    MODEL_LINKS,
+    SDXL_CKPT,
+    SDXL_LINKS,
+    T5,
+    UNET,
+    VAE,
+)
 
 NOTES_DIR = Path(__file__).resolve().parent / "workflow_notes"
 SIZE = 1024
@@ -23,16 +36,34 @@ X_LAYER, X_DECODE, X_SAVE = 1060, 1440, 1680
 SAVE_SIZE = (360, 420)
 SCENE_SIZE = (600, 400)  # PreviewLayers: room for its images
 MODEL, CLIP, VAE_OUT = (1, 0), (1, 1), (1, 2)  # the loader's outputs (node 1)
+FLUX_CLIP, FLUX_VAE_NODE = 90, 91  # FLUX's DualCLIPLoader and VAELoader (its UNETLoader is 1)
+FLUX_GUIDANCE = 3.5  # FLUX.1-dev's usual distilled guidance
+NEGATIVE_TEXT = 100  # FLUX: the negative's CLIPTextEncode is this + the FluxGuidance node's id
 
 
 @dataclass(frozen=True)
 class Family:
     """How a model family loads (node 1) and encodes a prompt."""
 
-    name: str  # "pixart" or "sdxl"
+    name: str  # "pixart", "sdxl" or "flux"
     cfg: float
+    sampler: str = "dpmpp_2m"
+    scheduler: str = "karras"
 
     def loader(self, g: Graph) -> None:
+        if self.name == "flux":
+            g.add(Node(1, "UNETLoader", {"unet_name": FLUX_UNET, "weight_dtype": "default"}, {},
+                       title="Load FLUX.1-dev (diffusion model)", pos=(X_TEXT, -360),
+                       size=(400, 110), properties={"models": [FLUX_LINKS["unet"]]}))
+            g.add(Node(FLUX_CLIP, "DualCLIPLoader",
+                       {"clip_name1": FLUX_CLIP_L, "clip_name2": T5, "type": "flux",
+                        "device": "default"}, {},
+                       title="Load CLIP-L + T5-XXL (text encoders)", pos=(X_MASK, -360),
+                       size=(400, 160), properties={"models": FLUX_LINKS["clip"]}))
+            g.add(Node(FLUX_VAE_NODE, "VAELoader", {"vae_name": FLUX_VAE}, {},
+                       title="Load the FLUX VAE", pos=(X_LAYER, -360), size=(340, 80),
+                       properties={"models": [FLUX_LINKS["vae"]]}))
+            return
         if self.name == "sdxl":
             g.add(Node(1, "CheckpointLoaderSimple", {"ckpt_name": SDXL_CKPT}, {},
                        title="Load SDXL checkpoint (model, CLIP, VAE)", pos=(X_TEXT, -360),
@@ -44,6 +75,9 @@ class Family:
 
     def encode(self, g: Graph, id: int, text: str, title: str, pos: tuple, width: int,
                color) -> None:
+        if self.name == "flux":
+            self._encode_flux(g, id, text, title, pos, width, color)
+            return
         if self.name == "sdxl":
             widgets = {"width": SIZE, "height": SIZE, "crop_w": 0, "crop_h": 0,
                        "target_width": SIZE, "target_height": SIZE, "text_g": text, "text_l": text}
@@ -55,8 +89,37 @@ class Family:
                    size=(width, height), color=color))
 
 
+    def _encode_flux(self, g: Graph, id: int, text: str, title: str, pos: tuple, width: int,
+                     color) -> None:
+        """A prompt: CLIPTextEncodeFlux (its guidance widget); the negative: CLIPTextEncode, then
+        FluxGuidance (FLUX.1-dev's memory refuses a prompt without guidance)."""
+        clip = {"clip": (FLUX_CLIP, 0)}
+        if color != NEGATIVE_COLOR:
+            g.add(Node(id, "CLIPTextEncodeFlux",
+                       {"clip_l": text, "t5xxl": text, "guidance": FLUX_GUIDANCE}, clip,
+                       title=title, pos=pos, size=(width, 330), color=color))
+            return
+        g.add(Node(NEGATIVE_TEXT + id, "CLIPTextEncode", {"text": text}, clip, title=title,
+                   pos=pos, size=(width, 200), color=color))
+        g.add(Node(id, "FluxGuidance", {"guidance": FLUX_GUIDANCE},
+                   {"conditioning": (NEGATIVE_TEXT + id, 0)}, title="Negative: FluxGuidance",
+                   pos=(pos[0], pos[1] + 240), size=(width, 80), color=color))
+
+    def relink(self, g: Graph) -> None:
+        """FLUX: what reads the loader's CLIP or VAE output (node 1, outputs 1 and 2) reads
+        DualCLIPLoader's or VAELoader's instead."""
+        if self.name != "flux":
+            return
+        moved = {CLIP: (FLUX_CLIP, 0), VAE_OUT: (FLUX_VAE_NODE, 0)}
+        for n in g.nodes:
+            n.links = {k: moved.get(tuple(v), v) for k, v in n.links.items()}
+
+
 PIXART = Family("pixart", 4.5)
 SDXL = Family("sdxl", 6.0)
+# FLUX.1-dev is guidance-distilled: cfg 1 (the negative is not sampled), guidance 3.5 in the
+# prompts; euler / simple as in ComfyUI's own FLUX examples
+FLUX = Family("flux", 1.0, "euler", "simple")
 
 
 def read_notes(workflow: str, fill: dict, models: str = "") -> list[tuple[str, str]]:

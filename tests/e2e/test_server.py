@@ -399,6 +399,25 @@ def test_sdxl_workflow_ran_on_the_sdxl_stand_in(server):
     assert set(_nodes(p, "LayerMem_EditLayer")) <= set(result.executed)
 
 
+def test_flux_workflow_ran_on_the_flux_stand_in(server):
+    """The FLUX.1-dev example ran through the test FLUX loader and encoder, the stock FluxGuidance
+    and VAELoader's TAEF1 (no PixArt or UNet stand-in), every edit step included, and its
+    memory says FLUX."""
+    path = API_DIR / "flux_layered_scene_api.json"
+    p = _prompt(path)
+    assert {n["class_type"] for n in p.values()} >= {
+        "LayerMemTestFluxLoader", "LayerMemTestFluxCLIPLoader", "LayerMemTestEncodeFlux",
+        "FluxGuidance", "LayerMem_EditLayer", "LayerMem_DeleteLayer"}
+    assert _inputs(p, "VAELoader", "vae_name") == {"taef1"}
+    assert not _nodes(p, "LayerMem_LoadPixArt") and not _nodes(p, headless.TEST_ENCODER)
+    assert not _nodes(p, "CheckpointLoaderSimple")
+    result = _first_run(server, path)
+    assert result.ok, result.describe_error()
+    assert set(_nodes(p, "LayerMem_EditLayer")) <= set(result.executed)
+    table = result.outputs[_nodes(p, "LayerMem_ListLayers")[0]]
+    assert "model flux" in json.dumps(table), table
+
+
 def _file_choices(server) -> list[str]:
     info = server.object_info("LayerMem_LoadLayerMemory")["LayerMem_LoadLayerMemory"]
     spec = info["input"]["required"]["file"]

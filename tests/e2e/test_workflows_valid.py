@@ -28,7 +28,7 @@ WORKFLOW_DIR = REPO / "workflows"
 FRONTEND_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}  # exist only in the browser
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 MODEL_FILE_INPUTS = {"unet_name", "text_encoder", "vae_name", "ckpt_name", "clip_name", "lora_name",
-                     "control_net_name"}
+                     "control_net_name", "clip_name1", "clip_name2"}
 MODEL_SUFFIXES = (".safetensors", ".sft", ".pth", ".pt", ".ckpt", ".bin", ".gguf")
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
 OUTPUT_TAG = " [output]"  # LoadLayerMemory's mark for a file in the output folder
@@ -630,7 +630,8 @@ def test_ui_and_api_describe_the_same_graph(path, specs):
 
 
 # ------------------------------------------------------------ random-model rewrite
-REAL_MODEL_NODES = {"CheckpointLoaderSimple", "CLIPTextEncodeSDXL", "CLIPTextEncodePixArtAlpha"}
+REAL_MODEL_NODES = {"CheckpointLoaderSimple", "CLIPTextEncodeSDXL", "CLIPTextEncodePixArtAlpha",
+                    "UNETLoader", "DualCLIPLoader", "CLIPTextEncodeFlux"}
 
 
 @pytest.mark.parametrize("path", API_FILES, ids=_rel)
@@ -643,6 +644,8 @@ def test_random_rewrite_leaves_no_real_model_and_no_large_size(path):
     for nid, node in prompt.items():
         if node["class_type"] == "LayerMem_LoadPixArt":
             assert node["inputs"]["unet_name"] in (headless.RANDOM_ALPHA, headless.RANDOM_SIGMA)
+        if node["class_type"] == "VAELoader":  # a stand-in in vae_approx/, not a real VAE file
+            assert not node["inputs"]["vae_name"].endswith(MODEL_SUFFIXES), (nid, node["inputs"])
         for name in ("width", "height", "target_width", "target_height"):
             value = node["inputs"].get(name)
             assert not isinstance(value, int) or value <= 512, (nid, name, value)

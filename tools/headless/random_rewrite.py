@@ -16,7 +16,12 @@
   random SDXL UNet and TAESDXL); CLIPTextEncodeSDXL: LayerMemTestEncodeSDXL with the same text
   (text_g) and scaled sizes;
 - CheckpointLoaderSimple with any other file (SD 1.5): LayerMemTestSD15Loader (a small random
-  SD 1.5 UNet and TAESD); CLIPTextEncode fed by it: LayerMemTestEncodeSD15 with the same text.
+  SD 1.5 UNet and TAESD); CLIPTextEncode fed by it: LayerMemTestEncodeSD15 with the same text;
+- FLUX: UNETLoader (a file with "flux" in its name, or any in a workflow with a flux
+  DualCLIPLoader) -> LayerMemTestFluxLoader (a small random FLUX.1-dev), DualCLIPLoader of type
+  flux -> LayerMemTestFluxCLIPLoader, CLIPTextEncodeFlux (and CLIPTextEncode fed by that loader)
+  -> LayerMemTestEncodeFlux with the same text (t5xxl) and guidance, VAELoader of the FLUX VAE
+  (ae.safetensors, or a name with "flux") -> "taef1"; FluxGuidance stays as it is.
 
 SaveLayerMemory and LoadLayerMemory stay as they are: a memory saved by a rewritten workflow was
 made with the random model, and the rewritten workflow that loads it (same file name) uses that
@@ -40,6 +45,10 @@ TEST_SDXL_LOADER = "LayerMemTestSDXLLoader"  # tools/random_text_encoder/
 TEST_SDXL_ENCODER = "LayerMemTestEncodeSDXL"
 TEST_SD15_LOADER = "LayerMemTestSD15Loader"
 TEST_SD15_ENCODER = "LayerMemTestEncodeSD15"
+TEST_FLUX_LOADER = "LayerMemTestFluxLoader"
+TEST_FLUX_CLIP = "LayerMemTestFluxCLIPLoader"
+TEST_FLUX_ENCODER = "LayerMemTestEncodeFlux"
+FLUX_VAE_STAND_IN = "taef1"  # VAELoader's TAEF1 (random files in vae_approx/)
 
 
 @dataclass
@@ -53,6 +62,7 @@ class Rewrite:
     steps: int
     pixart_loaders: set[str]
     sd15_loaders: set[str]  # CheckpointLoaderSimple nodes of a non-SDXL checkpoint
+    flux_clips: set[str] = field(default_factory=set)  # DualCLIPLoader nodes of type flux
     changes: list[str] = field(default_factory=list)
 
     def scaled(self, value: int, grid: int = 1, minimum: int = 0) -> int:
@@ -130,6 +140,49 @@ def _test_sdxl_encoder(rw: Rewrite, node_id: str, node: dict) -> None:
     rw.changes.append(f"{node_label(rw.original, node_id)}: -> {TEST_SDXL_ENCODER} (same text)")
 
 
+def _test_flux_loader(rw: Rewrite, node_id: str, node: dict) -> None:
+    inputs = node["inputs"]
+    if "flux" not in str(inputs.get("unet_name", "")).lower() and not rw.flux_clips:
+        return  # another family's diffusion model file
+    node["class_type"] = TEST_FLUX_LOADER
+    node["inputs"] = {"unet_name": str(inputs.get("unet_name", "")),
+                      "weight_dtype": str(inputs.get("weight_dtype", "default"))}
+    rw.changes.append(f"{node_label(rw.original, node_id)}: -> {TEST_FLUX_LOADER} "
+                      f"({inputs.get('unet_name')})")
+
+
+def _test_flux_clip(rw: Rewrite, node_id: str, node: dict) -> None:
+    inputs = node["inputs"]
+    if inputs.get("type") != "flux":
+        return
+    node["class_type"] = TEST_FLUX_CLIP
+    node["inputs"] = {name: str(inputs.get(name, "")) for name in ("clip_name1", "clip_name2",
+                                                                     "type")}
+    rw.changes.append(f"{node_label(rw.original, node_id)}: -> {TEST_FLUX_CLIP}")
+
+
+def _test_flux_encoder(rw: Rewrite, node_id: str, node: dict) -> None:
+    inputs = node["inputs"]
+    clip = inputs.get("clip")
+    flux_text = node["class_type"] == "CLIPTextEncodeFlux"
+    if not flux_text and not (is_link(clip) and clip[0] in rw.flux_clips):
+        return  # a CLIPTextEncode of another model's CLIP
+    new = {"text": inputs.get("t5xxl" if flux_text else "text", "")}
+    if is_link(clip):
+        new["clip"] = clip
+    if flux_text:
+        new["guidance"] = inputs.get("guidance", 3.5)
+    node["class_type"] = TEST_FLUX_ENCODER
+    node["inputs"] = new
+    rw.changes.append(f"{node_label(rw.original, node_id)}: -> {TEST_FLUX_ENCODER} (same text)")
+
+
+def _flux_vae(rw: Rewrite, node_id: str, node: dict) -> None:
+    name = str(node["inputs"].get("vae_name", ""))
+    if name.lower() == "ae.safetensors" or "flux" in name.lower():
+        rw.set(node_id, node, "vae_name", FLUX_VAE_STAND_IN)
+
+
 def _scene_size(rw: Rewrite, node_id: str, node: dict) -> None:
     rw.scale_inputs(node_id, node, ("width", "height"), grid=16, minimum=rw.size)
 
@@ -180,7 +233,11 @@ def _scaled_strokes(text: str, scale: float) -> str:
 RULES: dict[str, tuple[Rule, ...]] = {
     "LayerMem_LoadPixArt": (_random_loader,),
     "CLIPTextEncodePixArtAlpha": (_test_encoder,),
-    "CLIPTextEncode": (_test_encoder, _test_sd15_encoder),
+    "CLIPTextEncode": (_test_encoder, _test_sd15_encoder, _test_flux_encoder),
+    "UNETLoader": (_test_flux_loader,),
+    "DualCLIPLoader": (_test_flux_clip,),
+    "CLIPTextEncodeFlux": (_test_flux_encoder,),
+    "VAELoader": (_flux_vae,),
     "LayerMem_LayerMemory": (_scene_size, _steps),
     "LayerMem_LayerMemoryFromImage": (_steps,),
     "ImageScale": (_scene_size,),
@@ -210,7 +267,9 @@ def _start(prompt: dict, original: dict, steps: int, size: int) -> Rewrite:
     rw = Rewrite(original, scale, (size, size), size, steps,
                  {nid for nid, n in prompt.items() if n["class_type"] == "LayerMem_LoadPixArt"},
                  {nid for nid, n in prompt.items() if n["class_type"] == "CheckpointLoaderSimple"
-                  and not _is_sdxl_file(n["inputs"].get("ckpt_name", ""))})
+                  and not _is_sdxl_file(n["inputs"].get("ckpt_name", ""))},
+                 {nid for nid, n in prompt.items() if n["class_type"] == "DualCLIPLoader"
+                  and n["inputs"].get("type") == "flux"})
     if sizes:
         rw.image_size = (rw.scaled(sizes[0][0], 16, size), rw.scaled(sizes[0][1], 16, size))
     return rw

@@ -1,4 +1,5 @@
-"""Test-only ComfyUI nodes: stand-ins for PixArt's T5-XXL, and for SDXL and SD 1.5 checkpoints.
+"""Test-only ComfyUI nodes: stand-ins for PixArt's T5-XXL, for SDXL and SD 1.5 checkpoints, and
+for FLUX.1-dev's diffusion model and text encoders.
 
 A real T5-XXL (4.7B parameters) cannot run in CPU tests, so `headless.ComfyServer(random_models=
 True)` (and `tools/run_workflow.py --random-models`) links this folder into ComfyUI's
@@ -178,15 +179,111 @@ class LayerMemTestEncodeSD15:
         return ([[sd15_embedding(text), {}]],)
 
 
+# ------------------------------------------------------------------ FLUX.1
+# `headless.rewrite_for_random_models` swaps UNETLoader (a FLUX file) for LayerMemTestFluxLoader,
+# DualCLIPLoader (type flux) for LayerMemTestFluxCLIPLoader, CLIPTextEncodeFlux and a
+# CLIPTextEncode fed by that loader for LayerMemTestEncodeFlux (same text, same guidance) and the
+# FLUX VAE (ae.safetensors) for VAELoader's "taef1" (a random TAEF1 of tools/random_models.py).
+# FluxGuidance stays stock. The model is tools/flux_scenes.py's small random FLUX.1-dev, built
+# through ComfyUI's own Flux classes (its detection fixes hidden 3072, so no small file loads
+# through UNETLoader), weights from a fixed seed.
+FLUX_CONTEXT, FLUX_POOLED = 4096, 768
+FLUX_TOKENS = 32  # a fixed length, as real FLUX prompts are padded (to 256 T5 tokens)
+
+
+def flux_embedding(text: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """([1, 32, 4096], [1, 768]): T5-XXL context and CLIP-L pooled shaped, seeded by the text."""
+    seed = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[24:32], "little")
+    g = torch.Generator().manual_seed(seed)
+    cond = torch.randn(1, FLUX_TOKENS, FLUX_CONTEXT, generator=g) * 0.5
+    return cond, torch.randn(1, FLUX_POOLED, generator=g) * 0.5
+
+
+def small_flux_model():
+    """tools/flux_scenes.py's random small FLUX.1-dev as a ModelPatcher, built once per process."""
+    if "flux" not in _MODELS:
+        tools = str(Path(__file__).resolve().parents[1])
+        if tools not in sys.path:
+            sys.path.insert(0, tools)
+        import flux_scenes
+
+        _MODELS["flux"] = flux_scenes.build(seed=103)
+    return _MODELS["flux"]
+
+
+class LayerMemTestFluxLoader:
+    CATEGORY = "testing/layer_memory"
+    DESCRIPTION = ("TEST ONLY. A small random FLUX.1-dev (MODEL, ComfyUI's own Flux classes, "
+                   "hidden 64, one double and one single block), in UNETLoader's place.")
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        keep = {"default": "", "tooltip": "What the workflow named; kept for the record."}
+        return {"required": {"unet_name": ("STRING", keep), "weight_dtype": ("STRING", keep)}}
+
+    def load(self, unet_name: str, weight_dtype: str):
+        return (small_flux_model(),)
+
+
+class LayerMemTestFluxCLIPLoader:
+    CATEGORY = "testing/layer_memory"
+    DESCRIPTION = ("TEST ONLY. DualCLIPLoader's place for FLUX: no CLIP (None); "
+                   "LayerMemTestEncodeFlux stands in for the encoders.")
+    RETURN_TYPES = ("CLIP",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        keep = {"default": "", "tooltip": "What the workflow named; kept for the record."}
+        return {"required": {"clip_name1": ("STRING", keep), "clip_name2": ("STRING", keep),
+                             "type": ("STRING", keep)}}
+
+    def load(self, clip_name1: str, clip_name2: str, type: str):
+        return (None,)
+
+
+class LayerMemTestEncodeFlux:
+    CATEGORY = "testing/layer_memory"
+    DESCRIPTION = ("TEST ONLY. A deterministic random FLUX-shaped conditioning (T5-XXL context "
+                   "[1, 32, 4096], CLIP-L pooled [1, 768]) from a hash of the text, with "
+                   "CLIPTextEncodeFlux's guidance when given (none: CLIPTextEncode's output).")
+    RETURN_TYPES = ("CONDITIONING",)
+    FUNCTION = "encode"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"text": ("STRING", {"multiline": True,
+                                                 "tooltip": "Prompt text (its hash)."})},
+                "optional": {
+                    "clip": ("CLIP", {"tooltip": "The test CLIP loader's output (unused)."}),
+                    "guidance": ("FLOAT", {"default": -1.0, "min": -1.0, "max": 100.0,
+                                           "tooltip": "FLUX guidance; below 0: none."})}}
+
+    def encode(self, text: str, clip=None, guidance: float = -1.0):
+        cond, pooled = flux_embedding(text)
+        extras = {"pooled_output": pooled}
+        if guidance >= 0:
+            extras["guidance"] = guidance
+        return ([[cond, extras]],)
+
+
 NODE_CLASS_MAPPINGS = {"LayerMemTestEncode": LayerMemTestEncode,
                        "LayerMemTestSDXLLoader": LayerMemTestSDXLLoader,
                        "LayerMemTestEncodeSDXL": LayerMemTestEncodeSDXL,
                        "LayerMemTestSD15Loader": LayerMemTestSD15Loader,
-                       "LayerMemTestEncodeSD15": LayerMemTestEncodeSD15}
+                       "LayerMemTestEncodeSD15": LayerMemTestEncodeSD15,
+                       "LayerMemTestFluxLoader": LayerMemTestFluxLoader,
+                       "LayerMemTestFluxCLIPLoader": LayerMemTestFluxCLIPLoader,
+                       "LayerMemTestEncodeFlux": LayerMemTestEncodeFlux}
 NODE_DISPLAY_NAME_MAPPINGS = {
     "LayerMemTestEncode": "Layer Memory test text encoder (random, TEST ONLY)",
     "LayerMemTestSDXLLoader": "Layer Memory test SDXL loader (random, TEST ONLY)",
     "LayerMemTestEncodeSDXL": "Layer Memory test SDXL text encoder (random, TEST ONLY)",
     "LayerMemTestSD15Loader": "Layer Memory test SD 1.5 loader (random, TEST ONLY)",
     "LayerMemTestEncodeSD15": "Layer Memory test SD 1.5 text encoder (random, TEST ONLY)",
+    "LayerMemTestFluxLoader": "Layer Memory test FLUX.1-dev loader (random, TEST ONLY)",
+    "LayerMemTestFluxCLIPLoader": "Layer Memory test FLUX CLIP loader (none, TEST ONLY)",
+    "LayerMemTestEncodeFlux": "Layer Memory test FLUX text encoder (random, TEST ONLY)",
 }
