@@ -10,24 +10,20 @@ SDPA override), then `Flux.forward`. The stock call uses ComfyUI's CUDA attentio
 via `optimized_attention_override`). Per call only: the sampler, BCG and the rest of a run are
 not in these counts (bench/sdxl_counts.py composes them for SDXL; not done for FLUX yet).
 
-    python bench/flux_counts.py --layers 1,5 --batch 1,2
+    python3 -m bench.flux_counts --layers 1,5 --batch 1,2
 """
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import torch
+
+from bench import counting, sdxl_models
+
 REPO = Path(__file__).resolve().parents[1]
-for _p in (REPO / "tools", REPO):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
-
-import torch  # noqa: E402
-
-from bench import counting, sdxl_models  # noqa: E402
 
 FLUX_DEV = {
     "image_model": "flux", "in_channels": 16, "out_channels": 16, "vec_in_dim": 768,

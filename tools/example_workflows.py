@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import json
 
-import picture_workflow
-from workflow_graph import Graph, Node
-from workflow_nodes import NODE_DEFS, SDXL_CKPT
-from workflow_parts import (
+from tools import picture_workflow
+from tools.workflow_graph import Graph, Node
+from tools.workflow_nodes import NODE_DEFS, SDXL_CKPT
+from tools.workflow_parts import (
     COMPUTE,
     MODEL,
     NEGATIVE_COLOR,

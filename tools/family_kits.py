@@ -13,10 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import flux_scenes
-import scenes
 import torch
-import unet_scenes
+
+from tools import flux_scenes, scenes, unet_scenes
 
 KIT_NAMES = ("pixart_alpha", "pixart_sigma", "sd15", "sdxl", "flux")
 PIXART_FILES = {"pixart_alpha": "pixart_alpha_512", "pixart_sigma": "pixart_sigma_512"}

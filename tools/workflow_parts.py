@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from workflow_graph import Graph, Group, Node
-from workflow_nodes import MODEL_LINKS, SDXL_CKPT, SDXL_LINKS, T5, UNET, VAE
+from tools.workflow_graph import Graph, Group, Node
+from tools.workflow_nodes import MODEL_LINKS, SDXL_CKPT, SDXL_LINKS, T5, UNET, VAE
 
 NOTES_DIR = Path(__file__).resolve().parent / "workflow_notes"
 SIZE = 1024

@@ -1,7 +1,8 @@
 """Point 5: deletion restores what was below in the layer's visible region and nothing else."""
 import pytest
-import scenes
 import torch
+
+from tools import scenes
 
 pytestmark = pytest.mark.host
 

@@ -6,8 +6,9 @@ unblended-tail issue (tail lost by a reroll of its layer, or by an edit of the t
 that shows each pixel and every one above it (`stack.write_tail`), so these must hold bit for bit.
 """
 import pytest
-import scenes
 import torch
+
+from tools import scenes
 
 pytestmark = pytest.mark.host
 

@@ -2,9 +2,10 @@
 import logging
 
 import pytest
-import scenes
 import torch
 from refusals import refused as _refused
+
+from tools import scenes
 
 pytestmark = pytest.mark.host
 

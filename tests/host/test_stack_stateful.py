@@ -28,7 +28,6 @@ import os
 from collections import Counter
 
 import pytest
-import scenes
 import torch
 import torch.nn.functional as F
 from hypothesis import HealthCheck, settings
@@ -42,6 +41,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 from stack_check import StackModel, points
+
+from tools import scenes
 
 pytestmark = pytest.mark.host
 SIZE, STEPS = 512, 2
