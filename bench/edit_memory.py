@@ -97,7 +97,8 @@ def scene(core, size: int, steps: int, n: int, tokens: int, g: torch.Generator):
         traj = T(calls.clone(), torch.arange(steps), pts[:-1].clone(), pts[-1].clone())
         pos = mem.Conditioning(torch.randn(1, tokens, 4096, generator=g), (("height", size),))
         rows.append(mem.Layer(f"layer {i}", pos, neg, i, m, core["masks"].token_mask(m), traj))
-    fp = mem.ModelFingerprint("pixart_alpha", 28, True, 4, (0.0,))
+    family = ("pixart",) if "family" in mem.ModelFingerprint.__dataclass_fields__ else ()
+    fp = mem.ModelFingerprint("pixart_alpha", 28, True, 4, (0.0,), *family)  # (older cores: none)
     sched = mem.Schedule(sigmas, "euler", "normal", steps, 4.5)
     return mem.LayerMemory(fp, sched, (4, h, w), 0.18215, tuple(rows))
 
