@@ -18,6 +18,7 @@ PACK_NAME = "comfyui_layer_memory"
 HOW_TO_GET_IT = ("ComfyUI host not found: set COMFYUI_PATH to a ComfyUI checkout (or put one at "
                  "~/ComfyUI, or install this pack in ComfyUI/custom_nodes/) and install its "
                  "requirements; see README 'Tests'.")
+_BOOTED: list[SimpleNamespace] = []  # the host boot() made in this process, once made
 MODEL_FOLDERS = ("diffusion_models", "vae_approx", "vae", "text_encoders", "checkpoints")
 
 
@@ -138,6 +139,17 @@ def boot(comfy_root: Path, models_dir: Path, custom_nodes_dir: Path,
     core = importlib.import_module(f"{module_name}.layermem_core")
     modules = core_modules(core)
     del modules["layermem_core"]
-    return SimpleNamespace(root=comfy_root, nodes=nodes, folder_paths=folder_paths,
+    host = SimpleNamespace(root=comfy_root, nodes=nodes, folder_paths=folder_paths,
                            module_name=module_name, pack=sys.modules[module_name], core=core,
                            **modules)
+    _BOOTED[:] = [host]
+    return host
+
+
+def booted() -> SimpleNamespace:
+    """The host `boot()` made in this process (the latest): what support code that runs only
+    inside a booted host (the family kits) reads the pack's modules from, as ComfyUI loaded them."""
+    if not _BOOTED:
+        raise RuntimeError("ComfyUI is not booted in this process; call comfy_host.boot() first "
+                           "(the tests' `host` fixture does)")
+    return _BOOTED[0]
