@@ -33,7 +33,7 @@ def a_then_b(host, alpha, euler_bg):
 @pytest.fixture(scope="module")
 def a_deleted(host, alpha, a_then_b):
     return host.layer_ops.delete_layer(a_then_b, alpha, "1", regenerate_fraction=0.4,
-                                       grow_pixels=2)
+                                       heal_grow_pixels=2)
 
 
 def _points(t) -> torch.Tensor:
