@@ -1,1 +1,1 @@
-"""The benchmark of issue 13 (run: python bench/run_bench.py); one module per job."""
+"""The benchmark of issue 13 (run: python3 -m bench.run_bench); one module per job."""

@@ -18,27 +18,23 @@ schedule: an edit's cost does not depend on the stored values), txt2img's rest i
 512 px and AddLayer's rest once (at 2%) for every fraction (SDXL measures every fraction: its
 rests differ by at most 56 of about 1,700 kernels), and no whole-picture AddLayer row is made.
 
-    python bench/crop_counts.py --out bench/results/cpu-crop-counts-<date>.json
+    python3 -m bench.crop_counts --out bench/results/cpu-crop-counts-<date>.json
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
-import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
+import torch
+
+from bench import counting, environment, inputs, models, ops, sdxl_counts
+
 REPO = Path(__file__).resolve().parents[1]
-for _p in (REPO / "tools", REPO):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
-
-import torch  # noqa: E402
-
-from bench import counting, environment, inputs, models, ops, sdxl_counts  # noqa: E402
 
 FULL_SIZE = 1024
 FRACTIONS = (0.02, 0.10, 0.30)

@@ -8,26 +8,22 @@ per block once per run: MQD's prompt keys and values, and once per run). Four (d
 points determine a, b, e, c; every further point must agree within one op, else the script
 fails. The target figure is that fit, labelled as such, not a run.
 
-    python bench/depth_fit.py                       # points 2x2,4x2,2x4,3x3,3x2 -> 28x20
+    python3 -m bench.depth_fit                       # points 2x2,4x2,2x4,3x3,3x2 -> 28x20
 """
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
+
+from bench import environment, inputs, models, ops
+from bench.count_section import count_section
+
 REPO = Path(__file__).resolve().parents[1]
-for _p in (REPO / "tools", REPO):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
-
-import numpy as np  # noqa: E402
-
-from bench import environment, inputs, models, ops  # noqa: E402
-from bench.count_section import count_section  # noqa: E402
 
 TOP = 5  # default: AddLayer with 5 layers in memory (6 routed groups), the issue-13 target
 FITTED = ("txt2img", "add_layer", "add_layer_without_mqd")

@@ -14,37 +14,47 @@ Bytes are what ComfyUI's cache holds after it: the memory before and the one aft
 distinct storage counted once (untyped_storage().data_ptr()). `--core DIR` imports the pack
 from another checkout (the commit before issue 22, for the figures before).
 
-    OMP_NUM_THREADS=1 python3 bench/edit_memory.py --layers 20 [--core /tmp/base] [--json out]
+    OMP_NUM_THREADS=1 python3 -m bench.edit_memory --layers 20 [--core /tmp/base] [--json out]
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from bench.counting import count
+
 REPO = Path(__file__).resolve().parents[1]
-PACK = "comfyui_layer_memory"
-sys.path.insert(0, str(REPO))
-from bench.counting import count  # noqa: E402
+CORE_MODULES = ("memory", "stack", "masks", "trajectory")
 
 MB = 1e6
 HEAL_CALLS = 8  # regenerate_fraction 0.4 of 20 steps
 
 
 def import_core(root: Path):
-    parent = Path(tempfile.mkdtemp(prefix="layermem_edit_"))
-    (parent / PACK).symlink_to(root.resolve(), target_is_directory=True)
-    sys.path.insert(0, str(parent))
-    return {m: importlib.import_module(f"{PACK}.layermem_core.{m}")
-            for m in ("memory", "stack", "masks", "trajectory")}
+    """`root`'s layermem_core: this checkout's by its package name, another checkout's (--core)
+    as a package of its own name, `layermem_core_other` (its modules import each other
+    relatively), so the two never mix in one process."""
+    if root.resolve() == REPO:
+        name = "layermem_core"
+    else:
+        name = "layermem_core_other"
+        if name not in sys.modules:
+            init = root.resolve() / "layermem_core" / "__init__.py"
+            spec = importlib.util.spec_from_file_location(
+                name, init, submodule_search_locations=[str(init.parent)])
+            package = importlib.util.module_from_spec(spec)
+            sys.modules[name] = package
+            spec.loader.exec_module(package)
+    return {m: importlib.import_module(f"{name}.{m}") for m in CORE_MODULES}
 
 
 def held_bytes(memories) -> int:
@@ -92,7 +102,8 @@ def scene(core, size: int, steps: int, n: int, tokens: int, g: torch.Generator,
             traj = core["stack"].shared_with(traj, rows[-1].trajectory)
         pos = mem.Conditioning(torch.randn(1, tokens, 4096, generator=g), (("height", size),))
         rows.append(mem.Layer(f"layer {i}", pos, neg, i, m, core["masks"].token_mask(m), traj))
-    fp = mem.ModelFingerprint("pixart_alpha", 28, True, 4, (0.0,), "pixart")
+    family = ("pixart",) if "family" in mem.ModelFingerprint.__dataclass_fields__ else ()
+    fp = mem.ModelFingerprint("pixart_alpha", 28, True, 4, (0.0,), *family)  # (older cores: none)
     sched = mem.Schedule(sigmas, "euler", "normal", steps, 4.5)
     return mem.LayerMemory(fp, sched, (4, h, w), 0.18215, tuple(rows))
 

@@ -6,32 +6,24 @@ tokens), not on the model or the picture, so this builds a memory of random tens
 shapes and writes it through the pack's own serializer (float32 and float16 trajectories). No
 ComfyUI and no model needed; runs in seconds.
 
-    python bench/file_size.py                      # 1024 px, 20 steps, 5 layers, 20-token prompts
-    python bench/file_size.py --tokens 120         # PixArt-alpha's longest prompts
+    python3 -m bench.file_size                      # 1024 px, 20 steps, 5 layers, 20-token prompts
+    python3 -m bench.file_size --tokens 120         # PixArt-alpha's longest prompts
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
-import tempfile
-from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-PACK = "comfyui_layer_memory"
 T5_WIDTH = 4096  # PixArt's T5-XXL embeddings
 
 
 def import_core():
-    """The pack's core as a package, whatever the checkout's folder is called."""
-    parent = Path(tempfile.mkdtemp(prefix="layermem_pkg_"))
-    (parent / PACK).symlink_to(REPO, target_is_directory=True)
-    sys.path.insert(0, str(parent))
-    return (importlib.import_module(f"{PACK}.layermem_core.memory"),
-            importlib.import_module(f"{PACK}.layermem_core.trajectory"),
-            importlib.import_module(f"{PACK}.layermem_core.serialization"))
+    """The pack's core modules this uses: (memory, trajectory, serialization)."""
+    from layermem_core import memory, serialization, trajectory
+
+    return memory, trajectory, serialization
 
 
 def synthetic_memory(memory, trajectory, size: int, steps: int, layers: int, tokens: int):

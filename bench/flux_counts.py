@@ -17,25 +17,21 @@ calls: the family's APPLY_MODEL wrapper with the call inside it) is split from t
 BCG, memory), and replaced by the full model's call on meta at `--size` (stock, or routed with as
 many prompts on a grid layout: `count_call`). Composed = the rest + the full calls.
 
-    python bench/flux_counts.py --layers 1,5 --batch 1,2
-    python bench/flux_counts.py --composed
+    python3 -m bench.flux_counts --layers 1,5 --batch 1,2
+    python3 -m bench.flux_counts --composed
 """
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import torch
+
+from bench import counting, sdxl_models
+
 REPO = Path(__file__).resolve().parents[1]
-for _p in (REPO / "tools", REPO):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
-
-import torch  # noqa: E402
-
-from bench import counting, sdxl_models  # noqa: E402
 
 FLUX_DEV = {
     "image_model": "flux", "in_channels": 16, "out_channels": 16, "vec_in_dim": 768,
@@ -153,8 +149,8 @@ class _CallLog:
 def composed_counts(h, steps: int, size: int, objects: int = 4) -> dict:
     """txt2img and AddLayer(objects + 1) run with the small FLUX, composed for the full one."""
     import comfy.sample
-    import flux_scenes
-    import scenes
+
+    from tools import flux_scenes, scenes
 
     flux_mqd = h.flux_mqd  # the host's copy (the pack loads under its custom node name)
 

@@ -13,8 +13,9 @@ DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 def load_pixart(workdir: Path, size: int, depth: int, dtype: str) -> tuple[object, dict]:
     """A PixArt-alpha checkpoint of `depth` blocks written and loaded as a user's would be."""
     import comfy.sd
-    import random_models
     from safetensors.torch import save_file
+
+    from tools import random_models
 
     variant = random_models.PixArtVariant(f"pixart_alpha_{size}", size, True)
     path = workdir / "models" / "diffusion_models" / variant.filename
@@ -80,7 +81,7 @@ def load_vae(kind: str) -> tuple[object, dict]:
     import comfy.sd
 
     if kind == "taesd":
-        import random_models
+        from tools import random_models
 
         enc, dec = random_models.taesd_state_dicts(seed=0)
         sd = {f"taesd_encoder.{k}": v for k, v in enc.items()}

@@ -1,6 +1,6 @@
 """RAM per cached layer (issue 12, item 8): chained AddLayer calls in-process, every output kept
 alive as ComfyUI's cache keeps it; RSS, live CPU tensor storage, malloc heap and Python heap per
-layer. Usage: python3 bench/ram_per_layer.py [layers=6]  (random PixArt-alpha, 512 px, 3 steps, CPU;
+layer. Usage: python3 -m bench.ram_per_layer [layers=6]  (random PixArt-alpha, 512 px, 3 steps, CPU;
 about 15 s a layer on 2 shared cores). LM_TRIM=1 calls glibc's malloc_trim(0) before every run and
 every reading, which shows how much of RSS is only freed heap glibc has not given back."""
 from __future__ import annotations
@@ -14,7 +14,6 @@ import tracemalloc
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "tools")]
 
 
 class _MallInfo2(ctypes.Structure):
@@ -57,15 +56,15 @@ def _snapshot(memory) -> dict[str, int]:
 
 
 def main(layers: int) -> None:
-    import comfy_host
+    from tools import comfy_host
 
     tmp = Path(tempfile.mkdtemp(prefix="lm_ram_"))
     (tmp / "models").mkdir()
     (tmp / "custom_nodes").mkdir()
     host = comfy_host.boot(comfy_host.find_comfyui(), tmp / "models", tmp / "custom_nodes")
     import comfy.sd
-    import random_models
-    import scenes
+
+    from tools import random_models, scenes
 
     alpha = comfy.sd.load_diffusion_model(
         random_models.write_models(str(tmp / "models"))["pixart_alpha_512"])

@@ -9,8 +9,8 @@ DeleteLayer (wall, process CPU and GPU time); one model forward stock vs MQD; op
 FLOPs (SDXL's composed for the full UNet); for PixArt also the compile section
 (TorchCompileModel) and RAM/VRAM over a chain of layers.
 
-    python bench/run_bench.py --device cuda        # the GPU figures, one command
-    python bench/run_bench.py --cpu-smoke          # checks the script (small models, 2 steps)
+    python3 -m bench.run_bench --device cuda        # the GPU figures, one command
+    python3 -m bench.run_bench --cpu-smoke          # checks the script (small models, 2 steps)
 """
 
 from __future__ import annotations
@@ -23,12 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-for _p in (REPO / "tools", REPO):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
-
-from bench import (  # noqa: E402
+from bench import (
     config,
     environment,
     inputs,
@@ -39,13 +34,15 @@ from bench import (  # noqa: E402
     sections,
     timing,
 )
-from bench.sections import expected_layer_bytes  # noqa: E402, F401  (tests/unit/test_sizes.py)
-from bench.table import table  # noqa: E402
+from bench.sections import expected_layer_bytes  # noqa: F401  (tests/unit/test_sizes.py)
+from bench.table import table
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def boot(args):
     """ComfyUI booted in-process on the requested device; (host, its root)."""
-    import comfy_host
+    from tools import comfy_host
 
     root = comfy_host.find_comfyui(args.comfyui_path, args.comfyui)
     if root is None:

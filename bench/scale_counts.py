@@ -9,25 +9,21 @@ PixArt is counted end to end at the given depth and size; SDXL (`--family sdxl`)
 for the full UNet at 1024 px as bench/sdxl_counts.py does (real runs of the small UNet at
 256 px, every model call replayed on the full UNet on meta tensors).
 
-    python bench/scale_counts.py                        # PixArt 512 px, depth 2, 2 steps
-    python bench/scale_counts.py --family sdxl --steps 20 --layers 1,5,10,20,50
+    python3 -m bench.scale_counts                        # PixArt 512 px, depth 2, 2 steps
+    python3 -m bench.scale_counts --family sdxl --steps 20 --layers 1,5,10,20,50
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
-import sys
 import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
-REPO = Path(__file__).resolve().parents[1]
-for _p in (REPO / "tools", REPO):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
+from bench import counting, environment, inputs, models, ops
 
-from bench import counting, environment, inputs, models, ops  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def grid_scene(base: inputs.Scene, n_objects: int) -> inputs.Scene:

@@ -9,25 +9,19 @@ per layout through the family's attention run's APPLY_MODEL wrapper (routed cont
 override with the bias), as sampling calls it. Stock and the calls MQD does not route use
 ComfyUI's CUDA attention (torch SDPA). Per call only: the sampler and BCG are not counted.
 
-    python bench/sd3_counts.py --variant large --layers 1,5 --batch 1,2
+    python3 -m bench.sd3_counts --variant large --layers 1,5 --batch 1,2
 """
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-REPO = Path(__file__).resolve().parents[1]
-for _p in (REPO / "tools", REPO):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
+import torch
 
-import torch  # noqa: E402
-
-from bench import counting, sdxl_models  # noqa: E402
-from bench.flux_counts import _Executor  # noqa: E402
+from bench import counting, sdxl_models
+from bench.flux_counts import _Executor
 
 PROMPT_TOKENS = 154  # CLIP-L + CLIP-G 77, then T5-XXL 77 (ComfyUI's SD3 text encoder)
 

@@ -9,20 +9,16 @@ ADM widths) makes a memory of exactly the size a real SDXL checkpoint would. Thi
 builds one (background + `--layers` objects) in the booted host on the CPU and reports RAM
 (`LayerMemory.nbytes`) and saved file sizes (float32 and float16 trajectories).
 
-    COMFYUI_PATH=~/ComfyUI python3 bench/sdxl_memory_cost.py --layers 2 --steps 20
+    COMFYUI_PATH=~/ComfyUI python3 -m bench.sdxl_memory_cost --layers 2 --steps 20
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
-
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
-sys.path.insert(0, str(TOOLS))
 
 
 def main() -> None:
@@ -32,14 +28,14 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--tokens", type=int, default=77)
     args = ap.parse_args()
-    import comfy_host
+    from tools import comfy_host
 
     work = Path(tempfile.mkdtemp(prefix="lm_sdxl_cost_"))
     (work / "models").mkdir()
     (work / "custom_nodes").mkdir()
     host = comfy_host.boot(comfy_host.find_comfyui(), work / "models", work / "custom_nodes")
-    import scenes
-    import unet_scenes as us
+    from tools import scenes
+    from tools import unet_scenes as us
 
     model, size = us.model("sdxl"), args.size
     cond = lambda seed: us.cond("sdxl", seed, tokens=args.tokens)  # noqa: E731

@@ -76,7 +76,7 @@ def load_full(dtype: str) -> tuple[object, dict]:
 
 def load_small(workdir: Path) -> tuple[object, dict]:
     """tools/random_models.SDXL_SMALL, written as a checkpoint file and loaded back (fp32)."""
-    import random_models
+    from tools import random_models
 
     variant = random_models.SDXL_SMALL
     paths = random_models.write_unet_models(str(workdir / "models"), (variant,))
@@ -100,7 +100,8 @@ def attention_like_cuda(func, *args, **kwargs):
 def small_meta_model():
     """model_base.SDXL of tools/random_models.SDXL_SMALL on meta (fp32, as the small one loads)."""
     import comfy.supported_models as sm
-    import random_models
+
+    from tools import random_models
 
     config = sm.SDXL(random_models.small_unet_config(random_models.SDXL_SMALL))
     config.set_inference_dtype(torch.float32, None)

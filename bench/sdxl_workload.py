@@ -8,7 +8,6 @@ so its compute is the same.
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import torch
@@ -38,10 +37,6 @@ def workload(args, h, model, vae, scene: inputs.Scene, size: int, steps: int) ->
         family="sdxl",
     )
 
-
-def core(h, name: str):
-    """A module of the pack as the host loaded it (layermem_core.<name>)."""
-    return importlib.import_module(f"{h.module_name}.layermem_core.{name}")
 
 
 def forward_inputs(work: ops.Workload, memory, device, dtype, hw: int | None = None) -> dict:

@@ -5,13 +5,12 @@ oracle never has to split two touching objects of one colour), each method build
 object by object from the same background, then removes the second object. The toy model and
 its oracle are in tools/toyworld/; figures go to docs/toyworld.md. One run:
 
-    COMFYUI_PATH=~/ComfyUI OMP_NUM_THREADS=1 python3 bench/toyworld_ablation.py --scenes 100
+    COMFYUI_PATH=~/ComfyUI OMP_NUM_THREADS=1 python3 -m bench.toyworld_ablation --scenes 100
 """
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -19,7 +18,6 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tools"))
 
 METHODS = ("stock", "bcg", "full")  # SetLatentNoiseMask + KSampler; AddLayer use_mqd off / on
 DELETE_INDEX = 2  # the second object (layer 2; the background is layer 0)
@@ -50,7 +48,7 @@ def _overlap(a, b) -> bool:
 
 def run_method(host, method: str, scene, index: int, start) -> dict:
     """One method on one scene from the shared background `start` = (memory, latent, picture)."""
-    from toyworld import edits, oracle
+    from tools.toyworld import edits, oracle
 
     settings = edits.Settings()
     memory, latent, first = start
@@ -107,7 +105,7 @@ def run_method(host, method: str, scene, index: int, start) -> dict:
 
 
 def _cls(colour: str) -> int:
-    from toyworld import world
+    from tools.toyworld import world
 
     return world.colour_class(colour)
 
@@ -142,8 +140,8 @@ def main() -> None:
                    default=REPO / "bench" / "results" / "toyworld_ablation.json")
     args = p.parse_args()
     torch.set_num_threads(1)
-    from toyworld import edits, world
-    from toyworld.comfy_env import boot_toy_host
+    from tools.toyworld import edits, world
+    from tools.toyworld.comfy_env import boot_toy_host
 
     host = boot_toy_host("lm_toyworld_")
     settings = edits.Settings()

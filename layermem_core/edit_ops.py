@@ -32,7 +32,7 @@ def _new_background(memory: LayerMemory, model, old: Layer, positive, negative, 
 
 def edit_layer(memory: LayerMemory, model, layer, positive=None, mask=None, seed: int | None = None,
                grow_pixels: int = 0, feather_pixels: int = 0, use_mqd: bool = True, negative=None,
-               name: str = "", regenerate_fraction: float = 0.4, heal_grow: int = 2,
+               name: str = "", regenerate_fraction: float = 0.4, heal_grow_pixels: int = 2,
                unblended_fraction: float = 0.0, compute: str = WHOLE,
                context_margin: int = DEFAULT_MARGIN) -> LayerMemory:
     """Layer `layer` sampled again with what is given (prompt, mask, seed); the rest as it was.
@@ -85,7 +85,8 @@ def edit_layer(memory: LayerMemory, model, layer, positive=None, mask=None, seed
     new_layers = layers[:index] + [replace(draft, trajectory=composite)] + upper
     new_support = masks.support(latent_mask)
     vacated = masks.support(old.latent_mask) & ~new_support
-    region = verb_toolkit.visible_region(new_layers, index, vacated, heal_grow) & ~new_support
+    region = (verb_toolkit.visible_region(new_layers, index, vacated, heal_grow_pixels)
+              & ~new_support)
     if regenerate_fraction > 0.0 and bool(region.any()):
         new_layers = verb_toolkit.heal(memory, model, new_layers, index, region,
                                        regenerate_fraction, 0.0, seed, "EditLayer", area=area)

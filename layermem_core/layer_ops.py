@@ -106,18 +106,20 @@ def add_layer(memory: LayerMemory, model, positive, mask, seed: int, grow_pixels
     return memory.with_layers(tuple(below + [replace(draft, trajectory=composite)] + upper))
 
 
-def deletion_region(memory: LayerMemory, index: int, grow_pixels: int) -> torch.Tensor:
-    """Layer `index`'s visible part (its mask minus every newer mask), grown, never into newer
-    masks."""
+def deletion_region(memory: LayerMemory, index: int, heal_grow_pixels: int) -> torch.Tensor:
+    """Layer `index`'s visible part (its mask minus every newer mask), grown by
+    `heal_grow_pixels` latent cells, never into newer masks: the region a delete heals."""
     layers = list(memory.layers)
-    return visible_region(layers, index, masks.support(layers[index].latent_mask), grow_pixels)
+    return visible_region(layers, index, masks.support(layers[index].latent_mask),
+                          heal_grow_pixels)
 
 
 def delete_layer(memory: LayerMemory, model, layer, regenerate_fraction: float = 0.4, seed: int = 0,
-                 grow_pixels: int = 2, unblended_fraction: float = 0.0, compute: str = WHOLE,
-                 context_margin: int = DEFAULT_MARGIN) -> LayerMemory:
-    """Remove a layer from every composite, then heal its visible region (see module doc);
-    `compute` "around the mask" heals on the crop around the region only."""
+                 heal_grow_pixels: int = 2, unblended_fraction: float = 0.0,
+                 compute: str = WHOLE, context_margin: int = DEFAULT_MARGIN) -> LayerMemory:
+    """Remove a layer from every composite, then heal its visible region grown by
+    `heal_grow_pixels` latent cells (see module doc; DeleteLayer's `grow`); `compute` "around the
+    mask" heals on the crop around the region only."""
     checks.check_add(memory, model, None)
     memory = model_checks.require_memory(memory)
     index = memory.resolve(layer, "layer")
@@ -131,7 +133,7 @@ def delete_layer(memory: LayerMemory, model, layer, regenerate_fraction: float =
     if index == len(layers) - 1:
         # the layer below is exactly the memory before it
         return memory.with_layers(tuple(remaining))
-    region = deletion_region(memory, index, grow_pixels)
+    region = deletion_region(memory, index, heal_grow_pixels)
     if regenerate_fraction == 0.0:
         return memory.with_layers(tuple(remaining))  # exactly what was below, nothing regenerated
     if not bool(region.any()):

@@ -114,14 +114,14 @@ def layer_mask(memory: LayerMemory, mask, grow_pixels: int,
 
 
 def visible_region(layers: list[Layer], index: int, support: torch.Tensor,
-                   grow_pixels: int) -> torch.Tensor:
-    """`support` minus every mask newer than `index`, grown by `grow_pixels`, never into a newer
-    mask."""
+                   heal_grow_pixels: int) -> torch.Tensor:
+    """`support` minus every mask newer than `index`, grown by `heal_grow_pixels` latent cells,
+    never into a newer mask: a region a verb heals."""
     newer = torch.zeros_like(support, dtype=torch.bool)
     for layer in layers[index + 1:]:
         newer |= masks.support(layer.latent_mask)
     visible = support & ~newer
-    return (masks.grow(visible.float(), grow_pixels) > 0) & ~newer
+    return (masks.grow(visible.float(), heal_grow_pixels) > 0) & ~newer
 
 
 def heal(memory: LayerMemory, model, layers: list[Layer], level: int, region: torch.Tensor,

@@ -159,7 +159,7 @@ class DeleteLayerNode(io.ComfyNode):
                 unblended_fraction=0.0, compute: str = crop.WHOLE,
                 context_margin: int = crop.DEFAULT_MARGIN) -> io.NodeOutput:
         new = layer_ops.delete_layer(memory, model, layer, regenerate_fraction=regenerate_fraction,
-                                     seed=seed, grow_pixels=grow,
+                                     seed=seed, heal_grow_pixels=grow,
                                      unblended_fraction=unblended_fraction, compute=compute,
                                      context_margin=context_margin)
         return io.NodeOutput(new, new.composite_latent(),

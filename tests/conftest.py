@@ -1,24 +1,11 @@
 """Shared fixtures. Unit tests need nothing; host tests boot the real ComfyUI once per session."""
 from __future__ import annotations
 
-import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
-SUPPORT = Path(__file__).resolve().parent / "support"
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
-for _path in (SUPPORT, TOOLS):  # test helpers, and the pack's tools (finding and booting ComfyUI)
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
-
-import comfy_host as host_support  # noqa: E402
-
-# The pack imported by its package name, for the unit tests (its __init__ imports no ComfyUI).
-_PKG_DIR = Path(tempfile.mkdtemp(prefix="lm_pkg_"))
-(_PKG_DIR / host_support.PACK_NAME).symlink_to(host_support.REPO, target_is_directory=True)
-sys.path.insert(0, str(_PKG_DIR))
+from tools import comfy_host as host_support
 
 _COMFY = host_support.find_comfyui()
 
@@ -59,7 +46,7 @@ def host(comfy_root, models_dir, tmp_path_factory):
     pack's modules."""
     custom_nodes = tmp_path_factory.mktemp("custom_nodes")
     h = host_support.boot(comfy_root, models_dir, custom_nodes)
-    import random_models
+    from tools import random_models
 
     h.model_paths = random_models.write_models(str(models_dir))
     return h

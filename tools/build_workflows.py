@@ -1,7 +1,7 @@
 """Writes the example workflows in both of ComfyUI's formats from one description.
 
-    python tools/build_workflows.py          # (re)write the workflows/ files
-    python tools/build_workflows.py --check  # exit 1 if a file differs from what this writes
+    python3 -m tools.build_workflows          # (re)write the workflows/ files
+    python3 -m tools.build_workflows --check  # exit 1 if a file differs from what this writes
 
 Every workflow comes from here, the SDXL one included. `workflows/<n>_<name>.json` is the UI
 format (drag it onto the canvas, or open it from Workflow > Browse Templates);
@@ -22,7 +22,7 @@ import json
 import sys
 from pathlib import Path
 
-from example_workflows import GRAPHS, RUN_ORDER, UI_NAMES
+from tools.example_workflows import GRAPHS, RUN_ORDER, UI_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = REPO / "workflows"
@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     if args.check and stale:
         names = ", ".join(str(p.relative_to(REPO)) for p in stale)
         print(f"out of date or not written by this script: {names} "
-              "(run python tools/build_workflows.py)")
+              "(run python3 -m tools.build_workflows)")
         return 1
     if not stale:
         print("workflows are up to date")

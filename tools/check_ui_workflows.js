@@ -5,7 +5,7 @@
 //
 // Not part of the test suite (it needs Chromium and Node). Manual use:
 //   bash tools/setup.sh   (Chromium, and playwright-core in .browser/node_modules)
-//   python3 -c "import sys,time; sys.path.insert(0,'tools'); from headless import ComfyServer
+//   python3 -c "import time; from tools.headless import ComfyServer
 //   s=ComfyServer(random_models=True); s.start(); print(s.url, flush=True); time.sleep(3600)" &
 //   NODE_PATH=.browser/node_modules node tools/check_ui_workflows.js http://127.0.0.1:PORT [OUTDIR]
 // Exit status 1 when any workflow differs.

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import os
+import pkgutil
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,12 +18,7 @@ PACK_NAME = "comfyui_layer_memory"
 HOW_TO_GET_IT = ("ComfyUI host not found: set COMFYUI_PATH to a ComfyUI checkout (or put one at "
                  "~/ComfyUI, or install this pack in ComfyUI/custom_nodes/) and install its "
                  "requirements; see README 'Tests'.")
-CORE_MODULES = ("errors", "labels", "masks", "memory", "trajectory", "bcg", "conditioning",
-                "sampling", "model_checks", "layer_ops", "serialization", "preview", "stack",
-                "edit_ops", "picture", "families", "limits", "verb_toolkit", "families.pixart",
-                "families.pixart_mqd", "families.unet_mqd", "families.unet_mqd_run", "crop",
-                "crop_run", "families.pixart_crop", "families.flux_mqd",
-                "families.sd3_mqd")
+_BOOTED: list[SimpleNamespace] = []  # the host boot() made in this process, once made
 MODEL_FOLDERS = ("diffusion_models", "vae_approx", "vae", "text_encoders", "checkpoints")
 
 
@@ -46,6 +42,45 @@ def comfyui_candidates(*explicit: str | os.PathLike | None) -> list[Path]:
 
 def find_comfyui(*explicit: str | os.PathLike | None) -> Path | None:
     return next((c.resolve() for c in comfyui_candidates(*explicit) if is_comfyui(c)), None)
+
+
+def use_comfyui(comfy_root: Path) -> None:
+    """Put the ComfyUI host first on `sys.path`: the one `sys.path` edit of the pack's tools.
+
+    First, not only present: the repository root is importable too (pytest.ini's `pythonpath`,
+    `python3 -m` from the root), and its `nodes/` package must not hide ComfyUI's `nodes`."""
+    root = str(comfy_root)
+    if sys.path[:1] != [root]:
+        while root in sys.path:
+            sys.path.remove(root)
+        sys.path.insert(0, root)
+    loaded = sys.modules.get("nodes")
+    if loaded is not None and Path(getattr(loaded, "__file__", "") or "").parent == REPO / "nodes":
+        raise RuntimeError("the pack's nodes/ package was imported as `nodes` before ComfyUI's; "
+                           "boot ComfyUI first")
+
+
+def child_env(env: dict | None = None) -> dict:
+    """`env` (default: this process's) for a child Python that imports the pack's tools
+    (`from tools import random_models`): the repository root first on PYTHONPATH."""
+    env = dict(os.environ if env is None else env)
+    rest = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(REPO)]
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *rest])
+    return env
+
+
+def core_modules(package) -> dict:
+    """Every module of the pack's `layermem_core` as ComfyUI loaded it (`package`), by the last
+    part of its name: `families.pixart_mqd` is `pixart_mqd`, the `families` package `families`.
+    Walked, not listed: a module added to the core is there without an edit here."""
+    modules = {package.__name__.rsplit(".", 1)[-1]: package}
+    for info in pkgutil.walk_packages(package.__path__, prefix=package.__name__ + "."):
+        short = info.name.rsplit(".", 1)[-1]
+        if short in modules:
+            raise RuntimeError(f"two core modules are named {short!r}; rename one (the host "
+                               "hands out the core's modules by their last name)")
+        modules[short] = importlib.import_module(info.name)
+    return modules
 
 
 def _use_folders(folder_paths, models_dir: Path) -> None:
@@ -76,14 +111,15 @@ def _load_pack(nodes, custom_nodes_dir: Path) -> str:
 def boot(comfy_root: Path, models_dir: Path, custom_nodes_dir: Path,
          cpu: bool = True, pytorch_attention: bool = False) -> SimpleNamespace:
     """Import ComfyUI (on the CPU unless `cpu=False`), register `models_dir`, load this pack with
-    ComfyUI's own custom-node loader. The result has the pack's core modules as attributes.
+    ComfyUI's own custom-node loader. The result has the pack's core modules as attributes, by
+    their last name (`host.layer_ops`, `host.pixart_mqd`), and the core package as `host.core`
+    (`host.core.families.flux_mqd`): the modules ComfyUI loaded, under the name it gave them.
 
     `pytorch_attention` is ComfyUI's `--use-pytorch-cross-attention`: torch SDPA for every
     model's attention, which ComfyUI picks by itself on CUDA with torch 2 (on the CPU it picks
     its sub-quadratic attention). Counts meant to track a GPU need it; it only takes effect in a
     process that has not imported comfy.model_management yet."""
-    if str(comfy_root) not in sys.path:
-        sys.path.insert(0, str(comfy_root))
+    use_comfyui(comfy_root)
     import comfy.options  # noqa: F401  (args are parsed from [] unless enabled)
     import comfy.cli_args
 
@@ -100,8 +136,20 @@ def boot(comfy_root: Path, models_dir: Path, custom_nodes_dir: Path,
     import nodes
 
     module_name = _load_pack(nodes, custom_nodes_dir)
-    # a module of families/ by its own name: host.pixart_mqd is layermem_core.families.pixart_mqd
-    core = {name.rsplit(".", 1)[-1]: importlib.import_module(f"{module_name}.layermem_core.{name}")
-            for name in CORE_MODULES}
-    return SimpleNamespace(root=comfy_root, nodes=nodes, folder_paths=folder_paths,
-                           module_name=module_name, pack=sys.modules[module_name], **core)
+    core = importlib.import_module(f"{module_name}.layermem_core")
+    modules = core_modules(core)
+    del modules["layermem_core"]
+    host = SimpleNamespace(root=comfy_root, nodes=nodes, folder_paths=folder_paths,
+                           module_name=module_name, pack=sys.modules[module_name], core=core,
+                           **modules)
+    _BOOTED[:] = [host]
+    return host
+
+
+def booted() -> SimpleNamespace:
+    """The host `boot()` made in this process (the latest): what support code that runs only
+    inside a booted host (the family kits) reads the pack's modules from, as ComfyUI loaded them."""
+    if not _BOOTED:
+        raise RuntimeError("ComfyUI is not booted in this process; call comfy_host.boot() first "
+                           "(the tests' `host` fixture does)")
+    return _BOOTED[0]

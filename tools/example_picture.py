@@ -3,7 +3,7 @@
 A procedural savanna (sky, sun, hills, grass, two acacias) so that the repository ships no
 third-party photo; drawn once, committed, and redrawn only when this script changes.
 
-    python tools/example_picture.py
+    python3 -m tools.example_picture
 """
 from __future__ import annotations
 

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import json
 
-import picture_workflow
-from workflow_graph import Graph, Node
-from workflow_nodes import FLUX_CLIP_L, FLUX_UNET, FLUX_VAE, NODE_DEFS, SDXL_CKPT, T5
-from workflow_parts import (
+from tools import picture_workflow
+from tools.workflow_graph import Graph, Node
+from tools.workflow_nodes import FLUX_CLIP_L, FLUX_UNET, FLUX_VAE, NODE_DEFS, SDXL_CKPT, T5
+from tools.workflow_parts import (
     COMPUTE,
     FLUX,
     MODEL,

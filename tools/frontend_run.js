@@ -53,7 +53,7 @@ function workflows() {
 /** The prompt the frontend posts, rewritten for the random test models (headless.py): the graph
  * on the canvas stays the user's (real model names, 1024 px, 20 steps). */
 function rewriteForRandomModels(prompt) {
-  const code = 'import json, sys; sys.path.insert(0, "tools"); import headless; '
+  const code = 'import json, sys; from tools import headless; '
     + 'print(json.dumps(headless.rewrite_for_random_models(json.load(sys.stdin))[0]))';
   const out = execFileSync(process.env.PYTHON || 'python3', ['-c', code],
     { cwd: REPO, input: JSON.stringify(prompt) });

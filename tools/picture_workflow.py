@@ -7,9 +7,9 @@ headless runs copy example_inputs/ into the server's input folder.
 """
 from __future__ import annotations
 
-from workflow_graph import Graph, Node
-from workflow_nodes import NODE_DEFS
-from workflow_parts import (
+from tools.workflow_graph import Graph, Node
+from tools.workflow_nodes import NODE_DEFS
+from tools.workflow_parts import (
     MODEL,
     NEGATIVE_COLOR,
     PIXART,

@@ -1,9 +1,9 @@
 """Run API-format workflows through ComfyUI's real server, headless, and list the images they wrote.
 
-    python tools/run_workflow.py workflows/api/layered_scene_api.json --random-models
-    python tools/run_workflow.py workflows/api/layered_scene_api.json \\
+    python3 -m tools.run_workflow workflows/api/layered_scene_api.json --random-models
+    python3 -m tools.run_workflow workflows/api/layered_scene_api.json \\
         workflows/api/continue_scene_api.json --random-models
-    python tools/run_workflow.py my_scene_api.json      # your models, from <ComfyUI>/models
+    python3 -m tools.run_workflow my_scene_api.json      # your models, from <ComfyUI>/models
 
 Several workflows run one after the other in one ComfyUI, in the order given: continue_scene
 loads the layer memory that layered_scene saves in the output folder, so it comes second.
@@ -25,10 +25,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import headless  # noqa: E402
-from pack_labels import labels  # noqa: E402
+from tools import headless
+from tools.pack_labels import labels
 
 EXIT_STATUS = ("Exit status: 0 all workflows succeeded, 1 a workflow was rejected or failed, "
                "2 the server could not start.")

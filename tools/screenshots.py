@@ -1,7 +1,7 @@
 """Remakes the pictures: README screenshots (docs/images/<workflow>.jpg) and the template thumbnails
 (workflows/<n>_<workflow>.jpg, which ComfyUI's template browser shows on each template's card).
 
-    bash tools/setup.sh && python3 tools/screenshots.py
+    bash tools/setup.sh && python3 -m tools.screenshots
 
 Starts ComfyUI's real server with the random test models (tools/headless.py), then
 tools/frontend_run.js opens each template in the real frontend (headless Chromium), runs it with
@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import headless
+from tools import headless
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_BYTES = 150_000

@@ -8,7 +8,6 @@ Sizes keep the CPU cost small: SD 1.5 at 128 px (levels 16, 8, 4), SDXL at 256 p
 from __future__ import annotations
 
 import functools
-import importlib
 import tempfile
 
 import torch
@@ -20,7 +19,7 @@ _DIR = tempfile.mkdtemp(prefix="lm_unet_")
 
 @functools.cache
 def _paths() -> dict:
-    import random_models
+    from tools import random_models
 
     return random_models.write_unet_models(_DIR)
 
@@ -28,7 +27,7 @@ def _paths() -> dict:
 @functools.cache
 def model(family: str):
     """The small random UNet of `family` as a ComfyUI ModelPatcher (shared; never mutated)."""
-    import random_models
+    from tools import random_models
 
     variant = {"sd15": random_models.SD15_SMALL, "sdxl": random_models.SDXL_SMALL}[family]
     return random_models.load_unet(_paths()[variant.name], variant)
@@ -36,7 +35,7 @@ def model(family: str):
 
 def fresh_model(family: str, seed: int):
     """Same architecture, other random weights (for 'another model' checks)."""
-    import random_models
+    from tools import random_models
 
     variant = {"sd15": random_models.SD15_SMALL, "sdxl": random_models.SDXL_SMALL}[family]
     path = f"{_DIR}/other_{family}_{seed}.safetensors"
@@ -65,7 +64,3 @@ def cond(family: str, seed: int, tokens: int = 77, pooled: bool = True,
             extras["pooled_output"] = torch.randn(1, 1280, generator=g)
     return [[torch.randn(1, tokens, WIDTH[family], generator=g), extras]]
 
-
-def core(host, name: str):
-    """A module of the pack as the host loaded it (layermem_core.<name>)."""
-    return importlib.import_module(f"{host.module_name}.layermem_core.{name}")

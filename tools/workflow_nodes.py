@@ -8,7 +8,7 @@ the schemas of the real ComfyUI and this pack, so a drift fails the tests.
 """
 from __future__ import annotations
 
-from workflow_graph import NodeDef
+from tools.workflow_graph import NodeDef
 
 MEMORY = ("memory", "LAYER_MEMORY", False)
 MODEL = ("model", "MODEL", False)

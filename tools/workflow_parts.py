@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from workflow_graph import Graph, Group, Node
-from workflow_nodes import (
+from tools.workflow_graph import Graph, Group, Node
+from tools.workflow_nodes import (
     FLUX_CLIP_L,
     FLUX_LINKS,
     FLUX_UNET,

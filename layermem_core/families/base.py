@@ -91,6 +91,9 @@ class Family:
     # refuses a prompt's extras (dict, input name, the MODEL) this family's model would take
     # silently wrong (FLUX dev without guidance); None: nothing beyond the widths is checked
     check_extras: Callable[[dict, str, Any], None] | None = None
+    # text and image tokens attend in one sequence (FLUX's double blocks), so MQD routes a joint
+    # attention; False: the image attends to the text through a cross-attention (PixArt, UNets)
+    joint_attention: bool = False
 
     @property
     def patch_cells(self) -> int:

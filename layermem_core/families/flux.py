@@ -141,4 +141,5 @@ FLUX = Family(
     min_size_why="below a 4x4 token grid a mask owns nothing recognisable",
     refusal=_refusal,
     check_extras=_check_extras,
+    joint_attention=True,
 )

@@ -20,13 +20,11 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO / "tools") not in sys.path:
-    sys.path.insert(0, str(REPO / "tools"))
+from tools import headless
+from tools.build_workflows import UI_NAMES
+from tools.workflow_nodes import FLUX_MODEL_LINKS, MODEL_LINKS, SDXL_LINKS
 
-import headless  # noqa: E402
-from build_workflows import UI_NAMES  # noqa: E402
-from workflow_nodes import FLUX_MODEL_LINKS, MODEL_LINKS, SDXL_LINKS  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.e2e]
 

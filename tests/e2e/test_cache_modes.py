@@ -13,17 +13,13 @@ file's sha256, so the prompt ComfyUI writes into each picture is the same on eve
 from __future__ import annotations
 
 import hashlib
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO / "tools") not in sys.path:
-    sys.path.insert(0, str(REPO / "tools"))
+from tools import build_workflows, headless
 
-import build_workflows  # noqa: E402
-import headless  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.e2e
 

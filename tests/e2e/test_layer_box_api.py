@@ -8,7 +8,8 @@ import asyncio
 import pytest
 import torch
 from executor import background_prompt, cached_output, classic_executor, register_test_cond
-from random_models import ALPHA_512
+
+from tools.random_models import ALPHA_512
 
 pytestmark = pytest.mark.e2e
 

@@ -10,12 +10,13 @@ import json
 
 import numpy as np
 import pytest
-import scenes
 import torch
 from executor import background_prompt, cached_output, classic_executor, register_test_cond
 from PIL import Image
-from random_models import ALPHA_512
 from stroke_reference import reference
+
+from tools import scenes
+from tools.random_models import ALPHA_512
 
 pytestmark = pytest.mark.e2e
 

@@ -8,17 +8,14 @@ negative and batches cond and uncond), both decoded and saved.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO / "tools") not in sys.path:
-    sys.path.insert(0, str(REPO / "tools"))
+from tools import headless
+from tools.headless.random_rewrite import TEST_SD15_ENCODER, TEST_SD15_LOADER
 
-import headless  # noqa: E402
-from headless.random_rewrite import TEST_SD15_ENCODER, TEST_SD15_LOADER  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.e2e
 
@@ -86,8 +83,7 @@ def test_rewrite_swaps_the_sd15_checkpoint_and_its_text_encoders():
 
 
 def test_sd15_encoder_gives_clip_chunks_of_768():
-    sys.path.insert(0, str(REPO / "tools"))
-    import random_text_encoder as rte
+    from tools import random_text_encoder as rte
 
     assert rte.sd15_embedding("a fox").shape == (1, 77, 768)
     assert rte.sd15_embedding(LONG_PROMPT).shape == (1, 154, 768)

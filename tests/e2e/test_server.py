@@ -17,19 +17,15 @@ from __future__ import annotations
 import copy
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
 import requests
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO / "tools") not in sys.path:
-    sys.path.insert(0, str(REPO / "tools"))
+from tools import build_workflows, headless
+from tools.pack_labels import labels
 
-import build_workflows  # noqa: E402
-import headless  # noqa: E402
-from pack_labels import labels  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.e2e
 

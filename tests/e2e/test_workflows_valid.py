@@ -10,17 +10,13 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO / "tools") not in sys.path:
-    sys.path.insert(0, str(REPO / "tools"))
+from tools import build_workflows, headless
 
-import build_workflows  # noqa: E402
-import headless  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.e2e, pytest.mark.host]
 
@@ -161,7 +157,7 @@ def saved_memories(host, models) -> set[str]:
     name the node returns must be the workflow's: the validations below then check the workflows as
     ComfyUI sees them after the first workflow ran, LoadLayerMemory's own validate_inputs (the file
     exists) included."""
-    import scenes
+    from tools import scenes
 
     save = host.nodes.NODE_CLASS_MAPPINGS["LayerMem_SaveLayerMemory"]
     output = Path(host.folder_paths.get_output_directory())
@@ -264,14 +260,14 @@ def test_templates_have_thumbnails():
     for ui in UI_FILES:
         thumb = ui.with_suffix(".jpg")
         assert thumb.is_file(), (f"{_rel(thumb)} missing: "
-                                 "run python3 tools/screenshots.py (see its header)")
+                                 "run python3 -m tools.screenshots (see its header)")
         assert thumb.read_bytes()[:3] == b"\xff\xd8\xff" and thumb.stat().st_size < 200_000
 
 
 def test_node_table_matches_the_node_schemas(host, specs):
     """tools/workflow_nodes.py copies the node schemas so that the workflows build without ComfyUI:
     every socket, widget, output and display name there must be the real node's."""
-    from workflow_nodes import NODE_DEFS
+    from tools.workflow_nodes import NODE_DEFS
 
     problems = []
     for class_type, d in NODE_DEFS.items():
@@ -294,7 +290,7 @@ def test_node_table_matches_the_node_schemas(host, specs):
 
 
 def test_generator_reproduces_the_files():
-    assert build_workflows.main(["--check"]) == 0, ("run python tools/build_workflows.py "
+    assert build_workflows.main(["--check"]) == 0, ("run python3 -m tools.build_workflows "
                                                     "and commit the result")
 
 

@@ -1,6 +1,7 @@
 """Memories built once per session with the random PixArt-alpha 512 model (3 steps, dpmpp_2m)."""
 import pytest
-import scenes
+
+from tools import scenes
 
 STEPS = 3
 

@@ -1,8 +1,9 @@
 """Bad input is refused before any sampling, names the input and the fix, and changes no memory."""
 import pytest
-import scenes
 import torch
 from refusals import refused as _refused
+
+from tools import scenes
 
 pytestmark = pytest.mark.host
 

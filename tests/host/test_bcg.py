@@ -5,8 +5,9 @@ test_family_invariants.py."""
 import logging
 
 import pytest
-import scenes
 import torch
+
+from tools import scenes
 
 pytestmark = pytest.mark.host
 

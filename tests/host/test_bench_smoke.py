@@ -15,7 +15,7 @@ import pytest
 pytestmark = pytest.mark.host
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "bench" / "run_bench.py"
+SCRIPT = ["-m", "bench.run_bench"]  # as the docs run it, from the repository root
 
 
 def _timing(entry):
@@ -27,7 +27,7 @@ def _timing(entry):
 @pytest.fixture(scope="module")
 def smoke(comfy_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "smoke.json"
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--cpu-smoke", "--comfyui", str(comfy_root),
+    proc = subprocess.run([sys.executable, *SCRIPT, "--cpu-smoke", "--comfyui", str(comfy_root),
                            "--out", str(out)],
                           cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, (f"run_bench.py --cpu-smoke failed ({proc.returncode}):\n"

@@ -14,8 +14,9 @@ from __future__ import annotations
 import gc
 
 import pytest
-import scenes
 import torch
+
+from tools import scenes
 
 pytestmark = pytest.mark.host
 SIZE, STEPS, EDITS = 512, 1, 30

@@ -7,7 +7,8 @@ nothing. Depth-1 random model, 512 px, the session's 3-step schedule.
 
 import compile_check as cc
 import pytest
-import scenes
+
+from tools import scenes
 
 pytestmark = pytest.mark.host
 

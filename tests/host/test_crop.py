@@ -17,11 +17,12 @@ import logging
 from dataclasses import replace
 
 import pytest
-import scenes
 import torch
-from family_kits import make_kit
 from refusals import refused
 from stack_check import StackModel, points
+
+from tools import scenes
+from tools.family_kits import make_kit
 
 pytestmark = pytest.mark.host
 

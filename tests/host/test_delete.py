@@ -1,7 +1,8 @@
 """Point 5: deletion restores what was below in the layer's visible region and nothing else."""
 import pytest
-import scenes
 import torch
+
+from tools import scenes
 
 pytestmark = pytest.mark.host
 
@@ -10,7 +11,7 @@ def test_delete_middle_layer(host, alpha, three_layers):
     memory = three_layers[3]
     region = host.layer_ops.deletion_region(memory, 2, 2)
     new = host.layer_ops.delete_layer(memory, alpha, "object 2", regenerate_fraction=0.67, seed=0,
-                                      grow_pixels=2)
+                                      heal_grow_pixels=2)
     assert [l.name for l in new.layers] == ["background", "object 1", "object 3"]
     old_top, new_top = memory.top.trajectory, new.top.trajectory
     # changed: the healed region, and the deleted layer's
@@ -64,7 +65,7 @@ def test_delete_from_first_step_gives_back_the_background(host, alpha, backgroun
     two = host.layer_ops.add_layer(added, alpha, scenes.cond(3), mask2, seed=6)
     region = host.layer_ops.deletion_region(two, 1, 2)
     gone = host.layer_ops.delete_layer(two, alpha, 1, regenerate_fraction=1.0, seed=0,
-                                       grow_pixels=2)
+                                       heal_grow_pixels=2)
     keep = ~region & ~(two.top.latent_mask > 0)
     bg = background.top.trajectory
     assert torch.equal(gone.top.trajectory.final[..., keep], bg.final[..., keep])

@@ -19,7 +19,6 @@ import dataclasses
 import math
 
 import pytest
-import scenes
 import torch
 from attention_probe import (
     _context,
@@ -29,8 +28,10 @@ from attention_probe import (
     joint_calls,
     routed_calls,
 )
-from family_kits import KIT_NAMES, make_kit
 from stack_check import StackModel, points
+
+from tools import scenes
+from tools.family_kits import KIT_NAMES, make_kit
 
 pytestmark = pytest.mark.host
 

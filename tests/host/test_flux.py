@@ -3,12 +3,13 @@ fix; dev vs schnell; the latent shift through save/load; MQD under another node'
 override (routing still happens, and the log says what it bypasses)."""
 import logging
 
-import flux_scenes as fs
 import pytest
-import scenes
 import torch
 from attention_probe import _context, flux_call
 from refusals import refused
+
+from tools import flux_scenes as fs
+from tools import scenes
 
 pytestmark = pytest.mark.host
 SIZE = fs.SIZE

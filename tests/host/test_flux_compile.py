@@ -1,10 +1,11 @@
 """FLUX MQD under ComfyUI's TorchCompileModel (aot_eager on the CPU): the routed run gives what
 the eager one gives, with no graph break (issue 21)."""
-import flux_scenes as fs
 import pytest
-import scenes
 import torch._dynamo
 from compile_check import breaks, compiled, graphs
+
+from tools import flux_scenes as fs
+from tools import scenes
 
 pytestmark = pytest.mark.host
 

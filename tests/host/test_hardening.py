@@ -1,6 +1,5 @@
 """Issue 12: no request can kill the server or disable a node, no bad value gets saved. In the real
 ComfyUI, with the random PixArt-alpha 512 model."""
-import importlib
 import json
 import logging
 import os
@@ -8,9 +7,10 @@ import resource
 import struct
 
 import pytest
-import scenes
 import torch
 from memory_files import claiming_2_gib, rewrite
+
+from tools import scenes
 
 pytestmark = pytest.mark.host
 
@@ -25,7 +25,7 @@ def no_sampling(host, monkeypatch):
 
 @pytest.fixture(scope="module")
 def limits(host):
-    return importlib.import_module(f"{host.module_name}.layermem_core.limits")
+    return host.limits
 
 
 @pytest.fixture(scope="module")

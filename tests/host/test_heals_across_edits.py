@@ -6,8 +6,9 @@ unblended-tail issue (tail lost by a reroll of its layer, or by an edit of the t
 that shows each pixel and every one above it (`stack.write_tail`), so these must hold bit for bit.
 """
 import pytest
-import scenes
 import torch
+
+from tools import scenes
 
 pytestmark = pytest.mark.host
 
@@ -32,7 +33,7 @@ def a_then_b(host, alpha, euler_bg):
 @pytest.fixture(scope="module")
 def a_deleted(host, alpha, a_then_b):
     return host.layer_ops.delete_layer(a_then_b, alpha, "1", regenerate_fraction=0.4,
-                                       grow_pixels=2)
+                                       heal_grow_pixels=2)
 
 
 def _points(t) -> torch.Tensor:

@@ -1,11 +1,11 @@
 """Issue 5: look into a layered scene: LayerMemoryHistory (undo), RenameLayer, PreviewLayers, in
 the real ComfyUI."""
-import importlib
 import os
 
 import pytest
-import scenes
 import torch
+
+from tools import scenes
 
 pytestmark = pytest.mark.host
 
@@ -17,7 +17,7 @@ def N(host):
 
 @pytest.fixture(scope="module")
 def preview(host):
-    return importlib.import_module(f"{host.module_name}.layermem_core.preview")
+    return host.preview
 
 
 # ----------------------------------------------------------------------------------- history

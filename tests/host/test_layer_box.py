@@ -4,10 +4,11 @@ layer choices the `layer` inputs offer after a run."""
 import os
 
 import pytest
-import scenes
 import torch
 from PIL import Image
 from refusals import NoDecode, refused
+
+from tools import scenes
 
 pytestmark = pytest.mark.host
 

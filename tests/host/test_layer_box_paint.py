@@ -5,10 +5,11 @@ import json
 
 import numpy as np
 import pytest
-import scenes
 import torch
 from refusals import NoDecode, refused
 from stroke_reference import reference
+
+from tools import scenes
 
 pytestmark = pytest.mark.host
 

@@ -1,10 +1,11 @@
 """Point 1: what a layer stores, and that the memory is a value nobody mutates."""
 
 import pytest
-import scenes
 import torch
 from executor import cached_nodes, cached_output, classic_executor, register_test_cond
-from random_models import ALPHA_512
+
+from tools import scenes
+from tools.random_models import ALPHA_512
 
 pytestmark = pytest.mark.host
 

@@ -1,7 +1,8 @@
 """Point 3: MQD routes each token group of the conditional rows to its own layer's prompt."""
 import pytest
-import scenes
 import torch
+
+from tools import scenes
 
 pytestmark = pytest.mark.host
 
@@ -160,8 +161,9 @@ def test_mqd_changes_the_masked_region_only_through_routing(host, alpha, three_l
 def test_patch_reaches_every_block(host, models):
     """Every DiT block's cross_attn is object-patched on the clone (checked on a 2-block model)."""
     import comfy.sd
-    import random_models
     from safetensors.torch import save_file
+
+    from tools import random_models
 
     target = (str(host.folder_paths.get_folder_paths("diffusion_models")[0])
               + "/random_alpha_depth2.safetensors")

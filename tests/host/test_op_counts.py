@@ -7,7 +7,6 @@ the stock one; per-group calls would add about a dozen per group), and what it a
 run must stay small.
 """
 
-import sys
 import tempfile
 from pathlib import Path
 
@@ -16,9 +15,6 @@ import torch
 
 pytestmark = pytest.mark.host
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 STEPS = 2
 # Measured at a59f377 (6 groups, CFG batched): -16.5 ops per block and call, 125 once per run,
@@ -31,8 +27,9 @@ MAX_RATIO_DEPTH_3 = 1.25
 
 def _load(depth: int):
     import comfy.sd
-    import random_models
     from safetensors.torch import save_file
+
+    from tools import random_models
 
     path = Path(tempfile.mkdtemp()) / f"random_alpha_depth{depth}.safetensors"
     save_file(

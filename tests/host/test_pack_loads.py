@@ -1,7 +1,8 @@
 """The pack loads in the real ComfyUI with its nodes, and a whole scene runs through them."""
 import pytest
-import scenes
-from random_models import ALPHA_512
+
+from tools import scenes
+from tools.random_models import ALPHA_512
 
 pytestmark = pytest.mark.host
 

@@ -1,7 +1,8 @@
 """Point 4: patches live on a clone; PixArt's blocks are the stock modules after a run.
 (After errors and interrupts, for every model kind: test_family_invariants.py.)"""
 import pytest
-import scenes
+
+from tools import scenes
 
 pytestmark = pytest.mark.host
 

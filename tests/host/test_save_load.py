@@ -2,25 +2,25 @@
 ComfyUI."""
 import asyncio
 import copy
-import importlib
 import json
 import os
 import shutil
 import struct
 
 import pytest
-import scenes
 import torch
 from asserts import assert_same_memory
 from executor import cached_nodes, cached_output, classic_executor
 from memory_files import rewrite
+
+from tools import scenes
 
 pytestmark = pytest.mark.host
 
 
 @pytest.fixture(scope="module")
 def ser(host):
-    return importlib.import_module(f"{host.module_name}.layermem_core.serialization")
+    return host.serialization
 
 
 @pytest.fixture(scope="module")

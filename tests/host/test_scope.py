@@ -1,8 +1,9 @@
 """Point 6: PixArt-alpha 512 and 1024 (size micro-conditions), PixArt-Sigma, any sampler and
 scheduler."""
 import pytest
-import scenes
 import torch
+
+from tools import scenes
 
 pytestmark = pytest.mark.host
 

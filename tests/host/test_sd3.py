@@ -5,12 +5,13 @@ that drops masks; bad input refused before any sampling, naming the input and th
 import logging
 
 import pytest
-import scenes
-import sd3_scenes as s3
 import torch
 from attention_probe import _context, expected_owners, flux_call, joint_allowed, joint_calls
-from family_kits import FamilyKit
 from refusals import refused
+
+from tools import scenes
+from tools import sd3_scenes as s3
+from tools.family_kits import KITS, FamilyKit
 
 pytestmark = pytest.mark.host
 SIZE = s3.SIZE
@@ -58,7 +59,8 @@ def test_other_variants_route_by_the_rule_and_one_owner_is_stock(host, variant):
     """SD3.5 Large and SD3 Medium (the kit in the shared invariants is SD3.5 Medium): every
     block's joint call gives the forbidden keys exactly zero weight; the background alone gives
     the stock output."""
-    kit = FamilyKit("sd3_" + variant, "sd3", SIZE, s3.model(variant))
+    kit = FamilyKit("sd3_" + variant, host.families.get("sd3"), SIZE, s3.model(variant),
+                    KITS["sd3"])
     bg = _start(host, model=kit.model)
     layers = host.layer_ops.add_layer(bg, kit.model, s3.cond(4),
                                       scenes.box_mask(SIZE, 0.2, 0.2, 0.7, 0.7), seed=4).layers

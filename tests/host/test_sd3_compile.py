@@ -7,10 +7,11 @@ break in the stock model. SD3.5 Large's attention calls are all routed (to SDPA)
 must have none; SD3.5 Medium's image-only attn2 stays on the backend, so its run may break
 where the stock compiled model breaks, and nowhere else."""
 import pytest
-import scenes
-import sd3_scenes as s3
 import torch._dynamo
 from compile_check import breaks, compiled, graphs
+
+from tools import scenes
+from tools import sd3_scenes as s3
 
 pytestmark = pytest.mark.host
 

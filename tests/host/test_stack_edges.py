@@ -2,9 +2,10 @@
 import logging
 
 import pytest
-import scenes
 import torch
 from refusals import refused as _refused
+
+from tools import scenes
 
 pytestmark = pytest.mark.host
 
@@ -141,7 +142,7 @@ def test_deleting_a_layer_with_its_own_tail_changes_lower_composites_only_in_the
                                                                           0.37, 0.51),
                           seed=571, name="top")
     region = lo.deletion_region(memory, 1, 2)
-    gone = lo.delete_layer(memory, alpha, 1, regenerate_fraction=0.5, grow_pixels=2)
+    gone = lo.delete_layer(memory, alpha, 1, regenerate_fraction=0.5, heal_grow_pixels=2)
     old, new = (m.layers[0].trajectory.x for m in (memory, gone))
     assert torch.equal(old[..., ~region], new[..., ~region]), \
         "the background's composite changed outside the deleted layer's heal"

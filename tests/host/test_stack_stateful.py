@@ -28,7 +28,6 @@ import os
 from collections import Counter
 
 import pytest
-import scenes
 import torch
 import torch.nn.functional as F
 from hypothesis import HealthCheck, settings
@@ -43,11 +42,13 @@ from hypothesis.stateful import (
 )
 from stack_check import StackModel, points
 
+from tools import scenes
+
 pytestmark = pytest.mark.host
 SIZE, STEPS = 512, 2
 MAX_LAYERS = 5
-# A move's heal is the vacated support grown by EditLayer's heal_grow (2 latent cells by
-# default); this bound is one wider. A delete's bound is its own grow_pixels + 1 (latent cells).
+# A move's heal is the vacated support grown by EditLayer's heal_grow_pixels (2 latent cells
+# by default); this bound is one wider. A delete's bound is its own heal_grow_pixels + 1.
 HEAL_BOUND_CELLS = 3
 # The deleted layer showed "clearly" where its visible weight and its own contribution are above
 # these floors: there its old top value must not survive (feather rims below are rounding).
@@ -232,7 +233,7 @@ def _stack_machine(host, alpha, tmp_path, ran: Counter, pairs: Counter):
             tail = tail if regenerate > 0 else 0.0
             before, after = self._edit(
                 lambda m: lo.delete_layer(m, alpha, k, regenerate_fraction=regenerate,
-                                          grow_pixels=grow, unblended_fraction=tail),
+                                          heal_grow_pixels=grow, unblended_fraction=tail),
                 f"delete {name} (unblended {tail})")
             assert name not in [layer.name for layer in after.layers]
             ran["delete with a tail"] += tail > 0

@@ -3,9 +3,10 @@ everything outside the region an edit changes keeps its bits (issue 9)."""
 import random
 
 import pytest
-import scenes
 import torch
 from stack_check import StackModel, points
+
+from tools import scenes
 
 pytestmark = pytest.mark.host
 STEPS = 2

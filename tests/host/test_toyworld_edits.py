@@ -9,8 +9,9 @@ less a margin.
 import numpy as np
 import pytest
 import torch
-from toyworld import edits, oracle, validate, world
-from toyworld import nodes as toy
+
+from tools.toyworld import edits, oracle, validate, world
+from tools.toyworld import nodes as toy
 
 pytestmark = pytest.mark.host
 SETTINGS = edits.Settings()

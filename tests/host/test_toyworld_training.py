@@ -4,7 +4,8 @@ bit with the same seed (the committed weights come from these functions)."""
 import numpy as np
 import pytest
 import torch
-from toyworld import text, train_unet, train_vae, unet, world
+
+from tools.toyworld import text, train_unet, train_vae, unet, world
 
 pytestmark = pytest.mark.host
 

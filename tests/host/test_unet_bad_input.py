@@ -2,10 +2,11 @@
 any sampling, naming the input and the fix; the memory passed in is unchanged."""
 
 import pytest
-import scenes
 import torch
-import unet_scenes as us
 from refusals import refused as _refused
+
+from tools import scenes
+from tools import unet_scenes as us
 
 pytestmark = pytest.mark.host
 

@@ -2,9 +2,10 @@
 level, random weights) loads through the stock checkpoint loader and works end to end."""
 
 import pytest
-import scenes
 import torch
-import unet_scenes as us
+
+from tools import scenes
+from tools import unet_scenes as us
 
 pytestmark = pytest.mark.host
 
@@ -12,7 +13,8 @@ pytestmark = pytest.mark.host
 @pytest.fixture(scope="module")
 def detected(host, models_dir):
     import comfy.sd
-    import random_models
+
+    from tools import random_models
 
     path = random_models.write_unet_models(
         str(models_dir), (random_models.SD15_DETECTABLE,), dtype=torch.float16

@@ -8,9 +8,10 @@ unet_scenes.py), 2 steps.
 
 import compile_check as cc
 import pytest
-import scenes
 import torch
-import unet_scenes as us
+
+from tools import scenes
+from tools import unet_scenes as us
 
 pytestmark = pytest.mark.host
 

@@ -6,9 +6,10 @@ test_family_invariants.py.
 """
 
 import pytest
-import scenes
 import torch
-import unet_scenes as us
+
+from tools import scenes
+from tools import unet_scenes as us
 
 pytestmark = pytest.mark.host
 STEPS = 3

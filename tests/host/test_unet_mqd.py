@@ -4,7 +4,8 @@ level against stock attn2, for every model kind: test_family_invariants.py.)"""
 
 import pytest
 import torch
-import unet_scenes as us
+
+from tools import unet_scenes as us
 
 pytestmark = pytest.mark.host
 
@@ -67,7 +68,7 @@ def test_patched_model_with_one_prompt_everywhere_equals_stock(host, family):
 def test_another_nodes_attn2_patch_is_replaced_loudly_or_kept(host, caplog):
     """A MODEL with an attn2 replace patch from another node (IP-Adapter does this): MQD takes
     its place for the run and says so; use_mqd off leaves it working and says nothing."""
-    import scenes
+    from tools import scenes
 
     family = "sd15"
     size = us.SIZE[family]

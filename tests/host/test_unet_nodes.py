@@ -3,9 +3,10 @@ EditLayer -> DeleteLayer, and BCGBlend with ComfyUI's stock sampler (SDXL pooled
 size conditioning reach the model through the stock path)."""
 
 import pytest
-import scenes
 import torch
-import unet_scenes as us
+
+from tools import scenes
+from tools import unet_scenes as us
 
 pytestmark = pytest.mark.host
 SIZE = us.SIZE["sdxl"]

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import torch
-from scenes import memory_digest
+
+from tools.scenes import memory_digest
 
 
 def tensor_bytes(t: torch.Tensor) -> bytes:

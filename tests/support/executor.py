@@ -41,7 +41,7 @@ class LayerMemTestCond:
         return {"required": {"seed": ("INT", {"default": 0})}}
 
     def make(self, seed):
-        import scenes
+        from tools import scenes
 
         return (scenes.cond(seed),)
 

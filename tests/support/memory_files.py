@@ -53,14 +53,14 @@ def small_memory(layers: int = 3, calls: int = 3, h: int = 8, w: int = 8):
     """A tiny memory built without sampling: random tensors of the right shapes, odd metadata
     (a seed of 2**64 - 1, a non-ASCII prompt, float/bool extras), the negative shared by all
     layers as AddLayer shares it, each layer's trajectory with its own sigmas."""
-    from comfyui_layer_memory.layermem_core.conditioning import Conditioning
-    from comfyui_layer_memory.layermem_core.memory import (
+    from layermem_core.conditioning import Conditioning
+    from layermem_core.memory import (
         Layer,
         LayerMemory,
         ModelFingerprint,
         Schedule,
     )
-    from comfyui_layer_memory.layermem_core.trajectory import Trajectory
+    from layermem_core.trajectory import Trajectory
 
     g = torch.Generator().manual_seed(0)
     neg = Conditioning(torch.randn(1, 1, 4096, generator=g), (("height", 64), ("width", 64)))

@@ -1,16 +1,10 @@
 """bench/counting.py's kernels: a reshape, `to` or `contiguous` is a kernel exactly when it
 copies (a GPU launches nothing for a view or a no-op), on real and on meta tensors alike."""
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from bench import counting  # noqa: E402
+from bench import counting
 
 
 @pytest.mark.parametrize("device", ["cpu", "meta"])

@@ -3,9 +3,10 @@ import logging
 
 import pytest
 import torch
-from comfyui_layer_memory.layermem_core import crop
-from comfyui_layer_memory.layermem_core.errors import LayerMemoryError
-from comfyui_layer_memory.layermem_core.families.unet import sdxl_crop_extras
+
+from layermem_core import crop
+from layermem_core.errors import LayerMemoryError
+from layermem_core.families.unet import sdxl_crop_extras
 
 
 def _region(hw, top, left, bottom, right):

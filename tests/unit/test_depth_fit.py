@@ -1,19 +1,14 @@
 """bench/depth_fit.py reads the depth-28 op counts off an exact fit: the fit must recover known
 coefficients and refuse points that do not lie on one."""
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from bench import depth_fit
+
 PAIRS = [(2, 2), (4, 2), (2, 4), (3, 3), (3, 2)]
 
 
 def _depth_fit():
-    spec = importlib.util.spec_from_file_location("layermem_bench_fit", BENCH / "depth_fit.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return depth_fit
 
 
 def _points(coefs: dict, pairs) -> dict:

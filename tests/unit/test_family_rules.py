@@ -1,7 +1,8 @@
 """Every family's size rule at its boundary, and the registry's facts (no ComfyUI needed)."""
 import pytest
-from comfyui_layer_memory.layermem_core import families
-from comfyui_layer_memory.layermem_core.errors import LayerMemoryError
+
+from layermem_core import families
+from layermem_core.errors import LayerMemoryError
 
 ALL = list(families.FAMILIES.values())
 

@@ -10,9 +10,10 @@ import time
 import pytest
 import safetensors.torch
 import torch
-from comfyui_layer_memory.layermem_core import serialization as ser
-from comfyui_layer_memory.layermem_core.errors import LayerMemoryError
 from memory_files import small_memory
+
+from layermem_core import serialization as ser
+from layermem_core.errors import LayerMemoryError
 
 SEEDS = 800
 KINDS = 8

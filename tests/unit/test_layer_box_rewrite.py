@@ -2,7 +2,7 @@
 like SolidMask + MaskComposite, and keeps a box drawn on the rewritten run's own picture."""
 from __future__ import annotations
 
-import headless
+from tools import headless
 
 
 def _prompt(box: dict) -> dict:

@@ -1,9 +1,10 @@
 """The size estimate on its own: monotonic, attention-aware, and the largest size it names fits."""
 import pytest
 import torch
-from comfyui_layer_memory.layermem_core import families, limits
-from comfyui_layer_memory.layermem_core.errors import LayerMemoryError
-from comfyui_layer_memory.layermem_core.families import pixart
+
+from layermem_core import families, limits
+from layermem_core.errors import LayerMemoryError
+from layermem_core.families import pixart
 
 
 class _Inner:

@@ -1,8 +1,9 @@
 """Mask maths at latent and token resolution (no ComfyUI needed)."""
 import pytest
 import torch
-from comfyui_layer_memory.layermem_core import masks
-from comfyui_layer_memory.layermem_core.errors import LayerMemoryError
+
+from layermem_core import masks
+from layermem_core.errors import LayerMemoryError
 
 
 def test_resize_any_size_with_same_aspect():

@@ -1,16 +1,17 @@
 """The memory is a value: operations return new objects and share, never modify, tensors."""
 import pytest
 import torch
-from comfyui_layer_memory.layermem_core.conditioning import Conditioning
-from comfyui_layer_memory.layermem_core.errors import LayerMemoryError
-from comfyui_layer_memory.layermem_core.families import get as get_family
-from comfyui_layer_memory.layermem_core.memory import (
+
+from layermem_core.conditioning import Conditioning
+from layermem_core.errors import LayerMemoryError
+from layermem_core.families import get as get_family
+from layermem_core.memory import (
     Layer,
     LayerMemory,
     ModelFingerprint,
     Schedule,
 )
-from comfyui_layer_memory.layermem_core.trajectory import Trajectory
+from layermem_core.trajectory import Trajectory
 
 PIXART = get_family("pixart")
 

@@ -1,6 +1,7 @@
 """PixArt's token owners by mask order (no ComfyUI needed)."""
 import torch
-from comfyui_layer_memory.layermem_core.families.pixart import layer_owners, token_owners
+
+from layermem_core.families.pixart import layer_owners, token_owners
 
 
 def test_newest_mask_wins_older_keeps_visible_part_rest_is_background():

@@ -7,12 +7,13 @@ import pytest
 import safetensors.torch
 import torch
 from asserts import assert_same_memory
-from comfyui_layer_memory.layermem_core import serialization as ser
-from comfyui_layer_memory.layermem_core.conditioning import Conditioning
-from comfyui_layer_memory.layermem_core.errors import LayerMemoryError
-from comfyui_layer_memory.layermem_core.memory import Layer
-from comfyui_layer_memory.layermem_core.trajectory import Trajectory
 from memory_files import claiming_2_gib, rewrite, small_memory
+
+from layermem_core import serialization as ser
+from layermem_core.conditioning import Conditioning
+from layermem_core.errors import LayerMemoryError
+from layermem_core.memory import Layer
+from layermem_core.trajectory import Trajectory
 
 
 def _memory(n=3, calls=3, h=8, w=8):
@@ -343,7 +344,7 @@ def test_a_header_length_is_never_echoed_and_no_tensor_byte_is_read_before_the_c
     path = tmp_path / "huge.safetensors"
     claiming_2_gib(GOOD, "layers.0.trajectory.x", str(path))
     assert path.stat().st_size > 2 ** 31
-    from comfyui_layer_memory.layermem_core import safetensors_io
+    from layermem_core import safetensors_io
 
     def forbidden(*a):
         raise AssertionError("tensor bytes were read before the header and document were checked")

@@ -1,23 +1,12 @@
 """The size figures the docs quote come from bench/file_size.py and bench/run_bench.py's formula:
 they must agree with what a memory of those shapes really holds and writes."""
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"layermem_bench_{name}", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from bench import file_size, run_bench
 
 
 @pytest.mark.parametrize("size,steps,tokens", [(512, 2, 20), (512, 3, 120)])
 def test_layer_bytes_formula_matches_a_real_memory(size, steps, tokens):
-    file_size, run_bench = _load("file_size"), _load("run_bench")
     memory, trajectory, serialization = file_size.import_core()
     three = file_size.synthetic_memory(memory, trajectory, size, steps, 3, tokens)
     one = file_size.synthetic_memory(memory, trajectory, size, steps, 1, tokens)

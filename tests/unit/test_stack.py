@@ -9,8 +9,9 @@ import random
 from dataclasses import dataclass
 
 import torch
-from comfyui_layer_memory.layermem_core import stack
-from comfyui_layer_memory.layermem_core.trajectory import Trajectory
+
+from layermem_core import stack
+from layermem_core.trajectory import Trajectory
 
 CALLS, C, H, W = 3, 2, 12, 12
 

@@ -7,9 +7,10 @@ patches. Random stacks with soft rims, masks exactly 0 and 1, -0.0 values and tr
 already carry patches; every stored point compared bit for bit.
 """
 import torch
-from comfyui_layer_memory.layermem_core import stack
-from comfyui_layer_memory.layermem_core import trajectory as tr
-from comfyui_layer_memory.layermem_core.trajectory import Trajectory, storage_bytes
+
+from layermem_core import stack
+from layermem_core import trajectory as tr
+from layermem_core.trajectory import Trajectory, storage_bytes
 
 from .test_stack import CALLS, C, FakeLayer, random_mask, traj
 
@@ -192,8 +193,9 @@ def test_a_memory_with_patches_saves_the_same_file_and_loads_bit_for_bit():
     from dataclasses import replace
 
     from asserts import assert_same_memory
-    from comfyui_layer_memory.layermem_core import serialization as ser
     from memory_files import small_memory
+
+    from layermem_core import serialization as ser
 
     m = small_memory(3, 3, 8, 8)
     g = torch.Generator().manual_seed(25)

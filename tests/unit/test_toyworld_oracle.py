@@ -1,7 +1,8 @@
 """The toy world's oracle on rendered ground truth (issue 23): it must read truth exactly before
 its readings of decoded pictures mean anything."""
 import numpy as np
-from toyworld import oracle, text, validate, world
+
+from tools.toyworld import oracle, text, validate, world
 
 
 def test_oracle_reads_rendered_truth_exactly():

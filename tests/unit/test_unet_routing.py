@@ -2,11 +2,12 @@
 
 import pytest
 import torch
-from comfyui_layer_memory.layermem_core import families, masks
-from comfyui_layer_memory.layermem_core.cfg_rows import conditional_rows
-from comfyui_layer_memory.layermem_core.conditioning import Conditioning
-from comfyui_layer_memory.layermem_core.errors import LayerMemoryError
-from comfyui_layer_memory.layermem_core.families.unet_mqd_run import UNetMQDRun, token_owners
+
+from layermem_core import families, masks
+from layermem_core.cfg_rows import conditional_rows
+from layermem_core.conditioning import Conditioning
+from layermem_core.errors import LayerMemoryError
+from layermem_core.families.unet_mqd_run import UNetMQDRun, token_owners
 
 SDXL = families.get("sdxl")
 
@@ -115,7 +116,7 @@ def test_pixart_conditioning_has_no_pooled_output():
 
 
 def test_level_grid_without_activations_shape():
-    from comfyui_layer_memory.layermem_core.families.unet_mqd_run import level_hw
+    from layermem_core.families.unet_mqd_run import level_hw
 
     assert level_hw({"activations_shape": [2, 320, 16, 12]}, 192, (32, 24)) == (16, 12)
     assert level_hw({}, 7 * 5, (25, 18)) == (7, 5)

@@ -1,6 +1,6 @@
 """Run workflows through ComfyUI's real server, headless.
 
-    from headless import ComfyServer, rewrite_for_random_models
+    from tools.headless import ComfyServer, rewrite_for_random_models
     with ComfyServer(random_models=True) as server:  # starts `python main.py ...`, stops it on exit
         result = server.run(rewrite_for_random_models(prompt)[0])
         print(result.status, result.images)
@@ -20,7 +20,7 @@ success or an error (follow.py), then reads `/history` (results.py): which nodes
 from ComfyUI's cache, the error (node id, type, exception, traceback) and the image files
 written. random_rewrite.py turns a real workflow into one for the random test models.
 """
-from comfy_host import PACK_NAME
+from tools.comfy_host import PACK_NAME
 
 from .base_folder import MODEL_FOLDERS, TEST_ENCODER, TEST_NODES_DIR, TEST_NODES_NAME
 from .errors import HeadlessError, PromptRejected

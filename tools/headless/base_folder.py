@@ -9,7 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
-from comfy_host import PACK_NAME, REPO
+from tools.comfy_host import PACK_NAME, REPO
 
 from .errors import HeadlessError
 

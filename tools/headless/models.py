@@ -13,7 +13,8 @@ import sys
 import uuid
 from pathlib import Path
 
-from comfy_host import REPO
+from tools import comfy_host
+from tools.comfy_host import REPO
 
 from .errors import HeadlessError
 
@@ -53,10 +54,11 @@ def ensure_random_models(parent: Path, comfy_root: Path, python: str = sys.execu
 
 def write_random_models(models_dir: Path, comfy_root: Path, python: str = sys.executable) -> None:
     """tools/random_models.py in a child process (it imports ComfyUI's TAESD modules)."""
-    code = ("import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]; "
+    code = ("import sys; from tools import comfy_host; comfy_host.use_comfyui(sys.argv[1]); "
             "import comfy.options, comfy.cli_args; comfy.cli_args.args.cpu = True; "
-            "import random_models; random_models.write_models(sys.argv[3])")
-    argv = [python, "-c", code, str(GENERATOR.parent), str(comfy_root), str(models_dir)]
-    proc = subprocess.run(argv, capture_output=True, text=True, cwd=str(comfy_root))
+            "from tools import random_models; random_models.write_models(sys.argv[2])")
+    argv = [python, "-c", code, str(comfy_root), str(models_dir)]
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=str(comfy_root),
+                          env=comfy_host.child_env())
     if proc.returncode != 0:
         raise HeadlessError(f"writing the random models failed:\n{proc.stderr[-3000:]}")

@@ -34,7 +34,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pack_labels import labels
+from tools.pack_labels import labels
 
 from .base_folder import TEST_ENCODER
 from .models import RANDOM_ALPHA, RANDOM_SIGMA

@@ -11,8 +11,9 @@ import time
 import uuid
 from pathlib import Path
 
-import comfy_host
 import requests
+
+from tools import comfy_host
 
 from . import base_folder, follow, models
 from .errors import HeadlessError, PromptRejected
@@ -139,7 +140,7 @@ class ComfyServer:
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.command(), cwd=str(self.comfy_root), stdout=self._log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)
+                                     start_new_session=True, env=comfy_host.child_env())
         atexit.register(self.stop)
 
     def _wait_ready(self) -> None:

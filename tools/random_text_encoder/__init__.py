@@ -11,8 +11,6 @@ itself does not import this; it lives in tools/ because the headless runner need
 from __future__ import annotations
 
 import hashlib
-import sys
-from pathlib import Path
 
 import torch
 
@@ -74,10 +72,7 @@ def small_unet_model(family: str = "sdxl"):
         import comfy.model_management as mm
         import comfy.model_patcher
 
-        tools = str(Path(__file__).resolve().parents[1])
-        if tools not in sys.path:
-            sys.path.insert(0, tools)
-        import random_models as rm
+        from tools import random_models as rm  # the server runs with comfy_host.child_env()
 
         variant, seed = {"sdxl": (rm.SDXL_SMALL, 101), "sd15": (rm.SD15_SMALL, 102)}[family]
         model = rm._model_config(variant).get_model({})
@@ -202,10 +197,7 @@ def flux_embedding(text: str) -> tuple[torch.Tensor, torch.Tensor]:
 def small_flux_model():
     """tools/flux_scenes.py's random small FLUX.1-dev as a ModelPatcher, built once per process."""
     if "flux" not in _MODELS:
-        tools = str(Path(__file__).resolve().parents[1])
-        if tools not in sys.path:
-            sys.path.insert(0, tools)
-        import flux_scenes
+        from tools import flux_scenes  # the server runs with comfy_host.child_env()
 
         _MODELS["flux"] = flux_scenes.build(seed=103)
     return _MODELS["flux"]

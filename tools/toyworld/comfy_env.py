@@ -5,21 +5,16 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-TOOLS = Path(__file__).resolve().parents[1]
+from tools import comfy_host
 
 
 def ensure_comfy(pytorch_attention: bool = False) -> Path:
     """Import path and `--cpu` for ComfyUI, found as the tests find it (comfy_host);
     `pytorch_attention` (training only: faster, same function) before ComfyUI picks one."""
-    if str(TOOLS) not in sys.path:
-        sys.path.insert(0, str(TOOLS))
-    import comfy_host
-
     root = comfy_host.find_comfyui()
     if root is None:
         raise RuntimeError(comfy_host.HOW_TO_GET_IT)
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
+    comfy_host.use_comfyui(root)
     if "comfy.model_management" not in sys.modules:
         import comfy.options  # noqa: F401, I001  (before cli_args, as comfy_host does)
         import comfy.cli_args
@@ -33,10 +28,6 @@ def boot_toy_host(prefix: str):
     """The real ComfyUI booted in-process in a fresh temp folder, with the toy world's test nodes
     registered: what the bench and the picture scripts run the pack's nodes on."""
     import tempfile
-
-    if str(TOOLS) not in sys.path:
-        sys.path.insert(0, str(TOOLS))
-    import comfy_host
 
     from . import nodes
 

@@ -1,17 +1,13 @@
 """One picture for the docs, made headless with the pack's real nodes on the toy model: a
 background, three objects added (AddLayer), the middle one deleted (DeleteLayer), side by side.
 
-    COMFYUI_PATH=~/ComfyUI python3 tools/toyworld/picture.py docs/images/toyworld.png
+    COMFYUI_PATH=~/ComfyUI python3 -m tools.toyworld.picture docs/images/toyworld.png
 """
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import numpy as np
-
-TOOLS = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(TOOLS))
 
 STEPS = [("grass", None), ("a red circle", (16, 24, 64, 72)),
          ("a blue square", (48, 40, 96, 88)), ("a yellow triangle", (72, 16, 120, 64))]
@@ -21,8 +17,8 @@ def main(out: str) -> None:
     import torch
     from PIL import Image
 
-    from toyworld import edits
-    from toyworld.comfy_env import boot_toy_host
+    from tools.toyworld import edits
+    from tools.toyworld.comfy_env import boot_toy_host
 
     torch.set_num_threads(1)
     host = boot_toy_host("lm_toy_pic_")

@@ -28,13 +28,11 @@ def check(host, n: int = 24, seed: int = 0) -> dict[str, float]:
 
 
 def main() -> None:
-    """`python3 -m toyworld.t2i_check` from tools/: boots the host, prints the figures."""
+    """`python3 -m tools.toyworld.t2i_check` (repository root): boots the host, prints figures."""
     import sys
-    from pathlib import Path
 
     import torch
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from .comfy_env import boot_toy_host
 
     torch.set_num_threads(1)

@@ -17,7 +17,7 @@ FILE = "toyworld_unet.safetensors"
 
 def variant():
     ensure_comfy()
-    import random_models as rm
+    from tools import random_models as rm
 
     return rm.UNetVariant("toyworld_sd15", "sd15", 768, None, False, 32, (1, 2))
 
@@ -25,7 +25,7 @@ def variant():
 def base_model(seed: int = 0):
     """A fresh comfy.model_base.BaseModel (SD 1.5 config: eps prediction, its schedule),
     initialised here: ComfyUI's ops leave weights uninitialised (they expect a file)."""
-    import random_models as rm
+    from tools import random_models as rm
 
     model = rm._model_config(variant()).get_model({})
     gen = torch.Generator().manual_seed(seed)
@@ -44,7 +44,7 @@ def base_model(seed: int = 0):
 
 
 def save(model, folder: Path) -> None:
-    import random_models as rm
+    from tools import random_models as rm
 
     sd = {rm.UNET_PREFIX + k: v.detach().to(torch.float16).contiguous()
           for k, v in model.diffusion_model.state_dict().items()}
@@ -53,6 +53,6 @@ def save(model, folder: Path) -> None:
 
 def load_patcher(folder: Path):
     """A ComfyUI ModelPatcher for the trained file, loaded as ComfyUI's loader does it."""
-    import random_models as rm
+    from tools import random_models as rm
 
     return rm.load_unet(str(folder / FILE), variant())
