@@ -6,6 +6,11 @@ object by object from the same background, then removes the second object. The t
 its oracle are in tools/toyworld/; figures go to docs/toyworld.md. One run:
 
     COMFYUI_PATH=~/ComfyUI OMP_NUM_THREADS=1 python3 -m bench.toyworld_ablation --scenes 100
+
+The scenes can be split over processes (`--first 50 --scenes 50` runs scenes 50 to 99, seeded by
+their index, so the split changes no figure) and the parts joined with `--merge a.json b.json`.
+The JSON (per-scene results included) is rewritten every 10 scenes, marked "partial" until the
+run ends.
 """
 from __future__ import annotations
 
@@ -133,12 +138,48 @@ def summarise(results: list[dict]) -> dict:
     }
 
 
+def write(path: Path, scenes: list[int], settings: dict, seconds: float,
+          results: dict, partial: bool) -> dict:
+    summary = {m: summarise(r) for m, r in results.items()}
+    out = {"scenes": len(scenes), "first": scenes[0], "last": scenes[-1], "settings": settings,
+           "seconds": seconds, "partial": partial, "summary": summary, "results": results}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1))
+    return summary
+
+
+def merge(paths: list[Path], out: Path) -> dict:
+    parts = sorted((json.loads(p.read_text()) for p in paths), key=lambda d: d["first"])
+    for a, b in zip(parts, parts[1:], strict=False):
+        assert a["last"] + 1 == b["first"], "the parts must cover consecutive scenes"
+    assert not any(d["partial"] for d in parts), "a part did not finish"
+    results = {m: [r for d in parts for r in d["results"][m]] for m in METHODS}
+    scenes = list(range(parts[0]["first"], parts[-1]["last"] + 1))
+    return write(out, scenes, parts[0]["settings"], sum(d["seconds"] for d in parts), results,
+                 False)
+
+
+def show(summary: dict) -> None:
+    keys = list(summary["full"])
+    print("metric".ljust(30) + "".join(m.rjust(10) for m in METHODS))
+    for k in keys:
+        cells = [summary[m][k] for m in METHODS]
+        print(k.ljust(30) + "".join((f"{c:10.4f}" if isinstance(c, float) else f"{c!s:>10}")
+                                    for c in cells))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--scenes", type=int, default=100)
+    p.add_argument("--first", type=int, default=0, help="index of the first scene")
+    p.add_argument("--merge", type=Path, nargs="+", default=None,
+                   help="join finished parts' JSON files into --out instead of running")
     p.add_argument("--out", type=Path,
                    default=REPO / "bench" / "results" / "toyworld_ablation.json")
     args = p.parse_args()
+    if args.merge:
+        show(merge(args.merge, args.out))
+        return
     torch.set_num_threads(1)
     from tools.toyworld import edits, world
     from tools.toyworld.comfy_env import boot_toy_host
@@ -147,25 +188,17 @@ def main() -> None:
     settings = edits.Settings()
     results = {m: [] for m in METHODS}
     start = time.time()
-    for i in range(args.scenes):
+    scenes = list(range(args.first, args.first + args.scenes))
+    for n, i in enumerate(scenes):
         scene = bench_scene(np.random.default_rng(20_000 + i), world)
         memory, latent = edits.background(host, scene.background, 100 + i, settings)
         start_state = (memory, latent, edits.decode(latent))  # the same background for all three
         for m in METHODS:
             results[m].append(run_method(host, m, scene, i, start_state))
-        if i % 10 == 9:
-            print(f"{i + 1} scenes {time.time() - start:.0f}s", flush=True)
-    summary = {m: summarise(r) for m, r in results.items()}
-    out = {"scenes": args.scenes, "settings": vars(settings), "seconds": time.time() - start,
-           "summary": summary}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1))
-    keys = list(summary["full"])
-    print("metric".ljust(30) + "".join(m.rjust(10) for m in METHODS))
-    for k in keys:
-        cells = [summary[m][k] for m in METHODS]
-        print(k.ljust(30) + "".join((f"{c:10.4f}" if isinstance(c, float) else f"{c!s:>10}")
-                                    for c in cells))
+        if n % 10 == 9 and n + 1 < len(scenes):
+            print(f"{n + 1} scenes {time.time() - start:.0f}s", flush=True)
+            write(args.out, scenes[:n + 1], vars(settings), time.time() - start, results, True)
+    show(write(args.out, scenes, vars(settings), time.time() - start, results, False))
 
 
 if __name__ == "__main__":

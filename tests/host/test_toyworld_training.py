@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from tools.toyworld import text, train_unet, train_vae, unet, world
+from tools.toyworld import text, train_unet, train_vae, unet, vae, world
 
 pytestmark = pytest.mark.host
 
@@ -43,3 +43,29 @@ def test_unet_training_is_seeded(host):
     assert not frozen, f"UNet weights not trained (ComfyUI builds without gradients): {frozen[:3]}"
     out = e1.encode(["a red circle on grass"])
     assert out.shape == (1, text.CONTEXT, text.WIDTH) and bool(torch.isfinite(out).all())
+
+
+def test_unet_resume_starts_from_the_committed_weights(host):
+    """`--resume` (the second stage): with no step run, the model is the committed one."""
+    from tools import random_models as rm
+    from safetensors.torch import load_file
+
+    scenes = [world.random_scene(np.random.default_rng(0), 1, 1)]
+    model, enc, done = train_unet.train(torch.zeros(1, 4, 16, 16), scenes, steps=0, seed=3,
+                                        batch=1, resume=vae.WEIGHTS)
+    assert done == 0
+    committed = load_file(str(vae.WEIGHTS / unet.FILE))
+    state = model.diffusion_model.state_dict()
+    assert all(torch.equal(state[k[len(rm.UNET_PREFIX):]], v.float())
+               for k, v in committed.items())
+    text_committed = text.load(vae.WEIGHTS).state_dict()
+    assert all(torch.equal(v, text_committed[k]) for k, v in enc.state_dict().items())
+
+
+def test_dataset_cache_gives_the_same_latents(host, tmp_path):
+    fresh, scenes = train_unet.dataset(2, 9, vae.WEIGHTS)
+    first, _ = train_unet.dataset(2, 9, vae.WEIGHTS, cache=tmp_path)
+    again, scenes_again = train_unet.dataset(2, 9, vae.WEIGHTS, cache=tmp_path)
+    assert len(list(tmp_path.iterdir())) == 1
+    assert torch.equal(fresh, first) and torch.equal(first, again)
+    assert scenes == scenes_again
