@@ -47,8 +47,9 @@ def test_unet_training_is_seeded(host):
 
 def test_unet_resume_starts_from_the_committed_weights(host):
     """`--resume` (the second stage): with no step run, the model is the committed one."""
-    from tools import random_models as rm
     from safetensors.torch import load_file
+
+    from tools import random_models as rm
 
     scenes = [world.random_scene(np.random.default_rng(0), 1, 1)]
     model, enc, done = train_unet.train(torch.zeros(1, 4, 16, 16), scenes, steps=0, seed=3,
