@@ -2,8 +2,9 @@
 ComfyUI's loader picks is refused before any sampling, naming the model input, its kind and the
 fix (no memory is made)."""
 import pytest
-import qwen_scenes as qs
 from refusals import refused
+
+from tools import qwen_scenes as qs
 
 pytestmark = pytest.mark.host
 
