@@ -26,7 +26,7 @@ if str(REPO / "tools") not in sys.path:
 
 import headless  # noqa: E402
 from build_workflows import UI_NAMES  # noqa: E402
-from workflow_nodes import FLUX_MODEL_LINKS, MODEL_LINKS, SDXL_LINKS  # noqa: E402
+from workflow_nodes import FLUX_MODEL_LINKS, MODEL_LINKS, SD35_MODEL_LINKS, SDXL_LINKS  # noqa: E402
 
 pytestmark = [pytest.mark.e2e]
 
@@ -113,7 +113,7 @@ def test_template_opens_and_runs(report, name):
     assert wf["progress_samples"] > 0, "no progress bar seen on any node while sampling"
     # the Missing Models dialog offers every model file (this server has only the random models)
     dialog = "\n".join(wf["dialogs"])
-    links = {"sdxl": SDXL_LINKS, "flux": FLUX_MODEL_LINKS}
+    links = {"sdxl": SDXL_LINKS, "flux": FLUX_MODEL_LINKS, "sd35": SD35_MODEL_LINKS}
     for model in next((v for k, v in links.items() if k in name), MODEL_LINKS):
         assert f"{model['directory']} / {model['name']}" in dialog, dialog[:500]
 
