@@ -9,7 +9,9 @@
 - `sdxl_layered_scene`: layered_scene with an SDXL checkpoint (CheckpointLoaderSimple,
   CLIPTextEncodeSDXL);
 - `flux_layered_scene`: layered_scene with FLUX.1-dev (UNETLoader, DualCLIPLoader type flux,
-  VAELoader, CLIPTextEncodeFlux, FluxGuidance).
+  VAELoader, CLIPTextEncodeFlux, FluxGuidance);
+- `sd35_layered_scene`: layered_scene with SD3.5 Large (CheckpointLoaderSimple, TripleCLIPLoader,
+  CLIPTextEncode).
 
 `RUN_ORDER` is the order in which they run in one ComfyUI; template file names carry it
 (`UI_NAMES`: 1_layered_scene, 2_continue_scene, ...): ComfyUI lists a pack's templates in
@@ -24,7 +26,16 @@ import json
 
 from tools import picture_workflow
 from tools.workflow_graph import Graph, Node
-from tools.workflow_nodes import FLUX_CLIP_L, FLUX_UNET, FLUX_VAE, NODE_DEFS, SDXL_CKPT, T5
+from tools.workflow_nodes import (
+    FLUX_CLIP_L,
+    FLUX_UNET,
+    FLUX_VAE,
+    NODE_DEFS,
+    SD35_CKPT,
+    SD35_CLIP_G,
+    SDXL_CKPT,
+    T5,
+)
 from tools.workflow_parts import (
     COMPUTE,
     FLUX,
@@ -35,6 +46,7 @@ from tools.workflow_parts import (
     POSITIVE_COLOR,
     ROW,
     SCENE_SIZE,
+    SD35,
     SDXL,
     SIZE,
     VAE_OUT,
@@ -76,7 +88,7 @@ MEMORY_PREFIX = "layer_memory/savanna"
 MEMORY_FILE = f"{MEMORY_PREFIX}_00001_.safetensors [output]"
 TRAJECTORY_STORAGE = "float32 (exact)"
 RUN_ORDER = ("layered_scene", "continue_scene", "edit_picture", "sdxl_layered_scene",
-             "flux_layered_scene")
+             "flux_layered_scene", "sd35_layered_scene")
 UI_NAMES = {name: f"{i + 1}_{name}" for i, name in enumerate(RUN_ORDER)}
 
 
@@ -84,7 +96,8 @@ def _fill(memory_prefix: str) -> dict:
     memory_file = f"{memory_prefix}_00001_.safetensors [output]"
     return {"memory_file": memory_file, "memory_path": memory_file.removesuffix(" [output]"),
             "ckpt": SDXL_CKPT, "picture": picture_workflow.PICTURE, "unet": FLUX_UNET,
-            "clip_l": FLUX_CLIP_L, "t5": T5, "vae": FLUX_VAE}
+            "clip_l": FLUX_CLIP_L, "t5": T5, "vae": FLUX_VAE, "sd35_ckpt": SD35_CKPT,
+            "clip_g": SD35_CLIP_G}
 
 
 def _for_sdxl(text: str, out: str, cfg: float) -> str:
@@ -99,6 +112,13 @@ def _for_flux(text: str, out: str) -> str:
             .replace("the paper's: 1024x1024, 20 steps, dpmpp_2m / karras, cfg 4.5",
                      f"1024x1024, 20 steps, {FLUX.sampler} / {FLUX.scheduler}, cfg {FLUX.cfg}: "
                      "FLUX.1-dev is guidance-distilled, its guidance is in the prompts"))
+
+
+def _for_sd35(text: str, out: str) -> str:
+    """A layered_scene note for the SD3.5 graph: its output folder, sampler and cfg."""
+    return (text.replace("layered_scene/", f"{out}/")
+            .replace("the paper's: 1024x1024, 20 steps, dpmpp_2m / karras, cfg 4.5",
+                     f"1024x1024, 20 steps, {SD35.sampler} / {SD35.scheduler}, cfg {SD35.cfg}"))
 
 
 def _background(g: Graph, fam: Family, notes: list, out: str) -> None:
@@ -176,11 +196,11 @@ def _save(g: Graph, notes: list, memory: int, first: int, prefix: str) -> None:
 
 def build(fam: Family = PIXART) -> Graph:
     """layered_scene: background, three objects, delete one, reroll one, move one, save the
-    memory, preview it. With SDXL: sdxl_layered_scene, with FLUX: flux_layered_scene (the same
-    graph, other loader/encoder)."""
-    sdxl, flux = fam.name == "sdxl", fam.name == "flux"
-    out = f"{fam.name}_layered_scene" if sdxl or flux else "layered_scene"
-    prefix = f"{MEMORY_PREFIX}_{fam.name}" if sdxl or flux else MEMORY_PREFIX
+    memory, preview it. With SDXL: sdxl_layered_scene, with FLUX: flux_layered_scene, with SD3.5:
+    sd35_layered_scene (the same graph, other loader/encoder)."""
+    sdxl, flux, sd35 = fam.name == "sdxl", fam.name == "flux", fam.name == "sd35"
+    out = f"{fam.name}_layered_scene" if sdxl or flux or sd35 else "layered_scene"
+    prefix = f"{MEMORY_PREFIX}_{fam.name}" if sdxl or flux or sd35 else MEMORY_PREFIX
     steps = read_notes("layered_scene", _fill(prefix))
     if sdxl:
         readme = read_notes("sdxl_layered_scene", _fill(prefix))[0]
@@ -188,6 +208,9 @@ def build(fam: Family = PIXART) -> Graph:
     elif flux:
         readme = read_notes("flux_layered_scene", _fill(prefix))[0]
         steps = [readme] + [(t, _for_flux(x, out)) for t, x in steps[1:]]
+    elif sd35:
+        readme = read_notes("sd35_layered_scene", _fill(prefix))[0]
+        steps = [readme] + [(t, _for_sd35(x, out)) for t, x in steps[1:]]
     else:
         steps[0] = read_notes("layered_scene", _fill(prefix), models_note(
             "Models: put the files here, then press `r` to refresh the lists"))[0]
@@ -216,6 +239,10 @@ def build_sdxl() -> Graph:
 
 def build_flux() -> Graph:
     return build(FLUX)
+
+
+def build_sd35() -> Graph:
+    return build(SD35)
 
 
 def build_continue() -> Graph:
@@ -252,5 +279,5 @@ def build_picture() -> Graph:
 
 GRAPHS = {"layered_scene": build, "continue_scene": build_continue,
           "edit_picture": build_picture, "sdxl_layered_scene": build_sdxl,
-          "flux_layered_scene": build_flux}
+          "flux_layered_scene": build_flux, "sd35_layered_scene": build_sd35}
 assert tuple(GRAPHS) == RUN_ORDER

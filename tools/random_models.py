@@ -1,4 +1,4 @@
-"""Small random-weight PixArt and TAESD (TAESDXL, TAEF1) files with the real key names.
+"""Small random-weight PixArt and TAESD (TAESDXL, TAEF1, TAESD3) files with the real key names.
 
 ComfyUI's own detection (`comfy/model_detection.py`) and loaders take these files, so
 tests exercise the same code paths as real checkpoints. Hidden size is fixed at 1152
@@ -82,7 +82,8 @@ def pixart_state_dict(variant: PixArtVariant, depth: int = 1, seed: int = 0,
 
 def taesd_state_dicts(seed: int = 0, latent_channels: int = 4) -> tuple[dict, dict]:
     """Random TAESD encoder and decoder, shaped by ComfyUI's own `comfy.taesd.taesd` modules
-    (latent_channels 16: TAEF1, the FLUX VAE stand-in that VAELoader lists as "taef1")."""
+    (latent_channels 16: TAEF1 and TAESD3, the FLUX and SD3 VAE stand-ins that VAELoader lists as
+    "taef1" and "taesd3")."""
     from comfy.taesd.taesd import Decoder, Encoder  # needs the host on sys.path
 
     gen = torch.Generator().manual_seed(seed)
@@ -111,7 +112,9 @@ def write_models(models_dir: str, depth: int = 1, variants=VARIANTS) -> dict[str
         out[variant.name] = path
     enc, dec = taesd_state_dicts()
     taef1 = taesd_state_dicts(seed=1, latent_channels=16)
-    for name, sd in (("taesd", (enc, dec)), ("taesdxl", (enc, dec)), ("taef1", taef1)):
+    taesd3 = taesd_state_dicts(seed=2, latent_channels=16)
+    for name, sd in (("taesd", (enc, dec)), ("taesdxl", (enc, dec)), ("taef1", taef1),
+                     ("taesd3", taesd3)):
         for part, tensors in zip(("encoder", "decoder"), sd, strict=True):
             path = os.path.join(approx, f"{name}_{part}.safetensors")
             if not os.path.exists(path):

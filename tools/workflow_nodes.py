@@ -107,6 +107,10 @@ NODE_DEFS: dict[str, NodeDef] = {
     "CLIPTextEncode": NodeDef(
         sockets=(("clip", "CLIP", False),), widgets=(("text", "STRING", False, False),),
         outputs=(("CONDITIONING", "CONDITIONING"),), display="CLIP Text Encode (Prompt)"),
+    "TripleCLIPLoader": NodeDef(
+        widgets=(("clip_name1", "COMBO", False, False), ("clip_name2", "COMBO", False, False),
+                 ("clip_name3", "COMBO", False, False)),
+        outputs=(("CLIP", "CLIP"),), display="TripleCLIPLoader"),
     "FluxGuidance": NodeDef(
         sockets=(("conditioning", "CONDITIONING", False),),
         widgets=(("guidance", "FLOAT", False, False),),
@@ -190,3 +194,17 @@ FLUX_LINKS = {
             "url": f"{HF}/black-forest-labs/FLUX.1-dev/resolve/main/ae.safetensors"},
 }
 FLUX_MODEL_LINKS = [FLUX_LINKS["unet"], *FLUX_LINKS["clip"], FLUX_LINKS["vae"]]
+# SD3.5 Large: the checkpoint (MMDiT and VAE; no text encoders) and TripleCLIPLoader's three
+# files, as in ComfyUI's own SD3.5 example
+SD35_CKPT = "sd3.5_large.safetensors"
+SD35_CLIP_G = "clip_g.safetensors"
+_SD35 = f"{HF}/stabilityai/stable-diffusion-3.5-large/resolve/main"
+SD35_LINKS = {
+    "ckpt": {"name": SD35_CKPT, "directory": "checkpoints", "url": f"{_SD35}/{SD35_CKPT}"},
+    "clip": [{"name": FLUX_CLIP_L, "directory": "text_encoders",
+              "url": f"{_SD35}/text_encoders/clip_l.safetensors"},
+             {"name": SD35_CLIP_G, "directory": "text_encoders",
+              "url": f"{_SD35}/text_encoders/clip_g.safetensors"},
+             MODEL_LINKS[1]],  # t5xxl_fp16, as for PixArt and FLUX
+}
+SD35_MODEL_LINKS = [SD35_LINKS["ckpt"], *SD35_LINKS["clip"]]

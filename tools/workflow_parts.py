@@ -3,9 +3,10 @@ the canvas layout, notes, groups, Layer Box masks and the decode + save pair.
 
 A `Family` says how one model family loads and encodes prompts: PixArt (the pack's LoadPixArt,
 CLIPTextEncodePixArtAlpha), SDXL (the stock CheckpointLoaderSimple, CLIPTextEncodeSDXL) or FLUX.1
-(the stock UNETLoader, DualCLIPLoader, VAELoader, CLIPTextEncodeFlux and FluxGuidance). The first
-two loaders have MODEL, CLIP and VAE as outputs 0, 1 and 2, so the rest of a graph is the same;
-FLUX's three loaders are wired to the same places by `Family.relink`.
+(the stock UNETLoader, DualCLIPLoader, VAELoader, CLIPTextEncodeFlux and FluxGuidance) or SD3.5
+(the stock CheckpointLoaderSimple, TripleCLIPLoader, CLIPTextEncode). The first two loaders have
+MODEL, CLIP and VAE as outputs 0, 1 and 2, so the rest of a graph is the same; FLUX's three
+loaders and SD3.5's TripleCLIPLoader are wired to the same places by `Family.relink`.
 """
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ from tools.workflow_nodes import (
     FLUX_UNET,
     FLUX_VAE,
     MODEL_LINKS,
+    SD35_CKPT,
+    SD35_CLIP_G,
+    SD35_LINKS,
     SDXL_CKPT,
     SDXL_LINKS,
     T5,
@@ -37,6 +41,7 @@ SAVE_SIZE = (360, 420)
 SCENE_SIZE = (600, 400)  # PreviewLayers: room for its images
 MODEL, CLIP, VAE_OUT = (1, 0), (1, 1), (1, 2)  # the loader's outputs (node 1)
 FLUX_CLIP, FLUX_VAE_NODE = 90, 91  # FLUX's DualCLIPLoader and VAELoader (its UNETLoader is 1)
+SD3_CLIP = 90  # SD3.5's TripleCLIPLoader (its CheckpointLoaderSimple is 1)
 FLUX_GUIDANCE = 3.5  # FLUX.1-dev's usual distilled guidance
 NEGATIVE_TEXT = 100  # FLUX: the negative's CLIPTextEncode is this + the FluxGuidance node's id
 
@@ -45,7 +50,7 @@ NEGATIVE_TEXT = 100  # FLUX: the negative's CLIPTextEncode is this + the FluxGui
 class Family:
     """How a model family loads (node 1) and encodes a prompt."""
 
-    name: str  # "pixart", "sdxl" or "flux"
+    name: str  # "pixart", "sdxl", "flux" or "sd35"
     cfg: float
     sampler: str = "dpmpp_2m"
     scheduler: str = "karras"
@@ -63,6 +68,16 @@ class Family:
             g.add(Node(FLUX_VAE_NODE, "VAELoader", {"vae_name": FLUX_VAE}, {},
                        title="Load the FLUX VAE", pos=(X_LAYER, -360), size=(340, 80),
                        properties={"models": [FLUX_LINKS["vae"]]}))
+            return
+        if self.name == "sd35":
+            g.add(Node(1, "CheckpointLoaderSimple", {"ckpt_name": SD35_CKPT}, {},
+                       title="Load SD3.5 Large checkpoint (model, VAE)", pos=(X_TEXT, -360),
+                       size=(400, 110), properties={"models": [SD35_LINKS["ckpt"]]}))
+            g.add(Node(SD3_CLIP, "TripleCLIPLoader",
+                       {"clip_name1": FLUX_CLIP_L, "clip_name2": SD35_CLIP_G, "clip_name3": T5},
+                       {}, title="Load CLIP-L + CLIP-G + T5-XXL (text encoders)",
+                       pos=(X_MASK, -360), size=(400, 130),
+                       properties={"models": SD35_LINKS["clip"]}))
             return
         if self.name == "sdxl":
             g.add(Node(1, "CheckpointLoaderSimple", {"ckpt_name": SDXL_CKPT}, {},
@@ -82,6 +97,8 @@ class Family:
             widgets = {"width": SIZE, "height": SIZE, "crop_w": 0, "crop_h": 0,
                        "target_width": SIZE, "target_height": SIZE, "text_g": text, "text_l": text}
             kind, height = "CLIPTextEncodeSDXL", 330
+        elif self.name == "sd35":
+            widgets, kind, height = {"text": text}, "CLIPTextEncode", 200
         else:
             widgets, kind, height = {"width": SIZE, "height": SIZE, "text": text}, \
                 "CLIPTextEncodePixArtAlpha", 200
@@ -107,10 +124,14 @@ class Family:
 
     def relink(self, g: Graph) -> None:
         """FLUX: what reads the loader's CLIP or VAE output (node 1, outputs 1 and 2) reads
-        DualCLIPLoader's or VAELoader's instead."""
-        if self.name != "flux":
+        DualCLIPLoader's or VAELoader's instead; SD3.5: what reads its CLIP reads
+        TripleCLIPLoader's (the checkpoint holds no text encoders)."""
+        if self.name == "sd35":
+            moved = {CLIP: (SD3_CLIP, 0)}
+        elif self.name == "flux":
+            moved = {CLIP: (FLUX_CLIP, 0), VAE_OUT: (FLUX_VAE_NODE, 0)}
+        else:
             return
-        moved = {CLIP: (FLUX_CLIP, 0), VAE_OUT: (FLUX_VAE_NODE, 0)}
         for n in g.nodes:
             n.links = {k: moved.get(tuple(v), v) for k, v in n.links.items()}
 
@@ -120,6 +141,9 @@ SDXL = Family("sdxl", 6.0)
 # FLUX.1-dev is guidance-distilled: cfg 1 (the negative is not sampled), guidance 3.5 in the
 # prompts; euler / simple as in ComfyUI's own FLUX examples
 FLUX = Family("flux", 1.0, "euler", "simple")
+# SD3.5 Large: euler / sgm_uniform, cfg 4.5 as in ComfyUI's own SD3.5 example; its shift 3 is the
+# model's default (supported_models.SD3), so no ModelSamplingSD3 node
+SD35 = Family("sd35", 4.5, "euler", "sgm_uniform")
 
 
 def read_notes(workflow: str, fill: dict, models: str = "") -> list[tuple[str, str]]:

@@ -414,6 +414,25 @@ def test_flux_workflow_ran_on_the_flux_stand_in(server):
     assert "model flux" in json.dumps(table), table
 
 
+def test_sd35_workflow_ran_on_the_sd35_stand_in(server):
+    """The SD3.5 Large example ran through the test SD3.5 loader (its VAE VAELoader's TAESD3),
+    CLIP loader and encoder (no PixArt, SD 1.5 or SDXL stand-in), every edit step included, and
+    its memory says SD3.5."""
+    path = API_DIR / "sd35_layered_scene_api.json"
+    p = _prompt(path)
+    assert {n["class_type"] for n in p.values()} >= {
+        "LayerMemTestSD3Loader", "LayerMemTestSD3CLIPLoader", "LayerMemTestEncodeSD3",
+        "LayerMem_EditLayer", "LayerMem_DeleteLayer"}
+    assert not _nodes(p, "LayerMem_LoadPixArt") and not _nodes(p, headless.TEST_ENCODER)
+    assert not _nodes(p, "CheckpointLoaderSimple") and not _nodes(p, "TripleCLIPLoader")
+    assert not _nodes(p, "CLIPTextEncode") and not _nodes(p, "LayerMemTestSD15Loader")
+    result = _first_run(server, path)
+    assert result.ok, result.describe_error()
+    assert set(_nodes(p, "LayerMem_EditLayer")) <= set(result.executed)
+    table = result.outputs[_nodes(p, "LayerMem_ListLayers")[0]]
+    assert "model sd3.5" in json.dumps(table), table
+
+
 def _file_choices(server) -> list[str]:
     info = server.object_info("LayerMem_LoadLayerMemory")["LayerMem_LoadLayerMemory"]
     spec = info["input"]["required"]["file"]

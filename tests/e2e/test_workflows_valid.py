@@ -24,7 +24,7 @@ WORKFLOW_DIR = REPO / "workflows"
 FRONTEND_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}  # exist only in the browser
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 MODEL_FILE_INPUTS = {"unet_name", "text_encoder", "vae_name", "ckpt_name", "clip_name", "lora_name",
-                     "control_net_name", "clip_name1", "clip_name2"}
+                     "control_net_name", "clip_name1", "clip_name2", "clip_name3"}
 MODEL_SUFFIXES = (".safetensors", ".sft", ".pth", ".pt", ".ckpt", ".bin", ".gguf")
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
 OUTPUT_TAG = " [output]"  # LoadLayerMemory's mark for a file in the output folder
@@ -627,7 +627,8 @@ def test_ui_and_api_describe_the_same_graph(path, specs):
 
 # ------------------------------------------------------------ random-model rewrite
 REAL_MODEL_NODES = {"CheckpointLoaderSimple", "CLIPTextEncodeSDXL", "CLIPTextEncodePixArtAlpha",
-                    "UNETLoader", "DualCLIPLoader", "CLIPTextEncodeFlux"}
+                    "UNETLoader", "DualCLIPLoader", "CLIPTextEncodeFlux", "TripleCLIPLoader",
+                    "CLIPTextEncodeSD3"}
 
 
 @pytest.mark.parametrize("path", API_FILES, ids=_rel)

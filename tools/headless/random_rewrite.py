@@ -21,7 +21,10 @@
   DualCLIPLoader) -> LayerMemTestFluxLoader (a small random FLUX.1-dev), DualCLIPLoader of type
   flux -> LayerMemTestFluxCLIPLoader, CLIPTextEncodeFlux (and CLIPTextEncode fed by that loader)
   -> LayerMemTestEncodeFlux with the same text (t5xxl) and guidance, VAELoader of the FLUX VAE
-  (ae.safetensors, or a name with "flux") -> "taef1"; FluxGuidance stays as it is.
+  (ae.safetensors, or a name with "flux") -> "taef1"; FluxGuidance stays as it is;
+- SD3.5: CheckpointLoaderSimple of a file with "sd3" in its name -> LayerMemTestSD3Loader (a small
+  random SD3.5 Large and TAESD3), TripleCLIPLoader -> LayerMemTestSD3CLIPLoader, CLIPTextEncodeSD3
+  (its t5xxl text) and CLIPTextEncode fed by either -> LayerMemTestEncodeSD3 with the same text.
 
 SaveLayerMemory and LoadLayerMemory stay as they are: a memory saved by a rewritten workflow was
 made with the random model, and the rewritten workflow that loads it (same file name) uses that
@@ -49,6 +52,9 @@ TEST_FLUX_LOADER = "LayerMemTestFluxLoader"
 TEST_FLUX_CLIP = "LayerMemTestFluxCLIPLoader"
 TEST_FLUX_ENCODER = "LayerMemTestEncodeFlux"
 FLUX_VAE_STAND_IN = "taef1"  # VAELoader's TAEF1 (random files in vae_approx/)
+TEST_SD3_LOADER = "LayerMemTestSD3Loader"
+TEST_SD3_CLIP = "LayerMemTestSD3CLIPLoader"
+TEST_SD3_ENCODER = "LayerMemTestEncodeSD3"
 
 
 @dataclass
@@ -63,6 +69,7 @@ class Rewrite:
     pixart_loaders: set[str]
     sd15_loaders: set[str]  # CheckpointLoaderSimple nodes of a non-SDXL checkpoint
     flux_clips: set[str] = field(default_factory=set)  # DualCLIPLoader nodes of type flux
+    sd3_clips: set[str] = field(default_factory=set)  # TripleCLIPLoader, SD3 checkpoint loaders
     changes: list[str] = field(default_factory=list)
 
     def scaled(self, value: int, grid: int = 1, minimum: int = 0) -> int:
@@ -113,9 +120,14 @@ def _is_sdxl_file(name) -> bool:
     return "xl" in str(name).lower()
 
 
+def _is_sd3_file(name) -> bool:
+    return "sd3" in str(name).lower()
+
+
 def _test_checkpoint_loader(rw: Rewrite, node_id: str, node: dict) -> None:
     name = str(node["inputs"].get("ckpt_name", ""))
-    loader = TEST_SDXL_LOADER if _is_sdxl_file(name) else TEST_SD15_LOADER
+    loader = (TEST_SD3_LOADER if _is_sd3_file(name)
+              else TEST_SDXL_LOADER if _is_sdxl_file(name) else TEST_SD15_LOADER)
     node["class_type"] = loader
     rw.changes.append(f"{node_label(rw.original, node_id)}: -> {loader} ({name})")
 
@@ -183,6 +195,27 @@ def _flux_vae(rw: Rewrite, node_id: str, node: dict) -> None:
         rw.set(node_id, node, "vae_name", FLUX_VAE_STAND_IN)
 
 
+def _test_sd3_clip(rw: Rewrite, node_id: str, node: dict) -> None:
+    node["class_type"] = TEST_SD3_CLIP
+    node["inputs"] = {f"clip_name{i}": str(node["inputs"].get(f"clip_name{i}", ""))
+                      for i in (1, 2, 3)}
+    rw.changes.append(f"{node_label(rw.original, node_id)}: -> {TEST_SD3_CLIP}")
+
+
+def _test_sd3_encoder(rw: Rewrite, node_id: str, node: dict) -> None:
+    inputs = node["inputs"]
+    clip = inputs.get("clip")
+    sd3_text = node["class_type"] == "CLIPTextEncodeSD3"
+    if not sd3_text and not (is_link(clip) and clip[0] in rw.sd3_clips):
+        return  # a CLIPTextEncode of another model's CLIP
+    new = {"text": inputs.get("t5xxl" if sd3_text else "text", "")}
+    if is_link(clip):
+        new["clip"] = clip
+    node["class_type"] = TEST_SD3_ENCODER
+    node["inputs"] = new
+    rw.changes.append(f"{node_label(rw.original, node_id)}: -> {TEST_SD3_ENCODER} (same text)")
+
+
 def _scene_size(rw: Rewrite, node_id: str, node: dict) -> None:
     rw.scale_inputs(node_id, node, ("width", "height"), grid=16, minimum=rw.size)
 
@@ -233,7 +266,9 @@ def _scaled_strokes(text: str, scale: float) -> str:
 RULES: dict[str, tuple[Rule, ...]] = {
     "LayerMem_LoadPixArt": (_random_loader,),
     "CLIPTextEncodePixArtAlpha": (_test_encoder,),
-    "CLIPTextEncode": (_test_encoder, _test_sd15_encoder, _test_flux_encoder),
+    "CLIPTextEncode": (_test_encoder, _test_sd15_encoder, _test_flux_encoder, _test_sd3_encoder),
+    "TripleCLIPLoader": (_test_sd3_clip,),
+    "CLIPTextEncodeSD3": (_test_sd3_encoder,),
     "UNETLoader": (_test_flux_loader,),
     "DualCLIPLoader": (_test_flux_clip,),
     "CLIPTextEncodeFlux": (_test_flux_encoder,),
@@ -267,9 +302,13 @@ def _start(prompt: dict, original: dict, steps: int, size: int) -> Rewrite:
     rw = Rewrite(original, scale, (size, size), size, steps,
                  {nid for nid, n in prompt.items() if n["class_type"] == "LayerMem_LoadPixArt"},
                  {nid for nid, n in prompt.items() if n["class_type"] == "CheckpointLoaderSimple"
-                  and not _is_sdxl_file(n["inputs"].get("ckpt_name", ""))},
+                  and not _is_sdxl_file(n["inputs"].get("ckpt_name", ""))
+                  and not _is_sd3_file(n["inputs"].get("ckpt_name", ""))},
                  {nid for nid, n in prompt.items() if n["class_type"] == "DualCLIPLoader"
-                  and n["inputs"].get("type") == "flux"})
+                  and n["inputs"].get("type") == "flux"},
+                 {nid for nid, n in prompt.items() if n["class_type"] == "TripleCLIPLoader"
+                  or n["class_type"] == "CheckpointLoaderSimple"
+                  and _is_sd3_file(n["inputs"].get("ckpt_name", ""))})
     if sizes:
         rw.image_size = (rw.scaled(sizes[0][0], 16, size), rw.scaled(sizes[0][1], 16, size))
     return rw

@@ -1,5 +1,6 @@
-"""Test-only ComfyUI nodes: stand-ins for PixArt's T5-XXL, for SDXL and SD 1.5 checkpoints, and
-for FLUX.1-dev's diffusion model and text encoders.
+"""Test-only ComfyUI nodes: stand-ins for PixArt's T5-XXL, for SDXL and SD 1.5 checkpoints, for
+FLUX.1-dev's diffusion model and text encoders, and for an SD3.5 Large checkpoint and its
+TripleCLIPLoader.
 
 A real T5-XXL (4.7B parameters) cannot run in CPU tests, so `headless.ComfyServer(random_models=
 True)` (and `tools/run_workflow.py --random-models`) links this folder into ComfyUI's
@@ -261,6 +262,85 @@ class LayerMemTestEncodeFlux:
         return ([[cond, extras]],)
 
 
+# ------------------------------------------------------------------ SD3.5
+# `headless.rewrite_for_random_models` swaps CheckpointLoaderSimple of an SD3 file ("sd3" in its
+# name) for LayerMemTestSD3Loader, TripleCLIPLoader for LayerMemTestSD3CLIPLoader, and
+# CLIPTextEncodeSD3 or a CLIPTextEncode fed by either for LayerMemTestEncodeSD3 (same text). The
+# model is tools/sd3_scenes.py's small random SD3.5 Large (ComfyUI's own MMDiT classes, loaded
+# through comfy.sd.load_diffusion_model_state_dict), weights from a fixed seed; the VAE is
+# VAELoader's "taesd3" (a random TAESD3 of tools/random_models.py).
+SD3_CONTEXT, SD3_POOLED, SD3_CLIP_WIDTH = 4096, 2048, 2048
+SD3_TOKENS = 32  # half CLIP-L + CLIP-G (2048 wide, zero-padded to 4096), half T5-XXL
+
+
+def sd3_embedding(text: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """([1, 32, 4096], [1, 2048]): SD3's CLIP-L + CLIP-G tokens (zero-padded from 2048 to 4096)
+    followed by T5-XXL tokens, and the CLIP-L + CLIP-G pooled vector, seeded by the text."""
+    seed = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[0:8], "big")
+    g = torch.Generator().manual_seed(seed)
+    clip = torch.randn(1, SD3_TOKENS // 2, SD3_CLIP_WIDTH, generator=g) * 0.5
+    clip = torch.nn.functional.pad(clip, (0, SD3_CONTEXT - SD3_CLIP_WIDTH))
+    t5 = torch.randn(1, SD3_TOKENS // 2, SD3_CONTEXT, generator=g) * 0.5
+    return torch.cat([clip, t5], 1), torch.randn(1, SD3_POOLED, generator=g) * 0.5
+
+
+def small_sd3_model():
+    """tools/sd3_scenes.py's random small SD3.5 Large as a ModelPatcher, built once per process."""
+    if "sd3" not in _MODELS:
+        from tools import sd3_scenes  # the server runs with comfy_host.child_env()
+
+        _MODELS["sd3"] = sd3_scenes.build("large35", seed=104)
+    return _MODELS["sd3"]
+
+
+class LayerMemTestSD3Loader(SmallUNetLoader):
+    DESCRIPTION = ("TEST ONLY. A small random SD3.5 Large (MODEL, ComfyUI's own MMDiT classes, "
+                   "hidden 128, depth 2), no CLIP (use LayerMemTestEncodeSD3) and TAESD3 (VAE), "
+                   "in CheckpointLoaderSimple's output order.")
+    FAMILY, VAE = "sd3", "taesd3"
+
+    def load(self, ckpt_name: str):
+        import nodes
+
+        return (small_sd3_model(), None, nodes.VAELoader().load_vae(self.VAE)[0])
+
+
+class LayerMemTestSD3CLIPLoader:
+    CATEGORY = "testing/layer_memory"
+    DESCRIPTION = ("TEST ONLY. TripleCLIPLoader's place for SD3.5: no CLIP (None); "
+                   "LayerMemTestEncodeSD3 stands in for the encoders.")
+    RETURN_TYPES = ("CLIP",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        keep = {"default": "", "tooltip": "What the workflow named; kept for the record."}
+        return {"required": {f"clip_name{i}": ("STRING", keep) for i in (1, 2, 3)}}
+
+    def load(self, clip_name1: str, clip_name2: str, clip_name3: str):
+        return (None,)
+
+
+class LayerMemTestEncodeSD3:
+    CATEGORY = "testing/layer_memory"
+    DESCRIPTION = ("TEST ONLY. A deterministic random SD3-shaped conditioning (context [1, 32, "
+                   "4096]: CLIP-L + CLIP-G padded, then T5-XXL; pooled [1, 2048]) from a hash of "
+                   "the text, like CLIPTextEncode with SD3.5's TripleCLIPLoader.")
+    RETURN_TYPES = ("CONDITIONING",)
+    FUNCTION = "encode"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"text": ("STRING", {"multiline": True,
+                                                 "tooltip": "Prompt text (its hash)."})},
+                "optional": {
+                    "clip": ("CLIP", {"tooltip": "The test CLIP loader's output (unused)."})}}
+
+    def encode(self, text: str, clip=None):
+        cond, pooled = sd3_embedding(text)
+        return ([[cond, {"pooled_output": pooled}]],)
+
+
 NODE_CLASS_MAPPINGS = {"LayerMemTestEncode": LayerMemTestEncode,
                        "LayerMemTestSDXLLoader": LayerMemTestSDXLLoader,
                        "LayerMemTestEncodeSDXL": LayerMemTestEncodeSDXL,
@@ -268,7 +348,10 @@ NODE_CLASS_MAPPINGS = {"LayerMemTestEncode": LayerMemTestEncode,
                        "LayerMemTestEncodeSD15": LayerMemTestEncodeSD15,
                        "LayerMemTestFluxLoader": LayerMemTestFluxLoader,
                        "LayerMemTestFluxCLIPLoader": LayerMemTestFluxCLIPLoader,
-                       "LayerMemTestEncodeFlux": LayerMemTestEncodeFlux}
+                       "LayerMemTestEncodeFlux": LayerMemTestEncodeFlux,
+                       "LayerMemTestSD3Loader": LayerMemTestSD3Loader,
+                       "LayerMemTestSD3CLIPLoader": LayerMemTestSD3CLIPLoader,
+                       "LayerMemTestEncodeSD3": LayerMemTestEncodeSD3}
 NODE_DISPLAY_NAME_MAPPINGS = {
     "LayerMemTestEncode": "Layer Memory test text encoder (random, TEST ONLY)",
     "LayerMemTestSDXLLoader": "Layer Memory test SDXL loader (random, TEST ONLY)",
@@ -278,4 +361,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "LayerMemTestFluxLoader": "Layer Memory test FLUX.1-dev loader (random, TEST ONLY)",
     "LayerMemTestFluxCLIPLoader": "Layer Memory test FLUX CLIP loader (none, TEST ONLY)",
     "LayerMemTestEncodeFlux": "Layer Memory test FLUX text encoder (random, TEST ONLY)",
+    "LayerMemTestSD3Loader": "Layer Memory test SD3.5 loader (random, TEST ONLY)",
+    "LayerMemTestSD3CLIPLoader": "Layer Memory test SD3.5 CLIP loader (none, TEST ONLY)",
+    "LayerMemTestEncodeSD3": "Layer Memory test SD3.5 text encoder (random, TEST ONLY)",
 }
