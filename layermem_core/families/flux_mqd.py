@@ -48,6 +48,8 @@ log = logging.getLogger("LayerMemory")
 class FluxMQDRun:
     """State of one sampling run: the routing, the prompts, and per-layout contexts and biases."""
 
+    MODEL_LABEL = "FLUX"  # in messages; a subclass for another joint-attention model names it
+
     def __init__(self, token_owner: torch.Tensor, prompts: list[torch.Tensor]):
         self.token_owner = token_owner.reshape(-1).long()  # owner per image token, row-major
         owning = set(torch.unique(self.token_owner).tolist())
@@ -96,8 +98,8 @@ class FluxMQDRun:
         and the bias are built once per run and layout; the unconditional rows' own context is
         taken from each call (padded), so it is never a stale copy."""
         if image_tokens != self.token_owner.numel():
-            raise RuntimeError(f"layer memory: the FLUX call has {image_tokens} image tokens, the "
-                               f"layers' masks {self.token_owner.numel()}")
+            raise RuntimeError(f"layer memory: the {self.MODEL_LABEL} call has {image_tokens} "
+                               f"image tokens, the layers' masks {self.token_owner.numel()}")
         key = (rows, int(context.shape[1]), str(context.device), context.dtype)
         if key not in self._cache:
             text = round_up(max(self.real_text, int(context.shape[1])), TEXT_BUCKET)

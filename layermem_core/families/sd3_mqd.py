@@ -43,6 +43,8 @@ log = logging.getLogger("LayerMemory")
 class SD3MQDRun(FluxMQDRun):
     """FLUX's routing and bias, delivered by the attention override (SD3 passes no mask)."""
 
+    MODEL_LABEL = "SD3"
+
     _bias: torch.Tensor | None = None  # [B, 1, S, S] of the routed call in progress
     _routed = 0  # joint calls routed in the model call in progress
 
