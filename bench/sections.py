@@ -123,7 +123,8 @@ def _snapshot(clock: timing.Clock, proc, memory, added: int, seconds=None) -> di
         "layers_added": added,
         "layers_in_memory": len(memory.layers),
         "rss_mb": proc.memory_info().rss / MB,
-        "memory_nbytes": memory.nbytes(),
+        "memory_nbytes": memory.nbytes(),  # held: composites share their base (issue 22)
+        "memory_assembled_bytes": assembled_bytes(memory),  # as a file or a loaded memory holds
     }
     if seconds is not None:
         row["add_s"] = round(seconds, 4)
@@ -131,6 +132,15 @@ def _snapshot(clock: timing.Clock, proc, memory, added: int, seconds=None) -> di
         row["vram_allocated_mb"] = torch.cuda.memory_allocated() / MB
         row["vram_max_allocated_mb"] = torch.cuda.max_memory_allocated() / MB
     return row
+
+
+def assembled_bytes(memory) -> int:
+    """Bytes of the memory's values assembled (every composite whole, shared tensors once): what
+    its file stores and what a memory loaded from it holds."""
+    from layermem_core.trajectory import storage_bytes
+
+    held = [t for _, t in memory.tensors()]  # all alive at once: no address reused
+    return storage_bytes(held)
 
 
 def memory_section(work: ops.Workload, clock: timing.Clock, background) -> dict:
@@ -163,6 +173,8 @@ def memory_section(work: ops.Workload, clock: timing.Clock, background) -> dict:
         "nbytes_per_layer_mb": grown / n / MB,
         "nbytes_per_layer_mib": grown / n / 2**20,
         "rss_per_layer_mb": (rows[-1]["rss_mb"] - rows[0]["rss_mb"]) / n,
+        "assembled_bytes_per_layer": (rows[-1]["memory_assembled_bytes"]
+                                      - rows[0]["memory_assembled_bytes"]) / n,
     }
     calls, hl = background.top.trajectory.calls, work.size // 8
     out["expected_bytes_per_layer"] = expected_layer_bytes(calls, hl, hl, work.tokens)

@@ -249,6 +249,11 @@ def _bad_value_files(good: bytes) -> dict:
     def set_(name, index, value):
         return lambda t: t[name].view(-1).__setitem__(index, value)
 
+    def set_stored(suffix, index, value):  # a tensor shared by layers is stored once, under
+        # its first use's name (the composites share their sigmas with the background)
+        return lambda t: t[next(k for k in t if k.endswith(suffix))].view(-1).__setitem__(
+            index, value)
+
     return {
         "nan_latent": (rewrite(good, edit_tensors=set_("layers.2.trajectory.x", 7, float("nan"))),
                        "latents hold NaN"),
@@ -258,7 +263,7 @@ def _bad_value_files(good: bytes) -> dict:
         "nan_mask": (rewrite(good, edit_tensors=set_("layers.2.latent_mask", 3, float("nan"))),
                      "latent mask"),
         "inf_sigma": (rewrite(good,
-                              edit_tensors=set_("layers.3.trajectory.sigmas", 0, float("inf"))),
+                              edit_tensors=set_stored(".trajectory.sigmas", 0, float("inf"))),
                       "sigmas"),
         "inf_schedule": (rewrite(good,
                                  lambda d: d["schedule"]["sigma_values"].__setitem__(0, 1e999),

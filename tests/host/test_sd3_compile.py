@@ -16,6 +16,18 @@ from tools import sd3_scenes as s3
 pytestmark = pytest.mark.host
 
 
+@pytest.fixture(autouse=True)
+def _dynamo_left_clean():
+    """SD3.5 Medium's stock compile breaks at psutil (ComfyUI's CPU attention); dynamo's
+    counters outlive `torch._dynamo.reset()`, so later tests that expect no break at all would
+    read this test's: clear them after each test."""
+    yield
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+
+
 def _start(lo, model):
     return lo.start_memory(model, s3.cond(1), s3.cond(2), s3.SIZE, s3.SIZE, seed=1, steps=2,
                            cfg=3.0, sampler_name="euler", scheduler="simple")
