@@ -137,9 +137,9 @@ class FluxMQDRun:
         options = patcher.model_options.get("transformer_options", {})
         self._theirs = options.get(OVERRIDE)
         if self._theirs is not None:
-            log.warning("[layer memory] MQD runs FLUX's routed attention calls on torch SDPA, "
+            log.warning("[layer memory] MQD runs %s's routed attention calls on torch SDPA, "
                         "bypassing the attention override another node set (%s) for them; set "
-                        "use_mqd off to keep it everywhere.",
+                        "use_mqd off to keep it everywhere.", self.MODEL_LABEL,
                         getattr(self._theirs, "__qualname__", type(self._theirs).__name__))
         apply_model = comfy.patcher_extension.WrappersMP.APPLY_MODEL
         patcher.remove_wrappers_with_key(apply_model, WRAPPER_KEY)

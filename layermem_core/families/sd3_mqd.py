@@ -69,23 +69,6 @@ class SD3MQDRun(FluxMQDRun):
             return out
         return out.transpose(1, 2).reshape(b, s, inner)
 
-    def install(self, patcher) -> list:
-        """Set the run's APPLY_MODEL wrapper on `patcher` (a clone the caller owns); no object
-        patch, so no keys to restore."""
-        import comfy.patcher_extension
-
-        options = patcher.model_options.get("transformer_options", {})
-        self._theirs = options.get(OVERRIDE)
-        if self._theirs is not None:
-            log.warning("[layer memory] MQD runs SD3's routed joint attention calls on torch "
-                        "SDPA, bypassing the attention override another node set (%s) for them; "
-                        "set use_mqd off to keep it everywhere.",
-                        getattr(self._theirs, "__qualname__", type(self._theirs).__name__))
-        apply_model = comfy.patcher_extension.WrappersMP.APPLY_MODEL
-        patcher.remove_wrappers_with_key(apply_model, WRAPPER_KEY)
-        patcher.add_wrapper_with_key(apply_model, WRAPPER_KEY, self.apply_model_wrapper)
-        return []
-
     def apply_model_wrapper(self, executor, x, t, c_concat=None, c_crossattn=None, control=None,
                             transformer_options={}, **kwargs):  # noqa: B006 (ComfyUI's signature)
         """APPLY_MODEL wrapper: route this call's conditional rows (built here, outside the
