@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
-from . import families
+from . import families, sampling
 from .errors import LayerMemoryError
 from .families import Family
 from .memory import LayerMemory, ModelFingerprint
@@ -99,7 +101,28 @@ def require_same_model(memory: LayerMemory, model, input_name: str = "model") ->
             "connect the same MODEL the memory was made with (a memory replays that model's "
             "trajectory)",
         )
+    warn_if_schedule_differs(memory, model)
     return family
+
+
+def warn_if_schedule_differs(memory: LayerMemory, model) -> None:
+    """Say so when the MODEL's sampling (a ModelSamplingSD3 / ModelSamplingFlux / ModelSampling*
+    node, another shift) would give other sigmas than the memory's schedule: every layer is
+    sampled on the memory's own schedule (BCG replays it), so the new setting is not used."""
+    s = memory.schedule
+    try:
+        mine = sampling.make_schedule(model, s.sampler_name, s.scheduler, s.steps, s.cfg).sigmas
+    except Exception:  # noqa: BLE001 - a scheduler ComfyUI no longer has: nothing to compare
+        return
+    if mine.shape == s.sigmas.shape and torch.equal(mine, s.sigmas):
+        return
+    logging.getLogger("LayerMemory").warning(
+        "LayerMemory: this MODEL's sampling gives other sigmas for %s / %s / %d steps than the "
+        "memory's schedule (a ModelSampling node or its shift changed since the background: "
+        "first sigmas %s here, %s in the memory). The memory's schedule is used, so its layers "
+        "stay consistent; to sample with the new setting, start a new background with this "
+        "MODEL.", s.sampler_name, s.scheduler, s.steps,
+        [round(float(v), 4) for v in mine[:3]], [round(float(v), 4) for v in s.sigmas[:3]])
 
 
 def require_memory(memory, input_name: str = "memory") -> LayerMemory:
