@@ -161,8 +161,9 @@ class FluxMQDRun:
                                           image_tokens)
         if kwargs.get("attention_mask") is not None and not self._warned_mask:
             self._warned_mask = True
-            log.warning("[layer memory] MQD replaces the FLUX attention mask another node set "
-                        "for this run's conditional calls; set use_mqd off to keep it.")
+            log.warning("[layer memory] MQD replaces the %s attention mask another node set "
+                        "for this run's conditional calls; set use_mqd off to keep it.",
+                        self.MODEL_LABEL)
         kwargs["attention_mask"] = bias
         options = dict(transformer_options)
         options[OVERRIDE] = self.attention
