@@ -48,6 +48,27 @@ def build(seed: int = 0, **overrides):
                                            offload_device=mm.unet_offload_device())
 
 
+RADIANCE = {  # Chroma Radiance: 16x16 pixel patches, NeRF-style head (as model_detection sets)
+    "image_model": "chroma_radiance", "in_channels": 3, "out_channels": 3, "patch_size": 16,
+    "nerf_hidden_size": 64, "nerf_mlp_ratio": 4, "nerf_depth": 2, "nerf_max_freqs": 8,
+    "nerf_tile_size": 32, "nerf_final_head_type": "conv", "nerf_embedder_dtype": torch.float32,
+}
+
+
+def build_radiance():
+    """A ModelPatcher of a small Chroma Radiance (weights left as ComfyUI's ops make them: it
+    is only ever refused)."""
+    import comfy.model_management as mm
+    import comfy.model_patcher
+    import comfy.supported_models as sm
+
+    model_config = sm.ChromaRadiance(dict(CONFIG, **RADIANCE))
+    model_config.set_inference_dtype(torch.float32, None)
+    inner = model_config.get_model({})
+    return comfy.model_patcher.ModelPatcher(inner, load_device=mm.get_torch_device(),
+                                           offload_device=mm.unet_offload_device())
+
+
 @functools.cache
 def model():
     """The shared small Chroma (never patched in place)."""

@@ -48,15 +48,12 @@ def test_loader_path_detects_chroma_and_the_family_recognises_it(host, chroma_bg
     assert fp.micro_condition is False
 
 
-def test_radiance_is_refused_by_name(host, no_sampling, monkeypatch):
+def test_radiance_is_refused_by_name(host, no_sampling):
     """Chroma Radiance (pixel space): not a family, refused with what it is and what to load."""
     import comfy.model_base as mb
 
-    radiance = cs.build(5)
-    monkeypatch.setattr(radiance.model, "__class__",
-                        type("ChromaRadiance", (mb.ChromaRadiance,), {}))
-    monkeypatch.setitem(radiance.model.model_config.unet_config, "image_model",
-                        "chroma_radiance")
+    radiance = cs.build_radiance()
+    assert isinstance(radiance.model, mb.ChromaRadiance)
     assert host.families.family_of(radiance) is None
     e = refused(host, _start, host, model=radiance, match="Radiance", input_name="model")
     assert "pixels" in e.problem and "UNETLoader" in e.fix
