@@ -41,9 +41,11 @@ class Conditioning:
         return Conditioning(tensor.detach().to("cpu").clone(), kept, pooled)
 
     def to_comfy(self) -> list:
+        """The CONDITIONING as a text encode gives it: `pooled_output` is always there (None
+        without a pooled embedding), since model_base.Flux reads the key even for Chroma, which
+        has no pooled input."""
         extras = dict(self.extras)
-        if self.pooled is not None:
-            extras["pooled_output"] = self.pooled
+        extras["pooled_output"] = self.pooled
         return [[self.embedding, extras]]
 
 

@@ -1,7 +1,7 @@
 """One interface over the model kinds the shared invariants run on (issues 11, 20, 21).
 
 A `FamilyKit` is a small random model of one kind (PixArt-alpha, PixArt-Sigma, SD 1.5, SDXL,
-FLUX.1 dev, SD3.5 Medium) with conditioning shaped as that kind's text encoder gives it, the
+FLUX.1 dev, SD3.5 Medium, Chroma) with conditioning shaped as that kind's text encoder gives it, the
 scene size it runs at on a CPU, and start/add shorthands. Tests written against a kit check one
 invariant for every family without knowing which one it is.
 
@@ -10,9 +10,9 @@ and reads the family's facts from it: its name (what memories record), whether i
 joint, the encoder widths its conditioning must have, the size rule its scene size must keep.
 What a kit adds is the test side only, one `KitRecipe` entry of `KITS` per kit: where its random
 model comes from, how its conditioning is made (tools/scenes.py, unet_scenes.py,
-flux_scenes.py, sd3_scenes.py), its scene size and a longer prompt's length. A new family is
-its module in layermem_core/families/ and one entry here; the invariants parametrised over
-`KIT_NAMES` pick it up.
+flux_scenes.py, sd3_scenes.py, chroma_scenes.py), its scene size and a longer prompt's length.
+A new family is its module in layermem_core/families/ and one entry here; the invariants
+parametrised over `KIT_NAMES` pick it up.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from tools import comfy_host, flux_scenes, scenes, sd3_scenes, unet_scenes
+from tools import chroma_scenes, comfy_host, flux_scenes, scenes, sd3_scenes, unet_scenes
 
 Loader = Callable[[Callable[[str], Any]], Any]  # (load_pixart) -> the kit's shared ModelPatcher
 
@@ -72,6 +72,10 @@ KITS: dict[str, KitRecipe] = {
         "sd3", sd3_scenes.SIZE, lambda _: sd3_scenes.model("medium35"),
         lambda kit, seed, tokens: sd3_scenes.cond(seed, tokens=tokens or 16),
         lambda kit: sd3_scenes.cond(2), long_tokens=40),
+    "chroma": KitRecipe(  # FLUX's blocks, no pooled vector, T5 alone
+        "chroma", chroma_scenes.SIZE, lambda _: chroma_scenes.model(),
+        lambda kit, seed, tokens: chroma_scenes.cond(seed, tokens=tokens or 16),
+        lambda kit: chroma_scenes.cond(2), long_tokens=40),
 }
 KIT_NAMES = tuple(KITS)
 
@@ -98,13 +102,13 @@ class FamilyKit:
 
     @property
     def joint(self) -> bool:
-        """Joint attention (text and image tokens in one sequence): FLUX, SD3."""
+        """Joint attention (text and image tokens in one sequence): FLUX, SD3, Chroma."""
         return self.spec.joint_attention
 
     @property
     def joint_blocks(self) -> int:
-        """Routed joint attention calls per model call (SD3: its joint blocks; FLUX: double +
-        single blocks)."""
+        """Routed joint attention calls per model call (SD3: its joint blocks; FLUX and Chroma:
+        double + single blocks)."""
         dm = self.model.model.diffusion_model
         if hasattr(dm, "joint_blocks"):
             return len(dm.joint_blocks)

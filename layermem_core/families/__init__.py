@@ -11,6 +11,7 @@ from typing import Any
 
 from ..errors import LayerMemoryError
 from .base import AttentionRun, Family, ModelDescription
+from .chroma import CHROMA
 from .flux import FLUX
 from .pixart import PIXART
 from .sd3 import SD3
@@ -19,7 +20,7 @@ from .unet import SD15, SDXL
 __all__ = ["AttentionRun", "FAMILIES", "Family", "LEGACY", "ModelDescription", "family_of",
            "get", "loaders", "refusal", "require_size", "supported", "width_name"]
 
-FAMILIES: dict[str, Family] = {f.name: f for f in (PIXART, SD15, SDXL, FLUX, SD3)}
+FAMILIES: dict[str, Family] = {f.name: f for f in (PIXART, SD15, SDXL, FLUX, SD3, CHROMA)}
 LEGACY = PIXART  # the family of memory files written before files recorded one (version 2)
 
 

@@ -1,6 +1,7 @@
 """FLUX.1 dev and schnell (ComfyUI's model_base.Flux with image_model "flux"): the family's facts,
-what it refuses (Fill/Depth/Canny concat inputs, Chroma, Kontext reference latents, a
-guidance-distilled model without guidance) and its owner rule. Its MQD (one routed joint
+what it refuses (Fill/Depth/Canny concat inputs, Kontext reference latents, a
+guidance-distilled model without guidance; Chroma, a model_base.Flux subclass, is its own family:
+chroma.py) and its owner rule. Its MQD (one routed joint
 attention call per block) is `flux_mqd`, imported when a run is made: this module imports no
 ComfyUI at import time.
 
@@ -61,10 +62,7 @@ def _refusal(model: Any) -> tuple[str, str] | None:
     if not _flux_class(inner):
         return None
     if isinstance(inner, mb.Chroma):
-        kind = ("Chroma Radiance (pixel space, no latents)"
-                if type(inner).__name__ == "ChromaRadiance" else "Chroma")
-        return (f"this is a {kind} model; layer memory supports FLUX.1 dev and schnell, not "
-                "Chroma yet", "load a FLUX.1 dev or schnell checkpoint with UNETLoader")
+        return None  # its own family (chroma.py), which refuses Chroma Radiance
     channels = _in_channels(inner)
     if channels != LATENT_CHANNELS:
         return (f"this FLUX model takes {channels} input channels per latent cell (FLUX Fill, "

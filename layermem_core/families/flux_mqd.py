@@ -25,6 +25,12 @@ flash refuses them, so routing through them would be a silent no-op. Calls witho
 bias go to the backend (or to another node's override) unchanged. Everything is built in the
 wrapper (once per run and batch layout), outside the model's forward; nothing is patched but
 the clone's wrappers, and nothing global.
+
+The wrapper and the override are shared by every joint-attention model (FLUX, Chroma:
+chroma_mqd.py, SD3: sd3_mqd.py); what differs is four small hooks: `routed_bias` (which
+attention call is a routed joint call), `deliver` (how the bias reaches the blocks: FLUX's
+`attention_mask` kwarg, or the override alone), `check_reached` (SD3 refuses a routed model call
+that reached no joint call) and `kernel` (the module's `sdpa`, which tests watch).
 """
 from __future__ import annotations
 
@@ -61,7 +67,8 @@ class FluxMQDRun:
             torch.tensor(self.prompt_owner, dtype=torch.long),
             torch.tensor(lengths, dtype=torch.long))
         self._cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
-        self._bias_shape: tuple | None = None  # the routed call in progress (None: none)
+        self._bias: torch.Tensor | None = None  # [B, 1, S, S] of the routed call in progress
+        self._routed = 0  # joint attention calls routed in the model call in progress
         self._theirs = None  # another node's attention override, for the calls not routed here
         self._warned_mask = False
 
@@ -116,20 +123,49 @@ class FluxMQDRun:
         return torch.cat([routed if r else own[b:b + 1] for b, r in enumerate(rows)]), bias
 
     def attention(self, func, *args, **kwargs):
-        """optimized_attention_override: the run's routed calls on torch SDPA with the bias,
-        every other call to the backend (or the override another node set)."""
-        mask = kwargs.get("mask")
-        if self._bias_shape is None or mask is None or tuple(mask.shape) != self._bias_shape:
+        """optimized_attention_override: the run's routed joint calls on torch SDPA with the
+        bias, every other call to the backend (or the override another node set)."""
+        bias = self.routed_bias(args, kwargs)
+        if bias is None:
             return self._theirs(func, *args, **kwargs) if self._theirs else func(*args, **kwargs)
-        q, k, v, heads = args[:4]
+        self._routed += 1
+        q, k, v, heads = args[0], args[1], args[2], (args[3] if len(args) > 3 else kwargs["heads"])
         if not kwargs.get("skip_reshape", False):
             b, s, inner = q.shape
             q, k, v = (t.view(b, -1, heads, inner // heads).transpose(1, 2) for t in (q, k, v))
-        out = sdpa(q, k, v, mask.to(q.dtype))
+        out = self.kernel(q, k, v, bias.to(q.dtype))
         if kwargs.get("skip_output_reshape", False):
             return out
         b, h, s, d = out.shape
         return out.transpose(1, 2).reshape(b, s, h * d)
+
+    # The hooks a joint-attention model's run sets (SD3MQDRun: sd3_mqd.py).
+
+    def routed_bias(self, args: tuple, kwargs: dict) -> torch.Tensor | None:
+        """The bias of this attention call when it is one of the routed model call's joint calls,
+        else None. FLUX hands the bias to every block as the call's mask."""
+        mask = kwargs.get("mask")
+        if self._bias is None or mask is None or tuple(mask.shape) != tuple(self._bias.shape):
+            return None
+        return mask
+
+    def deliver(self, bias: torch.Tensor, kwargs: dict) -> dict:
+        """The model call's kwargs carrying `bias` to the blocks: FLUX's `attention_mask`."""
+        if kwargs.get("attention_mask") is not None and not self._warned_mask:
+            self._warned_mask = True
+            log.warning("[layer memory] MQD replaces the %s attention mask another node set "
+                        "for this run's conditional calls; set use_mqd off to keep it.",
+                        self.MODEL_LABEL)
+        return dict(kwargs, attention_mask=bias)
+
+    def check_reached(self, routed: int) -> None:
+        """After a routed model call that made `routed` joint calls on the override: FLUX's
+        blocks always pass the mask, so nothing to check (SD3 refuses a silent no-op)."""
+
+    def kernel(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               bias: torch.Tensor) -> torch.Tensor:
+        """This module's `sdpa` (a subclass calls its own module's, so a test can watch it)."""
+        return sdpa(q, k, v, bias)
 
     def install(self, patcher) -> list:
         """Set the run's APPLY_MODEL wrapper on `patcher` (a clone the caller owns); no object
@@ -159,18 +195,17 @@ class FluxMQDRun:
         image_tokens = (-(-x.shape[-2] // patch)) * (-(-x.shape[-1] // patch))
         context, bias = self._routed_call(tuple(rows), c_crossattn.to(x.device, dtype),
                                           image_tokens)
-        if kwargs.get("attention_mask") is not None and not self._warned_mask:
-            self._warned_mask = True
-            log.warning("[layer memory] MQD replaces the FLUX attention mask another node set "
-                        "for this run's conditional calls; set use_mqd off to keep it.")
-        kwargs["attention_mask"] = bias
+        kwargs = self.deliver(bias, kwargs)
         options = dict(transformer_options)
         options[OVERRIDE] = self.attention
-        self._bias_shape = tuple(bias.shape)
+        self._bias, self._routed = bias, 0
         try:
-            return executor(x, t, c_concat, context, control, options, **kwargs)
+            out = executor(x, t, c_concat, context, control, options, **kwargs)
+            routed = self._routed
         finally:
-            self._bias_shape = None
+            self._bias = None
+        self.check_reached(routed)
+        return out
 
 
 def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:

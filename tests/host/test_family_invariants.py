@@ -1,6 +1,6 @@
 """The method's invariants, once for every model kind: PixArt-alpha, PixArt-Sigma, SD 1.5, SDXL
-(issue 11), FLUX.1 dev and SD3.5 Medium (issue 21). Small random models through ComfyUI's own
-classes (tools/family_kits.py).
+(issue 11), FLUX.1 dev, SD3.5 Medium and Chroma (issue 21). Small random models through
+ComfyUI's own classes (tools/family_kits.py).
 
 - BCG: outside the mask every model input and the final latent are bit-identical to the layer
   below, for every sampler family (first order, second order, multistep, predictor-corrector,
@@ -92,7 +92,8 @@ def test_each_layer_follows_the_one_below(stack):
 
 def test_mqd_gives_each_group_its_own_stock_attention_at_every_level(host, kit, stack):
     if kit.joint:
-        pytest.skip("cross-attention invariant; joint attention (FLUX, SD3) has its own below")
+        pytest.skip("cross-attention invariant; joint attention (FLUX, SD3, Chroma) has its own "
+                    "below")
     layers = stack[-1].layers
     negative = layers[-1].negative.embedding  # the run samples with the newest layer's
     calls = routed_calls(host, kit, layers, negative)

@@ -173,6 +173,8 @@ def _flux_inputs(kit, context: torch.Tensor, seed: int) -> tuple[torch.Tensor, d
     x = torch.randn(2, 16, latent, latent, generator=g)
     if getattr(kit, "family", "flux") == "sd3":  # pooled CLIP-L + CLIP-G, no guidance
         return x, {"y": torch.randn(2, 2048, generator=g)}
+    if getattr(kit, "family", "flux") == "chroma":  # no pooled vector; ComfyUI's guidance 0
+        return x, {"guidance": torch.zeros(2)}
     extra = {"y": torch.randn(2, 768, generator=g), "guidance": torch.full((2,), 3.5)}
     return x, extra
 

@@ -112,7 +112,7 @@ def test_sdxl_needs_pooled_output_and_gives_it_back():
 
 def test_pixart_conditioning_has_no_pooled_output():
     c = Conditioning.from_comfy([[torch.zeros(1, 2, 4096), {}]], "positive", families.get("pixart"))
-    assert c.pooled is None and c.to_comfy()[0][1] == {}
+    assert c.pooled is None and c.to_comfy()[0][1] == {"pooled_output": None}
 
 
 def test_level_grid_without_activations_shape():
