@@ -130,3 +130,23 @@ def test_another_familys_memory_is_refused(host, two_layers, no_sampling):
     bg, _ = two_layers
     refused(host, host.layer_ops.add_layer, bg, fs.model(), fs.cond(3),
             scenes.box_mask(SIZE, *BOX), seed=3, match="Qwen-Image", input_name="model")
+
+
+def test_text_id_patch_is_live_in_a_sampled_run_and_gone_after(host, two_layers):
+    """AddLayer's routed calls go through the restarted text ids (ComfyUI loads the clone's
+    object patch), and the shared model's pe_embedder is its own again after the run."""
+    bg, _ = two_layers
+    mqd = host.qwen_image_mqd
+    seen = []
+    forward = mqd.RestartedTextIds.forward
+
+    def watch(self, ids):
+        seen.append(self._run[0].rope_layout is not None)
+        return forward(self, ids)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(mqd.RestartedTextIds, "forward", watch)
+        host.layer_ops.add_layer(bg, qs.model(), qs.cond(6), scenes.box_mask(SIZE, *BOX), seed=6)
+    assert any(seen), "no routed call went through the text-id patch"
+    pe = qs.model().model.diffusion_model.pe_embedder
+    assert not isinstance(pe, mqd.RestartedTextIds)
