@@ -53,7 +53,8 @@ def run(model, schedule: Schedule, positive: Conditioning, negative: Conditionin
         noise = noise[..., top:top + h, left:left + w].contiguous()
         latent = torch.zeros_like(noise)
     sampler = comfy.samplers.sampler_object(schedule.sampler_name)
-    callback = latent_preview.prepare_callback(patcher, len(sigmas) - 1)
+    callback = time_axis.preview_callback(
+        model, latent_preview.prepare_callback(patcher, len(sigmas) - 1))
     try:
         guider.sample(noise, latent, sampler, sigmas, callback=callback,
                       disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)

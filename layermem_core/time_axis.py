@@ -53,6 +53,18 @@ def wrapper(executor, x, t, c_concat=None, c_crossattn=None, control=None,
     return out.squeeze(2)
 
 
+def preview_callback(model: Any, callback: Any) -> Any:
+    """ComfyUI's preview callback, given 5-D latents where the model's format has a time axis
+    (a video previewer such as Wan's TAE decodes [B, C, T, h, w])."""
+    if callback is None or not has_time_axis(model):
+        return callback
+
+    def shaped(step, x0, x, total_steps):
+        return callback(step, model_shaped(model, x0), model_shaped(model, x), total_steps)
+
+    return shaped
+
+
 class TimeAxisPatch:
     """The wrapper as a run patch (`install(patcher) -> keys`, like MQD's)."""
 

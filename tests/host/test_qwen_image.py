@@ -150,3 +150,12 @@ def test_text_id_patch_is_live_in_a_sampled_run_and_gone_after(host, two_layers)
     assert any(seen), "no routed call went through the text-id patch"
     pe = qs.model().model.diffusion_model.pe_embedder
     assert not isinstance(pe, mqd.RestartedTextIds)
+
+
+def test_previews_get_5d_latents(host):
+    """ComfyUI's preview callback sees the model's own shape (a video TAE decodes 5-D)."""
+    got = []
+    callback = host.time_axis.preview_callback(qs.model(), lambda *a: got.append(a))
+    callback(0, torch.zeros(1, 16, LATENT, LATENT), torch.ones(1, 16, LATENT, LATENT), 2)
+    assert [t.shape for t in got[0][1:3]] == [(1, 16, 1, LATENT, LATENT)] * 2
+    assert host.time_axis.preview_callback(fs.model(), print) is print  # a 2-D format: as is
