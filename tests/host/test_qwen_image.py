@@ -159,3 +159,10 @@ def test_previews_get_5d_latents(host):
     callback(0, torch.zeros(1, 16, LATENT, LATENT), torch.ones(1, 16, LATENT, LATENT), 2)
     assert [t.shape for t in got[0][1:3]] == [(1, 16, 1, LATENT, LATENT)] * 2
     assert host.time_axis.preview_callback(fs.model(), print) is print  # a 2-D format: as is
+
+
+def test_around_the_mask_is_refused(host, two_layers, no_sampling):
+    bg, _ = two_layers
+    refused(host, host.layer_ops.add_layer, bg, qs.model(), qs.cond(3),
+            scenes.box_mask(SIZE, *BOX), seed=3, compute="around the mask", match="RoPE",
+            input_name="compute")
