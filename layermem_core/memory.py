@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from . import families
 from .conditioning import Conditioning
 from .errors import LayerMemoryError
 from .trajectory import Trajectory, storage_bytes
@@ -111,6 +112,9 @@ class LayerMemory:
         """The composite after layer `index` as a ComfyUI LATENT (the model's
         process_latent_out)."""
         final = self.layers[index].trajectory.final
+        latent_out = families.get(self.fingerprint.family).latent_out
+        if latent_out is not None:  # a format beyond scale and shift (Qwen-Image's 5-D Wan 2.1)
+            return {"samples": latent_out(final[None])}
         return {"samples": final[None] / self.latent_scale + self.latent_shift}
 
     def with_layer(self, layer: Layer) -> LayerMemory:

@@ -13,7 +13,7 @@ import comfy.sample
 import comfy.samplers
 import torch
 
-from . import checks, families, limits, model_checks, verb_toolkit
+from . import checks, families, limits, model_checks, time_axis, verb_toolkit
 from .conditioning import Conditioning
 from .errors import LayerMemoryError
 from .families import Family
@@ -138,7 +138,7 @@ def memory_from_latent(model, latent: torch.Tensor, positive, negative, steps: i
                        name: str = "picture") -> LayerMemory:
     """A one-layer memory whose background is `latent` ([1, C, h, w], ComfyUI's user latent
     space)."""
-    _, h, w = (int(v) for v in latent.shape[1:])
+    _, h, w = (int(v) for v in time_axis.squeeze(latent).shape[1:])
     family, pos, neg = _check_start(model, positive, negative, w * 8, h * 8, steps, cfg,
                                     sampler_name, scheduler, name)
     return _build(model, family, latent, pos, neg, steps, cfg, sampler_name, scheduler, seed, name)
@@ -153,16 +153,20 @@ def _build(model, family: Family, latent: torch.Tensor, pos: Conditioning, neg: 
            steps: int, cfg: float, sampler_name: str, scheduler: str, seed: int,
            name: str) -> LayerMemory:
     """The memory of a checked picture latent: its trajectory on the memory's schedule."""
+    latent = time_axis.squeeze(latent)  # Qwen-Image's [1, C, 1, h, w]: one frame
     c, h, w = (int(v) for v in latent.shape[1:])
     fp = model_checks.fingerprint(model, family)
     if c != fp.latent_channels:
         raise _channels_refused(c, fp.latent_channels)
-    picture = model.model.process_latent_in(latent.to(torch.float32)).to("cpu", torch.float32)
+    picture = time_axis.squeeze(model.model.process_latent_in(
+        time_axis.model_shaped(model, latent.to(torch.float32)))).to("cpu", torch.float32)
     schedule = make_schedule(model, sampler_name, scheduler, steps, cfg)
     patcher = model.clone()
     run = _PictureRun(picture)
     patcher.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.SAMPLER_SAMPLE, WRAPPER_KEY,
                                  run)
+    for patch in time_axis.patches_for(model):
+        patch.install(patcher)
     guider = comfy.samplers.CFGGuider(patcher)
     guider.set_conds(pos.to_comfy(), neg.to_comfy())
     guider.set_cfg(schedule.cfg)

@@ -10,7 +10,7 @@ import comfy.utils
 import latent_preview
 import torch
 
-from . import bcg
+from . import bcg, time_axis
 from .conditioning import Conditioning
 from .families import AttentionRun
 from .memory import Schedule
@@ -40,7 +40,7 @@ def run(model, schedule: Schedule, positive: Conditioning, negative: Conditionin
     patcher = model.clone()
     wrapper = bcg.install(patcher, spec)
     patched_keys = mqd_run.install(patcher) if mqd_run is not None else []
-    for patch in patches:
+    for patch in (*time_axis.patches_for(model), *patches):  # the time axis: Qwen-Image
         patched_keys += patch.install(patcher)
     sigmas = schedule.sigmas[spec.start_step:].clone()
     guider = comfy.samplers.CFGGuider(patcher)
@@ -53,7 +53,8 @@ def run(model, schedule: Schedule, positive: Conditioning, negative: Conditionin
         noise = noise[..., top:top + h, left:left + w].contiguous()
         latent = torch.zeros_like(noise)
     sampler = comfy.samplers.sampler_object(schedule.sampler_name)
-    callback = latent_preview.prepare_callback(patcher, len(sigmas) - 1)
+    callback = time_axis.preview_callback(
+        model, latent_preview.prepare_callback(patcher, len(sigmas) - 1))
     try:
         guider.sample(noise, latent, sampler, sigmas, callback=callback,
                       disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)

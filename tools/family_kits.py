@@ -1,18 +1,18 @@
 """One interface over the model kinds the shared invariants run on (issues 11, 20, 21).
 
 A `FamilyKit` is a small random model of one kind (PixArt-alpha, PixArt-Sigma, SD 1.5, SDXL,
-FLUX.1 dev, SD3.5 Medium, Chroma) with conditioning shaped as that kind's text encoder gives it, the
-scene size it runs at on a CPU, and start/add shorthands. Tests written against a kit check one
-invariant for every family without knowing which one it is.
+FLUX.1 dev, SD3.5 Medium, Chroma, Qwen-Image) with conditioning shaped as that kind's text encoder
+gives it, the scene size it runs at on a CPU, and start/add shorthands. Tests written against a kit
+check one invariant for every family without knowing which one it is.
 
 Each kit holds its family's `Family` (layermem_core/families, as the booted ComfyUI loaded it)
 and reads the family's facts from it: its name (what memories record), whether its attention is
 joint, the encoder widths its conditioning must have, the size rule its scene size must keep.
 What a kit adds is the test side only, one `KitRecipe` entry of `KITS` per kit: where its random
 model comes from, how its conditioning is made (tools/scenes.py, unet_scenes.py,
-flux_scenes.py, sd3_scenes.py, chroma_scenes.py), its scene size and a longer prompt's length.
-A new family is its module in layermem_core/families/ and one entry here; the invariants
-parametrised over `KIT_NAMES` pick it up.
+flux_scenes.py, sd3_scenes.py, chroma_scenes.py, qwen_scenes.py), its scene size and a longer
+prompt's length. A new family is its module in layermem_core/families/ and one entry here; the
+invariants parametrised over `KIT_NAMES` pick it up.
 """
 
 from __future__ import annotations
@@ -23,7 +23,15 @@ from typing import Any
 
 import torch
 
-from tools import chroma_scenes, comfy_host, flux_scenes, scenes, sd3_scenes, unet_scenes
+from tools import (
+    chroma_scenes,
+    comfy_host,
+    flux_scenes,
+    qwen_scenes,
+    scenes,
+    sd3_scenes,
+    unet_scenes,
+)
 
 Loader = Callable[[Callable[[str], Any]], Any]  # (load_pixart) -> the kit's shared ModelPatcher
 
@@ -76,6 +84,10 @@ KITS: dict[str, KitRecipe] = {
         "chroma", chroma_scenes.SIZE, lambda _: chroma_scenes.model(),
         lambda kit, seed, tokens: chroma_scenes.cond(seed, tokens=tokens or 16),
         lambda kit: chroma_scenes.cond(2), long_tokens=40),
+    "qwen_image": KitRecipe(  # 5-D Wan 2.1 latents, text-first joint attention, text RoPE
+        "qwen_image", qwen_scenes.SIZE, lambda _: qwen_scenes.model(),
+        lambda kit, seed, tokens: qwen_scenes.cond(seed, tokens=tokens or 12),
+        lambda kit: qwen_scenes.cond(2), long_tokens=30),
 }
 KIT_NAMES = tuple(KITS)
 
@@ -102,7 +114,7 @@ class FamilyKit:
 
     @property
     def joint(self) -> bool:
-        """Joint attention (text and image tokens in one sequence): FLUX, SD3, Chroma."""
+        """Joint attention (text and image tokens in one sequence): FLUX, SD3, Chroma, Qwen."""
         return self.spec.joint_attention
 
     @property
@@ -112,6 +124,8 @@ class FamilyKit:
         dm = self.model.model.diffusion_model
         if hasattr(dm, "joint_blocks"):
             return len(dm.joint_blocks)
+        if hasattr(dm, "transformer_blocks"):  # Qwen-Image
+            return len(dm.transformer_blocks)
         return len(dm.double_blocks) + len(dm.single_blocks)
 
     @property

@@ -14,13 +14,15 @@ from .base import AttentionRun, Family, ModelDescription
 from .chroma import CHROMA
 from .flux import FLUX
 from .pixart import PIXART
+from .qwen_image import QWEN_IMAGE
 from .sd3 import SD3
 from .unet import SD15, SDXL
 
 __all__ = ["AttentionRun", "FAMILIES", "Family", "LEGACY", "ModelDescription", "family_of",
            "get", "loaders", "refusal", "require_size", "supported", "width_name"]
 
-FAMILIES: dict[str, Family] = {f.name: f for f in (PIXART, SD15, SDXL, FLUX, SD3, CHROMA)}
+FAMILIES: dict[str, Family] = {f.name: f for f in (PIXART, SD15, SDXL, FLUX, SD3, CHROMA,
+                                                   QWEN_IMAGE)}
 LEGACY = PIXART  # the family of memory files written before files recorded one (version 2)
 
 

@@ -94,6 +94,10 @@ class Family:
     # text and image tokens attend in one sequence (FLUX's double blocks), so MQD routes a joint
     # attention; False: the image attends to the text through a cross-attention (PixArt, UNets)
     joint_attention: bool = False
+    # the model's LATENT from a stored latent [1, C, h, w] when its format is more than a scale
+    # and a shift (Qwen-Image: the time axis back and Wan 2.1's per-channel mean and std); None:
+    # `internal / latent_scale + latent_shift`, as the memory records them
+    latent_out: Callable[[Any], Any] | None = None
 
     @property
     def patch_cells(self) -> int:

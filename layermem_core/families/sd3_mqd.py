@@ -61,10 +61,11 @@ class SD3MQDRun(FluxMQDRun):
         """Never a silent no-op: a routed call in which no joint call reached the override."""
         if routed == 0:
             raise LayerMemoryError(
-                "model", "MQD could not reach SD3's joint attention: no block's attention call "
-                "went through ComfyUI's attention override (another node replaced the MMDiT's "
-                "attention function or its blocks)",
-                "remove the node that replaces SD3's attention, or set use_mqd off")
+                "model", f"MQD could not reach {self.MODEL_LABEL}'s joint attention: no "
+                "block's attention call went through ComfyUI's attention override (another node "
+                "replaced the model's attention function or its blocks)",
+                f"remove the node that replaces {self.MODEL_LABEL}'s attention, or set use_mqd "
+                "off")
 
     def kernel(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                bias: torch.Tensor) -> torch.Tensor:

@@ -171,6 +171,8 @@ def _flux_inputs(kit, context: torch.Tensor, seed: int) -> tuple[torch.Tensor, d
     g = torch.Generator().manual_seed(seed)
     latent = kit.size // 8
     x = torch.randn(2, 16, latent, latent, generator=g)
+    if getattr(kit, "family", "flux") == "qwen_image":  # 5-D Wan 2.1 latents, no pooled vector
+        return x[:, :, None], {}
     if getattr(kit, "family", "flux") == "sd3":  # pooled CLIP-L + CLIP-G, no guidance
         return x, {"y": torch.randn(2, 2048, generator=g)}
     if getattr(kit, "family", "flux") == "chroma":  # no pooled vector; ComfyUI's guidance 0
@@ -187,8 +189,14 @@ def flux_call(kit, model, context: torch.Tensor, seed: int = 1,
     transformer_options = dict(model.model_options.get("transformer_options", {}),
                                cond_or_uncond=[1, 0], **(options or {}))
     transformer_options["wrappers"] = model.wrappers
-    return model.model.apply_model(x, torch.full((2,), 0.7), c_crossattn=context,
-                                   transformer_options=transformer_options, **extra)
+    if model.object_patches:  # Qwen-Image's text-id patch: on the module while the call runs
+        model.patch_model(load_weights=False)
+    try:
+        return model.model.apply_model(x, torch.full((2,), 0.7), c_crossattn=context,
+                                       transformer_options=transformer_options, **extra)
+    finally:
+        if model.object_patches:
+            model.unpatch_model(unpatch_weights=False)
 
 
 @torch.no_grad()
@@ -200,7 +208,9 @@ def joint_calls(host, kit, layers, negative: torch.Tensor,
     clone = kit.model.clone()
     run.install(clone)
     calls: list[JointCall] = []
-    mqd = host.sd3_mqd if getattr(kit, "family", "flux") == "sd3" else host.flux_mqd
+    # Qwen-Image's run is SD3's delivery: its routed calls go through sd3_mqd.sdpa
+    joint_sd3 = getattr(kit, "family", "flux") in ("sd3", "qwen_image")
+    mqd = host.sd3_mqd if joint_sd3 else host.flux_mqd
     original = mqd.sdpa
 
     def record(q, k, v, bias):
