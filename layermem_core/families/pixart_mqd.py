@@ -6,13 +6,14 @@ weight patches (LoRA) and low-VRAM casting apply unchanged.
 
 The routing and the prompts are fixed for a run, so everything that depends only on them is
 computed once, outside the model's forward (and outside any torch.compile region), by the
-APPLY_MODEL wrapper (`MQDRun.prepare`): every block's keys/values of each owning layer's prompt
-and of the run's negative, one key group each, padded to a bucket of `KEY_BUCKET` keys. Per
-model call (`MQDRun.select`) the wrapper picks the chunk layout of the CFG batch (owner_chunks):
-a conditional row's token attends to its owner's keys only, an unconditional row's to the
-negative's, all in one batched SDPA call over chunks of one group each, so the attention's
-FLOPs are the stock ones plus the chunks' padding whatever the height of the stack (issue 22).
-Prompts of layers that own no token (hidden under later layers) get no keys.
+APPLY_MODEL wrapper (`MQDRun.prepare`): every block's keys/values of all layers' prompts,
+side by side and padded to a bucket of `KEY_BUCKET` keys, and an additive bias that is 0 where
+a token's owner's prompt keys are and -inf elsewhere. Per model call (`MQDRun.select`) the
+wrapper picks the layout of the CFG batch: conditional rows attend to the routed keys with
+the bias, in the tokens' own order (no gather, no scatter); in a batched CFG call the
+unconditional rows attend, in a second call without a bias, to their own caption's keys only,
+as stock: they never pay for the routed keys, so their cost does not grow with the stack
+(issue 22). Prompts of layers that own no token (hidden under later layers) get no keys.
 
 The attention call is torch's `scaled_dot_product_attention`, not ComfyUI's
 `optimized_attention`: sage attention ignores masks, flash attention rejects them, and the
@@ -30,13 +31,12 @@ import torch
 import torch.nn.functional as F
 from comfy.ldm.pixart.blocks import MultiHeadCrossAttention
 
-from ..cfg_rows import COND, RowSplit, conditional_rows
-from . import owner_chunks
+from ..cfg_rows import COND, RowSplit, batched, conditional_rows
 from .base import round_up
 from .pixart import layer_owners
 
 WRAPPER_KEY = "layer_memory_mqd"
-KEY_BUCKET = 16  # each group's keys are padded to a multiple of this: same shapes for similar edits
+KEY_BUCKET = 64  # routed keys are padded to a multiple of this: same shapes for similar edits
 STOCK, ROUTED, MIXED = "stock", "routed", "mixed"  # layouts of one model call's batch
 
 
@@ -53,24 +53,20 @@ class MQDRun:
         owning = set(torch.unique(self.token_owner).tolist())
         self.prompt_owner = [o for o in range(len(prompts)) if o in owning]
         self.prompts = [prompts[o] for o in self.prompt_owner]  # raw T5 [1, L, 4096]
-        # key group of each token: the index of its owner in prompt_owner
-        group_of = torch.zeros(max(self.prompt_owner, default=0) + 1, dtype=torch.long)
-        group_of[torch.tensor(self.prompt_owner, dtype=torch.long)] = torch.arange(
-            len(self.prompt_owner))
-        self.token_group = group_of[self.token_owner]
         lengths = [int(p.shape[-2]) for p in self.prompts]
-        if negative is not None:
-            lengths.append(int(negative.shape[-2]))
-        self.key_lengths = lengths  # real keys per group: owning prompts, then the negative
-        self.group_keys = round_up(max(lengths, default=1), KEY_BUCKET)
+        self.routed_keys = round_up(max(sum(lengths), 1), KEY_BUCKET)
+        self.key_owner = torch.full((self.routed_keys,), -1, dtype=torch.long)  # -1: padding
+        if lengths:
+            self.key_owner[:sum(lengths)] = torch.repeat_interleave(
+                torch.tensor(self.prompt_owner), torch.tensor(lengths))
         self.layout = STOCK
-        self.chunks: owner_chunks.ChunkLayout | None = None  # the next call's layout
+        self.bias: torch.Tensor | None = None  # [1, 1, N, routed_keys] for the conditional rows
         self.split: RowSplit | None = None  # MIXED: the conditional and unconditional rows
         self._splits: dict[tuple, RowSplit | None] = {}
-        self._chunks: dict[tuple, owner_chunks.ChunkLayout] = {}
-        # per block, [groups, group_keys, C]: keys and values of each owning prompt, then the
-        # negative's (when the run has one)
-        self.group_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
+        # per block, head-major [1, heads, keys, d] (what SDPA reads): the routed prompts' keys
+        # and values, and the negative's
+        self.routed_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.negative_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._prepared_for: tuple | None = None
 
     @classmethod
@@ -87,18 +83,20 @@ class MQDRun:
         dm = getattr(diffusion_model, "_orig_mod", diffusion_model)  # a torch.compile wrapper
 
         def caption(p: torch.Tensor) -> torch.Tensor:
-            y = dm.y_embedder(p.to(device=device, dtype=dtype)[:, None], False)[:, 0]
-            return owner_chunks.pad_to(y, self.group_keys)
+            return dm.y_embedder(p.to(device=device, dtype=dtype)[:, None], False)[:, 0]
 
-        groups = [*self.prompts] + ([] if self.negative is None else [self.negative])
-        y = torch.cat([caption(p) for p in groups])  # [groups, group_keys, C]
-        self.group_kv = [_group_kv(block.cross_attn, y) for block in dm.blocks]
-        self._chunks.clear()
+        y = torch.cat([caption(p) for p in self.prompts], dim=1)
+        pad = self.routed_keys - y.shape[1]
+        y = torch.cat([y, y.new_zeros(1, pad, y.shape[2])], dim=1) if pad else y
+        self.routed_kv = [_heads_kv(block.cross_attn, y) for block in dm.blocks]
+        self.negative_kv = [] if self.negative is None else \
+            [_heads_kv(block.cross_attn, caption(self.negative)) for block in dm.blocks]
+        self.bias = None
         self._splits.clear()
         self._prepared_for = (device, dtype)
 
     def select(self, cond_or_uncond: list[int], batch: int) -> None:
-        """Set the layout (the rows and the chunk layout) of the next model call."""
+        """Set the layout (and the rows) of the next model call."""
         rows = conditional_rows(cond_or_uncond or [COND], batch)
         if not rows or not any(rows):
             self.layout = STOCK
@@ -108,19 +106,8 @@ class MQDRun:
             self._splits[key] = RowSplit.of(key, self._prepared_for[0])
         self.split = self._splits[key]
         self.layout = ROUTED if self.split is None else MIXED
-        if self.layout == MIXED and self.negative is None:  # the chunks: conditional rows only
-            key = (True,) * sum(rows)
-        self.chunks = self._chunk_layout(key)
-
-    def _chunk_layout(self, rows: tuple[bool, ...]) -> owner_chunks.ChunkLayout:
-        """Conditional rows' tokens to their owner's group, the others to the negative's."""
-        if rows not in self._chunks:
-            device, dtype = self._prepared_for
-            negative = torch.full_like(self.token_group, len(self.prompts))
-            token_group = torch.cat([self.token_group if c else negative for c in rows])
-            self._chunks[rows] = owner_chunks.build(token_group, self.key_lengths,
-                                                    self.group_keys, device, dtype)
-        return self._chunks[rows]
+        if self.bias is None:
+            self.bias = self._make_bias()
 
     def release(self) -> None:
         self.layout = STOCK
@@ -129,6 +116,13 @@ class MQDRun:
         """Patch `patcher` (a clone the caller owns) for this run; the patched keys."""
         return install(patcher, self)
 
+    def _make_bias(self) -> torch.Tensor:
+        """[1, 1, N, routed_keys]: 0 on the keys of a token's owner's prompt, -inf elsewhere."""
+        device, dtype = self._prepared_for
+        routed = self.token_owner[:, None] == self.key_owner[None, :]  # [N, routed_keys]
+        bias = torch.zeros(routed.shape, dtype=dtype).masked_fill_(~routed, float("-inf"))
+        return bias.to(device)[None, None]
+
     def apply_model_wrapper(self, executor, x, t, c_concat=None, c_crossattn=None, control=None,
                             transformer_options={}, **kwargs):  # noqa: B006 (ComfyUI's signature)
         """APPLY_MODEL wrapper: prepare the run once, pick this call's layout, run the model."""
@@ -136,7 +130,7 @@ class MQDRun:
         dtype = base.manual_cast_dtype or base.get_dtype()
         self.prepare(base.diffusion_model, x.device, dtype)
         self.select(transformer_options.get("cond_or_uncond", [COND]), x.shape[0])
-        if self.layout == ROUTED or (self.layout == MIXED and self.negative is not None):
+        if self.layout == ROUTED or (self.layout == MIXED and self.negative_kv):
             # No block reads the captions then: one token of them keeps the model's input shape
             # fixed, so prompts of other lengths re-trace nothing.
             c_crossattn = c_crossattn[:, :1].clone(memory_format=torch.contiguous_format)
@@ -164,25 +158,25 @@ class MQDCrossAttention(MultiHeadCrossAttention):
         if run.layout == STOCK:
             return super().forward(x, cond, mask)
         B, N, C = x.shape
-        q = self.q_linear(x)  # [B, N, C]
-        keys, values = run.group_kv[self.block_index]  # [groups, group_keys, C]
+        q = self.q_linear(x).view(B, N, self.num_heads, -1).transpose(1, 2)  # [B, h, N, d]
+        k, v = run.routed_kv[self.block_index]  # [1, h, routed_keys, d]
         # proj_drop is skipped: PixArt's is Dropout(0) and this path only ever runs inference
-        if run.layout == ROUTED or run.negative is not None:  # every row in one chunked call
-            return self.proj(owner_chunks.attend(q, keys, values, run.chunks, self.num_heads))
-        split = run.split  # no negative given to the run: its rows attend to their captions
-        out_c = owner_chunks.attend(q[split.cond], keys, values, run.chunks, self.num_heads)
-        q_u = q[split.uncond].view(-1, N, self.num_heads, self.head_dim).transpose(1, 2)
-        k_u, v_u = _heads_kv(self, cond.view(B, -1, C)[split.uncond])
-        out_u = F.scaled_dot_product_attention(q_u, k_u, v_u).transpose(1, 2)
-        out = split.merge(out_c, out_u.reshape(-1, N, C))
-        return self.proj(out)
-
-
-def _group_kv(cross_attn, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Keys and values [groups, L, C] of padded captions y [groups, L, C] (once per run)."""
-    g, L, C = y.shape
-    k, v = cross_attn.kv_linear(y).view(g, L, 2, C).unbind(2)
-    return k.contiguous(), v.contiguous()
+        if run.layout == ROUTED:
+            out = F.scaled_dot_product_attention(q, batched(k, B), batched(v, B),
+                                                 attn_mask=run.bias)
+            return self.proj(out.transpose(1, 2).reshape(B, N, C))
+        split = run.split
+        q_c, q_u = q[split.cond], q[split.uncond]
+        n_c, n_u = q_c.shape[0], q_u.shape[0]
+        out_c = F.scaled_dot_product_attention(q_c, batched(k, n_c), batched(v, n_c),
+                                               attn_mask=run.bias)
+        if run.negative_kv:  # the negative's rows: its own keys only, as stock
+            k_u, v_u = (batched(t, n_u) for t in run.negative_kv[self.block_index])
+        else:  # no negative given to the run: the rows' own captions, projected now
+            k_u, v_u = _heads_kv(self, cond.view(B, -1, C)[split.uncond])
+        out_u = F.scaled_dot_product_attention(q_u, k_u, v_u)
+        out = split.merge(out_c.transpose(1, 2), out_u.transpose(1, 2))  # [B, N, h, d]
+        return self.proj(out.reshape(B, N, C))
 
 
 def _heads_kv(cross_attn, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
