@@ -279,5 +279,5 @@ def per_call(work: ops.Workload, full: FullUNet, memory) -> dict:
         out[name] = {"ops": c.ops, "kernel_ops": c.kernel_ops, "flops": c.flops}
     out["attn2_blocks"] = len(work.h.unet_mqd.attn2_blocks(
         full.model.model.diffusion_model))
-    out["group_keys"] = run.group_keys  # keys a token reads: its own group's, padded
+    out["routed_keys"] = run.routed_keys
     return out

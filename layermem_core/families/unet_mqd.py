@@ -12,25 +12,23 @@ Ownership at each resolution level: every layer's latent mask is area-pooled to 
 layer owns its tokens, each older layer keeps what no newer mask covers, the background owns
 the rest.
 
-One attention call per block for the whole CFG batch, whose cost does not grow with the stack
-(issue 22). Every key a row may see is known before the run: each layer's prompt (its owned
-tokens of the conditional rows) and the run's negative prompt (every token of the
-unconditional rows). Each block projects them once per run with its own to_k / to_v (LoRA
-weight patches included), one key group each; per call the tokens are sorted into chunks of one
-group each and one batched SDPA call attends every chunk to its own group's keys
-(owner_chunks): a token computes scores for its owner's keys only, so the FLOPs are the stock
-ones plus the chunks' padding, whatever the number of layers. The model's own context shrinks
-to one token nobody reads. The call is torch's scaled_dot_product_attention whatever attention
-backend the user chose: sage attention ignores masks and flash refuses them, and the padding
-keys of shorter prompts are masked.
+One attention call per block for the conditional rows, with nothing added to the stock one but
+a bias, and one without a bias for the unconditional rows of a batched CFG call. Every key a
+row may see is known before the run: all layers' prompts (conditional rows) and the run's
+negative prompt (unconditional rows). Each block projects them once per run with its own
+to_k / to_v (LoRA weight patches included); per call the conditional rows attend over the
+layers' keys under an additive bias that is 0 on the owner's keys and -inf elsewhere, the
+unconditional rows over the negative's keys only (so their cost does not grow with the stack,
+issue 22), and the model's own context shrinks to one token nobody reads. The
+call is torch's scaled_dot_product_attention whatever attention backend the user chose: sage
+attention ignores masks and flash refuses them, so routing through them would be wrong.
 
 Everything that depends on the run or the call's batch layout (keys, values, every level's
-chunk layout) is built by the run's APPLY_MODEL wrapper, outside the model's forward and so outside
+bias) is built by the run's APPLY_MODEL wrapper, outside the model's forward and so outside
 any torch.compile region (ComfyUI's TorchCompileModel); the patches only read it, with no
 tensor value read on the host. Under torch.compile keys are padded to a multiple of
-`COMPILED_KEY_BUCKET`, and the number of chunks is a bound fixed by the token count and the
-number of layers, so another edit with the same number of layers (other masks, prompts of
-other lengths in the same bucket) gives the same shapes and re-traces nothing.
+`COMPILED_KEY_BUCKET`, so another edit with the same number of layers and prompts of other
+lengths in the same bucket gives the same shapes and re-traces nothing.
 """
 from __future__ import annotations
 
@@ -39,7 +37,7 @@ import logging
 import torch
 import torch.nn.functional as F
 
-from . import owner_chunks
+from ..cfg_rows import batched
 from .unet_mqd_run import COMPILED_KEY_BUCKET, UNetMQDRun, attn2_blocks, level_hw
 
 WRAPPER_KEY = "layer_memory_mqd_unet"
@@ -49,8 +47,8 @@ TORCH_COMPILE_KWARGS = "torch_compile_kwargs"  # set in model_options by TorchCo
 class RoutedAttn2:
     """attn2 replace patch of one transformer block: (q, k, v, extra_options) -> attention.
 
-    Routed calls attend each token to its group's keys and values of this block (projected once
-    per run) in one chunked call (owner_chunks)."""
+    Routed calls attend over the run's keys and values of this block (projected once per run)
+    under the call's bias: the stock attention call plus a bias, nothing per block besides."""
 
     def __init__(self, run: UNetMQDRun, block: tuple):
         self.run = run
@@ -64,14 +62,23 @@ class RoutedAttn2:
                 "so its keys are not routed; call the model through apply_model")
         heads, call = int(extra_options["n_heads"]), run.current
         b, n, inner = q.shape
+        q = q.view(b, n, heads, -1).transpose(1, 2)
         if call is None:  # no conditional row: the stock attention
-            q, k, v = (t.view(b, -1, heads, inner // heads).transpose(1, 2) for t in (q, k, v))
+            k, v = (t.view(b, -1, heads, inner // heads).transpose(1, 2) for t in (k, v))
             return _sdpa(q, k, v, None, extra_options).reshape(b, n, inner)
-        hw = level_hw(extra_options, n, run.latent_hw)
-        layout = run.chunk_layout(hw, call.rows, q.device, q.dtype)
-        keys, values = run.block_kv[self.block]
-        fp32 = extra_options.get("attn_precision") == torch.float32
-        return owner_chunks.attend(q, keys, values, layout, heads, fp32)
+        bias = run.owner_bias(level_hw(extra_options, n, run.latent_hw), q.device, q.dtype)
+        k, v = run.block_kv[self.block]
+        split = call.split
+        if split is None:  # every row conditional
+            out = _sdpa(q, batched(k, b), batched(v, b), bias, extra_options)
+        else:  # conditional rows routed, the negative's rows over its own keys only
+            q_c, q_u = q[split.cond], q[split.uncond]
+            n_c, n_u = q_c.shape[0], q_u.shape[0]
+            k_n, v_n = run.block_negative_kv[self.block]
+            out = split.merge(
+                _sdpa(q_c, batched(k, n_c), batched(v, n_c), bias, extra_options),
+                _sdpa(q_u, batched(k_n, n_u), batched(v_n, n_u), None, extra_options))
+        return out.reshape(b, n, inner)
 
 
 def _sdpa(q, k, v, bias, extra_options: dict) -> torch.Tensor:

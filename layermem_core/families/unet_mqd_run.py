@@ -1,12 +1,12 @@
-"""Per-run state of UNet MQD: ownership per level, the run's keys and values, each call's layout.
+"""Per-run state of UNet MQD: ownership per level, the run's keys and values, each call's bias.
 
-Every key a row may see is known before the run: the prompt of each layer (the conditional
-rows' tokens, by owner) and the run's negative prompt (the unconditional rows' tokens): one key
-group each, padded to one length. Each block projects them once per run with its own to_k /
-to_v (LoRA weight patches included); per level and batch layout the wrapper builds the chunk
-layout (owner_chunks) that sends each token to its group's keys only. Built outside the
-model's forward by the run's APPLY_MODEL wrapper (so outside any torch.compile region);
-unet_mqd's attn2 patches only read it. See unet_mqd for the routing.
+Every key a row may see is known before the run: the prompts of all layers (conditional rows,
+routed by owner, padded to a bucket) and the run's negative prompt (unconditional rows, in a
+call of their own: they never pay for the layers' keys, cfg_rows). Each block projects them
+once per run with its own to_k / to_v (LoRA weight patches included), head-major; per call the
+wrapper only picks the call's rows and the level's bias. Built outside the model's forward by
+the run's APPLY_MODEL wrapper (so outside any torch.compile region); unet_mqd's attn2 patches
+only read it. See unet_mqd for the routing.
 """
 from __future__ import annotations
 
@@ -17,15 +17,15 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..cfg_rows import conditional_rows
+from ..cfg_rows import RowSplit, conditional_rows
 from ..masks import TOKEN_THRESHOLD
-from . import owner_chunks
 from .base import round_up
 
-KEY_BUCKET = 1  # eager: each group's keys padded to the longest prompt only (CLIP: 77 each)
-# Compiled: a multiple of one CLIP chunk, so prompts of other lengths in the same bucket share
-# one shape; padded keys are masked (-inf).
-COMPILED_KEY_BUCKET = 77
+KEY_BUCKET = 8  # eager: keys padded to a multiple of 8 (kernels like an aligned bias)
+# Compiled: a multiple of four CLIP chunks, so a background and a layer of one chunk each share
+# one shape with other prompts of that size; padded keys are masked (-inf).
+COMPILED_KEY_BUCKET = 4 * 77
+PADDING = -1  # the owner of a padding key
 
 
 def token_owners(latent_masks: list[torch.Tensor], hw: tuple[int, int]) -> torch.Tensor:
@@ -45,7 +45,8 @@ def token_owners(latent_masks: list[torch.Tensor], hw: tuple[int, int]) -> torch
 class CallLayout:
     """One model call's batch: its conditional rows (built outside the model)."""
 
-    rows: tuple[bool, ...]  # conditional per batch row (its tokens go to their owners' keys)
+    rows: tuple[bool, ...]  # conditional per batch row
+    split: RowSplit | None = None  # both kinds of rows: one attention call per kind
 
 
 class UNetMQDRun:
@@ -59,30 +60,19 @@ class UNetMQDRun:
         self.latent_hw = tuple(latent_masks[0].shape) if latent_masks else (0, 0)
         self.prompts = prompts  # [1, L_i, D] per owner; background first
         self.negative = negative  # [1, L, D]: the unconditional rows' prompt in this run
+        lengths = [int(p.shape[1]) for p in prompts]
+        self._real_owner = torch.repeat_interleave(torch.arange(len(prompts)),
+                                                   torch.tensor(lengths))
         self.key_bucket = KEY_BUCKET
         self.current: CallLayout | None = None  # the routed call in progress (None: stock)
         self.active = False  # inside `routing`: the patches may read `current`
-        # per block, [groups, keys, heads*d]: each layer's prompt (group = owner) and then the
-        # negative's (group NEGATIVE), each zero-padded to `group_keys`
+        # per block, head-major [1, heads, keys, d]: the layers' prompts (routed, padded) and the
+        # negative's (its own length: its rows attend without a bias)
         self.block_kv: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.block_negative_kv: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         self._prepared_for: tuple | None = None
-        self._chunks: dict[tuple, owner_chunks.ChunkLayout] = {}
+        self._bias: dict[tuple, torch.Tensor] = {}
         self._layouts: dict[tuple, CallLayout] = {}
-
-    @property
-    def negative_group(self) -> int:
-        """The key group of the unconditional rows (after one group per layer)."""
-        return len(self.prompts)
-
-    @property
-    def key_lengths(self) -> list[int]:
-        """Real keys per group: each layer's prompt, then the negative."""
-        return [int(p.shape[1]) for p in self.prompts] + [int(self.negative.shape[1])]
-
-    @property
-    def group_keys(self) -> int:
-        """Keys per group: the longest prompt, padded to the bucket."""
-        return round_up(max(self.key_lengths), self.key_bucket)
 
     @classmethod
     def for_layers(cls, layers) -> UNetMQDRun:
@@ -97,29 +87,36 @@ class UNetMQDRun:
 
         return install(patcher, self)
 
+    @property
+    def routed_keys(self) -> int:
+        """The layers' prompt keys of the run, padded to the bucket."""
+        return round_up(int(self._real_owner.numel()), self.key_bucket)
+
+    @property
+    def key_owner(self) -> torch.Tensor:
+        """Owner per routed key: a layer's index, or PADDING."""
+        pad = self.routed_keys - int(self._real_owner.numel())
+        return F.pad(self._real_owner, (0, pad), value=PADDING)
+
     def use_key_bucket(self, bucket: int) -> None:
         """Pad keys to a multiple of `bucket` from now on (drops what was built for another)."""
         if bucket != self.key_bucket:
             self.key_bucket = bucket
             self.block_kv.clear()
+            self.block_negative_kv.clear()
             self._prepared_for = None
-            self._chunks.clear()
+            self._bias.clear()
             self._layouts.clear()
 
-    def chunk_layout(self, hw: tuple[int, int], rows: tuple[bool, ...], device,
-                     dtype) -> owner_chunks.ChunkLayout:
-        """The call's chunk layout at an (h, w) level: the conditional rows' tokens go to their
-        owner's group, the unconditional rows' to the negative's; once per run, level and
-        batch layout."""
-        key = (hw, rows, str(device), dtype)
-        layout = self._chunks.get(key)
-        if layout is None:
-            owners = token_owners(self.latent_masks, hw)
-            negative = torch.full_like(owners, self.negative_group)
-            token_group = torch.cat([owners if cond else negative for cond in rows])
-            layout = self._chunks[key] = owner_chunks.build(
-                token_group, self.key_lengths, self.group_keys, device, dtype)
-        return layout
+    def owner_bias(self, hw: tuple[int, int], device, dtype) -> torch.Tensor:
+        """[1, 1, h*w, routed_keys] for conditional rows: 0 on the token's owner's keys, -inf
+        elsewhere; built once per run and level."""
+        key = (hw, str(device), dtype)
+        bias = self._bias.get(key)
+        if bias is None:
+            allowed = token_owners(self.latent_masks, hw)[:, None] == self.key_owner[None, :]
+            bias = self._bias[key] = _bias(allowed, device, dtype)[None, None]
+        return bias
 
     def call_layout(self, cond_or_uncond, batch: int, device) -> CallLayout | None:
         """The routing of a call with this batch; None when no row is conditional or the batch
@@ -129,24 +126,27 @@ class UNetMQDRun:
             return None
         key = tuple(rows)
         if key not in self._layouts:
-            self._layouts[key] = CallLayout(key)
+            self._layouts[key] = CallLayout(key, RowSplit.of(key, device))
         return self._layouts[key]
 
     def prepare(self, diffusion_model, call: CallLayout, latent_hw, device, dtype) -> None:
-        """Every block's keys and values (once per run) and the call's chunk layout at every
-        level of the UNet: all outside the model's forward."""
+        """Every block's keys and values (once per run) and the call's bias at every level of
+        the UNet: all outside the model's forward."""
         dm = getattr(diffusion_model, "_orig_mod", diffusion_model)  # a torch.compile wrapper
         if self._prepared_for != (str(device), dtype):
-            keys = self.group_keys
-            groups = torch.cat([owner_chunks.pad_to(p.to(device=device, dtype=dtype), keys)
-                                for p in [*self.prompts, self.negative]])  # [groups, keys, D]
+            context = torch.cat([p.to(device=device, dtype=dtype) for p in self.prompts], dim=1)
+            context = pad_keys(context, self.routed_keys)
+            negative = self.negative.to(device=device, dtype=dtype)
             for block, path in attn2_blocks(dm):
                 attn2 = dm.get_submodule(path.split(".", 1)[1])
-                self.block_kv[block] = (attn2.to_k(groups), attn2.to_v(groups))
+                self.block_kv[block] = tuple(_heads(t, attn2.heads) for t in
+                                             (attn2.to_k(context), attn2.to_v(context)))
+                self.block_negative_kv[block] = tuple(
+                    _heads(t, attn2.heads) for t in (attn2.to_k(negative), attn2.to_v(negative)))
             self._prepared_for = (str(device), dtype)
         h, w = latent_hw
         for _ in range(len(getattr(dm, "channel_mult", ())) or 4):
-            self.chunk_layout((h, w), call.rows, device, dtype)
+            self.owner_bias((h, w), device, dtype)
             h, w = (h + 1) // 2, (w + 1) // 2  # the UNet's stride-2 convolutions round up
 
     @contextlib.contextmanager
@@ -175,6 +175,15 @@ class UNetMQDRun:
             return executor(x, t, c_concat, context, control, transformer_options, **kwargs)
 
 
+def _bias(allowed: torch.Tensor, device, dtype) -> torch.Tensor:
+    return torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, float("-inf")).to(device)
+
+
+def _heads(t: torch.Tensor, heads: int) -> torch.Tensor:
+    """[1, L, heads*d] -> [1, heads, L, d], contiguous (what SDPA reads)."""
+    return t.view(t.shape[0], t.shape[1], heads, -1).transpose(1, 2).contiguous()
+
+
 def level_hw(extra_options: dict, tokens: int, latent_hw: tuple[int, int]) -> tuple[int, int]:
     """The level's grid: from activations_shape, else the latent grid downsampled until it fits."""
     shape = extra_options.get("activations_shape")
@@ -188,6 +197,11 @@ def level_hw(extra_options: dict, tokens: int, latent_hw: tuple[int, int]) -> tu
     raise RuntimeError(
         f"cannot tell the attention level's grid for {tokens} tokens (activations_shape {shape})"
     )
+
+
+def pad_keys(t: torch.Tensor, length: int) -> torch.Tensor:
+    """[B, L, C] zero-padded to `length` keys (the bias hides the padding)."""
+    return F.pad(t, (0, 0, 0, length - t.shape[1])) if t.shape[1] < length else t
 
 
 def attn2_blocks(diffusion_model) -> list[tuple[tuple[str, int, int], str]]:

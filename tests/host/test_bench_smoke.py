@@ -135,8 +135,9 @@ def test_sdxl_counts_composed(smoke):
     assert counts[f"add_layer_{top}"]["mqd_calls"] == steps
     assert counts["delete_layer"]["model_calls"] < steps + 1
     one = counts["full_unet_per_call"]
-    # a token reads its own group's keys only: one CLIP chunk, whatever the number of layers
-    assert one["attn2_blocks"] == 70 and one["group_keys"] == 77
+    # every layer's prompt (the negative's keys are apart), padded to 8
+    assert one["attn2_blocks"] == 70 and one["routed_keys"] > 77 * (top + 1)
+    assert one["routed_keys"] % 8 == 0
     # MQD's later calls reuse the keys/values its first call projected; both see more keys
     # (against stock either way: the conditional row sees every layer's keys, but the model's
     # own context shrinks to one token and the negative's row sees its own keys only)

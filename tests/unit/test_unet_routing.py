@@ -7,7 +7,6 @@ from layermem_core import families, masks
 from layermem_core.cfg_rows import conditional_rows
 from layermem_core.conditioning import Conditioning
 from layermem_core.errors import LayerMemoryError
-from layermem_core.families import owner_chunks
 from layermem_core.families.unet_mqd_run import UNetMQDRun, token_owners
 
 SDXL = families.get("sdxl")
@@ -49,51 +48,31 @@ def test_odd_levels_pool_by_area():
     assert token_owners([m], (7, 7)).eq(1).all()
 
 
-def test_each_token_attends_to_its_groups_keys_only():
-    """The chunked call equals, token by token, attention over the token's group's real keys."""
+def test_bias_routes_each_token_to_its_owners_keys_only():
     a = _box(8, 8, 0, 4, 0, 8)
-    g = torch.Generator().manual_seed(0)
-    prompts = [torch.randn(1, 3, 8, generator=g), torch.randn(1, 5, 8, generator=g)]
-    run = UNetMQDRun([a], prompts, torch.randn(1, 2, 8, generator=g))
-    assert run.key_lengths == [3, 5, 2] and run.group_keys == 5
-    rows = (False, True)  # [negative, positive]
-    layout = run.chunk_layout((8, 8), rows, "cpu", torch.float32)
-    assert layout.key_bias is not None and layout.key_bias.shape[-1] == 5
-    keys = torch.cat([owner_chunks.pad_to(t, 5) for t in [*prompts, run.negative]])
-    values = torch.randn(keys.shape, generator=g)
-    q = torch.randn(2, 64, 8, generator=g)
-    out = owner_chunks.attend(q, keys, values, layout, heads=2)
-    owners = token_owners([a], (8, 8))
-    lengths = run.key_lengths
-    for row, cond in enumerate(rows):
-        for t in range(64):
-            group = int(owners[t]) if cond else run.negative_group
-            k, v = keys[group, :lengths[group]], values[group, :lengths[group]]
-            qh, kh, vh = (x.view(x.shape[0], 2, 4).transpose(0, 1) for x in (q[row, t:t + 1], k, v))
-            ref = torch.softmax(qh @ kh.transpose(1, 2) / 2.0, -1) @ vh
-            assert torch.allclose(out[row, t], ref.transpose(0, 1).reshape(-1), atol=1e-5)
+    run = UNetMQDRun([a], [torch.zeros(1, 3, 4), torch.zeros(1, 5, 4)], torch.zeros(1, 2, 4))
+    assert run.routed_keys == 8  # 3 + 5 prompt keys, padded to 8; the negative's are apart
+    bias = run.owner_bias((8, 8), "cpu", torch.float32)
+    assert bias.shape == (1, 1, 64, 8)
+    top, bottom = bias[0, 0, :32], bias[0, 0, 32:]
+    assert top[:, 3:8].eq(0).all() and top[:, :3].eq(float("-inf")).all()
+    assert bottom[:, :3].eq(0).all() and bottom[:, 3:].eq(float("-inf")).all()
+    padded = UNetMQDRun([a], [torch.zeros(1, 3, 4), torch.zeros(1, 6, 4)], torch.zeros(1, 2, 4))
+    assert padded.routed_keys == 16
+    assert padded.owner_bias((8, 8), "cpu", torch.float32)[..., 9:].eq(float("-inf")).all(), \
+        "padding keys are never routed"
 
 
-def test_chunk_count_is_fixed_by_tokens_and_groups_not_masks():
-    """Another mask with as many layers gives the same shapes (no re-trace under compile)."""
-    prompts = [torch.zeros(1, 77, 4)] * 3
-    masks_a = [_box(16, 16, 0, 4, 0, 4), _box(16, 16, 4, 16, 0, 16)]
-    masks_b = [_box(16, 16, 0, 16, 0, 1), _box(16, 16, 0, 1, 0, 1)]
-    shapes = set()
-    for m in (masks_a, masks_b):
-        lay = UNetMQDRun(m, prompts, torch.zeros(1, 77, 4)).chunk_layout(
-            (16, 16), (False, True), "cpu", torch.float32)
-        assert lay.key_bias is None  # every group 77 keys: no mask
-        shapes.add((lay.gather.shape, lay.chunk_group.shape))
-        assert sorted(lay.gather[lay.scatter].tolist()) == list(range(512))
-    assert len(shapes) == 1
-
-
-def test_zero_token_owners_get_no_chunks():
-    hidden = _box(8, 8, 0, 8, 0, 8)
-    run = UNetMQDRun([hidden, hidden], [torch.zeros(1, 2, 4)] * 3, torch.zeros(1, 2, 4))
-    lay = run.chunk_layout((8, 8), (True,), "cpu", torch.float32)
-    assert set(lay.chunk_group.tolist()) == {2}  # layer 1 is hidden under layer 2
+def test_a_batch_of_both_kinds_of_rows_splits_into_two_calls():
+    """The negative's rows get a call of their own (issue 22): contiguous chunks are slices."""
+    run = UNetMQDRun([_box(8, 8, 0, 4, 0, 8)], [torch.zeros(1, 3, 4)] * 2, torch.zeros(1, 2, 4))
+    mixed = run.call_layout([1, 0], 4, "cpu")
+    assert mixed.split.cond == slice(2, 4) and mixed.split.uncond == slice(0, 2)
+    assert run.call_layout([0], 2, "cpu").split is None
+    assert run.call_layout([1], 2, "cpu") is None
+    scattered = run.call_layout([0, 1, 0], 3, "cpu").split
+    out = scattered.merge(torch.tensor([10, 12]), torch.tensor([11]))
+    assert out.tolist() == [10, 11, 12]
 
 
 def test_conditional_rows_follow_comfy_chunks():
