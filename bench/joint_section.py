@@ -78,7 +78,8 @@ def rows(result: dict) -> list[str]:
             lines.append(f"  {name:12s} ops {v['ops']:9d} kernels {v['kernel_ops']:9d} "
                          f"GFLOP {v['flops'] / 1e9:11.1f} ({c[name]['model_calls']} calls)")
         for key, t in result["joint_targets"][fam].items():
-            verdict = {True: "MET", False: "MISSED", None: "(not judged here)"}[t["met"]]
+            verdict = ({True: "MET", False: "MISSED", None: "(not judged here)"}[t["met"]]
+                       if t["target"] else "")
             lines.append(f"  {key:18s} {t['value']:9.3f}  {t['target'] or 'reported'} {verdict}")
         if "memory" in m:
             mem = m["memory"]
