@@ -30,8 +30,13 @@ SMOKE = {
     "vae": "taesd",
     "compile_backend": "eager",
     "sdxl_count_steps": 2,
+    "joint_count_steps": 2,
+    "joint_memory_size": 256,
+    "joint_memory_steps": 2,
 }
-FAMILIES = ("pixart", "sdxl")
+JOINT_FAMILIES = ("flux", "sd3")  # counts composed on meta and FLUX's memory (joint_section)
+FAMILIES = ("pixart", "sdxl", *JOINT_FAMILIES)
+JOINT_FULL_SIZE = 1024  # px the FLUX / SD3.5 counts are composed at
 SDXL_FULL_SIZE = 1024  # the size the SDXL counts are composed at
 
 
@@ -56,7 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     p.add_argument("--cpu-smoke", action="store_true", help="CPU-sized run that checks the script")
-    p.add_argument("--families", default="pixart,sdxl", help="model families to measure")
+    p.add_argument("--families", default="pixart,sdxl",
+                   help="families to measure, of pixart,sdxl,flux,sd3 (flux, sd3: counts and "
+                   "FLUX's memory per layer only)")
     p.add_argument("--size", type=int, default=1024, help="PixArt image width = height in px")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--depth", type=int, default=28, help="DiT blocks (PixArt-alpha XL-2: 28)")
@@ -90,6 +97,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--verbose", action="store_true", help="keep ComfyUI's INFO log")
     _sdxl_args(p)
+    p.add_argument("--joint-count-steps", type=int, default=20,
+                   help="steps of the FLUX / SD3.5 runs composed for the full model")
+    p.add_argument("--joint-memory-size", type=int, default=1024,
+                   help="px of FLUX's memory-per-layer run")
+    p.add_argument("--joint-memory-steps", type=int, default=20,
+                   help="steps of FLUX's memory-per-layer run")
     return p
 
 

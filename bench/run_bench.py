@@ -27,6 +27,7 @@ from bench import (
     config,
     environment,
     inputs,
+    joint_section,
     models,
     ops,
     report,
@@ -119,13 +120,18 @@ def _counts(args, work: ops.Workload, background, workdir: Path) -> dict:
     return sdxl_counts.count_section(cwork, ops.start(cwork), top, config.SDXL_FULL_SIZE)
 
 
-def measure(args, works: dict[str, ops.Workload], workdir: Path) -> dict:
+def measure(args, h, works: dict[str, ops.Workload], workdir: Path) -> tuple[dict, dict]:
     """Every section, in an order that keeps the edits' timings apart from compile state."""
     from bench.compile_section import compile_section
 
     clock = timing.Clock(args.device == "cuda")
     top = max(args.layers_in_memory)
     m: dict[str, dict] = {fam: {} for fam in works}
+    joint: dict = {}
+    if any(f in config.JOINT_FAMILIES for f in args.families):
+        joint = joint_section.measure(args, h, log)
+    if not works:
+        return m, joint
     backgrounds = {}
     log("[1] warm-up txt2img and LayerMemory background, per family")
     for fam, work in works.items():
@@ -154,13 +160,14 @@ def measure(args, works: dict[str, ops.Workload], workdir: Path) -> dict:
             m["pixart"]["compile"] = compile_section(
                 work, clock, backgrounds["pixart"], top, args.compile_backend, args.repeats
             )
-    return m
+    return m, joint
 
 
 CONFIG_KEYS = ("families", "size", "steps", "depth", "cfg", "sampler", "scheduler", "tokens",
                "layers_in_memory", "chain", "repeats", "warmup", "forward_iters", "vae", "seed",
                "compile_backend", "sdxl_model", "sdxl_size", "sdxl_count_steps",
-               "sdxl_count_size")
+               "sdxl_count_size", "joint_count_steps", "joint_memory_size",
+               "joint_memory_steps")
 
 
 SKIP = {"sdxl": ("ram_mb_per_layer", "vram_growth_pct")}
@@ -181,15 +188,14 @@ def _judged(args, m: dict) -> tuple[dict, dict]:
 
 def result_of(args, m: dict, env: dict, info: dict, works: dict, wall: float) -> dict:
     cfg = {k: getattr(args, k) for k in CONFIG_KEYS}
-    scene = next(iter(works.values())).scene
-    cfg.update(
-        batch=1,
-        checkpoint_dtype=args.dtype,
-        scene_file=inputs.SCENE_FILE.name,
-        scene=scene.scene_id,
-        scene_objects=[o["class"] for o in scene.objects],
-        chain_objects=[o["class"] for o in scene.chain_objects],
-    )
+    cfg.update(batch=1, checkpoint_dtype=args.dtype, scene_file=inputs.SCENE_FILE.name)
+    if works:
+        scene = next(iter(works.values())).scene
+        cfg.update(
+            scene=scene.scene_id,
+            scene_objects=[o["class"] for o in scene.objects],
+            chain_objects=[o["class"] for o in scene.chain_objects],
+        )
     gpu_config = config.is_gpu_config(args) or config.is_sdxl_gpu_config(args)
     kind = "gpu" if gpu_config else ("cpu-smoke" if args.cpu_smoke else f"custom-{args.device}")
     ratios, targets = _judged(args, m)
@@ -231,11 +237,14 @@ def main(argv=None) -> int:
     works, info = workloads(args, h, workdir)
     wall = time.perf_counter()
     with torch.inference_mode():  # as ComfyUI's executor runs every node
-        m = measure(args, works, workdir)
+        m, joint = measure(args, h, works, workdir)
     result = result_of(args, m, env, info, works, time.perf_counter() - wall)
+    if joint:
+        result["joint"], result["joint_targets"] = joint, joint_section.judge(args, joint)
     path = write(result, args.out)
     print()
     print(table(result))
+    print("\n".join(joint_section.rows(result)))
     print(f"\nJSON: {path}")
     return 0
 

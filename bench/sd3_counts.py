@@ -10,18 +10,19 @@ override with the bias), as sampling calls it. Stock and the calls MQD does not 
 ComfyUI's CUDA attention (torch SDPA). Per call only: the sampler and BCG are not counted.
 
     python3 -m bench.sd3_counts --variant large --layers 1,5 --batch 1,2
+    python3 -m bench.sd3_counts --composed      # whole runs, as flux_counts --composed
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 from types import SimpleNamespace
 
 import torch
 
-from bench import counting, sdxl_models
-from bench.flux_counts import _Executor
+from bench import counting, joint_counts
 
 PROMPT_TOKENS = 154  # CLIP-L + CLIP-G 77, then T5-XXL 77 (ComfyUI's SD3 text encoder)
 
@@ -46,43 +47,40 @@ def meta_sd3(variant: str, dtype: torch.dtype):
     return model_config.get_model({}, device=torch.device("meta"))
 
 
-def grid_layers(count: int, latent: int) -> list:
-    """Background plus `count - 1` boxes on a grid (each owns tokens)."""
-    meta = torch.device("meta")
-    tokens = latent // 2
-    prompt = SimpleNamespace(embedding=torch.empty(1, PROMPT_TOKENS, 4096, device=meta))
-    layers = [SimpleNamespace(token_mask=torch.ones(tokens, tokens, dtype=torch.bool),
-                              positive=prompt)]
-    side = 1
-    while side * side < count - 1:
-        side += 1
-    cell = tokens // max(side, 1)
-    for i in range(count - 1):
-        m = torch.zeros(tokens, tokens, dtype=torch.bool)
-        r, c = divmod(i, side)
-        m[r * cell:(r + 1) * cell - 2, c * cell:(c + 1) * cell - 2] = True
-        layers.append(SimpleNamespace(token_mask=m, positive=prompt))
-    return layers
+def _extra(batch: int, dtype: torch.dtype) -> dict:
+    return {"y": torch.empty(batch, 2048, device=torch.device("meta"), dtype=dtype)}
+
+
+def _small(variant: str):
+    from tools import sd3_scenes
+
+    return sd3_scenes.build(variant, 0)
+
+
+def _cond(seed: int) -> list:
+    from tools import sd3_scenes
+
+    return sd3_scenes.cond(seed)
+
+
+def spec(variant: str = "large") -> joint_counts.JointSpec:
+    """SD3.5 `variant` as the joint counts take it (its template: euler / sgm_uniform, cfg 4.5;
+    the small stand-in is the matching variant of tools/sd3_scenes.py)."""
+    small_variant = {"large": "large35", "medium": "medium35"}[variant]
+    return joint_counts.JointSpec(
+        family="sd3", label=f"SD3.5 {variant}",
+        meta_model=lambda dtype: meta_sd3(variant, dtype), prompt_tokens=PROMPT_TOKENS,
+        extra=_extra, small=functools.partial(_small, small_variant), small_size=256,
+        cond=_cond,
+        run_cls=lambda h: h.sd3_mqd.SD3MQDRun,
+        schedule={"cfg": 4.5, "sampler_name": "euler", "scheduler": "sgm_uniform"},
+    )
 
 
 def count_call(host, base, layers: int | None, batch: int, size: int,
-               dtype: torch.dtype) -> counting.Count:
-    meta = torch.device("meta")
-    latent = size // 8
-    x = torch.empty(batch, 16, latent, latent, device=meta, dtype=dtype)
-    t = torch.empty(batch, device=meta)
-    context = torch.empty(batch, PROMPT_TOKENS, 4096, device=meta, dtype=dtype)
-    extra = {"y": torch.empty(batch, 2048, device=meta, dtype=dtype)}
-    marks = [0] if batch == 1 else [1, 0]  # batch 1: the positive alone; else [negative, pos]
-    options = {"cond_or_uncond": marks,
-               "optimized_attention_override": sdxl_models.attention_like_cuda}
-    if layers is None:
-        return counting.count(lambda: _Executor(base)(x, t, None, context, None, options,
-                                                      **extra))[0]
-    run = host.families.get("sd3").attention_run(grid_layers(layers, latent))
-    run._theirs = sdxl_models.attention_like_cuda  # calls it does not route: CUDA attention
-    return counting.count(lambda: run.apply_model_wrapper(_Executor(base), x, t, None, context,
-                                                          None, options, **extra))[0]
+               dtype: torch.dtype, variant: str = "large") -> counting.Count:
+    """One SD3.5 call, stock (layers None) or routed over `layers` grid prompts."""
+    return joint_counts.count_call(host, spec(variant), base, layers, batch, size, dtype)
 
 
 def main() -> None:
@@ -93,18 +91,30 @@ def main() -> None:
     p.add_argument("--batch", default="1,2", help="1: the positive alone; 2: CFG batch")
     p.add_argument("--size", type=int, default=1024)
     p.add_argument("--out", default=None, help="JSON file")
+    p.add_argument("--composed", action="store_true",
+                   help="whole runs (txt2img, AddLayer(5)) composed for the full model")
+    p.add_argument("--steps", type=int, default=20, help="with --composed")
     args = p.parse_args()
     from bench.run_bench import boot
 
     h, _, _ = boot(SimpleNamespace(comfyui_path=None, comfyui=args.comfyui, device="cpu",
                                    verbose=False))
+    if args.composed:
+        report = joint_counts.composed_counts(h, spec(args.variant), args.steps, args.size)
+        text = json.dumps(report, indent=1, default=str)
+        if args.out:
+            Path(args.out).write_text(text)
+        print(text)
+        return
     base = meta_sd3(args.variant, torch.bfloat16)
     rows = []
     for batch in (int(v) for v in args.batch.split(",")):
-        stock = count_call(h, base, None, batch, args.size, torch.bfloat16)
+        stock = count_call(h, base, None, batch, args.size, torch.bfloat16,
+                           args.variant)
         rows.append({"batch": batch, "layers": 0, **stock.as_dict()})
         for n in (int(v) for v in args.layers.split(",")):
-            c = count_call(h, base, n, batch, args.size, torch.bfloat16)
+            c = count_call(h, base, n, batch, args.size, torch.bfloat16,
+                           args.variant)
             rows.append({"batch": batch, "layers": n, **c.as_dict(),
                          "over_stock": counting.ratio(c, stock)})
     report = {"what": f"one SD3.5 {args.variant} model call, full size on meta, {args.size} px, "

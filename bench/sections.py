@@ -207,11 +207,11 @@ def _vram_growth(rows: list[dict]) -> dict:
     }
 
 
-def expected_layer_bytes(calls: int, h: int, w: int, tokens: int) -> int:
+def expected_layer_bytes(calls: int, h: int, w: int, tokens: int, channels: int = 4) -> int:
     """What one added layer should hold: the model input per call and the final latent, its
     latent mask, token mask and prompt embedding, per-call sigma/step (negative shared)."""
     return (
-        (calls + 1) * 4 * h * w * 4
+        (calls + 1) * channels * h * w * 4
         + h * w * 4
         + (h // 2) * (w // 2)
         + tokens * 4096 * 4

@@ -172,3 +172,73 @@ def test_ratios_and_targets(smoke):
     for text in ("pixart AddLayer,", "sdxl   AddLayer,", "sdxl   UNet forward",
                  "op counts and FLOPs", "compile section", "meta vs real counts: equal", "JSON:"):
         assert text in stdout, text
+
+
+@pytest.fixture(scope="module")
+def joint_smoke(comfy_root, tmp_path_factory):
+    """The FLUX / SD3.5 section alone (its own run: it needs none of the PixArt workload)."""
+    out = tmp_path_factory.mktemp("joint") / "joint.json"
+    proc = subprocess.run([sys.executable, *SCRIPT, "--cpu-smoke", "--comfyui", str(comfy_root),
+                           "--families", "flux,sd3", "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+    return json.loads(out.read_text()), proc.stdout
+
+
+def test_joint_families_composed(joint_smoke):
+    """FLUX and SD3.5: txt2img and AddLayer(5) of a small run, each model call replaced by the
+    full model's on meta at 1024 px; FLUX's memory per layer from a real chain."""
+    result, stdout = joint_smoke
+    assert result["config"]["families"] == ["flux", "sd3"] and result["measurements"] == {}
+    steps = result["config"]["joint_count_steps"]
+    assert steps == 2 and set(result["joint"]) == set(result["joint_targets"]) == {"flux", "sd3"}
+    for family, tokens in (("flux", 256), ("sd3", 154)):
+        c = result["joint"][family]["counts"]
+        assert c["full_size"] == 1024 and c["prompt_tokens"] == tokens and c["layers"] == 5
+        for name in ("txt2img", "add_layer_5"):
+            v = c[name]
+            assert v["model_calls"] == steps, (family, name)
+            for k in ("ops", "kernel_ops", "flops"):
+                assert v["composed"][k] == v["outside_model"][k] + v["full_model_calls"][k]
+        assert c["txt2img"]["mqd_calls"] == 0 and c["add_layer_5"]["mqd_calls"] == steps
+        # the routed text stream carries five prompts: more FLOPs than one prompt's txt2img
+        assert c["ratio_add_over_txt2img"]["flops"] > 1.0
+        t = result["joint_targets"][family]
+        assert all(t[k]["met"] is None for k in ("ops", "kernel_ops")), "2 steps judge nothing"
+    mem = result["joint"]["flux"]["memory"]
+    assert mem["latent_channels"] == 16 and mem["size"] == 256
+    assert mem["assembled_bytes_per_layer"] == pytest.approx(mem["expected_bytes_per_layer"],
+                                                             rel=0.01)
+    assert 0 < mem["held_bytes_per_layer"] <= mem["assembled_bytes_per_layer"]
+    assert mem["file_bytes_per_layer"]["float16"] < mem["file_bytes_per_layer"]["float32"]
+    assert "flux: composed: full FLUX.1 dev" in stdout and "memory per layer: held" in stdout
+
+
+@pytest.fixture(scope="module")
+def scale(comfy_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("scale") / "scale.json"
+    proc = subprocess.run([sys.executable, "-m", "bench.scale_section", "--comfyui",
+                           str(comfy_root), "--layers", "1,2", "--steps", "1", "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+    return json.loads(out.read_text()), proc.stdout
+
+
+def test_scale_section(scale):
+    """The scale section in a tiny configuration: a real stack of 2 layers built, every verb
+    counted at each height, bytes added with the previous memory alive, targets judged."""
+    result, stdout = scale
+    assert set(result["heights"]) == {"1", "2"} and result["build"]["add_layers"] == 2
+    for k, row in result["heights"].items():
+        assert row["layers_in_memory"] == int(k) + 1
+        for verb in ("add_layer", "delete_layer_1", "move_layer_1"):
+            r = row[verb]
+            assert r["ops"] >= r["kernel_ops"] > 0 and r["wall_s"] >= r["outside_model_s"] >= 0
+            assert r["added_bytes_with_previous_alive"] >= 0
+        assert row["add_layer"]["added_bytes_with_previous_alive"] > 0
+        assert 0 < row["move_layer_1"]["region_share"] < 1
+        assert row["move_layer_1"]["flops"] > 0
+    assert set(result["targets"]) == {"add_flops", "add_kernels", "build_flops",
+                                      "delete_layer_1_bytes", "move_layer_1_bytes"}
+    assert all(isinstance(t["met"], bool) for t in result["targets"].values())
+    assert "wall time:" in stdout
