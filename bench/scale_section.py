@@ -63,14 +63,14 @@ def _added_bytes(before, after) -> int:
     """Bytes `after` holds beyond `before`, both alive (shared storage counted once)."""
     from layermem_core.trajectory import storage_bytes
 
-    old = [t for _, t in before.tensors()]
-    return storage_bytes(old + [t for _, t in after.tensors()]) - storage_bytes(old)
+    old = [t for _, t in before.stored_tensors()]  # held parts, not assembled copies
+    return storage_bytes(old + [t for _, t in after.stored_tensors()]) - storage_bytes(old)
 
 
 def _held(memory) -> int:
     from layermem_core.trajectory import storage_bytes
 
-    return storage_bytes([t for _, t in memory.tensors()])
+    return storage_bytes([t for _, t in memory.stored_tensors()])
 
 
 def _moved(obj: dict, dx: float) -> list[float]:

@@ -238,6 +238,10 @@ def test_scale_section(scale):
         assert row["add_layer"]["added_bytes_with_previous_alive"] > 0
         assert 0 < row["move_layer_1"]["region_share"] < 1
         assert row["move_layer_1"]["flops"] > 0
+    # AddLayer on top shares every layer below: it adds its own patch and mask, the same bytes
+    # at any height (counting assembled copies instead of held parts adds a layer per height)
+    added = [result["heights"][k]["add_layer"]["added_bytes_with_previous_alive"] for k in "12"]
+    assert added[1] <= 1.05 * added[0], added
     assert set(result["targets"]) == {"add_flops", "add_kernels", "build_flops",
                                       "delete_layer_1_bytes", "move_layer_1_bytes"}
     assert all(isinstance(t["met"], bool) for t in result["targets"].values())
