@@ -108,13 +108,21 @@ def require_same_model(memory: LayerMemory, model, input_name: str = "model") ->
 def warn_if_schedule_differs(memory: LayerMemory, model) -> None:
     """Say so when the MODEL's sampling (a ModelSamplingSD3 / ModelSamplingFlux / ModelSampling*
     node, another shift) would give other sigmas than the memory's schedule: every layer is
-    sampled on the memory's own schedule (BCG replays it), so the new setting is not used."""
+    sampled on the memory's own schedule (BCG replays it), so the new setting is not used.
+    The model's sigmas come from `sampling.known_sigmas` when this process made them (no tensor
+    op for the usual case: the memory's own schedule on the model that made it)."""
     s = memory.schedule
-    try:
-        mine = sampling.make_schedule(model, s.sampler_name, s.scheduler, s.steps, s.cfg).sigmas
-    except Exception:  # noqa: BLE001 - a scheduler ComfyUI no longer has: nothing to compare
+    mine = sampling.known_sigmas(model, s)
+    if mine is s.sigmas:
         return
+    if mine is None:
+        try:
+            mine = sampling.make_schedule(model, s.sampler_name, s.scheduler, s.steps,
+                                          s.cfg).sigmas
+        except Exception:  # noqa: BLE001 - a scheduler ComfyUI no longer has: nothing to compare
+            return
     if mine.shape == s.sigmas.shape and torch.equal(mine, s.sigmas):
+        sampling.remember_sigmas(model, s)
         return
     logging.getLogger("LayerMemory").warning(
         "LayerMemory: this MODEL's sampling gives other sigmas for %s / %s / %d steps than the "

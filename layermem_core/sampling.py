@@ -2,6 +2,7 @@
 scoped to a clone of the caller's ModelPatcher."""
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 
 import comfy.sample
@@ -16,13 +17,33 @@ from .families import AttentionRun
 from .memory import Schedule
 from .trajectory import Trajectory
 
+_KNOWN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model_sampling -> {key: sigmas}
+
+
+def _key(schedule: Schedule) -> tuple:
+    return (schedule.sampler_name, schedule.scheduler, schedule.steps)
+
+
+def remember_sigmas(model, schedule: Schedule) -> None:
+    """Keep `schedule`'s sigmas as what `model`'s sampling gives for its sampler, scheduler and
+    steps (ComfyUI's ModelSampling nodes put a new model_sampling object on a clone)."""
+    _KNOWN.setdefault(model.get_model_object("model_sampling"), {})[_key(schedule)] = \
+        schedule.sigmas
+
+
+def known_sigmas(model, schedule: Schedule) -> torch.Tensor | None:
+    """The sigmas this process computed for `model`'s sampling and `schedule`'s key, if any."""
+    return _KNOWN.get(model.get_model_object("model_sampling"), {}).get(_key(schedule))
+
 
 def make_schedule(model, sampler_name: str, scheduler: str, steps: int, cfg: float) -> Schedule:
     """Sigmas exactly as ComfyUI's KSampler computes them (penultimate-sigma rules included)."""
     ks = comfy.samplers.KSampler(model, steps=steps, device="cpu", sampler=sampler_name,
                                  scheduler=scheduler, denoise=1.0)
-    return Schedule(ks.sigmas.detach().to("cpu", torch.float32).clone(), sampler_name, scheduler,
-                    steps, float(cfg))
+    schedule = Schedule(ks.sigmas.detach().to("cpu", torch.float32).clone(), sampler_name,
+                        scheduler, steps, float(cfg))
+    remember_sigmas(model, schedule)
+    return schedule
 
 
 def run(model, schedule: Schedule, positive: Conditioning, negative: Conditioning,

@@ -252,6 +252,6 @@ def test_unsupported_unet_is_refused(host, no_sampling):
         5.0,
         "euler",
         "normal",
-        match="not PixArt, SD 1.5, SDXL, FLUX.1, SD3.5 or Qwen-Image",
+        match="not PixArt, SD 1.5, SDXL, FLUX.1, SD3.5, Chroma or Qwen-Image",
         input_name="model",
     )
