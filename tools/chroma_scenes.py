@@ -15,6 +15,8 @@ import functools
 
 import torch
 
+from tools import random_weights
+
 SIZE = 256  # px: a 32x32 latent, a 16x16 token grid
 CONFIG = {
     "image_model": "chroma", "in_channels": 64, "out_channels": 64, "context_in_dim": 4096,
@@ -34,15 +36,7 @@ def build(seed: int = 0, **overrides):
     model_config = sm.Chroma(config)
     model_config.set_inference_dtype(torch.float32, None)
     inner = model_config.get_model({})
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in inner.diffusion_model.named_parameters():
-            if p.dim() > 1:
-                p.copy_(torch.randn(p.shape, generator=gen) / p.shape[1] ** 0.5)
-            elif name.endswith("scale") or name.endswith("weight"):  # norm scales
-                p.copy_(1.0 + 0.05 * torch.randn(p.shape, generator=gen))
-            else:
-                p.copy_(0.02 * torch.randn(p.shape, generator=gen))
+    random_weights.fill(inner.diffusion_model, seed)
     inner = inner.to(mm.unet_offload_device())
     return comfy.model_patcher.ModelPatcher(inner, load_device=mm.get_torch_device(),
                                            offload_device=mm.unet_offload_device())
