@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from attention_probe import expected_owners, joint_allowed, joint_calls
+from attention_probe import assert_joint_routing
 
 from tools import gguf_scenes, scenes
 from tools import sd3_scenes as s3
@@ -81,15 +81,8 @@ def test_mqd_routes_every_joint_call_of_a_gguf_model(host, gguf_model):
     bg = _start(host, gguf_model)
     layers = host.layer_ops.add_layer(bg, gguf_model, s3.cond(4),
                                       scenes.box_mask(SIZE, 0.2, 0.2, 0.7, 0.7), seed=4).layers
-    calls, out = joint_calls(host, kit, layers, layers[-1].negative.embedding)
-    assert len(calls) == len(gguf_model.model.diffusion_model.joint_blocks)
-    assert torch.isfinite(out).all()
-    owners = expected_owners([layers[1].latent_mask], (SIZE // 16, SIZE // 16))
-    lengths = [int(layer.positive.embedding.shape[1]) for layer in layers]
-    for call in calls:
-        allowed = joint_allowed(lengths, owners, call.q.shape[2] - owners.numel())
-        cond = call.weights()[1]
-        assert torch.equal(cond[:, ~allowed], torch.zeros_like(cond[:, ~allowed]))
+    assert_joint_routing(host, kit, layers, (SIZE // 16, SIZE // 16),
+                         len(gguf_model.model.diffusion_model.joint_blocks))
     assert not gguf_model.model_options.get("transformer_options", {}).get(
         "optimized_attention_override")
 

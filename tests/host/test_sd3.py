@@ -6,7 +6,11 @@ import logging
 
 import pytest
 import torch
-from attention_probe import _context, expected_owners, flux_call, joint_allowed, joint_calls
+from attention_probe import (
+    _context,
+    assert_joint_routing,
+    flux_call,
+)
 from refusals import refused
 
 from tools import scenes
@@ -64,16 +68,8 @@ def test_other_variants_route_by_the_rule_and_one_owner_is_stock(host, variant):
     bg = _start(host, model=kit.model)
     layers = host.layer_ops.add_layer(bg, kit.model, s3.cond(4),
                                       scenes.box_mask(SIZE, 0.2, 0.2, 0.7, 0.7), seed=4).layers
-    calls, out = joint_calls(host, kit, layers, layers[-1].negative.embedding)
-    assert len(calls) == len(kit.model.model.diffusion_model.joint_blocks)
-    assert torch.isfinite(out).all()
-    owners = expected_owners([layers[1].latent_mask], (SIZE // 16, SIZE // 16))
-    lengths = [int(layer.positive.embedding.shape[1]) for layer in layers]
-    for call in calls:
-        allowed = joint_allowed(lengths, owners, call.q.shape[2] - owners.numel())
-        cond = call.weights()[1]
-        assert torch.equal(cond[:, ~allowed], torch.zeros_like(cond[:, ~allowed]))
-        assert (cond[:, allowed] > 0).all()
+    assert_joint_routing(host, kit, layers, (SIZE // 16, SIZE // 16),
+                         len(kit.model.model.diffusion_model.joint_blocks))
     clone = kit.model.clone()
     host.families.get("sd3").attention_run(layers[:1]).install(clone)
     context = _context(layers[0].negative.embedding, layers[0].positive.embedding)

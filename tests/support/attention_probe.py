@@ -222,3 +222,18 @@ def joint_calls(host, kit, layers, negative: torch.Tensor,
         mp.setattr(mqd, "sdpa", record)
         out = flux_call(kit, clone, _context(negative, layers[-1].positive.embedding), seed)
     return calls, out
+
+
+def assert_joint_routing(host, kit, layers, token_hw: tuple[int, int], blocks: int) -> None:
+    """One model call with `layers` routed: every one of the `blocks` joint calls gives the
+    conditional row's forbidden keys exactly zero weight and every allowed key some; no NaN."""
+    calls, out = joint_calls(host, kit, layers, layers[-1].negative.embedding)
+    assert len(calls) == blocks
+    assert torch.isfinite(out).all()
+    owners = expected_owners([layer.latent_mask for layer in layers[1:]], token_hw)
+    lengths = [int(layer.positive.embedding.shape[1]) for layer in layers]
+    for call in calls:
+        allowed = joint_allowed(lengths, owners, call.q.shape[2] - owners.numel())
+        cond = call.weights()[1]  # cond_or_uncond [1, 0]: row 1 is the positive
+        assert torch.equal(cond[:, ~allowed], torch.zeros_like(cond[:, ~allowed]))
+        assert (cond[:, allowed] > 0).all()
