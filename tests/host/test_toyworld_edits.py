@@ -103,3 +103,25 @@ def test_delete_layer_shows_what_was_below(runs):
         clean += ghost < GHOST_MAX
     assert float(np.mean(below_share)) >= MIN_DELETE_BELOW, below_share
     assert clean >= MIN_CLEAN_DELETES, clean
+
+
+def test_the_verbs_bench_on_one_scene(toy_host):
+    """bench/toyworld_verbs.py's first scene: exact undo gives the latent below bit for bit in the
+    freed region; every verb but the paper's unblended deletion keeps the latent outside its
+    region bit-exact (the unblended tail frees the whole picture, so outside differs); no
+    deletion leaves more of the deleted colour than the picture below already reads."""
+    from bench import toyworld_verbs
+    from bench.toyworld_ablation import bench_scene
+
+    scene = bench_scene(np.random.default_rng(20_000), world)
+    result = toyworld_verbs.run_scene(toy_host, scene, 0, SETTINGS)
+    deletions = result["deletions"]
+    assert deletions["exact_undo"]["freed_latent_equal_below"] == 1.0
+    assert deletions["default_heal"]["freed_latent_equal_below"] < 1.0  # it regenerated
+    for name in ("exact_undo", "default_heal"):
+        assert deletions[name]["latent_exact"], name
+    assert not deletions["paper"]["latent_exact"]
+    for name, d in deletions.items():
+        assert d["freed_pixels"] > 0
+        assert d["ghost"] <= d["ghost_below"] + GHOST_MAX, name
+    assert result["move"]["latent_exact"] and result["reroll"]["latent_exact"]
