@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from comfy.ldm.pixart.blocks import MultiHeadCrossAttention
 
 from ..cfg_rows import COND, RowSplit, batched, conditional_rows
+from . import pixart_bands
 from .base import round_up
 from .pixart import layer_owners
 
@@ -59,14 +60,23 @@ class MQDRun:
         if lengths:
             self.key_owner[:sum(lengths)] = torch.repeat_interleave(
                 torch.tensor(self.prompt_owner), torch.tensor(lengths))
+        # bands of tokens that see only their owners' keys (None: one band, all routed keys)
+        self.bands = pixart_bands.plan(self.token_owner, self.prompt_owner, lengths,
+                                       self.routed_keys, KEY_BUCKET)
         self.layout = STOCK
-        self.bias: torch.Tensor | None = None  # [1, 1, N, routed_keys] for the conditional rows
+        # the conditional rows' bias: [1, 1, N, routed_keys], or with bands
+        # [n_c * bands, 1, band, band keys] for this call's n_c conditional rows
+        self.bias: torch.Tensor | None = None
         self.split: RowSplit | None = None  # MIXED: the conditional and unconditional rows
         self._splits: dict[tuple, RowSplit | None] = {}
         # per block, head-major [1, heads, keys, d] (what SDPA reads): the routed prompts' keys
-        # and values, and the negative's
+        # and values (with bands [bands, heads, band keys, d]), and the negative's
         self.routed_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.negative_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
+        # with bands: the keys/values and bias laid out for this call's n_c conditional rows
+        # ([n_c * bands, ...]), cached per n_c so no call expands or copies them
+        self.cond_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._band_rows: dict[int, tuple[list, torch.Tensor]] = {}
         self._prepared_for: tuple | None = None
 
     @classmethod
@@ -86,13 +96,17 @@ class MQDRun:
             return dm.y_embedder(p.to(device=device, dtype=dtype)[:, None], False)[:, 0]
 
         y = torch.cat([caption(p) for p in self.prompts], dim=1)
-        pad = self.routed_keys - y.shape[1]
-        y = torch.cat([y, y.new_zeros(1, pad, y.shape[2])], dim=1) if pad else y
-        self.routed_kv = [_heads_kv(block.cross_attn, y) for block in dm.blocks]
+        if self.bands is not None:  # each band's keys gathered once per run and block
+            self.routed_kv = [_band_kv(block.cross_attn, y, self.bands) for block in dm.blocks]
+        else:
+            pad = self.routed_keys - y.shape[1]
+            y = torch.cat([y, y.new_zeros(1, pad, y.shape[2])], dim=1) if pad else y
+            self.routed_kv = [_heads_kv(block.cross_attn, y) for block in dm.blocks]
         self.negative_kv = [] if self.negative is None else \
             [_heads_kv(block.cross_attn, caption(self.negative)) for block in dm.blocks]
         self.bias = None
         self._splits.clear()
+        self._band_rows.clear()
         self._prepared_for = (device, dtype)
 
     def select(self, cond_or_uncond: list[int], batch: int) -> None:
@@ -106,7 +120,9 @@ class MQDRun:
             self._splits[key] = RowSplit.of(key, self._prepared_for[0])
         self.split = self._splits[key]
         self.layout = ROUTED if self.split is None else MIXED
-        if self.bias is None:
+        if self.bands is not None:
+            self.cond_kv, self.bias = self._rows_of_bands(sum(rows))
+        elif self.bias is None:
             self.bias = self._make_bias()
 
     def release(self) -> None:
@@ -115,6 +131,18 @@ class MQDRun:
     def install(self, patcher) -> list[str]:
         """Patch `patcher` (a clone the caller owns) for this run; the patched keys."""
         return install(patcher, self)
+
+    def _rows_of_bands(self, n_c: int) -> tuple[list, torch.Tensor]:
+        """The band keys/values and bias for n_c conditional rows, once per run and n_c."""
+        if n_c not in self._band_rows:
+            device, dtype = self._prepared_for
+            bias = self.bands.bias(self.token_owner, dtype).to(device)
+            if n_c == 1:
+                self._band_rows[n_c] = (self.routed_kv, bias)
+            else:
+                kv = [(k.repeat(n_c, 1, 1, 1), v.repeat(n_c, 1, 1, 1)) for k, v in self.routed_kv]
+                self._band_rows[n_c] = (kv, bias.repeat(n_c, 1, 1, 1))
+        return self._band_rows[n_c]
 
     def _make_bias(self) -> torch.Tensor:
         """[1, 1, N, routed_keys]: 0 on the keys of a token's owner's prompt, -inf elsewhere."""
@@ -158,6 +186,8 @@ class MQDCrossAttention(MultiHeadCrossAttention):
         if run.layout == STOCK:
             return super().forward(x, cond, mask)
         B, N, C = x.shape
+        if run.bands is not None:
+            return self._forward_bands(x, cond, run)
         q = self.q_linear(x).view(B, N, self.num_heads, -1).transpose(1, 2)  # [B, h, N, d]
         k, v = run.routed_kv[self.block_index]  # [1, h, routed_keys, d]
         # proj_drop is skipped: PixArt's is Dropout(0) and this path only ever runs inference
@@ -178,12 +208,51 @@ class MQDCrossAttention(MultiHeadCrossAttention):
         out = split.merge(out_c.transpose(1, 2), out_u.transpose(1, 2))  # [B, N, h, d]
         return self.proj(out.reshape(B, N, C))
 
+    def _forward_bands(self, x, cond, run: MQDRun):
+        """The conditional rows band by band: [rows * bands, h, band, d] queries (a view of
+        q_linear's output, no copy) against each band's keys, gathered once per run."""
+        B, N, C = x.shape
+        h, nb, band = self.num_heads, run.bands.count, run.bands.band
+        q = self.q_linear(x).view(B, nb, band, h, C // h)  # row-major tokens, bands of them
+        k, v = run.cond_kv[self.block_index]  # [n_c * nb, h, band keys, d]
+
+        def attend(q_c):  # [n, nb, band, h, d] -> [n, nb, band, h, d]
+            n = q_c.shape[0]
+            out = F.scaled_dot_product_attention(
+                q_c.transpose(2, 3).reshape(n * nb, h, band, -1), k, v, attn_mask=run.bias)
+            return out.view(n, nb, h, band, -1).transpose(2, 3)
+
+        if run.layout == ROUTED:
+            return self.proj(attend(q).reshape(B, N, C))
+        split = run.split
+        out_c = attend(q[split.cond])
+        q_u = q.view(B, N, h, -1)[split.uncond].transpose(1, 2)  # [n_u, h, N, d]
+        n_u = q_u.shape[0]
+        if run.negative_kv:  # the negative's rows: its own keys only, as stock
+            k_u, v_u = (batched(t, n_u) for t in run.negative_kv[self.block_index])
+        else:  # no negative given to the run: the rows' own captions, projected now
+            k_u, v_u = _heads_kv(self, cond.view(B, -1, C)[split.uncond])
+        out_u = F.scaled_dot_product_attention(q_u, k_u, v_u).transpose(1, 2)  # [n_u, N, h, d]
+        out = split.merge(out_c, out_u.view(n_u, nb, band, h, -1))  # [B, nb, band, h, d]
+        return self.proj(out.reshape(B, N, C))
+
 
 def _heads_kv(cross_attn, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Keys and values of captions y [b, L, C] through the block's own kv_linear, head-major
     [b, heads, L, d]."""
     b, L, C = y.shape
     kv = cross_attn.kv_linear(y).view(b, L, 2, cross_attn.num_heads, C // cross_attn.num_heads)
+    k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)
+    return k.contiguous(), v.contiguous()
+
+
+def _band_kv(cross_attn, y: torch.Tensor, bands: pixart_bands.BandPlan
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each band's keys and values of the routed captions y [1, L, C], head-major
+    [bands, heads, band keys, d]: the projection once, then one gather."""
+    C = y.shape[-1]
+    kv = bands.gather(cross_attn.kv_linear(y))  # [bands, band keys, 2C]
+    kv = kv.view(bands.count, bands.keys, 2, cross_attn.num_heads, C // cross_attn.num_heads)
     k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)
     return k.contiguous(), v.contiguous()
 
