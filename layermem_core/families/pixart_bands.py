@@ -31,10 +31,10 @@ class BandPlan:
     key_index: torch.Tensor  # [count * keys] position in the routed keys (0 on padding)
     key_owner: torch.Tensor  # [count, keys] owner of each band key, -1 on padding
 
-    def gather(self, t: torch.Tensor) -> torch.Tensor:
-        """A run's [1, L, ...] routed tensor (keys/values, caption embeddings) as
-        [count, keys, ...]: each band's own keys (padding repeats key 0, masked by the bias)."""
-        index = self.key_index.to(t.device)
+    def gather(self, t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """A run's [1, L, ...] routed tensor (keys/values) as [count, keys, ...]: each band's
+        own keys (padding repeats key 0, masked by the bias). `index` is `key_index` on t's
+        device, moved there once per run, not once per block."""
         return t[0].index_select(0, index).view(self.count, self.keys, *t.shape[2:])
 
     def bias(self, token_owner: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -53,11 +53,11 @@ def band_size(tokens: int) -> int:
     return 1
 
 
-def plan(token_owner: torch.Tensor, prompt_owner: list[int], lengths: list[int],
+def plan(owners: list[int], prompt_owner: list[int], lengths: list[int],
          routed_keys: int, bucket: int) -> BandPlan | None:
-    """The band plan of a run, or None when its bands would need no fewer keys than
-    `routed_keys` (all owning prompts, padded): then one band is as cheap."""
-    owners = token_owner.reshape(-1).tolist()
+    """The band plan of a run (`owners`: the owner of each token, row-major), or None when its
+    bands would need no fewer keys than `routed_keys` (all owning prompts, padded): then one
+    band is as cheap."""
     band = band_size(len(owners))
     count = len(owners) // band
     if count == 1:
@@ -77,5 +77,5 @@ def plan(token_owner: torch.Tensor, prompt_owner: list[int], lengths: list[int],
         pad = keys - len(band_index)
         index += band_index + [0] * pad
         key_owner += band_owner + [-1] * pad
-    return BandPlan(band, count, keys, torch.tensor(index),
-                    torch.tensor(key_owner).view(count, keys))
+    both = torch.tensor([index, key_owner])  # one tensor made, not two
+    return BandPlan(band, count, keys, both[0], both[1].view(count, keys))

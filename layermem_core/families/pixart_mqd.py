@@ -50,19 +50,19 @@ class MQDRun:
         # keys are projected once per run; without it each call projects its rows' captions
         self.negative = negative
         self.token_owner = token_owner.reshape(-1).long()  # owner per token, row-major
+        owners = self.token_owner.tolist()  # host lists: the routing costs no tensor op
         # only the prompts of owners of a token: a layer hidden under later ones costs no keys
-        owning = set(torch.unique(self.token_owner).tolist())
+        owning = set(owners)
         self.prompt_owner = [o for o in range(len(prompts)) if o in owning]
         self.prompts = [prompts[o] for o in self.prompt_owner]  # raw T5 [1, L, 4096]
         lengths = [int(p.shape[-2]) for p in self.prompts]
         self.routed_keys = round_up(max(sum(lengths), 1), KEY_BUCKET)
-        self.key_owner = torch.full((self.routed_keys,), -1, dtype=torch.long)  # -1: padding
-        if lengths:
-            self.key_owner[:sum(lengths)] = torch.repeat_interleave(
-                torch.tensor(self.prompt_owner), torch.tensor(lengths))
+        key_owner = [o for o, n in zip(self.prompt_owner, lengths, strict=True) for _ in range(n)]
+        # owner of each routed key, -1 on padding
+        self.key_owner = torch.tensor(key_owner + [-1] * (self.routed_keys - len(key_owner)))
         # bands of tokens that see only their owners' keys (None: one band, all routed keys)
-        self.bands = pixart_bands.plan(self.token_owner, self.prompt_owner, lengths,
-                                       self.routed_keys, KEY_BUCKET)
+        self.bands = pixart_bands.plan(owners, self.prompt_owner, lengths, self.routed_keys,
+                                       KEY_BUCKET)
         self.layout = STOCK
         # the conditional rows' bias: [1, 1, N, routed_keys], or with bands
         # [n_c * bands, 1, band, band keys] for this call's n_c conditional rows
@@ -97,7 +97,9 @@ class MQDRun:
 
         y = torch.cat([caption(p) for p in self.prompts], dim=1)
         if self.bands is not None:  # each band's keys gathered once per run and block
-            self.routed_kv = [_band_kv(block.cross_attn, y, self.bands) for block in dm.blocks]
+            index = self.bands.key_index.to(device)
+            self.routed_kv = [_band_kv(block.cross_attn, y, self.bands, index)
+                              for block in dm.blocks]
         else:
             pad = self.routed_keys - y.shape[1]
             y = torch.cat([y, y.new_zeros(1, pad, y.shape[2])], dim=1) if pad else y
@@ -246,12 +248,13 @@ def _heads_kv(cross_attn, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return k.contiguous(), v.contiguous()
 
 
-def _band_kv(cross_attn, y: torch.Tensor, bands: pixart_bands.BandPlan
+def _band_kv(cross_attn, y: torch.Tensor, bands: pixart_bands.BandPlan, index: torch.Tensor
              ) -> tuple[torch.Tensor, torch.Tensor]:
     """Each band's keys and values of the routed captions y [1, L, C], head-major
-    [bands, heads, band keys, d]: the projection once, then one gather."""
+    [bands, heads, band keys, d]: the projection once, then one gather (`index`: the plan's
+    key_index on y's device)."""
     C = y.shape[-1]
-    kv = bands.gather(cross_attn.kv_linear(y))  # [bands, band keys, 2C]
+    kv = bands.gather(cross_attn.kv_linear(y), index)  # [bands, band keys, 2C]
     kv = kv.view(bands.count, bands.keys, 2, cross_attn.num_heads, C // cross_attn.num_heads)
     k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)
     return k.contiguous(), v.contiguous()

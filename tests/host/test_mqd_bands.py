@@ -93,10 +93,10 @@ def test_band_plan_is_made_only_when_cheaper(host):
     assert bands.band_size(1024) == 32 and bands.band_size(4096) == 64
     assert bands.band_size(64 * 48) == 48  # not square: a divisor of the token count
     mixed = torch.arange(1024) % 3
-    assert bands.plan(mixed, [0, 1, 2], [40, 40, 40], 128, 64) is None
-    assert bands.plan(torch.zeros(1024, dtype=torch.long), [0], [20], 64, 64) is None
+    assert bands.plan(mixed.tolist(), [0, 1, 2], [40, 40, 40], 128, 64) is None
+    assert bands.plan([0] * 1024, [0], [20], 64, 64) is None
     halves = (torch.arange(1024) >= 512).long()
-    plan = bands.plan(halves, [0, 1], [40, 50], 128, 64)
+    plan = bands.plan(halves.tolist(), [0, 1], [40, 50], 128, 64)
     assert (plan.band, plan.count, plan.keys) == (32, 32, 64)
     assert plan.key_owner[0].tolist() == [0] * 40 + [-1] * 24
     assert plan.key_owner[31].tolist() == [1] * 50 + [-1] * 14
