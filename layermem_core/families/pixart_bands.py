@@ -32,10 +32,11 @@ class BandPlan:
     key_owner: torch.Tensor  # [count, keys] owner of each band key, -1 on padding
 
     def gather(self, t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """A run's [1, L, ...] routed tensor (keys/values) as [count, keys, ...]: each band's
-        own keys (padding repeats key 0, masked by the bias). `index` is `key_index` on t's
-        device, moved there once per run, not once per block."""
-        return t[0].index_select(0, index).view(self.count, self.keys, *t.shape[2:])
+        """A run's [1, L, F] routed tensor (keys and values side by side) as
+        [1, count * keys, F]: each band's own keys in turn (padding repeats key 0, masked by
+        the bias). `index` is `key_index` on t's device, moved there once per run, not once
+        per block."""
+        return t.index_select(1, index)
 
     def bias(self, token_owner: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """[count, 1, band, keys]: 0 on the keys of a token's owner's prompt, -inf elsewhere."""

@@ -77,6 +77,10 @@ class MQDRun:
         # ([n_c * bands, ...]), cached per n_c so no call expands or copies them
         self.cond_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._band_rows: dict[int, tuple[list, torch.Tensor]] = {}
+        # with bands, a mixed call: its band rows' split and the negative's keys/values for them
+        self.band_split: RowSplit | None = None
+        self.uncond_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._band_splits: dict[tuple, tuple[RowSplit, list]] = {}
         self._prepared_for: tuple | None = None
 
     @classmethod
@@ -109,6 +113,7 @@ class MQDRun:
         self.bias = None
         self._splits.clear()
         self._band_rows.clear()
+        self._band_splits.clear()
         self._prepared_for = (device, dtype)
 
     def select(self, cond_or_uncond: list[int], batch: int) -> None:
@@ -124,6 +129,8 @@ class MQDRun:
         self.layout = ROUTED if self.split is None else MIXED
         if self.bands is not None:
             self.cond_kv, self.bias = self._rows_of_bands(sum(rows))
+            if self.split is not None:
+                self.band_split, self.uncond_kv = self._band_split(key)
         elif self.bias is None:
             self.bias = self._make_bias()
 
@@ -145,6 +152,18 @@ class MQDRun:
                 kv = [(k.repeat(n_c, 1, 1, 1), v.repeat(n_c, 1, 1, 1)) for k, v in self.routed_kv]
                 self._band_rows[n_c] = (kv, bias.repeat(n_c, 1, 1, 1))
         return self._band_rows[n_c]
+
+    def _band_split(self, rows: tuple[bool, ...]) -> tuple[RowSplit, list]:
+        """The split of a mixed batch's band rows (each row's nb bands, consecutive) and the
+        negative's keys/values broadcast to its n_u * nb band rows: once per run and layout."""
+        if rows not in self._band_splits:
+            nb = self.bands.count
+            split = RowSplit.of(tuple(r for r in rows for _ in range(nb)), self._prepared_for[0])
+            n = (len(rows) - sum(rows)) * nb
+            kv = [(k.expand(n, *k.shape[1:]), v.expand(n, *v.shape[1:]))
+                  for k, v in self.negative_kv]
+            self._band_splits[rows] = (split, kv)
+        return self._band_splits[rows]
 
     def _make_bias(self) -> torch.Tensor:
         """[1, 1, N, routed_keys]: 0 on the keys of a token's owner's prompt, -inf elsewhere."""
@@ -211,31 +230,30 @@ class MQDCrossAttention(MultiHeadCrossAttention):
         return self.proj(out.reshape(B, N, C))
 
     def _forward_bands(self, x, cond, run: MQDRun):
-        """The conditional rows band by band: [rows * bands, h, band, d] queries (a view of
-        q_linear's output, no copy) against each band's keys, gathered once per run."""
+        """Every row band by band: [rows * bands, h, band, d] queries (a view of q_linear's
+        output, no copy). The conditional rows attend to each band's keys (gathered once per
+        run); the negative's rows to its keys, broadcast over the bands (a view made once per
+        run). The ops per call are the bias layout's, op for op."""
         B, N, C = x.shape
         h, nb, band = self.num_heads, run.bands.count, run.bands.band
-        q = self.q_linear(x).view(B, nb, band, h, C // h)  # row-major tokens, bands of them
+        q = self.q_linear(x).view(B * nb, band, h, -1).transpose(1, 2)  # [B * nb, h, band, d]
         k, v = run.cond_kv[self.block_index]  # [n_c * nb, h, band keys, d]
-
-        def attend(q_c):  # [n, nb, band, h, d] -> [n, nb, band, h, d]
-            n = q_c.shape[0]
-            out = F.scaled_dot_product_attention(
-                q_c.transpose(2, 3).reshape(n * nb, h, band, -1), k, v, attn_mask=run.bias)
-            return out.view(n, nb, h, band, -1).transpose(2, 3)
-
         if run.layout == ROUTED:
-            return self.proj(attend(q).reshape(B, N, C))
-        split = run.split
-        out_c = attend(q[split.cond])
-        q_u = q.view(B, N, h, -1)[split.uncond].transpose(1, 2)  # [n_u, h, N, d]
-        n_u = q_u.shape[0]
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=run.bias)
+            return self.proj(out.transpose(1, 2).reshape(B, N, C))
+        split = run.band_split  # over the B * nb band rows
+        out_c = F.scaled_dot_product_attention(q[split.cond], k, v, attn_mask=run.bias)
         if run.negative_kv:  # the negative's rows: its own keys only, as stock
-            k_u, v_u = (batched(t, n_u) for t in run.negative_kv[self.block_index])
+            k_u, v_u = run.uncond_kv[self.block_index]  # [n_u * nb, h, L, d] broadcast
+            out_u = F.scaled_dot_product_attention(q[split.uncond], k_u, v_u).transpose(1, 2)
         else:  # no negative given to the run: the rows' own captions, projected now
-            k_u, v_u = _heads_kv(self, cond.view(B, -1, C)[split.uncond])
-        out_u = F.scaled_dot_product_attention(q_u, k_u, v_u).transpose(1, 2)  # [n_u, N, h, d]
-        out = split.merge(out_c, out_u.view(n_u, nb, band, h, -1))  # [B, nb, band, h, d]
+            q_u = q[split.uncond]
+            n_u = q_u.shape[0] // nb
+            q_u = q_u.transpose(1, 2).reshape(n_u, N, h, -1).transpose(1, 2)  # [n_u, h, N, d]
+            k_u, v_u = _heads_kv(self, cond.view(B, -1, C)[run.split.uncond])
+            out_u = F.scaled_dot_product_attention(q_u, k_u, v_u).transpose(1, 2)
+            out_u = out_u.reshape(n_u * nb, band, h, -1)
+        out = split.merge(out_c.transpose(1, 2), out_u)  # [B * nb, band, h, d]
         return self.proj(out.reshape(B, N, C))
 
 
@@ -254,7 +272,7 @@ def _band_kv(cross_attn, y: torch.Tensor, bands: pixart_bands.BandPlan, index: t
     [bands, heads, band keys, d]: the projection once, then one gather (`index`: the plan's
     key_index on y's device)."""
     C = y.shape[-1]
-    kv = bands.gather(cross_attn.kv_linear(y), index)  # [bands, band keys, 2C]
+    kv = bands.gather(cross_attn.kv_linear(y), index)  # [1, bands * band keys, 2C]
     kv = kv.view(bands.count, bands.keys, 2, cross_attn.num_heads, C // cross_attn.num_heads)
     k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)
     return k.contiguous(), v.contiguous()
