@@ -15,6 +15,18 @@ unconditional rows attend, in a second call without a bias, to their own caption
 as stock: they never pay for the routed keys, so their cost does not grow with the stack
 (issue 22). Prompts of layers that own no token (hidden under later layers) get no keys.
 
+Band layout (pixart_bands.py, issue 22): that bias still makes every conditional token pay for
+every owning layer's keys. When the tokens split into bands of consecutive tokens (one patch
+row of a square grid; the size depends on the token count only) that each need fewer keys than
+all routed prompts, the run gathers, once per run and block, each band's keys (its owners'
+prompts only) into [bands, heads, band keys, d] and builds a [bands, 1, band, band keys] bias.
+Per call every row is then viewed as [rows * bands, heads, band, d] (no copy, no gather): the
+conditional rows attend to their bands' keys, the negative's rows to its keys broadcast over
+the bands (a view made once per run); a call dispatches the bias layout's ops op for op. The
+cost: the per-run keys are held per band (bands x band keys instead of the routed keys: 6,144
+against 256 to 1,024 keys per block in the 10- to 50-layer grids of bench/scale_counts.py).
+Otherwise (one layer everywhere, owners mixed in every band) the run keeps the bias layout.
+
 The attention call is torch's `scaled_dot_product_attention`, not ComfyUI's
 `optimized_attention`: sage attention ignores masks, flash attention rejects them, and the
 `sdpa_kernel` context managers ComfyUI wraps around SDPA cost launch time. PixArt passes no
