@@ -15,6 +15,18 @@ unconditional rows attend, in a second call without a bias, to their own caption
 as stock: they never pay for the routed keys, so their cost does not grow with the stack
 (issue 22). Prompts of layers that own no token (hidden under later layers) get no keys.
 
+Band layout (pixart_bands.py, issue 22): that bias still makes every conditional token pay for
+every owning layer's keys. When the tokens split into bands of consecutive tokens (one patch
+row of a square grid; the size depends on the token count only) that each need fewer keys than
+all routed prompts, the run gathers, once per run and block, each band's keys (its owners'
+prompts only) into [bands, heads, band keys, d] and builds a [bands, 1, band, band keys] bias.
+Per call every row is then viewed as [rows * bands, heads, band, d] (no copy, no gather): the
+conditional rows attend to their bands' keys, the negative's rows to its keys broadcast over
+the bands (a view made once per run); a call dispatches the bias layout's ops op for op. The
+cost: the per-run keys are held per band (bands x band keys instead of the routed keys: 6,144
+against 256 to 1,024 keys per block in the 10- to 50-layer grids of bench/scale_counts.py).
+Otherwise (one layer everywhere, owners mixed in every band) the run keeps the bias layout.
+
 The attention call is torch's `scaled_dot_product_attention`, not ComfyUI's
 `optimized_attention`: sage attention ignores masks, flash attention rejects them, and the
 `sdpa_kernel` context managers ComfyUI wraps around SDPA cost launch time. PixArt passes no
@@ -32,6 +44,7 @@ import torch.nn.functional as F
 from comfy.ldm.pixart.blocks import MultiHeadCrossAttention
 
 from ..cfg_rows import COND, RowSplit, batched, conditional_rows
+from . import pixart_bands
 from .base import round_up
 from .pixart import layer_owners
 
@@ -49,24 +62,37 @@ class MQDRun:
         # keys are projected once per run; without it each call projects its rows' captions
         self.negative = negative
         self.token_owner = token_owner.reshape(-1).long()  # owner per token, row-major
+        owners = self.token_owner.tolist()  # host lists: the routing costs no tensor op
         # only the prompts of owners of a token: a layer hidden under later ones costs no keys
-        owning = set(torch.unique(self.token_owner).tolist())
+        owning = set(owners)
         self.prompt_owner = [o for o in range(len(prompts)) if o in owning]
         self.prompts = [prompts[o] for o in self.prompt_owner]  # raw T5 [1, L, 4096]
         lengths = [int(p.shape[-2]) for p in self.prompts]
         self.routed_keys = round_up(max(sum(lengths), 1), KEY_BUCKET)
-        self.key_owner = torch.full((self.routed_keys,), -1, dtype=torch.long)  # -1: padding
-        if lengths:
-            self.key_owner[:sum(lengths)] = torch.repeat_interleave(
-                torch.tensor(self.prompt_owner), torch.tensor(lengths))
+        key_owner = [o for o, n in zip(self.prompt_owner, lengths, strict=True) for _ in range(n)]
+        # owner of each routed key, -1 on padding
+        self.key_owner = torch.tensor(key_owner + [-1] * (self.routed_keys - len(key_owner)))
+        # bands of tokens that see only their owners' keys (None: one band, all routed keys)
+        self.bands = pixart_bands.plan(owners, self.prompt_owner, lengths, self.routed_keys,
+                                       KEY_BUCKET)
         self.layout = STOCK
-        self.bias: torch.Tensor | None = None  # [1, 1, N, routed_keys] for the conditional rows
+        # the conditional rows' bias: [1, 1, N, routed_keys], or with bands
+        # [n_c * bands, 1, band, band keys] for this call's n_c conditional rows
+        self.bias: torch.Tensor | None = None
         self.split: RowSplit | None = None  # MIXED: the conditional and unconditional rows
         self._splits: dict[tuple, RowSplit | None] = {}
         # per block, head-major [1, heads, keys, d] (what SDPA reads): the routed prompts' keys
-        # and values, and the negative's
+        # and values (with bands [bands, heads, band keys, d]), and the negative's
         self.routed_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.negative_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
+        # with bands: the keys/values and bias laid out for this call's n_c conditional rows
+        # ([n_c * bands, ...]), cached per n_c so no call expands or copies them
+        self.cond_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._band_rows: dict[int, tuple[list, torch.Tensor]] = {}
+        # with bands, a mixed call: its band rows' split and the negative's keys/values for them
+        self.band_split: RowSplit | None = None
+        self.uncond_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._band_splits: dict[tuple, tuple[RowSplit, list]] = {}
         self._prepared_for: tuple | None = None
 
     @classmethod
@@ -86,13 +112,20 @@ class MQDRun:
             return dm.y_embedder(p.to(device=device, dtype=dtype)[:, None], False)[:, 0]
 
         y = torch.cat([caption(p) for p in self.prompts], dim=1)
-        pad = self.routed_keys - y.shape[1]
-        y = torch.cat([y, y.new_zeros(1, pad, y.shape[2])], dim=1) if pad else y
-        self.routed_kv = [_heads_kv(block.cross_attn, y) for block in dm.blocks]
+        if self.bands is not None:  # each band's keys gathered once per run and block
+            index = self.bands.key_index.to(device)
+            self.routed_kv = [_band_kv(block.cross_attn, y, self.bands, index)
+                              for block in dm.blocks]
+        else:
+            pad = self.routed_keys - y.shape[1]
+            y = torch.cat([y, y.new_zeros(1, pad, y.shape[2])], dim=1) if pad else y
+            self.routed_kv = [_heads_kv(block.cross_attn, y) for block in dm.blocks]
         self.negative_kv = [] if self.negative is None else \
             [_heads_kv(block.cross_attn, caption(self.negative)) for block in dm.blocks]
         self.bias = None
         self._splits.clear()
+        self._band_rows.clear()
+        self._band_splits.clear()
         self._prepared_for = (device, dtype)
 
     def select(self, cond_or_uncond: list[int], batch: int) -> None:
@@ -106,7 +139,11 @@ class MQDRun:
             self._splits[key] = RowSplit.of(key, self._prepared_for[0])
         self.split = self._splits[key]
         self.layout = ROUTED if self.split is None else MIXED
-        if self.bias is None:
+        if self.bands is not None:
+            self.cond_kv, self.bias = self._rows_of_bands(sum(rows))
+            if self.split is not None:
+                self.band_split, self.uncond_kv = self._band_split(key)
+        elif self.bias is None:
             self.bias = self._make_bias()
 
     def release(self) -> None:
@@ -115,6 +152,30 @@ class MQDRun:
     def install(self, patcher) -> list[str]:
         """Patch `patcher` (a clone the caller owns) for this run; the patched keys."""
         return install(patcher, self)
+
+    def _rows_of_bands(self, n_c: int) -> tuple[list, torch.Tensor]:
+        """The band keys/values and bias for n_c conditional rows, once per run and n_c."""
+        if n_c not in self._band_rows:
+            device, dtype = self._prepared_for
+            bias = self.bands.bias(self.token_owner, dtype).to(device)
+            if n_c == 1:
+                self._band_rows[n_c] = (self.routed_kv, bias)
+            else:
+                kv = [(k.repeat(n_c, 1, 1, 1), v.repeat(n_c, 1, 1, 1)) for k, v in self.routed_kv]
+                self._band_rows[n_c] = (kv, bias.repeat(n_c, 1, 1, 1))
+        return self._band_rows[n_c]
+
+    def _band_split(self, rows: tuple[bool, ...]) -> tuple[RowSplit, list]:
+        """The split of a mixed batch's band rows (each row's nb bands, consecutive) and the
+        negative's keys/values broadcast to its n_u * nb band rows: once per run and layout."""
+        if rows not in self._band_splits:
+            nb = self.bands.count
+            split = RowSplit.of(tuple(r for r in rows for _ in range(nb)), self._prepared_for[0])
+            n = (len(rows) - sum(rows)) * nb
+            kv = [(k.expand(n, *k.shape[1:]), v.expand(n, *v.shape[1:]))
+                  for k, v in self.negative_kv]
+            self._band_splits[rows] = (split, kv)
+        return self._band_splits[rows]
 
     def _make_bias(self) -> torch.Tensor:
         """[1, 1, N, routed_keys]: 0 on the keys of a token's owner's prompt, -inf elsewhere."""
@@ -158,6 +219,8 @@ class MQDCrossAttention(MultiHeadCrossAttention):
         if run.layout == STOCK:
             return super().forward(x, cond, mask)
         B, N, C = x.shape
+        if run.bands is not None:
+            return self._forward_bands(x, cond, run)
         q = self.q_linear(x).view(B, N, self.num_heads, -1).transpose(1, 2)  # [B, h, N, d]
         k, v = run.routed_kv[self.block_index]  # [1, h, routed_keys, d]
         # proj_drop is skipped: PixArt's is Dropout(0) and this path only ever runs inference
@@ -178,12 +241,51 @@ class MQDCrossAttention(MultiHeadCrossAttention):
         out = split.merge(out_c.transpose(1, 2), out_u.transpose(1, 2))  # [B, N, h, d]
         return self.proj(out.reshape(B, N, C))
 
+    def _forward_bands(self, x, cond, run: MQDRun):
+        """Every row band by band: [rows * bands, h, band, d] queries (a view of q_linear's
+        output, no copy). The conditional rows attend to each band's keys (gathered once per
+        run); the negative's rows to its keys, broadcast over the bands (a view made once per
+        run). The ops per call are the bias layout's, op for op."""
+        B, N, C = x.shape
+        h, nb, band = self.num_heads, run.bands.count, run.bands.band
+        q = self.q_linear(x).view(B * nb, band, h, -1).transpose(1, 2)  # [B * nb, h, band, d]
+        k, v = run.cond_kv[self.block_index]  # [n_c * nb, h, band keys, d]
+        if run.layout == ROUTED:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=run.bias)
+            return self.proj(out.transpose(1, 2).reshape(B, N, C))
+        split = run.band_split  # over the B * nb band rows
+        out_c = F.scaled_dot_product_attention(q[split.cond], k, v, attn_mask=run.bias)
+        if run.negative_kv:  # the negative's rows: its own keys only, as stock
+            k_u, v_u = run.uncond_kv[self.block_index]  # [n_u * nb, h, L, d] broadcast
+            out_u = F.scaled_dot_product_attention(q[split.uncond], k_u, v_u).transpose(1, 2)
+        else:  # no negative given to the run: the rows' own captions, projected now
+            q_u = q[split.uncond]
+            n_u = q_u.shape[0] // nb
+            q_u = q_u.transpose(1, 2).reshape(n_u, N, h, -1).transpose(1, 2)  # [n_u, h, N, d]
+            k_u, v_u = _heads_kv(self, cond.view(B, -1, C)[run.split.uncond])
+            out_u = F.scaled_dot_product_attention(q_u, k_u, v_u).transpose(1, 2)
+            out_u = out_u.reshape(n_u * nb, band, h, -1)
+        out = split.merge(out_c.transpose(1, 2), out_u)  # [B * nb, band, h, d]
+        return self.proj(out.reshape(B, N, C))
+
 
 def _heads_kv(cross_attn, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Keys and values of captions y [b, L, C] through the block's own kv_linear, head-major
     [b, heads, L, d]."""
     b, L, C = y.shape
     kv = cross_attn.kv_linear(y).view(b, L, 2, cross_attn.num_heads, C // cross_attn.num_heads)
+    k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)
+    return k.contiguous(), v.contiguous()
+
+
+def _band_kv(cross_attn, y: torch.Tensor, bands: pixart_bands.BandPlan, index: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each band's keys and values of the routed captions y [1, L, C], head-major
+    [bands, heads, band keys, d]: the projection once, then one gather (`index`: the plan's
+    key_index on y's device)."""
+    C = y.shape[-1]
+    kv = bands.gather(cross_attn.kv_linear(y), index)  # [1, bands * band keys, 2C]
+    kv = kv.view(bands.count, bands.keys, 2, cross_attn.num_heads, C // cross_attn.num_heads)
     k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)
     return k.contiguous(), v.contiguous()
 

@@ -92,20 +92,26 @@ def test_add_layer_under_torch_compile(
     assert not cc.breaks()
 
 
+@pytest.mark.parametrize("layout", ["bias", "bands"])
 @pytest.mark.parametrize(
     "order", [[0, 1], [1, 0], [0]], ids=["cond-first", "uncond-first", "cond-only"]
 )
-def test_no_graph_break_in_patched_modules(host, alpha, order, pytorch_attention):
-    """torch._dynamo.explain over the patched DiT: no break has a frame in pixart_mqd.py."""
+def test_no_graph_break_in_patched_modules(host, alpha, order, layout, pytorch_attention):
+    """torch._dynamo.explain over the patched DiT: no break has a frame in pixart_mqd.py.
+    `bands`: the two layers hold one half of the rows each, so the run uses the band layout
+    (pixart_bands.py); `bias`: owners mixed in every band, one bias over all routed keys."""
     import comfy.model_management as mm
     import torch._dynamo
 
     clone = alpha.clone()
-    owners = torch.randint(0, 2, (1024,), generator=torch.Generator().manual_seed(0))
-    run = host.pixart_mqd.MQDRun(
-        owners,
-        [scenes.cond(1)[0][0], scenes.cond(2, tokens=9)[0][0]],
-    )
+    if layout == "bands":
+        owners = (torch.arange(1024) >= 512).long()
+        prompts = [scenes.cond(1, tokens=40)[0][0], scenes.cond(2, tokens=50)[0][0]]
+    else:
+        owners = torch.randint(0, 2, (1024,), generator=torch.Generator().manual_seed(0))
+        prompts = [scenes.cond(1)[0][0], scenes.cond(2, tokens=9)[0][0]]
+    run = host.pixart_mqd.MQDRun(owners, prompts)
+    assert (run.bands is not None) == (layout == "bands")
     host.pixart_mqd.install(clone, run)
     mm.load_models_gpu([clone])
     try:
