@@ -7,9 +7,12 @@ compiled shapes for every edit of one size); which keys each band sees is fixed 
 the gather into per-band keys and the bias are built once per run, never per model call: per
 call the queries are only viewed as [rows * bands, heads, band, d].
 
-A plan is made only when it is cheaper: when a band would need as many keys as all owners
-together (one layer everywhere, owners mixed in every band), there is no plan and the run
-keeps one band (the bias over all routed keys).
+A plan is made only when it is cheaper and its keys fit a budget: every band holds its own copy
+of its owners' keys for the run, so bands are taken as large as they can be without needing
+more keys, and never hold more than HELD_KEYS_BUDGET times the routed keys per block. When no
+band size needs fewer keys than all owners together (one layer everywhere, owners mixed in
+every band) or fits the budget, there is no plan and the run keeps one band (the bias over all
+routed keys).
 """
 from __future__ import annotations
 
@@ -54,23 +57,38 @@ def band_size(tokens: int) -> int:
     return 1
 
 
+HELD_KEYS_BUDGET = 2  # a plan may hold at most this many times the routed keys per block
+
+
 def plan(owners: list[int], prompt_owner: list[int], lengths: list[int],
-         routed_keys: int, bucket: int) -> BandPlan | None:
-    """The band plan of a run (`owners`: the owner of each token, row-major), or None when its
-    bands would need no fewer keys than `routed_keys` (all owning prompts, padded): then one
-    band is as cheap."""
-    band = band_size(len(owners))
-    count = len(owners) // band
-    if count == 1:
-        return None
+         routed_keys: int, bucket: int, budget: float = HELD_KEYS_BUDGET) -> BandPlan | None:
+    """The band plan of a run (`owners`: the owner of each token, row-major), or None when no
+    band size is worth it: then one band (all owning prompts, padded) is as cheap.
+
+    Bands are whole multiples of `band_size` (patch rows). The plan takes the size whose bands
+    need the fewest keys (FLOPs), and of those the largest (fewest keys held): every band holds
+    its own copy of its keys, so `count x keys` keys per block stay on the device for the run;
+    sizes that would hold more than `budget` times the routed keys are not taken (device
+    memory), nor sizes needing as many keys as the routed ones."""
+    row = band_size(len(owners))
+    rows = len(owners) // row
     starts, at = {}, 0
     for owner, length in zip(prompt_owner, lengths, strict=True):
         starts[owner] = (at, length)
         at += length
-    per_band = [sorted(set(owners[b * band:(b + 1) * band])) for b in range(count)]
-    keys = round_up(max(sum(starts[o][1] for o in held) for held in per_band), bucket)
-    if keys >= routed_keys:
+    row_owners = [set(owners[r * row:(r + 1) * row]) for r in range(rows)]
+    best = None  # (keys, held, rows per band, the bands' owners)
+    for per in (d for d in range(1, rows) if rows % d == 0):
+        held_by = [sorted(set().union(*row_owners[b:b + per])) for b in range(0, rows, per)]
+        keys = round_up(max(sum(starts[o][1] for o in held) for held in held_by), bucket)
+        held = keys * len(held_by)
+        if keys >= routed_keys or held > budget * routed_keys:
+            continue
+        if best is None or (keys, held) < best[:2]:
+            best = (keys, held, per, held_by)
+    if best is None:
         return None
+    keys, _, per, per_band = best
     index, key_owner = [], []  # built as host lists: two tensors, not one op per band
     for held in per_band:
         band_index = [i for o in held for i in range(starts[o][0], sum(starts[o]))]
@@ -79,4 +97,5 @@ def plan(owners: list[int], prompt_owner: list[int], lengths: list[int],
         index += band_index + [0] * pad
         key_owner += band_owner + [-1] * pad
     both = torch.tensor([index, key_owner])  # one tensor made, not two
-    return BandPlan(band, count, keys, both[0], both[1].view(count, keys))
+    count = len(per_band)
+    return BandPlan(row * per, count, keys, both[0], both[1].view(count, keys))

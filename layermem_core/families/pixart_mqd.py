@@ -16,16 +16,19 @@ as stock: they never pay for the routed keys, so their cost does not grow with t
 (issue 22). Prompts of layers that own no token (hidden under later layers) get no keys.
 
 Band layout (pixart_bands.py, issue 22): that bias still makes every conditional token pay for
-every owning layer's keys. When the tokens split into bands of consecutive tokens (one patch
-row of a square grid; the size depends on the token count only) that each need fewer keys than
-all routed prompts, the run gathers, once per run and block, each band's keys (its owners'
-prompts only) into [bands, heads, band keys, d] and builds a [bands, 1, band, band keys] bias.
+every owning layer's keys. When the tokens split into bands of consecutive tokens (whole patch
+rows) that each need fewer keys than all routed prompts, the run gathers, once per run and
+block, each band's keys (its owners' prompts only) into [bands, heads, band keys, d] and
+builds a [bands, 1, band, band keys] bias.
 Per call every row is then viewed as [rows * bands, heads, band, d] (no copy, no gather): the
 conditional rows attend to their bands' keys, the negative's rows to its keys broadcast over
 the bands (a view made once per run); a call dispatches the bias layout's ops op for op. The
-cost: the per-run keys are held per band (bands x band keys instead of the routed keys: 6,144
-against 256 to 1,024 keys per block in the 10- to 50-layer grids of bench/scale_counts.py).
-Otherwise (one layer everywhere, owners mixed in every band) the run keeps the bias layout.
+cost: the per-run keys are held per band (bands x band keys instead of the routed keys), so the
+plan takes the largest bands that need the fewest keys and holds at most
+`pixart_bands.HELD_KEYS_BUDGET` times the routed keys per block. Otherwise (one layer
+everywhere, owners mixed in every band, or no band size within the budget) and under
+torch.compile (a plan's shapes follow the masks: another edit would re-trace) the run keeps the
+bias layout.
 
 The attention call is torch's `scaled_dot_product_attention`, not ComfyUI's
 `optimized_attention`: sage attention ignores masks, flash attention rejects them, and the
@@ -49,6 +52,7 @@ from .base import round_up
 from .pixart import layer_owners
 
 WRAPPER_KEY = "layer_memory_mqd"
+TORCH_COMPILE_KWARGS = "torch_compile_kwargs"  # set in model_options by TorchCompileModel
 KEY_BUCKET = 64  # routed keys are padded to a multiple of this: same shapes for similar edits
 STOCK, ROUTED, MIXED = "stock", "routed", "mixed"  # layouts of one model call's batch
 
@@ -293,6 +297,10 @@ def _band_kv(cross_attn, y: torch.Tensor, bands: pixart_bands.BandPlan, index: t
 def install(patcher, run: MQDRun) -> list[str]:
     """Patch every block's cross-attention on `patcher` (a clone the caller owns); the keys."""
     diffusion_model = patcher.get_model_object("diffusion_model")
+    if TORCH_COMPILE_KWARGS in patcher.model_options:
+        # a band plan's shapes follow the masks: under torch.compile another edit of the same
+        # size would re-trace, which costs more than the bands save; one band keeps the shapes
+        run.bands = None
     keys = []
     for i in range(len(diffusion_model.blocks)):
         key = f"diffusion_model.blocks.{i}.cross_attn"

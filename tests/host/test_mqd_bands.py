@@ -50,7 +50,8 @@ def test_bands_see_fewer_keys_and_give_the_bias_layouts_output(host, alpha, orde
     banded, caps = _setup(host, alpha, order, True, run_negative)
     biased, _ = _setup(host, alpha, order, False, run_negative)
     plan = banded.run.bands
-    assert plan is not None and plan.band == 32 and plan.count == 32
+    # 16-row bands: rows 0-15 hold owners 0-2, rows 16-31 owners 0, 2, 3 (64 keys each)
+    assert plan is not None and plan.band == 512 and plan.count == 2
     assert plan.keys == 64 < banded.run.routed_keys == 128
     x = torch.randn(len(order), 1024, 1152, generator=torch.Generator().manual_seed(1))
     cond = torch.cat([caps[-1]] * len(order), dim=1)  # the cond rows' own captions are unused
@@ -99,7 +100,38 @@ def test_band_plan_is_made_only_when_cheaper(host):
     assert bands.plan([0] * 1024, [0], [20], 64, 64) is None
     halves = (torch.arange(1024) >= 512).long()
     plan = bands.plan(halves.tolist(), [0, 1], [40, 50], 128, 64)
-    assert (plan.band, plan.count, plan.keys) == (32, 32, 64)
+    # every size from one row to 16 rows needs 64 keys: the largest (two bands) holds fewest
+    assert (plan.band, plan.count, plan.keys) == (512, 2, 64)
     assert plan.key_owner[0].tolist() == [0] * 40 + [-1] * 24
-    assert plan.key_owner[31].tolist() == [1] * 50 + [-1] * 14
-    assert plan.key_index.view(32, 64)[31, :50].tolist() == list(range(40, 90))
+    assert plan.key_owner[1].tolist() == [1] * 50 + [-1] * 14
+    assert plan.key_index.view(2, 64)[1, :50].tolist() == list(range(40, 90))
+
+
+def test_band_plan_holds_its_keys_within_the_budget(host):
+    """Owners in horizontal stripes of 2 rows (16 owners, 20 keys each: 320 routed). One- and
+    two-row bands need the fewest keys (64) but would hold 32 x 64 and 16 x 64 keys; the plan
+    takes 4-row bands (the same 64 keys, 8 x 64 = 512 held <= 2 x 320); within a tighter budget
+    larger bands that need more keys (16 rows: 2 x 192 = 384 <= 400); within the routed keys'
+    own size none."""
+    bands = host.pixart_bands
+    stripes = (torch.arange(1024) // (32 * 2)).tolist()
+    args = (stripes, list(range(16)), [20] * 16, 320, 64)
+    plan = bands.plan(*args)
+    assert (plan.band, plan.count, plan.keys) == (128, 8, 64)
+    assert plan.count * plan.keys <= bands.HELD_KEYS_BUDGET * 320
+    tight = bands.plan(*args, budget=1.25)
+    assert (tight.band, tight.count, tight.keys) == (512, 2, 192)
+    assert bands.plan(*args, budget=1.0) is None
+
+
+def test_a_compiled_model_keeps_one_band(host, alpha):
+    """Under ComfyUI's TorchCompileModel a run keeps the bias layout: a band plan's shapes follow
+    the masks, so another edit of the same size would re-trace; without it the same run bands."""
+    from compile_check import compiled
+
+    prompts = [scenes.cond(60 + i, tokens=20)[0][0] for i in range(4)]
+    for model, banded in ((alpha.clone(), True), (compiled(alpha, "aot_eager"), False)):
+        run = host.pixart_mqd.MQDRun(_box_owners(), prompts)
+        assert run.bands is not None
+        host.pixart_mqd.install(model, run)
+        assert (run.bands is not None) == banded
