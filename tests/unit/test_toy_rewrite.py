@@ -78,3 +78,22 @@ def test_other_families_are_refused_with_the_fix(path):
                                                      "--random-models"):
         headless.rewrite_for_toy_world(headless.load_api_workflow(REPO / "workflows" / "api"
                                                                   / path))
+
+
+def test_run_workflow_takes_one_model_choice(capsys):
+    from tools import run_workflow
+
+    args = run_workflow.parse_args([str(TEMPLATE), "--toy-world"])
+    assert args.toy_world and not args.random_models
+    with pytest.raises(SystemExit):
+        run_workflow.parse_args([str(TEMPLATE), "--toy-world", "--random-models"])
+    assert "choose one" in capsys.readouterr().err
+
+
+def test_run_workflow_refuses_another_family_before_any_server(capsys):
+    from tools import run_workflow
+
+    status = run_workflow.main([str(REPO / "workflows" / "api" / "sdxl_layered_scene_api.json"),
+                                "--toy-world"])
+    assert status == 1
+    assert "SD 1.5 workflows only" in capsys.readouterr().err
