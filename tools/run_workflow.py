@@ -16,9 +16,8 @@ toy world's model (tools/toyworld/: a small SD 1.5 UNet, text encoder and VAE tr
 repository on flat-colour shapes; docs/toyworld.md), on the CPU, at 128 px, 12 steps, its prompts
 turned into the toy world's words ("grass", "a red circle", ...): pictures that can be read,
 made to show the mechanism, not the quality of any real model. Without either flag the workflow
-runs as it is, with
-the files named in it, from your ComfyUI models folder (or --models-dir), on the GPU ComfyUI
-finds (--cpu without one).
+runs as it is, with the files named in it, from your ComfyUI models folder (or --models-dir), on
+the GPU ComfyUI finds (--cpu without one).
 
 Exit status: 0 all workflows succeeded, 1 a workflow was rejected or failed, 2 the server could
 not start.
