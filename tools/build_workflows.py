@@ -31,7 +31,8 @@ WORKFLOW_IDS = {"layered_scene": "5f0c6b52-7a1e-4c1e-9a53-1a7e2c0d4b11",
                 "edit_picture": "3c8f1a27-6d4e-4b9a-8e15-7a2b9c4d6e31",
                 "sdxl_layered_scene": "0b6d7a4e-2c1f-5e8a-9d3b-4f6a8c2e1d57",
                 "flux_layered_scene": "7e2a9c14-3b5d-4f6e-8a1c-5d7b9e3f2a68",
-                "sd35_layered_scene": "4a9d2e6b-8c3f-4b7a-9e5d-1f6c8a2b3d79"}
+                "sd35_layered_scene": "4a9d2e6b-8c3f-4b7a-9e5d-1f6c8a2b3d79",
+                "sd15_layered_scene": "c2e7a95d-1b4f-4d8e-a6c3-8f9b2d5e7a14"}
 __all__ = ["RUN_ORDER", "UI_NAMES", "outputs", "ui_path", "api_path", "main"]
 
 

@@ -11,7 +11,10 @@
 - `flux_layered_scene`: layered_scene with FLUX.1-dev (UNETLoader, DualCLIPLoader type flux,
   VAELoader, CLIPTextEncodeFlux, FluxGuidance);
 - `sd35_layered_scene`: layered_scene with SD3.5 Large (CheckpointLoaderSimple, TripleCLIPLoader,
-  CLIPTextEncode).
+  CLIPTextEncode);
+- `sd15_layered_scene` (tools/sd15_workflow.py): an SD 1.5 checkpoint builds a lawn, a ball, a
+  crate and a sign, then deletes the crate: the toy world's scene, which
+  `run_workflow --toy-world` runs on the toy model and the README's first picture shows.
 
 `RUN_ORDER` is the order in which they run in one ComfyUI; template file names carry it
 (`UI_NAMES`: 1_layered_scene, 2_continue_scene, ...): ComfyUI lists a pack's templates in
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 import json
 
-from tools import picture_workflow
+from tools import picture_workflow, sd15_workflow
 from tools.workflow_graph import Graph, Node
 from tools.workflow_nodes import (
     FLUX_CLIP_L,
@@ -88,7 +91,7 @@ MEMORY_PREFIX = "layer_memory/savanna"
 MEMORY_FILE = f"{MEMORY_PREFIX}_00001_.safetensors [output]"
 TRAJECTORY_STORAGE = "float32 (exact)"
 RUN_ORDER = ("layered_scene", "continue_scene", "edit_picture", "sdxl_layered_scene",
-             "flux_layered_scene", "sd35_layered_scene")
+             "flux_layered_scene", "sd35_layered_scene", "sd15_layered_scene")
 UI_NAMES = {name: f"{i + 1}_{name}" for i, name in enumerate(RUN_ORDER)}
 
 
@@ -279,5 +282,6 @@ def build_picture() -> Graph:
 
 GRAPHS = {"layered_scene": build, "continue_scene": build_continue,
           "edit_picture": build_picture, "sdxl_layered_scene": build_sdxl,
-          "flux_layered_scene": build_flux, "sd35_layered_scene": build_sd35}
+          "flux_layered_scene": build_flux, "sd35_layered_scene": build_sd35,
+          "sd15_layered_scene": sd15_workflow.build}
 assert tuple(GRAPHS) == RUN_ORDER

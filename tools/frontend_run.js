@@ -4,7 +4,7 @@
 // a screenshot of the graph after its run (README) and the template thumbnail <name>.jpg.
 //
 //   node tools/frontend_run.js SERVER_URL --report out.json [--pictures] [--only NAME]
-//                              [--real-models] [--with-layer-box]
+//                              [--real-models] [--with-layer-box] [--toy-world NAME]...
 //
 // After the templates, the Layer Box phase runs on continue_scene (it needs the memory
 // 1_layered_scene saves): boxes, an outline drag through Edit Layer, a brush stroke, a Delete
@@ -13,8 +13,11 @@
 //
 // The graph on the canvas is the template as a user opens it; the prompt the Queue button posts is
 // rewritten in flight for the random test models (headless.rewrite_for_random_models: 512 px,
-// 3 steps) unless --real-models. The server must run with this pack and, for the random models,
-// ComfyServer(random_models=True) (tools/headless.py);
+// 3 steps) unless --real-models; a template named with --toy-world (repeatable) is rewritten for
+// the toy world instead (headless.rewrite_for_toy_world: the toy model, 128 px, 12 steps, the toy
+// world's words), so that its pictures can be read. The server must run with this pack and, for
+// the random models, ComfyServer(random_models=True) (tools/headless.py), for the toy world
+// ComfyServer(toy_world=True);
 // tests/browser/test_frontend.py and tools/screenshots.py start it. Needs /usr/bin/chromium
 // (or $CHROMIUM) and playwright-core (bash tools/setup.sh puts it in .browser/node_modules).
 const fs = require('fs');
@@ -31,13 +34,14 @@ const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', 
 const RUN_TIMEOUT_MS = 15 * 60 * 1000;
 
 function parseArgs(argv) {
-  const args = { url: argv[0], report: null, pictures: false, only: null };
+  const args = { url: argv[0], report: null, pictures: false, only: null, toyWorld: [] };
   for (let i = 1; i < argv.length; i++) {
     if (argv[i] === '--report') args.report = argv[++i];
     else if (argv[i] === '--pictures') args.pictures = true;
     else if (argv[i] === '--only') args.only = argv[++i];
     else if (argv[i] === '--real-models') args.realModels = true;
     else if (argv[i] === '--with-layer-box') args.withLayerBox = true; // with --only layered_scene
+    else if (argv[i] === '--toy-world') args.toyWorld.push(argv[++i]);
   }
   return args;
 }
@@ -50,11 +54,16 @@ function workflows() {
     .map((f) => ({ file: path.join(dir, f), name: f.replace(/\.json$/, '') }));
 }
 
-/** The prompt the frontend posts, rewritten for the random test models (headless.py): the graph
- * on the canvas stays the user's (real model names, 1024 px, 20 steps). */
+/** Whether the workflow being run is rewritten for the toy world (--toy-world), not for the
+ * random models. */
+const rewriting = { toyWorld: false };
+
+/** The prompt the frontend posts, rewritten for the random test models or the toy world
+ * (headless.py): the graph on the canvas stays the user's (real model names, 1024 px, 20 steps). */
 function rewriteForRandomModels(prompt) {
-  const code = 'import json, sys; from tools import headless; '
-    + 'print(json.dumps(headless.rewrite_for_random_models(json.load(sys.stdin))[0]))';
+  const rewrite = rewriting.toyWorld ? 'rewrite_for_toy_world(json.load(sys.stdin))'
+    : 'rewrite_for_random_models(json.load(sys.stdin))';
+  const code = `import json, sys; from tools import headless; print(json.dumps(headless.${rewrite}[0]))`;
   const out = execFileSync(process.env.PYTHON || 'python3', ['-c', code],
     { cwd: REPO, input: JSON.stringify(prompt) });
   return JSON.parse(out.toString());
@@ -242,6 +251,42 @@ async function linkColour(page) {
   });
 }
 
+/** A screenshot of just the nodes titled `titles` (each the first below the one before it; a node
+ * without a title of its own goes by its type's name), as large as the view allows up to zoom 1,
+ * saved as `file`. */
+async function regionShot(page, titles, file) {
+  const clip = await page.evaluate((names) => {
+    const c = window.app.canvas;
+    c.deselectAll?.();
+    const found = [];
+    for (const t of names) {
+      const y = found.length ? found[found.length - 1].pos[1] - 100 : -Infinity;
+      const n = window.app.graph.nodes.filter((m) => m.title === t && m.pos[1] >= y)
+        .sort((a, b) => a.pos[1] - b.pos[1])[0];
+      if (n) found.push(n);
+    }
+    const m = 24;
+    const x0 = Math.min(...found.map((n) => n.pos[0])) - m;
+    const y0 = Math.min(...found.map((n) => n.pos[1])) - 30 - m;
+    const x1 = Math.max(...found.map((n) => n.pos[0] + n.size[0])) + m;
+    const y1 = Math.max(...found.map((n) => n.pos[1] + n.size[1])) + m;
+    const r = c.canvas.getBoundingClientRect();
+    const top = 90; // the frontend's bars over the canvas
+    const sc = Math.min(1, 0.98 * r.width / (x1 - x0), 0.98 * (r.height - top) / (y1 - y0));
+    c.ds.scale = sc;
+    c.ds.offset = [r.width / 2 / sc - (x0 + x1) / 2, (top + (r.height - top) / 2) / sc
+      - (y0 + y1) / 2];
+    c.setDirty(true, true);
+    const [sx, sy] = [(x0 + c.ds.offset[0]) * sc, (y0 + c.ds.offset[1]) * sc];
+    return { x: r.left + sx, y: r.top + sy, width: (x1 - x0) * sc, height: (y1 - y0) * sc,
+      titles: found.map((n) => n.title) };
+  }, titles);
+  await page.waitForTimeout(1500);
+  const { titles: found, ...box } = clip;
+  await page.screenshot({ path: file, type: 'jpeg', quality: 70, clip: box });
+  return found;
+}
+
 /** README picture: the view on the node the reader should look at, after the run; template
  * thumbnail: the whole graph after the run, as the template's card. */
 async function pictures(page, wf, docsDir) {
@@ -257,9 +302,17 @@ async function pictures(page, wf, docsDir) {
     await page.waitForTimeout(1500);
   };
   const target = { continue_scene: 'LayerMem_ListLayers', edit_picture: 'LayerMem_PreviewLayers' };
-  await focus(target[wf.name.replace(/^\d+_/, '')] ?? 'LayerMem_SaveLayerMemory', 0.8);
-  const shot = path.join(docsDir, `${wf.name.replace(/^\d+_/, '')}.jpg`);
-  await page.screenshot({ path: shot, type: 'jpeg', quality: 65 });
+  // the toy template: the last object added, and the delete, with their pictures
+  const region = { sd15_layered_scene: ['Add the sign', 'Save Image', 'Delete the crate',
+    'Save Image'] };
+  const name = wf.name.replace(/^\d+_/, '');
+  const shot = path.join(docsDir, `${name}.jpg`);
+  if (region[name]) {
+    await regionShot(page, region[name], shot);
+  } else {
+    await focus(target[name] ?? 'LayerMem_SaveLayerMemory', 0.8);
+    await page.screenshot({ path: shot, type: 'jpeg', quality: 65 });
+  }
   const box = await page.locator('#graph-canvas').boundingBox();
   const [w, h] = [800, 600];
   const clip = { x: box.x + (box.width - w) / 2, y: box.y + (box.height - h) / 2,
@@ -537,7 +590,9 @@ async function clickPick(page, id, label) {
     if (args.only && !wf.name.includes(args.only)) continue;
     const started = Date.now();
     phase = wf.name;
-    const entry = { name: wf.name, missing_nodes: await load(page, wf) };
+    rewriting.toyWorld = args.toyWorld.some((t) => wf.name.includes(t));
+    const entry = { name: wf.name, toy_world: rewriting.toyWorld,
+      missing_nodes: await load(page, wf) };
     entry.dialogs = await closeDialogs(page);
     entry.view_scale = await page.evaluate(() => window.app.canvas.ds.scale);
     entry.low_quality = await page.evaluate(() => !!window.app.canvas.low_quality);

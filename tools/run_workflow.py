@@ -3,6 +3,7 @@
     python3 -m tools.run_workflow workflows/api/layered_scene_api.json --random-models
     python3 -m tools.run_workflow workflows/api/layered_scene_api.json \\
         workflows/api/continue_scene_api.json --random-models
+    python3 -m tools.run_workflow workflows/api/sd15_layered_scene_api.json --toy-world
     python3 -m tools.run_workflow my_scene_api.json      # your models, from <ComfyUI>/models
 
 Several workflows run one after the other in one ComfyUI, in the order given: continue_scene
@@ -10,9 +11,13 @@ loads the layer memory that layered_scene saves in the output folder, so it come
 
 --random-models runs anywhere (CPU, no downloads): small random-weight PixArt/TAESD files, a
 test text encoder instead of T5-XXL, 512 px and a few steps. The pictures are noise; the point
-is that every node, link and ComfyUI code path runs. Without it the workflow runs as it is, with
-the files named in it, from your ComfyUI models folder (or --models-dir), on the GPU ComfyUI
-finds (--cpu without one).
+is that every node, link and ComfyUI code path runs. --toy-world runs an SD 1.5 workflow on the
+toy world's model (tools/toyworld/: a small SD 1.5 UNet, text encoder and VAE trained in this
+repository on flat-colour shapes; docs/toyworld.md), on the CPU, at 128 px, 12 steps, its prompts
+turned into the toy world's words ("grass", "a red circle", ...): pictures that can be read,
+made to show the mechanism, not the quality of any real model. Without either flag the workflow
+runs as it is, with the files named in it, from your ComfyUI models folder (or --models-dir), on
+the GPU ComfyUI finds (--cpu without one).
 
 Exit status: 0 all workflows succeeded, 1 a workflow was rejected or failed, 2 the server could
 not start.
@@ -45,6 +50,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--random-models", action="store_true",
                    help="use random test models and the test text encoder, 512 px, few steps "
                         "(implies --cpu)")
+    p.add_argument("--toy-world", action="store_true",
+                   help="run an SD 1.5 workflow on the toy world's model, 128 px, 12 steps, its "
+                        "prompts in the toy world's words (implies --cpu)")
     p.add_argument("--steps", type=int, default=3,
                    help="sampling steps with --random-models (default 3)")
     p.add_argument("--size", type=int, default=512,
@@ -68,7 +76,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="extra argument for ComfyUI's main.py, repeatable "
                         "(e.g. --comfy-arg=--lowvram)")
     p.add_argument("-q", "--quiet", action="store_true", help="no per-node progress")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.random_models and args.toy_world:
+        p.error("--random-models and --toy-world are two different models: choose one")
+    return args
 
 
 def _progress(prompt: dict, quiet: bool):
@@ -123,14 +134,20 @@ def _texts(prompt: dict, result: headless.RunResult) -> list[tuple[str, str]]:
 
 
 def _load_prompts(args: argparse.Namespace) -> list[tuple[Path, dict]]:
-    """Every workflow of the command, rewritten for the random models when asked."""
+    """Every workflow of the command, rewritten for the random models or the toy world when
+    asked."""
     prompts = []
     for path in args.workflows:
         prompt = headless.load_api_workflow(path)
+        changes = None
         if args.random_models:
             prompt, changes = headless.rewrite_for_random_models(prompt, steps=args.steps,
                                                                  size=args.size)
             print(f"{path}: rewritten for the random test models ({len(changes)} changes)")
+        elif args.toy_world:
+            prompt, changes = headless.rewrite_for_toy_world(prompt)
+            print(f"{path}: rewritten for the toy world ({len(changes)} changes)")
+        if changes is not None:
             if not args.quiet:
                 for c in changes:
                     print(f"    {c}")
@@ -142,9 +159,11 @@ def _server(args: argparse.Namespace) -> headless.ComfyServer:
     return headless.ComfyServer(args.base_dir, comfy_root=args.comfyui,
                                 random_models=args.random_models,
                                 random_models_cache=args.random_models_cache,
+                                toy_world=args.toy_world,
                                 models_dir=args.models_dir, output_dir=args.output_dir,
                                 port=args.port,
-                                cpu=True if (args.cpu or args.random_models) else None,
+                                cpu=True if (args.cpu or args.random_models or args.toy_world)
+                                else None,
                                 extra_args=args.comfy_arg)
 
 

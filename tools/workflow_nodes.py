@@ -208,3 +208,9 @@ SD35_LINKS = {
              MODEL_LINKS[1]],  # t5xxl_fp16, as for PixArt and FLUX
 }
 SD35_MODEL_LINKS = [SD35_LINKS["ckpt"], *SD35_LINKS["clip"]]
+# SD 1.5: one checkpoint (UNet, CLIP-L, VAE), the file ComfyUI's own default graph loads
+SD15_CKPT = "v1-5-pruned-emaonly-fp16.safetensors"
+SD15_LINKS = [
+    {"name": SD15_CKPT, "directory": "checkpoints",
+     "url": f"{HF}/Comfy-Org/stable-diffusion-v1-5-archive/resolve/main/{SD15_CKPT}"},
+]

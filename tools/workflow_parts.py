@@ -20,6 +20,8 @@ from tools.workflow_nodes import (
     FLUX_UNET,
     FLUX_VAE,
     MODEL_LINKS,
+    SD15_CKPT,
+    SD15_LINKS,
     SD35_CKPT,
     SD35_CLIP_G,
     SD35_LINKS,
@@ -50,7 +52,7 @@ NEGATIVE_TEXT = 100  # FLUX: the negative's CLIPTextEncode is this + the FluxGui
 class Family:
     """How a model family loads (node 1) and encodes a prompt."""
 
-    name: str  # "pixart", "sdxl", "flux" or "sd35"
+    name: str  # "pixart", "sdxl", "flux", "sd35" or "sd15"
     cfg: float
     sampler: str = "dpmpp_2m"
     scheduler: str = "karras"
@@ -79,6 +81,11 @@ class Family:
                        pos=(X_MASK, -360), size=(400, 130),
                        properties={"models": SD35_LINKS["clip"]}))
             return
+        if self.name == "sd15":
+            g.add(Node(1, "CheckpointLoaderSimple", {"ckpt_name": SD15_CKPT}, {},
+                       title="Load SD 1.5 checkpoint (model, CLIP, VAE)", pos=(X_TEXT, -360),
+                       size=(400, 110), properties={"models": SD15_LINKS}))
+            return
         if self.name == "sdxl":
             g.add(Node(1, "CheckpointLoaderSimple", {"ckpt_name": SDXL_CKPT}, {},
                        title="Load SDXL checkpoint (model, CLIP, VAE)", pos=(X_TEXT, -360),
@@ -97,7 +104,7 @@ class Family:
             widgets = {"width": SIZE, "height": SIZE, "crop_w": 0, "crop_h": 0,
                        "target_width": SIZE, "target_height": SIZE, "text_g": text, "text_l": text}
             kind, height = "CLIPTextEncodeSDXL", 330
-        elif self.name == "sd35":
+        elif self.name in ("sd35", "sd15"):
             widgets, kind, height = {"text": text}, "CLIPTextEncode", 200
         else:
             widgets, kind, height = {"width": SIZE, "height": SIZE, "text": text}, \
@@ -144,6 +151,8 @@ FLUX = Family("flux", 1.0, "euler", "simple")
 # SD3.5 Large: euler / sgm_uniform, cfg 4.5 as in ComfyUI's own SD3.5 example; its shift 3 is the
 # model's default (supported_models.SD3), so no ModelSamplingSD3 node
 SD35 = Family("sd35", 4.5, "euler", "sgm_uniform")
+# SD 1.5: cfg 7 and dpmpp_2m / karras, the usual settings for its checkpoints
+SD15 = Family("sd15", 7.0)
 
 
 def read_notes(workflow: str, fill: dict, models: str = "") -> list[tuple[str, str]]:
@@ -192,13 +201,13 @@ BOX_SIZE = (580, 460)  # Layer Box: room for the picture to draw on
 
 
 def box_mask(g: Graph, id: int, name: str, box_px: tuple, memory: int, y: int,
-             layer: str = "", title: str | None = None) -> int:
+             layer: str = "", title: str | None = None, size: int = SIZE) -> int:
     """A Layer Box on `memory` holding the box (image pixels, drawn on a SIZE picture); returns
     its node id (output 0 is the mask, 1 the layer). With a `layer` it moves that layer's own
     shape into the box, as a drag of the layer's outline sets it."""
     x0, y0, x1, y1 = box_px
-    widgets = {"x": x0, "y": y0, "width": x1 - x0, "height": y1 - y0, "picture_width": SIZE,
-               "picture_height": SIZE, "layer": layer,
+    widgets = {"x": x0, "y": y0, "width": x1 - x0, "height": y1 - y0, "picture_width": size,
+               "picture_height": size, "layer": layer,
                "shape": "layer's shape" if layer else "box", "strokes": ""}
     g.add(Node(id, "LayerMem_LayerMemoryBox", widgets, {"memory": (memory, 0), "vae": VAE_OUT},
                title=title or f"Box: {name} (drag on the picture)", pos=(X_MASK, y - 20),
@@ -211,14 +220,14 @@ COMPUTE = {"compute": "whole picture", "context_margin": 64}
 
 
 def box_layer(g: Graph, fam: Family, ids, y: int, obj: tuple, seed: int, memory: int,
-              title: str, save_prefix: str) -> None:
+              title: str, save_prefix: str, size: int = SIZE) -> None:
     """Prompt, Layer Box, AddLayer (on top), decode and save. ids: text, (unused: the box size
     node of the SolidMask chain this replaced; ids stay those of earlier templates), box, layer,
     decode, save."""
     name, box, prompt = obj
     text, _, box_id, layer, decode, save = ids
     fam.encode(g, text, prompt, f"Prompt: {name}", (X_TEXT, y), 400, POSITIVE_COLOR)
-    box_mask(g, box_id, name, box_pixels(box), memory, y)
+    box_mask(g, box_id, name, box_pixels(box, size), memory, y, size=size)
     widgets = {"seed": seed, "use_mqd": True, "grow": 0, "feather": 0, "unblended_fraction": 0.0,
                "name": name, "position": -1, **COMPUTE}
     links = {"memory": (memory, 0), "model": MODEL, "positive": (text, 0), "mask": (box_id, 0)}

@@ -22,7 +22,13 @@ import pytest
 
 from tools import headless
 from tools.build_workflows import UI_NAMES
-from tools.workflow_nodes import FLUX_MODEL_LINKS, MODEL_LINKS, SD35_MODEL_LINKS, SDXL_LINKS
+from tools.workflow_nodes import (
+    FLUX_MODEL_LINKS,
+    MODEL_LINKS,
+    SD15_LINKS,
+    SD35_MODEL_LINKS,
+    SDXL_LINKS,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -111,7 +117,8 @@ def test_template_opens_and_runs(report, name):
     assert wf["progress_samples"] > 0, "no progress bar seen on any node while sampling"
     # the Missing Models dialog offers every model file (this server has only the random models)
     dialog = "\n".join(wf["dialogs"])
-    links = {"sdxl": SDXL_LINKS, "flux": FLUX_MODEL_LINKS, "sd35": SD35_MODEL_LINKS}
+    links = {"sdxl": SDXL_LINKS, "flux": FLUX_MODEL_LINKS, "sd35": SD35_MODEL_LINKS,
+             "sd15": SD15_LINKS}
     for model in next((v for k, v in links.items() if k in name), MODEL_LINKS):
         assert f"{model['directory']} / {model['name']}" in dialog, dialog[:500]
 

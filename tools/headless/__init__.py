@@ -18,11 +18,20 @@ the `with` block (errors and Ctrl-C included) and at interpreter exit (server.py
 `run()` posts an API-format workflow to `/prompt`, follows the websocket until ComfyUI reports
 success or an error (follow.py), then reads `/history` (results.py): which nodes ran, which came
 from ComfyUI's cache, the error (node id, type, exception, traceback) and the image files
-written. random_rewrite.py turns a real workflow into one for the random test models.
+written. random_rewrite.py turns a real workflow into one for the random test models;
+toy_rewrite.py an SD 1.5 workflow into one for the toy world (`toy_world=True` links its nodes,
+tools/toyworld/custom_node/, into custom_nodes).
 """
 from tools.comfy_host import PACK_NAME
 
-from .base_folder import MODEL_FOLDERS, TEST_ENCODER, TEST_NODES_DIR, TEST_NODES_NAME
+from .base_folder import (
+    MODEL_FOLDERS,
+    TEST_ENCODER,
+    TEST_NODES_DIR,
+    TEST_NODES_NAME,
+    TOY_NODES_DIR,
+    TOY_NODES_NAME,
+)
 from .errors import HeadlessError, PromptRejected
 from .models import (
     RANDOM_ALPHA,
@@ -34,10 +43,12 @@ from .models import (
 from .random_rewrite import rewrite_for_random_models
 from .results import RunResult, format_rejection, node_label
 from .server import HOW_TO_GET_COMFYUI, ComfyServer, find_comfyui, free_port
+from .toy_rewrite import rewrite_for_toy_world
 from .workflows import is_ui_format, load_api_workflow
 
 __all__ = [
     "PACK_NAME", "MODEL_FOLDERS", "TEST_ENCODER", "TEST_NODES_DIR", "TEST_NODES_NAME",
+    "TOY_NODES_DIR", "TOY_NODES_NAME", "rewrite_for_toy_world",
     "HeadlessError", "PromptRejected", "RANDOM_ALPHA", "RANDOM_SIGMA", "default_cache_dir",
     "ensure_random_models", "write_random_models", "HOW_TO_GET_COMFYUI",
     "rewrite_for_random_models", "RunResult", "format_rejection", "node_label", "ComfyServer",

@@ -17,6 +17,10 @@ from .errors import HeadlessError
 TEST_NODES_DIR = REPO / "tools" / "random_text_encoder"
 TEST_NODES_NAME = "layermem_test_nodes"
 TEST_ENCODER = "LayerMemTestEncode"
+# the toy world's test-only nodes (tools/toyworld/nodes.py), a custom node folder of their own
+TOY_NODES_DIR = REPO / "tools" / "toyworld" / "custom_node"
+TOY_NODES_NAME = "layermem_toyworld_nodes"
+TOY_LOADER = "LayerMemToyWorldLoader"
 # model folders mapped from the user's models directory in real-model runs (folder -> subfolders)
 MODEL_FOLDERS = {"checkpoints": ["checkpoints"], "diffusion_models": ["diffusion_models", "unet"],
                  "text_encoders": ["text_encoders", "clip"], "vae": ["vae"],
@@ -42,8 +46,10 @@ def link(target: Path, link_path: Path) -> None:
         shutil.copytree(target, link_path, ignore=shutil.ignore_patterns("__pycache__", ".git"))
 
 
-def prepare(base: Path, output_dir: Path, with_test_nodes: bool) -> None:
-    """The folders ComfyUI writes to, and custom_nodes/ with only this pack (and the test nodes)."""
+def prepare(base: Path, output_dir: Path, with_test_nodes: bool,
+            with_toy_nodes: bool = False) -> None:
+    """The folders ComfyUI writes to, and custom_nodes/ with only this pack (and the test nodes,
+    the toy world's nodes)."""
     for sub in ("custom_nodes", "input", "temp", "user", "models"):
         (base / sub).mkdir(parents=True, exist_ok=True)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -53,6 +59,8 @@ def prepare(base: Path, output_dir: Path, with_test_nodes: bool) -> None:
             shutil.copyfile(picture, base / "input" / picture.name)
     if with_test_nodes:
         link(TEST_NODES_DIR, base / "custom_nodes" / TEST_NODES_NAME)
+    if with_toy_nodes:
+        link(TOY_NODES_DIR, base / "custom_nodes" / TOY_NODES_NAME)
 
 
 def write_model_paths(base: Path, models: Path, folders: dict[str, list[str]]) -> Path:

@@ -51,17 +51,19 @@ class ComfyServer:
 
     def __init__(self, base_dir: PathLike | None = None, *, comfy_root: PathLike | None = None,
                  random_models: bool = False, random_models_cache: PathLike | None = None,
+                 toy_world: bool = False,
                  models_dir: PathLike | None = None, output_dir: PathLike | None = None,
                  port: int | None = None, cpu: bool | None = None, extra_args: tuple | list = (),
                  python: str = sys.executable, startup_timeout: float = 300.0):
         self.comfy_root = find_comfyui(comfy_root)
         self.base = _resolved(base_dir, None) or Path(tempfile.mkdtemp(prefix="layermem_headless_"))
         self.random_models = random_models
+        self.toy_world = toy_world  # the toy world's nodes (its weights are in the repository)
         self.user_models = _resolved(models_dir, self.comfy_root / "models")
         self.random_models_cache = _resolved(random_models_cache, models.default_cache_dir())
         self.output_dir = _resolved(output_dir, self.base / "output")
         self.port = port
-        self.cpu = random_models if cpu is None else cpu
+        self.cpu = (random_models or toy_world) if cpu is None else cpu
         self.extra_args = list(extra_args)
         self.python = python
         self.startup_timeout = startup_timeout
@@ -93,12 +95,16 @@ class ComfyServer:
 
     def prepare(self) -> None:
         """Base directory with links to this pack (and the test nodes), models, model paths."""
-        base_folder.prepare(self.base, self.output_dir, with_test_nodes=self.random_models)
+        base_folder.prepare(self.base, self.output_dir, with_test_nodes=self.random_models,
+                            with_toy_nodes=self.toy_world)
         if self.random_models:
             t0 = time.monotonic()
             self.models = models.ensure_random_models(self.random_models_cache, self.comfy_root,
                                                       self.python)
             self.timings["random_models_s"] = time.monotonic() - t0
+            folders = base_folder.RANDOM_MODEL_FOLDERS
+        elif self.toy_world:  # the toy nodes load the repository's weights: no model files
+            self.models = self.base / "models"
             folders = base_folder.RANDOM_MODEL_FOLDERS
         else:
             self.models = self.user_models
@@ -151,7 +157,8 @@ class ComfyServer:
                                     f"log {self.log_path}:\n{self.log_tail()}")
             time.sleep(0.5)
         needed = (["LayerMem_LayerMemory"]
-                  + ([base_folder.TEST_ENCODER] if self.random_models else []))
+                  + ([base_folder.TEST_ENCODER] if self.random_models else [])
+                  + ([base_folder.TOY_LOADER] if self.toy_world else []))
         for node in needed:
             if node not in requests.get(f"{self.url}/object_info/{node}", timeout=30).json():
                 raise HeadlessError(f"ComfyUI started but node {node} is missing: the custom "
@@ -172,7 +179,8 @@ class ComfyServer:
             return False
 
     def _import_errors(self) -> str:
-        keys = (comfy_host.PACK_NAME, base_folder.TEST_NODES_NAME, "Traceback", "Error")
+        keys = (comfy_host.PACK_NAME, base_folder.TEST_NODES_NAME, base_folder.TOY_NODES_NAME,
+                "Traceback", "Error")
         lines = [ln for ln in self.log_tail(200_000).splitlines() if any(k in ln for k in keys)]
         return "\n".join(lines[-30:])
 
