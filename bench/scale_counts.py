@@ -40,13 +40,24 @@ def grid_scene(base: inputs.Scene, n_objects: int) -> inputs.Scene:
     return inputs.Scene(base.scene_id + "-grid", objects, objects)
 
 
+def routing(work: ops.Workload, background, top: int) -> dict:
+    """The keys AddLayer's PixArt MQD run holds per block with `top` layers in memory: the
+    routed keys, and with a band plan its bands, keys per band and keys held."""
+    run = work.h.pixart_mqd.MQDRun.for_layers(ops.stacked(work, background, top + 1).layers)
+    bands = run.bands
+    return {"routed_keys": run.routed_keys, "bands": bands.count if bands else 1,
+            "keys_per_band": bands.keys if bands else run.routed_keys,
+            "held_keys": bands.count * bands.keys if bands else run.routed_keys}
+
+
 def measure(work: ops.Workload, background, tops: list[int]) -> dict:
     txt, _ = counting.count(ops.txt2img(work))
     rows = {"txt2img": txt.as_dict()}
     for top in tops:
         memory = ops.stacked(work, background, top)
         add, _ = counting.count(ops.add_layer(work, memory))
-        rows[f"add_layer_{top}"] = {**add.as_dict(), "ratios": counting.ratio(add, txt)}
+        rows[f"add_layer_{top}"] = {**add.as_dict(), "ratios": counting.ratio(add, txt),
+                                    "routing": routing(work, background, top)}
     return rows
 
 
