@@ -152,33 +152,30 @@ def _mean(values) -> float | None:
     return float(np.mean(values)) if values else None
 
 
+FREED = ("matches_below", "ghost", "ghost_below")
+OUTSIDE = {"latent_exact_outside": "latent_exact", "class_changed_outside": "class_changed"}
+
+
+def _means(items: list[dict], keys: dict[str, str]) -> dict:
+    """{row name: mean of each item's value under its key} (None values left out)."""
+    return {name: _mean(x[key] for x in items) for name, key in keys.items()}
+
+
 def summarise(results: list[dict]) -> dict:
+    freed = {k: k for k in FREED}
     rows = {}
     for name in DELETIONS:
         d = [r["deletions"][name] for r in results]
-        rows[f"delete {name}"] = {
-            "freed_regions": sum(1 for x in d if x["freed_pixels"]),
-            "matches_below": _mean(x["matches_below"] for x in d),
-            "ghost": _mean(x["ghost"] for x in d),
-            "ghost_below": _mean(x["ghost_below"] for x in d),
-            "freed_latent_equal_below": _mean(x["freed_latent_equal_below"] for x in d),
-            "latent_exact_outside": _mean(x["latent_exact"] for x in d),
-            "class_changed_outside": _mean(x["class_changed"] for x in d)}
+        rows[f"delete {name}"] = {"freed_regions": sum(1 for x in d if x["freed_pixels"]),
+                                  **_means(d, {**freed, "freed_latent_equal_below":
+                                               "freed_latent_equal_below", **OUTSIDE})}
     m = [r["move"] for r in results]
     rows["move"] = {"freed_regions": sum(1 for x in m if x["freed_pixels"]),
-                    "matches_below": _mean(x["matches_below"] for x in m),
-                    "ghost": _mean(x["ghost"] for x in m),
-                    "ghost_below": _mean(x["ghost_below"] for x in m),
-                    "object_right_after": _mean(x["object_right_after"] for x in m),
-                    "colour_right_after": _mean(x["colour_right_after"] for x in m),
-                    "latent_exact_outside": _mean(x["latent_exact"] for x in m),
-                    "class_changed_outside": _mean(x["class_changed"] for x in m)}
-    r = [x["reroll"] for x in results]
-    rows["reroll"] = {"object_right": _mean(x["object_right"] for x in r),
-                      "colour_right": _mean(x["colour_right"] for x in r),
-                      "object_right_before": _mean(x["object_before_right"] for x in r),
-                      "latent_exact_outside": _mean(x["latent_exact"] for x in r),
-                      "class_changed_outside": _mean(x["class_changed"] for x in r)}
+                    **_means(m, {**freed, "object_right_after": "object_right_after",
+                                 "colour_right_after": "colour_right_after", **OUTSIDE})}
+    rows["reroll"] = _means([r["reroll"] for r in results],
+                            {"object_right": "object_right", "colour_right": "colour_right",
+                             "object_right_before": "object_before_right", **OUTSIDE})
     return rows
 
 

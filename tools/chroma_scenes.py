@@ -28,18 +28,13 @@ CONFIG = {
 
 def build(seed: int = 0, **overrides):
     """A ModelPatcher of a random small Chroma."""
-    import comfy.model_management as mm
-    import comfy.model_patcher
     import comfy.supported_models as sm
 
     config = dict(CONFIG, **overrides)
     model_config = sm.Chroma(config)
     model_config.set_inference_dtype(torch.float32, None)
     inner = model_config.get_model({})
-    random_weights.fill(inner.diffusion_model, seed)
-    inner = inner.to(mm.unet_offload_device())
-    return comfy.model_patcher.ModelPatcher(inner, load_device=mm.get_torch_device(),
-                                           offload_device=mm.unet_offload_device())
+    return random_weights.patcher(inner, seed)
 
 
 RADIANCE = {  # Chroma Radiance: 16x16 pixel patches, NeRF-style head (as model_detection sets)

@@ -17,3 +17,15 @@ def fill(module: torch.nn.Module, seed: int) -> None:
             p.copy_(1.0 + 0.05 * torch.randn(p.shape, generator=gen))
         else:
             p.copy_(0.02 * torch.randn(p.shape, generator=gen))
+
+
+def patcher(inner, seed: int):
+    """A ModelPatcher of ComfyUI's `inner` model with `fill`'s seeded weights, kept on the
+    offload device as the loaders keep it."""
+    import comfy.model_management as mm
+    import comfy.model_patcher
+
+    fill(inner.diffusion_model, seed)
+    inner = inner.to(mm.unet_offload_device())
+    return comfy.model_patcher.ModelPatcher(inner, load_device=mm.get_torch_device(),
+                                           offload_device=mm.unet_offload_device())

@@ -108,3 +108,14 @@ class Family:
 def round_up(n: int, to: int) -> int:
     """`n` rounded up to a multiple of `to`: key counts padded to a bucket."""
     return -(-n // to) * to
+
+
+TORCH_COMPILE_KWARGS = "torch_compile_kwargs"  # set in model_options by TorchCompileModel
+
+
+def owns_patch_token(latent_mask: Any) -> bool:
+    """Whether a layer's latent mask owns a token of a 2x2-patch model (PixArt, FLUX, SD3,
+    Qwen-Image): a token covered at >= 50% (masks.token_mask)."""
+    from ..masks import token_mask
+
+    return bool(token_mask(latent_mask).any())

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import LayerMemoryError
-from .base import AttentionRun, Family, ModelDescription
-from .flux import LATENT_CHANNELS, _in_channels, _owns_tokens
+from .base import AttentionRun, Family, ModelDescription, owns_patch_token
+from .flux import LATENT_CHANNELS, _in_channels
 
 LOADER = "load a Chroma model (latent space, not Radiance) with UNETLoader"
 
@@ -110,7 +110,7 @@ CHROMA = Family(
     detect=_is_chroma,
     describe=_describe,
     attention_run=_attention_run,
-    owns_tokens=_owns_tokens,
+    owns_tokens=owns_patch_token,
     size_why="its latent patches are 2x2 at /8",
     min_size_why="below a 4x4 token grid a mask owns nothing recognisable",
     refusal=_refusal,

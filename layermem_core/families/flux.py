@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import LayerMemoryError
-from .base import AttentionRun, Family, ModelDescription
+from .base import AttentionRun, Family, ModelDescription, owns_patch_token
 
 LATENT_CHANNELS = 16
 GUIDANCE_FIX = ("put a FluxGuidance node after the text encode (or encode with "
@@ -101,11 +101,6 @@ def _check_extras(extras: dict, input_name: str, model: Any) -> None:
             "conditioning and this one has none", GUIDANCE_FIX)
 
 
-def _owns_tokens(latent_mask: Any) -> bool:
-    from ..masks import token_mask
-
-    return bool(token_mask(latent_mask).any())
-
 
 def _attention_run(layers: Sequence[Any]) -> AttentionRun:
     from .flux_mqd import FluxMQDRun
@@ -133,7 +128,7 @@ FLUX = Family(
     detect=_is_flux,
     describe=_describe,
     attention_run=_attention_run,
-    owns_tokens=_owns_tokens,
+    owns_tokens=owns_patch_token,
     pooled_encoder="CLIP-L",
     size_why="its latent patches are 2x2 at /8",
     min_size_why="below a 4x4 token grid a mask owns nothing recognisable",

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from .base import AttentionRun, Family, ModelDescription
+from .base import AttentionRun, Family, ModelDescription, owns_patch_token
 
 # The run estimate (see `run_bytes`): for N = (h/2)(w/2) tokens of PixArt's 2x2 patches and
 # the CFG batch of 2.
@@ -55,11 +55,6 @@ def layer_owners(layers: Sequence[Any]) -> torch.Tensor:
         return token_owners([layer.token_mask for layer in layers[1:]])
     return torch.zeros(layers[0].token_mask.numel(), dtype=torch.long)
 
-
-def _owns_tokens(latent_mask: torch.Tensor) -> bool:
-    from ..masks import token_mask
-
-    return bool(token_mask(latent_mask).any())
 
 
 def _attention_run(layers: Sequence[Any]) -> AttentionRun:
@@ -115,7 +110,7 @@ PIXART = Family(
     detect=_is_pixart,
     describe=_describe,
     attention_run=_attention_run,
-    owns_tokens=_owns_tokens,
+    owns_tokens=owns_patch_token,
     run_bytes=run_bytes,
     size_why="its latent patches are 2x2 at /8",
     min_size_why="ComfyUI's PixArt divides by zero there",

@@ -48,11 +48,10 @@ from comfy.ldm.pixart.blocks import MultiHeadCrossAttention
 
 from ..cfg_rows import COND, RowSplit, batched, conditional_rows
 from . import pixart_bands
-from .base import round_up
+from .base import TORCH_COMPILE_KWARGS, round_up
 from .pixart import layer_owners
 
 WRAPPER_KEY = "layer_memory_mqd"
-TORCH_COMPILE_KWARGS = "torch_compile_kwargs"  # set in model_options by TorchCompileModel
 KEY_BUCKET = 64  # routed keys are padded to a multiple of this: same shapes for similar edits
 STOCK, ROUTED, MIXED = "stock", "routed", "mixed"  # layouts of one model call's batch
 

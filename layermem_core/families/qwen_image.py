@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import LayerMemoryError
-from .base import AttentionRun, Family, ModelDescription
+from .base import AttentionRun, Family, ModelDescription, owns_patch_token
 
 LATENT_CHANNELS = 16
 IN_CHANNELS = LATENT_CHANNELS * 4  # 2x2 patches packed by the model's process_img
@@ -80,11 +80,6 @@ def _check_extras(extras: dict, input_name: str, model: Any) -> None:
             "connect the text encode's output directly, without the ControlNet apply node")
 
 
-def _owns_tokens(latent_mask: Any) -> bool:
-    from ..masks import token_mask
-
-    return bool(token_mask(latent_mask).any())
-
 
 def _attention_run(layers: Sequence[Any]) -> AttentionRun:
     from .qwen_image_mqd import QwenImageMQDRun
@@ -120,7 +115,7 @@ QWEN_IMAGE = Family(
     detect=_is_qwen_image,
     describe=_describe,
     attention_run=_attention_run,
-    owns_tokens=_owns_tokens,
+    owns_tokens=owns_patch_token,
     size_why="its latent patches are 2x2 at /8",
     min_size_why="below a 4x4 token grid a mask owns nothing recognisable",
     crop_why_not="Qwen-Image's image RoPE and text positions are not placed for a crop yet",

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import LayerMemoryError
-from .base import AttentionRun, Family, ModelDescription
+from .base import AttentionRun, Family, ModelDescription, owns_patch_token
 
 LATENT_CHANNELS = 16
 LOADER = ("load an SD3 Medium, SD3.5 Large or SD3.5 Medium model with UNETLoader or "
@@ -93,11 +93,6 @@ def _check_extras(extras: dict, input_name: str, model: Any) -> None:
             "connect the text encode's output directly, without the ControlNet apply node")
 
 
-def _owns_tokens(latent_mask: Any) -> bool:
-    from ..masks import token_mask
-
-    return bool(token_mask(latent_mask).any())
-
 
 def _attention_run(layers: Sequence[Any]) -> AttentionRun:
     from .sd3_mqd import SD3MQDRun
@@ -127,7 +122,7 @@ SD3 = Family(
     detect=_is_sd3,
     describe=_describe,
     attention_run=_attention_run,
-    owns_tokens=_owns_tokens,
+    owns_tokens=owns_patch_token,
     pooled_encoder="CLIP-L + CLIP-G",
     size_why="its latent patches are 2x2 at /8",
     min_size_why="below a 4x4 token grid a mask owns nothing recognisable",

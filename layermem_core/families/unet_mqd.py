@@ -38,10 +38,10 @@ import torch
 import torch.nn.functional as F
 
 from ..cfg_rows import batched
+from .base import TORCH_COMPILE_KWARGS
 from .unet_mqd_run import COMPILED_KEY_BUCKET, UNetMQDRun, attn2_blocks, level_hw
 
 WRAPPER_KEY = "layer_memory_mqd_unet"
-TORCH_COMPILE_KWARGS = "torch_compile_kwargs"  # set in model_options by TorchCompileModel
 
 
 class RoutedAttn2:

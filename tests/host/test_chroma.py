@@ -5,6 +5,7 @@ fix, the memory unchanged; the latent shift through save/load. The shared invari
 the stack, values, scope) run on the Chroma kit in test_family_invariants.py."""
 import pytest
 import torch
+from joint_start import start_joint
 from refusals import refused
 
 from tools import chroma_scenes as cs
@@ -17,9 +18,7 @@ BOX = (0.2, 0.2, 0.6, 0.6)
 
 
 def _start(host, positive=None, negative=None, size=SIZE, model=None):
-    return host.layer_ops.start_memory(model or cs.model(), positive or cs.cond(1),
-                                       negative or cs.cond(2), size, size, seed=1, steps=2,
-                                       cfg=3.0, sampler_name="euler", scheduler="simple")
+    return start_joint(host.layer_ops, cs, positive, negative, model, size)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from attention_probe import assert_joint_routing
+from joint_start import start_joint
 
 from tools import gguf_scenes, scenes
 from tools import sd3_scenes as s3
@@ -53,9 +54,7 @@ def _quantized(model) -> int:
 
 
 def _start(host, model):
-    return host.layer_ops.start_memory(model, s3.cond(1), s3.cond(2), SIZE, SIZE, seed=1,
-                                       steps=2, cfg=3.0, sampler_name="euler",
-                                       scheduler="simple")
+    return start_joint(host.layer_ops, s3, model=model)
 
 
 def test_a_gguf_model_is_sd3_and_keeps_the_background_bit_for_bit(host, gguf_model):

@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 import torch
 from attention_probe import expected_owners, joint_calls
+from joint_start import start_joint
 from refusals import refused
 
 from tools import flux_scenes as fs
@@ -21,9 +22,7 @@ BOX = (0.25, 0.25, 0.75, 0.75)
 
 
 def _start(host, positive=None, negative=None, size=SIZE, model=None):
-    return host.layer_ops.start_memory(model or qs.model(), positive or qs.cond(1),
-                                       negative or qs.cond(2), size, size, seed=1, steps=2,
-                                       cfg=3.0, sampler_name="euler", scheduler="simple")
+    return start_joint(host.layer_ops, qs, positive, negative, model, size)
 
 
 @pytest.fixture(scope="module")

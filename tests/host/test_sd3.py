@@ -11,6 +11,7 @@ from attention_probe import (
     assert_joint_routing,
     flux_call,
 )
+from joint_start import start_joint
 from refusals import refused
 
 from tools import scenes
@@ -24,9 +25,7 @@ IMAGE_TOKENS = (SIZE // 16) ** 2
 
 
 def _start(host, positive=None, negative=None, size=SIZE, model=None):
-    return host.layer_ops.start_memory(model or s3.model(), positive or s3.cond(1),
-                                       negative or s3.cond(2), size, size, seed=1, steps=2,
-                                       cfg=3.0, sampler_name="euler", scheduler="simple")
+    return start_joint(host.layer_ops, s3, positive, negative, model, size)
 
 
 @pytest.fixture(scope="module")

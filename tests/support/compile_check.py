@@ -42,19 +42,16 @@ def check_joint_compile(lo, eager, kit, stock_may_break: bool) -> None:
     seed, a prompt of the same length) re-traces nothing."""
     import torch
     import torch._dynamo
+    from joint_start import start_joint
 
     from tools import scenes
 
-    def start(model):
-        return lo.start_memory(model, kit.cond(1), kit.cond(2), kit.SIZE, kit.SIZE, seed=1,
-                               steps=2, cfg=3.0, sampler_name="euler", scheduler="simple")
-
     torch._dynamo.reset()
-    bg = start(eager)
+    bg = start_joint(lo, kit, model=eager)
     stock_breaks = set()
     if stock_may_break:
         before = breaks()
-        start(compiled(eager, "aot_eager"))
+        start_joint(lo, kit, model=compiled(eager, "aot_eager"))
         stock_breaks = set(breaks()) - set(before)
         torch._dynamo.reset()
     mask = scenes.box_mask(kit.SIZE, 0.2, 0.2, 0.7, 0.7)
