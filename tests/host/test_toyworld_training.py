@@ -70,3 +70,30 @@ def test_dataset_cache_gives_the_same_latents(host, tmp_path):
     assert len(list(tmp_path.iterdir())) == 1
     assert torch.equal(fresh, first) and torch.equal(first, again)
     assert scenes == scenes_again
+
+
+def test_loss_weight_counts_every_noise_level_alike_under_edm(host):
+    """EDM's weight for an eps model: 1 at sigma 0, 2 at sigma = sigma_data, sigma^2 / var + 1
+    beyond; plain eps MSE weighs every row 1; an unknown name is refused by name."""
+    sigma = torch.tensor([0.0, 0.5, 14.6])
+    assert torch.equal(train_unet.loss_weight(sigma, 0.25, "eps"), torch.ones(3))
+    assert torch.allclose(train_unet.loss_weight(sigma, 0.25, "edm"),
+                          torch.tensor([1.0, 2.0, 14.6 ** 2 / 0.25 + 1.0]))
+    with pytest.raises(ValueError, match="'x0'"):
+        train_unet.loss_weight(sigma, 0.25, "x0")
+
+
+def test_widths_are_read_back_from_the_saved_unet(host, tmp_path):
+    """A wider UNet (64 channels: two channels per GroupNorm group, docs/toyworld.md) saves and
+    loads through ComfyUI's loader with its widths read off the file; `--resume` takes them."""
+    model = unet.base_model(3, 64, (1, 1, 2))
+    unet.save(model, tmp_path)
+    assert unet.widths_of(tmp_path / unet.FILE) == (64, (1, 1, 2))
+    patcher = unet.load_patcher(tmp_path)
+    saved = model.diffusion_model.state_dict()
+    loaded = patcher.model.diffusion_model.state_dict()
+    assert all(torch.equal(loaded[k], saved[k].half().float()) for k in saved)
+    text.save(text.TextEncoder(), tmp_path)
+    resumed, _, _ = train_unet.train(torch.zeros(1, 4, 16, 16), [world.random_scene(
+        np.random.default_rng(0), 1, 1)], steps=0, seed=3, batch=1, resume=tmp_path)
+    assert resumed.diffusion_model.input_blocks[0][0].weight.shape[0] == 64

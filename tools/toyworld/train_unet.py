@@ -61,6 +61,20 @@ def load_trained(net: torch.nn.Module, enc: torch.nn.Module, folder: Path) -> No
     enc.load_state_dict({k: v.float() for k, v in load_file(str(folder / text.FILE)).items()})
 
 
+def loss_weight(sigma: torch.Tensor, data_var: float, weighting: str) -> torch.Tensor:
+    """Per-row weight of the eps MSE. "edm": (sigma^2 + sigma_data^2) / sigma_data^2, EDM's
+    weighting (Karras et al. 2022) written for an eps-predicting model: the error of the x0 it
+    implies (sigma x the eps error) weighted so that every noise level counts alike. Why: with
+    plain eps MSE an eps error at sigma 14.6 costs 1/213 of its x0 error, and the shipped model's
+    x0 at the sampler's first sigmas was 5x worse than predicting zero, its global colour wrong
+    and the caption unused (docs/toyworld.md)."""
+    if weighting == "eps":
+        return torch.ones_like(sigma)
+    if weighting == "edm":
+        return (sigma ** 2 + data_var) / data_var
+    raise ValueError(f"weighting {weighting!r}: use 'eps' or 'edm'")
+
+
 def ema_update(ema: torch.nn.Module, live: torch.nn.Module, decay: float) -> None:
     with torch.no_grad():
         for e, p in zip(ema.parameters(), live.parameters(), strict=True):
@@ -69,12 +83,16 @@ def ema_update(ema: torch.nn.Module, live: torch.nn.Module, decay: float) -> Non
 
 def train(latents: torch.Tensor, scenes: list, steps: int, seed: int = 0, batch: int = 16,
           lr: float = 8e-4, log_every: int = 100, max_seconds: float | None = None,
-          resume: Path | None = None):
+          resume: Path | None = None, weighting: str = "eps",
+          widths: tuple[int, tuple[int, ...]] = unet.WIDTHS):
     """Returns (BaseModel with EMA weights, EMA text encoder, steps run). `resume`: a weights
-    folder whose UNet and text encoder are the starting point (else a seeded fresh init)."""
+    folder whose UNet and text encoder are the starting point (else a seeded fresh init).
+    `weighting`: "eps" (plain eps MSE, every t alike) or "edm" (see `loss_weight`)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed + 1)
-    model = unet.base_model(seed)
+    if resume is not None:
+        widths = unet.widths_of(resume / unet.FILE)
+    model = unet.base_model(seed, *widths)
     net = model.diffusion_model
     net.requires_grad_(True)  # ComfyUI builds its models for inference: no gradients
     enc = text.TextEncoder()
@@ -84,6 +102,7 @@ def train(latents: torch.Tensor, scenes: list, steps: int, seed: int = 0, batch:
     params = list(net.parameters()) + list(enc.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     sigmas = model.model_sampling.sigmas.float()
+    data_var = float(latents.var())
     start = time.time()
     done = 0
     for step in range(steps):
@@ -97,7 +116,8 @@ def train(latents: torch.Tensor, scenes: list, steps: int, seed: int = 0, batch:
         eps = torch.randn_like(x0)
         x_in = (x0 + sigma * eps) / torch.sqrt(sigma ** 2 + 1.0)  # ComfyUI's EPS calculate_input
         pred = net(x_in, t.float(), context=enc.encode(captions))
-        loss = (pred - eps).pow(2).mean()
+        per_row = (pred - eps).pow(2).mean(dim=(1, 2, 3))
+        loss = (loss_weight(sigma.view(-1), data_var, weighting) * per_row).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -127,6 +147,11 @@ def main() -> None:
                    help="start from the UNet and text encoder in tools/toyworld/weights")
     p.add_argument("--cache", type=Path, default=None,
                    help="folder keeping the encoded training latents between runs")
+    p.add_argument("--weighting", choices=("eps", "edm"), default="eps",
+                   help="eps: plain eps MSE (the first stage); edm: EDM's per-sigma weight")
+    p.add_argument("--channels", type=int, default=unet.WIDTHS[0],
+                   help="model channels (a multiple of 32: ComfyUI's GroupNorm has 32 groups)")
+    p.add_argument("--channel-mult", default=",".join(map(str, unet.WIDTHS[1])))
     p.add_argument("--out", type=Path, default=vae.WEIGHTS)
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -137,7 +162,10 @@ def main() -> None:
           f"{time.time() - t0:.0f}s", flush=True)
     model, enc, done = train(latents, scenes, args.steps, args.seed, args.batch, lr=args.lr,
                              max_seconds=args.max_seconds,
-                             resume=vae.WEIGHTS if args.resume else None)
+                             resume=vae.WEIGHTS if args.resume else None,
+                             weighting=args.weighting,
+                             widths=(args.channels,
+                                     tuple(int(v) for v in args.channel_mult.split(","))))
     args.out.mkdir(parents=True, exist_ok=True)
     unet.save(model, args.out)
     text.save(enc, args.out)

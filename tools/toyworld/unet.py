@@ -13,21 +13,41 @@ from safetensors.torch import save_file
 from .comfy_env import ensure_comfy
 
 FILE = "toyworld_unet.safetensors"
+WIDTHS = (32, (1, 2, 2))  # model channels, channel_mult: the first stage's UNet
 
 
-def variant():
+def variant(model_channels: int = WIDTHS[0], channel_mult: tuple[int, ...] = WIDTHS[1]):
     ensure_comfy()
     from tools import random_models as rm
 
-    return rm.UNetVariant("toyworld_sd15", "sd15", 768, None, False, 32, (1, 2))
+    return rm.UNetVariant("toyworld_sd15", "sd15", 768, None, False, model_channels, (1, 2),
+                          tuple(channel_mult))
 
 
-def base_model(seed: int = 0):
+def widths_of(path: Path) -> tuple[int, tuple[int, ...]]:
+    """(model channels, channel_mult) of a saved toy UNet, read off its tensors' shapes (one res
+    block per level: input block 1 + 2 x level is the level's res block)."""
+    from safetensors import safe_open
+
+    from tools import random_models as rm
+
+    with safe_open(str(path), "pt") as f:
+        def channels(key: str) -> int:
+            return f.get_slice(rm.UNET_PREFIX + key).get_shape()[0]
+
+        base = channels("input_blocks.0.0.weight")
+        mult = tuple(channels(f"input_blocks.{1 + 2 * level}.0.out_layers.3.weight") // base
+                     for level in range(3))
+    return base, mult
+
+
+def base_model(seed: int = 0, model_channels: int = WIDTHS[0],
+               channel_mult: tuple[int, ...] = WIDTHS[1]):
     """A fresh comfy.model_base.BaseModel (SD 1.5 config: eps prediction, its schedule),
     initialised here: ComfyUI's ops leave weights uninitialised (they expect a file)."""
     from tools import random_models as rm
 
-    model = rm._model_config(variant()).get_model({})
+    model = rm._model_config(variant(model_channels, channel_mult)).get_model({})
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.diffusion_model.named_parameters():
@@ -55,4 +75,4 @@ def load_patcher(folder: Path):
     """A ComfyUI ModelPatcher for the trained file, loaded as ComfyUI's loader does it."""
     from tools import random_models as rm
 
-    return rm.load_unet(str(folder / FILE), variant())
+    return rm.load_unet(str(folder / FILE), variant(*widths_of(folder / FILE)))
