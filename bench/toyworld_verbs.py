@@ -189,12 +189,35 @@ def write(path: Path, scenes: list[int], seconds: float, results: list[dict],
     return summary
 
 
+def merge(paths: list[Path], out: Path) -> dict:
+    """Join finished parts (`--first` runs over consecutive scenes) into one file, as one run
+    over all their scenes would have written it (seconds: the parts' sum)."""
+    parts = sorted((json.loads(p.read_text()) for p in paths), key=lambda d: d["first"])
+    for a, b in zip(parts, parts[1:], strict=False):
+        assert a["last"] + 1 == b["first"], "the parts must cover consecutive scenes"
+    assert not any(d["partial"] for d in parts), "a part did not finish"
+    scenes = list(range(parts[0]["first"], parts[-1]["last"] + 1))
+    return write(out, scenes, sum(d["seconds"] for d in parts),
+                 [r for d in parts for r in d["results"]], False)
+
+
+def show(summary: dict) -> None:
+    for row, values in summary.items():
+        print(row.ljust(22) + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                        for k, v in values.items()))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--scenes", type=int, default=100)
     p.add_argument("--first", type=int, default=0, help="index of the first scene")
+    p.add_argument("--merge", type=Path, nargs="+", default=None,
+                   help="join finished parts' JSON files into --out instead of running")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "toyworld_verbs.json")
     args = p.parse_args()
+    if args.merge:
+        show(merge(args.merge, args.out))
+        return
     torch.set_num_threads(1)
     from tools.toyworld import edits, world
     from tools.toyworld.comfy_env import boot_toy_host
@@ -210,10 +233,7 @@ def main() -> None:
         if n % 10 == 9 and n + 1 < len(scenes):
             print(f"{n + 1} scenes {time.time() - start:.0f}s", flush=True)
             write(args.out, scenes[:n + 1], time.time() - start, results, True)
-    summary = write(args.out, scenes, time.time() - start, results, False)
-    for row, values in summary.items():
-        print(row.ljust(22) + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                                        for k, v in values.items()))
+    show(write(args.out, scenes, time.time() - start, results, False))
 
 
 if __name__ == "__main__":
