@@ -1,7 +1,7 @@
 """The seeds of the toy scene in the README's first picture, picked by a rule fixed beforehand.
 
-Why pick: the toy model draws the asked-for colour in its box for about a quarter of the seeds
-(docs/toyworld.md: 0.2730 of 403 objects with BCG + MQD), so the seeds of
+Why pick: the toy model draws the asked-for colour in its box for a little under half of the
+seeds (docs/toyworld.md: 0.4640 of 403 objects with BCG + MQD, third stage), so the seeds of
 tools/toyworld/picture.py show one object of three. The rule: the background keeps seed 3; for
 each object in order (on the memory with the objects picked before it), the first seed from
 40 up whose picture the oracle reads with the asked-for colour in the box; at most TRIES seeds.
