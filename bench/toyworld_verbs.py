@@ -13,6 +13,9 @@ object's colour ("ghost"); in the moved or rerolled box: the object; outside the
 (the boxes grown by the heal's 2 latent pixels): bit-exact latent and the oracle's classes.
 
     COMFYUI_PATH=~/ComfyUI OMP_NUM_THREADS=1 python3 -m bench.toyworld_verbs --scenes 100
+
+The scenes can be split over processes (`--first 50 --scenes 50` runs scenes 50 to 99, seeded
+by their index) and the finished parts joined with `--merge a.json b.json --out all.json`.
 """
 from __future__ import annotations
 
