@@ -148,13 +148,19 @@ def write(path: Path, scenes: list[int], settings: dict, seconds: float,
     return summary
 
 
-def merge(paths: list[Path], out: Path) -> dict:
+def finished_parts(paths: list[Path]) -> tuple[list[dict], list[int]]:
+    """Finished `--first` parts' JSON (in scene order) and the scenes they cover together;
+    refuses parts that leave a gap or did not finish. Shared with bench/toyworld_verbs.py."""
     parts = sorted((json.loads(p.read_text()) for p in paths), key=lambda d: d["first"])
     for a, b in zip(parts, parts[1:], strict=False):
         assert a["last"] + 1 == b["first"], "the parts must cover consecutive scenes"
     assert not any(d["partial"] for d in parts), "a part did not finish"
+    return parts, list(range(parts[0]["first"], parts[-1]["last"] + 1))
+
+
+def merge(paths: list[Path], out: Path) -> dict:
+    parts, scenes = finished_parts(paths)
     results = {m: [r for d in parts for r in d["results"][m]] for m in METHODS}
-    scenes = list(range(parts[0]["first"], parts[-1]["last"] + 1))
     return write(out, scenes, parts[0]["settings"], sum(d["seconds"] for d in parts), results,
                  False)
 

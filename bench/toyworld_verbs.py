@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.toyworld_ablation import DELETE_INDEX, bench_scene
+from bench.toyworld_ablation import DELETE_INDEX, bench_scene, finished_parts
 
 REPO = Path(__file__).resolve().parents[1]
 SHIFT = 16  # pixels: two latent cells
@@ -195,11 +195,7 @@ def write(path: Path, scenes: list[int], seconds: float, results: list[dict],
 def merge(paths: list[Path], out: Path) -> dict:
     """Join finished parts (`--first` runs over consecutive scenes) into one file, as one run
     over all their scenes would have written it (seconds: the parts' sum)."""
-    parts = sorted((json.loads(p.read_text()) for p in paths), key=lambda d: d["first"])
-    for a, b in zip(parts, parts[1:], strict=False):
-        assert a["last"] + 1 == b["first"], "the parts must cover consecutive scenes"
-    assert not any(d["partial"] for d in parts), "a part did not finish"
-    scenes = list(range(parts[0]["first"], parts[-1]["last"] + 1))
+    parts, scenes = finished_parts(paths)
     return write(out, scenes, sum(d["seconds"] for d in parts),
                  [r for d in parts for r in d["results"]], False)
 

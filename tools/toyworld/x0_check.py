@@ -14,28 +14,22 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from . import text, unet, vae, world
 from .comfy_env import ensure_comfy
 
-HELD_OUT_SEED = 5000  # training scenes come from seed + 1000 with seed 0 or 1
+HELD_OUT_SEED = 5000  # training scenes come from 1000 + the run's seed (0 to 2 so far)
 
 
 @torch.no_grad()
 def check(folder: Path, latents: torch.Tensor, captions: list[str], noise_seed: int = 0,
           batch: int = 25) -> dict[str, float]:
-    from safetensors.torch import load_file
-
-    from tools import random_models as rm
+    from .train_unet import load_trained
 
     model = unet.base_model(0, *unet.widths_of(folder / unet.FILE))
-    net = model.diffusion_model
-    sd = load_file(str(folder / unet.FILE))
-    net.load_state_dict({k[len(rm.UNET_PREFIX):]: v.float() for k, v in sd.items()})
-    net.eval()
-    enc = text.load(folder)
+    net, enc = model.diffusion_model.eval(), text.TextEncoder().eval()
+    load_trained(net, enc, folder)
     sigmas = model.model_sampling.sigmas.float()
     t = len(sigmas) - 1
     sigma = float(sigmas[t])
@@ -76,5 +70,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    np.set_printoptions(precision=4)
     main()
